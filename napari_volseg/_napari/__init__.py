@@ -1,0 +1,1 @@
+"""napari faces of napari-volseg: reader, writer, sample data, widgets. The only place Qt may appear."""

@@ -1,0 +1,43 @@
+"""npe2 sample data: the first case of the synthetic CT task, with its ground truth."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from napari_volseg._napari.layers import image_layer, labels_layer
+from napari_volseg.io import decathlon, synthetic
+
+
+def synthetic_task_dir(kind: str = "ct", cases: int = 8) -> Path:
+    """The cached synthetic task folder (written once per user; ``VOLSEG_CACHE`` moves it)."""
+    base = Path(os.environ.get("VOLSEG_CACHE", Path(tempfile.gettempdir()) / "napari-volseg"))
+    folder = base / f"synthetic-{kind}-{cases}"
+    try:
+        task = decathlon.load_task(folder)
+        if len(task.cases) == cases:
+            return folder
+    except Exception:
+        pass
+    return synthetic.write_task(folder, cases=cases, kind=kind)
+
+
+def synthetic_ct() -> list[tuple]:
+    task = decathlon.load_task(synthetic_task_dir("ct"))
+    case = task.cases[0]
+    image, label = case.load()
+    return [
+        image_layer(image, case.id, case=case.id, modality="CT"),
+        labels_layer(label, f"{case.id} ground truth", case=case.id),
+    ]
+
+
+def synthetic_mri() -> list[tuple]:
+    task = decathlon.load_task(synthetic_task_dir("mri"))
+    case = task.cases[0]
+    image, label = case.load()
+    return [
+        image_layer(image, case.id, case=case.id, modality="MRI"),
+        labels_layer(label, f"{case.id} ground truth", case=case.id),
+    ]

@@ -1,0 +1,33 @@
+"""The exceptions the core raises: each carries one line a user can act on.
+
+Faces (CLI, widgets) catch :class:`VolsegError` and show ``str(error)``; anything
+else is a bug and keeps its traceback.
+"""
+
+
+class VolsegError(Exception):
+    """Base of every error meant for the user: ``str(err)`` is one actionable line."""
+
+
+class NiftiReadError(VolsegError):
+    """A file is not a readable NIfTI image (wrong format, truncated, corrupt)."""
+
+
+class UnsupportedShapeError(VolsegError):
+    """An image has a number of dimensions the tool cannot segment (not 3D or 4D)."""
+
+
+class GeometryMismatchError(VolsegError):
+    """Two volumes that must share a voxel grid (image and label) do not."""
+
+
+class LabelValueError(VolsegError):
+    """A label volume holds values that the task does not name, or non-integers."""
+
+
+class TaskFormatError(VolsegError):
+    """An MSD task folder or its ``dataset.json`` is missing, malformed or unsafe."""
+
+
+class DownloadError(VolsegError):
+    """A download failed: unreachable host, bad checksum, or an unsafe archive."""

@@ -1,0 +1,1 @@
+"""Reading and writing volumes and Decathlon tasks; no Qt, no torch."""

@@ -1,0 +1,173 @@
+"""Download Medical Segmentation Decathlon tasks: resumable, checksummed, safely extracted.
+
+The tarballs and MD5 sums are the ones MONAI's ``DecathlonDataset`` uses. A download goes to
+``<dest>/<task>.tar.part``, resumes with an HTTP range request when the server allows it, is
+verified, and is extracted into a temporary folder that is renamed into place only when every
+member was safe (no absolute paths, no ``..``, no links or device files). A task folder that is
+already complete is not downloaded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+from napari_volseg.errors import DownloadError, TaskFormatError
+from napari_volseg.io.decathlon import load_task
+
+MSD_BASE_URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com"
+MSD_MD5 = {
+    "Task01_BrainTumour": "240a19d752f0d9e9101544901065d872",
+    "Task02_Heart": "06ee59366e1e5124267b774dbd654057",
+    "Task03_Liver": "a90ec6c4aa7f6a3d087205e23d4e6397",
+    "Task04_Hippocampus": "9d24dba78a72977dbd1d2e110310f31b",
+    "Task05_Prostate": "35138f08b1efaef89d7424d2bcc928db",
+    "Task06_Lung": "8afd997733c7fc0432f71255ba4e52dc",
+    "Task07_Pancreas": "4f7080cfca169fa8066d17ce6eb061e4",
+    "Task08_HepaticVessel": "641d79e80ec66453921d997fbf12a29c",
+    "Task09_Spleen": "410d4a301da4e5b2f6f86ec3ddba524e",
+    "Task10_Colon": "bad7a188931dc2f6acf72b08eb6202d0",
+}
+CHUNK = 1 << 20
+
+Progress = Callable[[int, int | None], None]
+"""Called with (bytes done, total bytes or None) as the download advances."""
+
+
+def task_url(task: str, base_url: str = MSD_BASE_URL) -> str:
+    return f"{base_url.rstrip('/')}/{task}.tar"
+
+
+def is_complete(folder: Path) -> bool:
+    """True when ``folder`` is an MSD task whose ``dataset.json`` files all exist."""
+    try:
+        load_task(folder)
+    except TaskFormatError:
+        return False
+    return True
+
+
+def download_task(
+    task: str,
+    dest: str | os.PathLike,
+    *,
+    base_url: str = MSD_BASE_URL,
+    md5: str | None = None,
+    progress: Progress | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """Fetch ``<base_url>/<task>.tar`` into ``dest`` and return the extracted task folder.
+
+    ``md5`` defaults to the known sum of an MSD task; an unknown task name needs one given.
+    Raises :class:`DownloadError` with one line for every failure; a corrupt download is
+    deleted, an interrupted one is kept as ``.part`` and resumed next time.
+    """
+    dest = Path(dest)
+    folder = dest / task
+    if is_complete(folder):
+        return folder
+    expected = md5 or MSD_MD5.get(task)
+    if expected is None:
+        raise DownloadError(f"no checksum known for {task!r}; pass md5= for a task outside the MSD ten")
+    dest.mkdir(parents=True, exist_ok=True)
+    tar_path = dest / f"{task}.tar"
+    if not (tar_path.is_file() and _md5(tar_path) == expected):
+        part = dest / f"{task}.tar.part"
+        _fetch(task_url(task, base_url), part, progress, timeout)
+        got = _md5(part)
+        if got != expected:
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{task}.tar failed its checksum (md5 {got}, expected {expected}); deleted, try again")
+        os.replace(part, tar_path)
+    try:
+        extract_safely(tar_path, dest, task)
+        if not is_complete(folder):
+            raise DownloadError(f"{tar_path.name} did not contain a complete {task} task folder")
+    finally:
+        tar_path.unlink(missing_ok=True)  # extracted, or refused: either way it is not kept
+    return folder
+
+
+def _fetch(url: str, part: Path, progress: Progress | None, timeout: float) -> None:
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the part is already whole
+            return
+        raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from exc
+    except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(f"cannot reach {url} ({reason}); are you offline?") from exc
+    with response:
+        resumed = response.status == 206
+        if not resumed:
+            have = 0  # the server ignored the range: start over
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        done = have
+        try:
+            with open(part, "ab" if resumed else "wb") as f:
+                while chunk := response.read(CHUNK):
+                    f.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            raise DownloadError(f"download of {url} broke off at {done} bytes ({exc}); run again to resume") from exc
+    if total is not None and done != total:
+        raise DownloadError(f"download of {url} broke off at {done} of {total} bytes; run again to resume")
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_member(member: tarfile.TarInfo, archive: str) -> None:
+    name = PurePosixPath(member.name)
+    if name.is_absolute() or ".." in name.parts:
+        raise DownloadError(f"{archive} is unsafe: member {member.name!r} would land outside the target folder")
+    if member.issym() or member.islnk():
+        raise DownloadError(f"{archive} is refused: member {member.name!r} is a link")
+    if not (member.isfile() or member.isdir()):
+        raise DownloadError(f"{archive} is refused: member {member.name!r} is not a regular file or folder")
+
+
+def extract_safely(tar_path: Path, dest: Path, task: str) -> Path:
+    """Extract ``tar_path`` into ``dest`` after checking every member; returns ``dest / task``.
+
+    Extraction happens in a hidden temporary folder that replaces ``dest / task`` only on
+    success, so a refused or broken archive leaves nothing behind. macOS ``._`` files are skipped.
+    """
+    staging = dest / f".{task}.extracting"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        try:
+            with tarfile.open(tar_path) as tar:
+                members = [m for m in tar.getmembers() if not PurePosixPath(m.name).name.startswith("._")]
+                for m in members:
+                    _check_member(m, tar_path.name)
+                tar.extractall(staging, members=members, filter="data")
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise DownloadError(f"{tar_path.name} is not a readable tar archive ({exc})") from exc
+        inner = staging / task
+        if not inner.is_dir():
+            raise DownloadError(f"{tar_path.name} has no top-level {task}/ folder")
+        final = dest / task
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(inner, final)
+        return final
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,55 @@
+"""Regenerate the README's screenshots under Xvfb: `xvfb-run -a .venv/bin/python scripts/screenshots.py`.
+
+Each shot is a full napari window (show=True) after the plugin opened a case; nothing is staged by hand.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import napari
+from qtpy.QtWidgets import QApplication
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+
+
+def settle(viewer, rounds: int = 30) -> None:
+    viewer.window._qt_viewer.canvas  # noqa: B018 - make sure the canvas exists
+    for _ in range(rounds):
+        QApplication.processEvents()
+    for notification in list(viewer.window._qt_window.findChildren(object)):
+        if notification.__class__.__name__ == "NapariQtNotification":
+            notification.close()
+    for _ in range(5):
+        QApplication.processEvents()
+
+
+def shot(viewer, name: str) -> Path:
+    settle(viewer)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.png"
+    viewer.screenshot(str(path), canvas_only=False)
+    print("wrote", path)
+    return path
+
+
+def synthetic_ct() -> None:
+    from napari_volseg._napari.demo import open_demo
+
+    viewer = napari.Viewer(show=True, title="napari-volseg")
+    viewer.window._qt_window.resize(1400, 900)
+    open_demo(viewer, kind="ct")
+    shot(viewer, "synthetic-ct")
+    viewer.dims.ndisplay = 2
+    viewer.dims.order = (1, 0, 2)  # coronal: the 5 mm slices show at their true aspect
+    viewer.dims.set_point(1, viewer.layers[1].data_to_world([0, 70, 0])[1])
+    shot(viewer, "synthetic-ct-coronal")
+    viewer.close()
+
+
+SHOTS = {"synthetic-ct": synthetic_ct}
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or SHOTS:
+        SHOTS[name]()

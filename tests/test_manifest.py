@@ -1,0 +1,71 @@
+"""The npe2 manifest: valid, shipped in the package, found from editable and wheel installs."""
+
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_top_level_manifest_is_the_packaged_one():
+    assert (ROOT / "napari.yaml").read_text() == (ROOT / "napari_volseg" / "napari.yaml").read_text()
+
+
+def test_manifest_validates_and_is_discovered_from_this_install():
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("napari-volseg")
+    assert {r.command for r in manifest.contributions.readers} == {"napari-volseg.get_reader"}
+    assert [w.layer_types for w in manifest.contributions.writers] == [["labels"]]
+    npe2_cli = Path(sys.executable).with_name("npe2")
+    result = subprocess.run([str(npe2_cli), "validate", "napari-volseg"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_manifest_and_its_entry_point(tmp_path):
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    [wheel] = tmp_path.glob("napari_volseg-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        assert "napari_volseg/napari.yaml" in names
+        [ep] = [n for n in names if n.endswith("entry_points.txt")]
+        assert "napari-volseg = napari_volseg:napari.yaml" in zf.read(ep).decode()
+    # a clean virtualenv with only the wheel: the entry point resolves to the shipped manifest
+    env = tmp_path / "clean"
+    venv.create(env, with_pip=True)
+    py = env / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
+    probe = (
+        "import importlib.metadata as m, importlib.resources as r;"
+        "[ep] = [e for e in m.entry_points(group='napari.manifest') if e.name == 'napari-volseg'];"
+        "mod, _, res = ep.value.partition(':');"
+        "print(r.files(mod).joinpath(res))"
+    )
+    found = subprocess.run([str(py), "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(found).read_text() == (ROOT / "napari.yaml").read_text()
+    validate = subprocess.run(
+        [str(Path(sys.executable).with_name("npe2")), "validate", found], capture_output=True, text=True
+    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr
