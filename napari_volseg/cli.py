@@ -59,6 +59,140 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_bar(desc: str, total: int | None = None, unit: str = "it"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False)
+
+
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    from napari_volseg.engine import events as ev
+    from napari_volseg.engine.config import load_preset
+    from napari_volseg.engine.train import Trainer
+    from napari_volseg.io.decathlon import load_task
+
+    preset = load_preset(args.preset).with_overrides(
+        minutes=args.minutes, epochs=args.epochs, device=args.device, val_cases=args.val_cases
+    )
+    task = load_task(args.data)
+    trainer = Trainer(task, preset, args.out, resume=args.resume)
+    bar = None
+    for event in trainer.run():
+        if isinstance(event, ev.Progress):
+            print(f"preprocessing {event.done}/{event.total} {event.item}", file=sys.stderr, end="\r")
+        elif isinstance(event, ev.Started):
+            total = event.total_steps
+            print(
+                f"training {preset.name} on {task.name}: {len(event.train_cases)} train / "
+                f"{len(event.val_cases)} validation cases, device {event.device}",
+                file=sys.stderr,
+            )
+            bar = _progress_bar("train", total=total, unit="step")
+            bar.n = event.start_step
+        elif isinstance(event, ev.Step):
+            bar.update(event.step - bar.n)
+            bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", refresh=False)
+        elif isinstance(event, ev.Validated):
+            text = " ".join(f"{k}={v:.3f}" for k, v in event.dice.items())
+            (bar.write if bar else print)(
+                f"epoch {event.epoch + 1} step {event.step}: mean Dice {event.mean:.4f} ({text})"
+            )
+        elif isinstance(event, ev.Failed):
+            if bar:
+                bar.close()
+            raise VolsegError(event.message)
+        elif isinstance(event, ev.Finished):
+            if bar:
+                bar.close()
+            how = "stopped" if event.stopped else "finished"
+            print(
+                f"{how} at step {event.step} after {event.seconds / 60:.1f} min; best validation Dice "
+                f"{event.best_dice:.4f}; checkpoint {event.best_path}"
+            )
+    return 0
+
+
+@command("predict")
+def _predict(args: argparse.Namespace) -> int:
+    from napari_volseg.engine.config import InferConfig
+    from napari_volseg.engine.infer import predict_files
+
+    config = InferConfig(overlap=args.overlap, tta=args.tta, device=args.device)
+    bar = None
+    for event in predict_files(args.model, args.inputs, args.out, config):
+        if bar is None:
+            bar = _progress_bar("predict", total=event.total, unit="case")
+        bar.update(1)
+        bar.write(f"wrote {args.out / event.item.replace('.nii.gz', '').replace('.nii', '')}.nii.gz")
+    if bar:
+        bar.close()
+    return 0
+
+
+@command("evaluate")
+def _evaluate(args: argparse.Namespace) -> int:
+    from napari_volseg.evaluate import evaluate_folder, write_csv
+
+    rows, summary = evaluate_folder(args.pred, args.truth)
+    for row in rows:
+        print(
+            f"{row['case']:<24} class {row['label']} ({row['name']}): Dice {row['dice']:.4f}  HD95 {row['hd95']:.2f} mm"
+        )
+    for label, values in summary.items():
+        print(f"mean class {label}: Dice {values['dice']:.4f}  HD95 {values['hd95']:.2f} mm  ({values['cases']} cases)")
+    if args.csv:
+        write_csv(rows, args.csv)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+@command("preprocess")
+def _preprocess(args: argparse.Namespace) -> int:
+    from napari_volseg import preprocess
+    from napari_volseg.engine.config import load_preset
+    from napari_volseg.io.decathlon import load_task
+
+    preset = load_preset(args.preset)
+    task = load_task(args.data)
+    p = preset.plan
+    plan = preprocess.plan_for_task(
+        task,
+        resample=p.resample,
+        target_spacing=p.spacing,
+        spacing_scale=p.spacing_scale,
+        target_shape=p.shape,
+        crop=p.crop,
+        max_voxels=p.max_voxels,
+    )
+    cache = preprocess.PreparedCache(plan)
+    bar = _progress_bar("preprocess", total=len(task.cases), unit="case")
+    for case in task.cases:
+        cache.get(case)
+        bar.update(1)
+    bar.close()
+    print(f"plan {plan.hash}: {cache.misses} case(s) preprocessed, {cache.hits} already cached, in {cache.folder}")
+    return 0
+
+
+@command("models")
+def _models(args: argparse.Namespace) -> int:
+    from napari_volseg.models import MODEL_PRESETS, build_model, count_parameters
+
+    for name, (config, description) in MODEL_PRESETS.items():
+        print(f"{name:<12} {count_parameters(build_model(config)):>12,} parameters  {description}")
+    return 0
+
+
+@command("presets")
+def _presets(args: argparse.Namespace) -> int:
+    from napari_volseg.engine.config import list_presets
+
+    for name, preset in list_presets().items():
+        print(f"{name:<24} [{preset.model}] {preset.description}")
+    return 0
+
+
 @command("demo")
 def _demo(args: argparse.Namespace) -> int:
     from napari_volseg import demo
@@ -90,6 +224,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="folder that receives the task folder")
     p.add_argument("--base-url", default="https://msd-for-monai.s3-us-west-2.amazonaws.com", help="mirror URL")
     p.add_argument("--md5", default=None, help="expected MD5 (known for the ten MSD tasks)")
+
+    p = sub.add_parser("train", help="train a 3D U-Net on an MSD task folder")
+    p.add_argument("--data", required=True, type=Path, help="MSD task folder (dataset.json, imagesTr/, labelsTr/)")
+    p.add_argument("--preset", default="fast-cpu", help="training preset name or YAML file (see `volseg presets`)")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="checkpoint to write (.safetensors); the resumable "
+        "last checkpoint goes beside it as NAME.last.safetensors",
+    )
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock training budget")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None, help="device (default auto)")
+    p.add_argument("--val-cases", type=int, default=None, help="cases held out for validation")
+    p.add_argument("--resume", action="store_true", help="continue from NAME.last.safetensors")
+
+    p = sub.add_parser("predict", help="segment NIfTI files (or folders) with a checkpoint")
+    p.add_argument("--model", required=True, type=Path, help="checkpoint (.safetensors)")
+    p.add_argument("--out", required=True, type=Path, help="output folder: OUT/<case>.nii.gz in each input's geometry")
+    p.add_argument("inputs", nargs="+", help="NIfTI files, or folders of them (an MSD task: imagesTs/ or imagesTr/)")
+    p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (default 0.25)")
+    p.add_argument("--tta", action="store_true", help="mirror test-time augmentation (4x slower)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+
+    p = sub.add_parser("evaluate", help="per-case, per-class Dice and HD95 of predictions against labels")
+    p.add_argument("--pred", required=True, type=Path, help="folder of predicted <case>.nii.gz")
+    p.add_argument("--truth", required=True, type=Path, help="folder of ground-truth <case>.nii.gz (e.g. labelsTr)")
+    p.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
+
+    p = sub.add_parser("preprocess", help="plan a task and cache its preprocessed cases")
+    p.add_argument("--data", required=True, type=Path, help="MSD task folder")
+    p.add_argument("--preset", default="fast-cpu", help="training preset whose plan to use")
+
+    sub.add_parser("models", help="list model presets with their parameter counts")
+    sub.add_parser("presets", help="list training presets, one line each")
 
     p = sub.add_parser("demo", help="open napari on the synthetic task (or --headless: the same flow, no window)")
     p.add_argument("--headless", action="store_true", help="no window: write a screenshot and a metrics JSON")

@@ -12,6 +12,7 @@ from napari_volseg.io import synthetic
 os.environ.setdefault("QT_API", "pyqt5")
 SHARED = Path(os.environ.get("VOLSEG_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 TINY_CT = synthetic.PhantomSpec(shape=(16, 48, 48), spacing=(5.0, 2.0, 2.0))
+TRAIN_CT = synthetic.PhantomSpec(shape=(24, 64, 64), spacing=(5.0, 1.6, 1.6))
 
 
 def shared_task(name: str) -> Path:
@@ -35,3 +36,26 @@ def hippocampus_dir() -> Path:
 def tiny_ct_task(tmp_path_factory) -> Path:
     """Six small synthetic CT cases (16 x 48 x 48 voxels), written once per test session."""
     return synthetic.write_task(tmp_path_factory.mktemp("tiny") / "Task90_TinyCT", cases=6, kind="ct", spec=TINY_CT)
+
+
+@pytest.fixture(scope="session")
+def train_ct_task(tmp_path_factory) -> Path:
+    """Six synthetic CT cases (24 x 64 x 64 voxels at 5 x 1.6 x 1.6 mm) that a U-Net learns in seconds."""
+    return synthetic.write_task(tmp_path_factory.mktemp("train") / "Task91_TrainCT", cases=6, kind="ct", spec=TRAIN_CT)
+
+
+def quick_preset(**train):
+    """fast-cpu shrunk for tests: whole-volume patches, validation every 2 epochs of 10 steps."""
+    from napari_volseg.engine.config import load_preset
+
+    settings = {
+        "patch_size": (16, 64, 64),
+        "iterations_per_epoch": 10,
+        "val_every": 2,
+        "val_cases": 2,
+        "minutes": None,
+        "epochs": 2,
+        "threads": 2,
+    }
+    settings.update(train)
+    return load_preset("fast-cpu").with_overrides(**settings)

@@ -1,0 +1,72 @@
+"""Typed events that long-running work yields; each face decides how to show them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Started:
+    total_steps: int
+    epochs: int
+    device: str
+    train_cases: list[str]
+    val_cases: list[str]
+    start_step: int = 0
+
+
+@dataclass(frozen=True)
+class Step:
+    step: int
+    epoch: int
+    loss: float
+    lr: float
+    seconds: float
+    """Wall-clock seconds since training (re)started."""
+
+
+@dataclass(frozen=True)
+class Validated:
+    step: int
+    epoch: int
+    dice: dict[str, float]
+    """Mean foreground Dice per validation case, on the source grid."""
+    mean: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    path: Path
+    kind: str
+    """``"best"`` or ``"last"``."""
+    step: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    step: int
+    best_dice: float
+    best_path: Path | None
+    last_path: Path | None
+    stopped: bool
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Generic progress of a multi-item job (preprocessing, prediction): ``done`` of ``total``."""
+
+    done: int
+    total: int
+    item: str = ""
+
+
+Event = Started | Step | Validated | CheckpointSaved | Finished | Failed | Progress

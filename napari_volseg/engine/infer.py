@@ -1,0 +1,191 @@
+"""Inference: MONAI sliding window with Gaussian blending, optional mirror TTA, back to the source grid.
+
+Memory stays bounded: the window runs on the plan's (coarser) grid, the blended probabilities
+live on the CPU, and only the foreground channel of a two-class task is resampled to the source
+grid (:func:`napari_volseg.preprocess.invert`), never full-resolution logits of every class.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+from napari_volseg import preprocess
+from napari_volseg.engine import checkpoint as ckpt
+from napari_volseg.engine.config import InferConfig
+from napari_volseg.engine.events import Progress
+from napari_volseg.errors import VolsegError
+from napari_volseg.io import nifti
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; asking for an absent device is a one-line error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise VolsegError("device 'cuda' was asked for but no CUDA GPU is available (use --device auto or cpu)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise VolsegError("device 'mps' was asked for but Apple's MPS backend is not available")
+    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
+        raise VolsegError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def available_devices() -> list[str]:
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's CPU threads explicitly (default: every core this process may use)."""
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(max(1, int(threads)))
+    return torch.get_num_threads()
+
+
+def _roi(patch: Sequence[int], divisor: int) -> tuple[int, int, int]:
+    return tuple(max(divisor, int(p) // divisor * divisor) for p in patch)
+
+
+@torch.no_grad()
+def window_probabilities(
+    model: torch.nn.Module,
+    image_czyx: np.ndarray,
+    roi: Sequence[int],
+    config: InferConfig,
+    device: torch.device,
+) -> torch.Tensor:
+    """Softmax probabilities ``(classes, z, y, x)`` (float32, CPU) of one preprocessed image."""
+    model.eval()
+    x = torch.from_numpy(np.ascontiguousarray(image_czyx))[None]
+    roi = _roi(roi, getattr(model, "module", model).config.divisor)
+    flips = [()] + ([(2,), (3,), (4,)] if config.tta else [])
+    total = None
+    use_amp = device.type == "cuda"
+    for axes in flips:
+        xi = torch.flip(x, axes) if axes else x
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            logits = sliding_window_inference(
+                xi,
+                roi_size=roi,
+                sw_batch_size=config.sw_batch_size,
+                predictor=model,
+                overlap=config.overlap,
+                mode="gaussian",
+                sw_device=device,
+                device=torch.device("cpu"),
+            )
+        probs = torch.softmax(logits.float(), dim=1)
+        probs = torch.flip(probs, axes) if axes else probs
+        total = probs if total is None else total + probs
+    return (total / len(flips))[0]
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray
+    """uint8 ``(z, y, x)`` on the source volume's canonical grid."""
+    probabilities: np.ndarray | None = None
+    """Foreground probability (two classes) or per-class probabilities on the plan grid, if asked for."""
+
+
+class Predictor:
+    """A loaded checkpoint ready to segment volumes."""
+
+    def __init__(self, checkpoint: ckpt.Checkpoint | str | os.PathLike, config: InferConfig | None = None):
+        self.checkpoint = checkpoint if isinstance(checkpoint, ckpt.Checkpoint) else ckpt.load(checkpoint)
+        preset_infer = self.checkpoint.preset.get("infer") or {}
+        self.config = config or InferConfig(
+            **{k: v for k, v in preset_infer.items() if k in InferConfig.__dataclass_fields__}
+        )
+        set_threads(self.config.threads)
+        self.device = resolve_device(self.config.device)
+        self.model = self.checkpoint.build_model().to(self.device).eval()
+        self.plan = self.checkpoint.plan
+        train = self.checkpoint.preset.get("train") or {}
+        self.roi = tuple(train.get("patch_size") or (64, 64, 64))
+
+    @property
+    def labels(self) -> dict[int, str]:
+        return self.checkpoint.labels
+
+    def predict_prepared(self, prepared: preprocess.Prepared) -> torch.Tensor:
+        return window_probabilities(self.model, prepared.image, self.roi, self.config, self.device)
+
+    def predict(self, image: nifti.Volume, keep_probabilities: bool = False) -> Prediction:
+        prepared = preprocess.apply(self.plan, image)
+        probs = self.predict_prepared(prepared)
+        labels = preprocess.invert(probs, prepared)
+        kept = None
+        if keep_probabilities:
+            kept = (probs[1] if probs.shape[0] == 2 else probs).numpy()
+        return Prediction(labels=labels, probabilities=kept)
+
+    def release(self) -> None:
+        """Free the model (and CUDA memory) once predictions are done."""
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """NIfTI files named directly or found in named folders (an MSD task folder: its imagesTs/ or imagesTr/)."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for sub in (p / "imagesTs", p / "imagesTr", p):
+                found = sorted(f for f in sub.glob("*") if nifti.is_nifti_path(f) and not f.name.startswith("._"))
+                if found:
+                    files += found
+                    break
+        elif p.exists():
+            files.append(p)
+        else:
+            raise VolsegError(f"no such input: {p}")
+    if not files:
+        raise VolsegError("no .nii/.nii.gz inputs found")
+    return files
+
+
+def output_name(path: Path) -> str:
+    name = path.name
+    stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else name[: -len(".nii")]
+    if stem.endswith("_0000"):  # nnU-Net channel suffix
+        stem = stem[:-5]
+    return f"{stem}.nii.gz"
+
+
+def predict_files(
+    checkpoint: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    config: InferConfig | None = None,
+) -> Iterator[Progress]:
+    """Segment each input and write ``out_dir/<case>.nii.gz`` in that input's own geometry."""
+    predictor = Predictor(checkpoint, config)
+    files = collect_inputs(inputs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(files):
+        image = nifti.load(path)
+        prediction = predictor.predict(image)
+        nifti.save_labels(prediction.labels, image.geometry, out / output_name(path))
+        yield Progress(done=i + 1, total=len(files), item=path.name)
+    predictor.release()

@@ -1,0 +1,388 @@
+"""Patch-based training as a generator of events.
+
+``Trainer(task, preset, out).run()`` yields :mod:`~napari_volseg.engine.events`; ``stop()`` (from
+any thread) ends the run at the next step, after writing the 'last' checkpoint. Every random
+choice of step ``s`` (which case, which patch, which augmentation) is drawn from a generator
+seeded by ``(seed, s)``, so a resumed run continues exactly where the interrupted one stopped and
+two runs with the same seed on the CPU give the same weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.transforms import RandAffined
+
+from napari_volseg import metrics, preprocess
+from napari_volseg.engine import checkpoint as ckpt
+from napari_volseg.engine.config import Preset
+from napari_volseg.engine.events import CheckpointSaved, Event, Failed, Finished, Progress, Started, Step, Validated
+from napari_volseg.engine.infer import resolve_device, set_threads, window_probabilities
+from napari_volseg.errors import VolsegError
+from napari_volseg.io.decathlon import Case, Task
+from napari_volseg.losses import make_loss
+from napari_volseg.models import build_model, model_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainCase:
+    """A preprocessed training case with precomputed foreground voxel positions per class."""
+
+    id: str
+    image: np.ndarray
+    label: np.ndarray
+    foreground: dict[int, np.ndarray]
+    pad_value: np.ndarray
+
+
+def _train_case(case_id: str, prepared: preprocess.Prepared, rng: np.random.Generator, keep: int = 20000) -> TrainCase:
+    fg = {}
+    for k in np.unique(prepared.label):
+        if k == 0:
+            continue
+        where = np.argwhere(prepared.label == k)
+        if len(where) > keep:
+            where = where[rng.choice(len(where), keep, replace=False)]
+        fg[int(k)] = where.astype(np.int32)
+    pad = prepared.image.reshape(prepared.image.shape[0], -1).min(axis=1)
+    return TrainCase(case_id, prepared.image, prepared.label, fg, pad)
+
+
+def effective_patch(patch: tuple[int, ...], shapes: list[tuple[int, ...]], divisor: int) -> tuple[int, int, int]:
+    """The patch, shrunk along axes where every volume is smaller, kept a multiple of ``divisor``."""
+    largest = np.max(np.array(shapes), axis=0)
+    out = []
+    for p, n in zip(patch, largest, strict=True):
+        size = min(int(p), int(math.ceil(n / divisor) * divisor))
+        out.append(max(divisor, size // divisor * divisor))
+    return tuple(out)
+
+
+def sample_patch(case: TrainCase, patch: tuple[int, int, int], rng: np.random.Generator, foreground: bool):
+    """Crop ``patch`` voxels around a random (or foreground) centre, padding outside the volume."""
+    shape = np.array(case.label.shape)
+    size = np.array(patch)
+    if foreground and case.foreground:
+        cls = rng.choice(sorted(case.foreground))
+        pts = case.foreground[cls]
+        centre = pts[rng.integers(len(pts))]
+        start = centre - size // 2 + rng.integers(-(size // 4), size // 4 + 1)
+    else:
+        start = np.array([rng.integers(min(0, n - p), max(0, n - p) + 1) for n, p in zip(shape, size, strict=True)])
+    start = np.clip(start, np.minimum(0, shape - size), np.maximum(0, shape - size))
+    src = tuple(slice(max(0, s), min(n, s + p)) for s, n, p in zip(start, shape, size, strict=True))
+    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
+    image = np.empty((case.image.shape[0],) + tuple(size), dtype=np.float32)
+    image[:] = case.pad_value[:, None, None, None]
+    label = np.zeros(tuple(size), dtype=np.uint8)
+    image[(slice(None),) + dst] = case.image[(slice(None),) + src]
+    label[dst] = case.label[src]
+    return image, label
+
+
+class Augmenter:
+    """Flips, small rotations and scaling (MONAI ``RandAffined``), intensity scale/shift and noise."""
+
+    def __init__(self, patch: tuple[int, int, int], mirror_axes: tuple[int, ...] = ()):
+        self.mirror_axes = tuple(mirror_axes)
+        self.affine = RandAffined(
+            keys=("image", "label"),
+            prob=0.3,
+            rotate_range=(0.26, 0.26, 0.26),
+            scale_range=(0.15, 0.15, 0.15),
+            mode=("bilinear", "nearest"),
+            padding_mode="border",
+            spatial_size=patch,
+        )
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
+        self.affine.set_random_state(seed=int(rng.integers(2**31)))
+        out = self.affine({"image": torch.from_numpy(image), "label": torch.from_numpy(label[None].astype(np.float32))})
+        img = torch.as_tensor(out["image"]).float()
+        lab = torch.as_tensor(out["label"]).round().to(torch.uint8)[0]
+        for axis in self.mirror_axes:
+            if rng.random() < 0.5:
+                img = torch.flip(img, (axis + 1,))
+                lab = torch.flip(lab, (axis,))
+        if rng.random() < 0.3:
+            img = img * float(rng.uniform(0.85, 1.15)) + float(rng.uniform(-0.1, 0.1))
+        if rng.random() < 0.15:
+            gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+            img = img + torch.randn(img.shape, generator=gen) * float(rng.uniform(0.0, 0.1))
+        return img, lab
+
+
+def learning_rate(preset: Preset, step: int, total_steps: int, epoch: int, time_fraction: float = 0.0) -> float:
+    t = preset.train
+    if t.schedule == "constant":
+        return t.lr
+    if t.schedule == "step":
+        return t.lr * t.step_gamma ** (epoch // max(1, t.step_every))
+    if t.schedule == "poly":
+        progress = min(1.0, max(step / max(1, total_steps), time_fraction))
+        return t.lr * (1.0 - progress) ** 0.9
+    raise VolsegError(f"unknown schedule {t.schedule!r}; use poly, step or constant")
+
+
+class Trainer:
+    """Train ``preset`` on ``task``; the best checkpoint goes to ``out``, the resumable last one beside it."""
+
+    def __init__(
+        self,
+        task: Task,
+        preset: Preset,
+        out: str | Path,
+        *,
+        resume: bool = False,
+        cache_root: Path | None = None,
+        train_cases: list[Case] | None = None,
+        val_cases: list[Case] | None = None,
+    ):
+        self.task = task
+        self.preset = preset
+        self.out = Path(out)
+        self.last = ckpt.last_path(self.out)
+        self.resume = resume
+        self.cache_root = cache_root
+        self._stop = threading.Event()
+        t = preset.train
+        if train_cases is None:
+            split = task.split(mode=t.split, seed=t.seed, val_cases=t.val_cases)
+            train_cases, val_cases = split.train, split.val
+        self.train_cases = list(train_cases)
+        self.val_cases = list(val_cases or [])
+        if not self.train_cases:
+            raise VolsegError("no training cases")
+
+    def stop(self) -> None:
+        """Ask the run to end at the next step; the last checkpoint is written first."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> Iterator[Event]:
+        try:
+            yield from self._run()
+        except VolsegError as exc:
+            yield Failed(str(exc))
+        except MemoryError:
+            yield Failed("out of memory: use a smaller patch size or batch size, or a coarser spacing preset")
+        except torch.OutOfMemoryError:
+            yield Failed("out of GPU memory: use a smaller patch size or batch size, or --device cpu")
+        except Exception as exc:  # a bug: keep the traceback in the log, show one line
+            log.exception("training failed")
+            yield Failed(f"training failed: {type(exc).__name__}: {exc}")
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _plan(self, resumed: ckpt.Checkpoint | None) -> preprocess.Plan:
+        if resumed is not None:
+            return resumed.plan
+        p = self.preset.plan
+        return preprocess.plan_for_task(
+            self.task,
+            cases=self.train_cases,
+            resample=p.resample,
+            target_spacing=p.spacing,
+            spacing_scale=p.spacing_scale,
+            target_shape=p.shape,
+            crop=p.crop,
+            max_voxels=p.max_voxels,
+        )
+
+    def _prepare(self, plan: preprocess.Plan) -> Iterator[Event | tuple]:
+        cache = preprocess.PreparedCache(plan, self.cache_root)
+        cases = self.train_cases + self.val_cases
+        rng = np.random.default_rng(self.preset.train.seed)
+        train, val = [], []
+        for i, case in enumerate(cases):
+            prepared = cache.get(case)
+            if i < len(self.train_cases):
+                train.append(_train_case(case.id, prepared, rng))
+            else:
+                _, truth = case.load()
+                val.append((case, prepared, truth))
+            yield Progress(done=i + 1, total=len(cases), item=case.id)
+        yield (train, val)
+
+    def _run(self) -> Iterator[Event]:
+        t = self.preset.train
+        started = time.perf_counter()
+        set_threads(t.threads)
+        device = resolve_device(t.device)
+        torch.manual_seed(t.seed)
+        resumed = None
+        if self.resume:
+            if not self.last.is_file():
+                raise VolsegError(f"nothing to resume: {self.last} does not exist")
+            resumed = ckpt.load(self.last)
+            if resumed.optimizer is None:
+                raise VolsegError(f"{self.last.name} has no optimizer state; it cannot be resumed")
+        plan = self._plan(resumed)
+        train = val = None
+        for item in self._prepare(plan):
+            if isinstance(item, tuple):
+                train, val = item
+            else:
+                yield item
+            if self.stopping:
+                yield Finished(
+                    step=0,
+                    best_dice=float("nan"),
+                    best_path=None,
+                    last_path=None,
+                    stopped=True,
+                    seconds=time.perf_counter() - started,
+                )
+                return
+
+        config = (
+            resumed.model_config if resumed else model_config(self.preset.model, plan.in_channels, plan.num_classes)
+        )
+        model = build_model(config)
+        if resumed:
+            model.load_state_dict(resumed.state)
+        model.to(device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        if resumed:
+            optimizer.load_state_dict(resumed.optimizer)
+        use_amp = t.amp and device.type == "cuda"
+        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+        loss_fn = make_loss(t.loss, t.alpha)
+        patch = effective_patch(t.patch_size, [c.label.shape for c in train], config.divisor)
+        augment = Augmenter(patch, t.mirror_axes) if t.augment else None
+
+        total_steps = t.epochs * t.iterations_per_epoch
+        step = resumed.step if resumed else 0
+        history = list(resumed.history) if resumed else []
+        best = resumed.best_dice if resumed and not math.isnan(resumed.best_dice) else -1.0
+        preset_dict = self.preset.to_dict()
+        preset_dict["train"]["patch_size"] = list(patch)
+        save_kwargs = {"plan": plan, "labels": self.task.labels, "preset": preset_dict, "task": self.task.name}
+        yield Started(
+            total_steps=total_steps,
+            epochs=t.epochs,
+            device=str(device),
+            train_cases=[c.id for c in train],
+            val_cases=[c[0].id for c in val],
+            start_step=step,
+        )
+        budget = t.minutes * 60.0 if t.minutes else None
+        loop_start = time.perf_counter()
+        best_path = self.out if self.out.is_file() and resumed else None
+        stopped = False
+        epoch = step // t.iterations_per_epoch
+        while step < total_steps:
+            epoch = step // t.iterations_per_epoch
+            model.train()
+            rng = np.random.default_rng([t.seed, step])
+            images, labels = [], []
+            for _ in range(t.batch_size):
+                case = train[int(rng.integers(len(train)))]
+                image, label = sample_patch(case, patch, rng, foreground=rng.random() < t.fg_fraction)
+                if augment is not None:
+                    image, label = augment(image, label, rng)
+                else:
+                    image, label = torch.from_numpy(image), torch.from_numpy(label)
+                images.append(image)
+                labels.append(label)
+            x = torch.stack(images).to(device, non_blocking=True)
+            y = torch.stack(labels)[:, None].long().to(device, non_blocking=True)
+            elapsed = time.perf_counter() - loop_start
+            lr = learning_rate(self.preset, step, total_steps, epoch, elapsed / budget if budget else 0.0)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                loss = loss_fn(model(x), y)
+            if not torch.isfinite(loss):
+                raise VolsegError(f"the loss became {loss.item()} at step {step}; try a lower learning rate")
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            yield Step(step=step, epoch=epoch, loss=float(loss.item()), lr=lr, seconds=time.perf_counter() - started)
+
+            out_of_time = budget is not None and time.perf_counter() - loop_start >= budget
+            end_of_epoch = step % t.iterations_per_epoch == 0
+            stopped = self.stopping
+            if stopped or out_of_time or step >= total_steps or (end_of_epoch and (epoch + 1) % t.val_every == 0):
+                record = {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": float(loss.item()),
+                    "seconds": time.perf_counter() - started,
+                }
+                if val and not stopped:
+                    scores = self._validate(model, val, patch, device)
+                    mean = float(np.mean(list(scores.values())))
+                    record.update(val_dice=mean, val_cases=scores)
+                    yield Validated(
+                        step=step, epoch=epoch, dice=scores, mean=mean, seconds=time.perf_counter() - started
+                    )
+                    if mean > best:
+                        best = mean
+                        history.append(record)
+                        best_path = ckpt.save(
+                            self.out, model, step=step, epoch=epoch, best_dice=best, history=history, **save_kwargs
+                        )
+                        yield CheckpointSaved(path=best_path, kind="best", step=step)
+                    else:
+                        history.append(record)
+                else:
+                    history.append(record)
+                last = ckpt.save(
+                    self.last,
+                    model,
+                    step=step,
+                    epoch=epoch,
+                    best_dice=best if best >= 0 else float("nan"),
+                    history=history,
+                    optimizer=optimizer,
+                    **save_kwargs,
+                )
+                yield CheckpointSaved(path=last, kind="last", step=step)
+                if not val:  # nothing to select on: the latest weights are the best we know
+                    best_path = ckpt.save(self.out, model, step=step, epoch=epoch, history=history, **save_kwargs)
+                    yield CheckpointSaved(path=best_path, kind="best", step=step)
+                if stopped or out_of_time:
+                    break
+        if device.type == "cuda":
+            del model, optimizer
+            torch.cuda.empty_cache()
+        yield Finished(
+            step=step,
+            best_dice=best if best >= 0 else float("nan"),
+            best_path=best_path,
+            last_path=self.last if self.last.is_file() else None,
+            stopped=stopped,
+            seconds=time.perf_counter() - started,
+            history=history,
+        )
+
+    def _validate(self, model, val, patch, device) -> dict[str, float]:
+        from napari_volseg.engine.config import InferConfig
+
+        scores = {}
+        infer = InferConfig(overlap=self.preset.infer.overlap, sw_batch_size=self.preset.infer.sw_batch_size)
+        for case, prepared, truth in val:
+            probs = window_probabilities(model, prepared.image, patch, infer, device)
+            pred = preprocess.invert(probs, prepared)
+            case_scores = metrics.score_case(pred, truth.data, int(probs.shape[0]), truth.spacing, with_hd95=False)
+            scores[case.id] = metrics.mean_dice(case_scores)
+        return scores

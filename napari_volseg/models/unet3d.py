@@ -1,0 +1,110 @@
+"""A configurable 3D U-Net covering the seed report's Networks 1 and 2 and leaner CPU variants.
+
+Input ``(N, C_in, Z, Y, X)``, output logits ``(N, classes, Z, Y, X)``; every spatial size must be a
+multiple of ``2 ** len(widths)`` (the sliding window and patch sampler guarantee it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of :class:`UNet3D`; stored in every checkpoint.
+
+    ``widths``: channels of the encoder levels (each followed by 2x2x2 max-pooling); ``bottleneck``:
+    channels at the lowest level. ``norm`` is applied where the ``*_norm`` flags say (the seed's
+    Network 1 normalises the encoder only). ``order`` is ``"conv-act-norm"`` (the seed's) or
+    ``"conv-norm-act"``. ``final_kernel`` is 3 in the seed, 1 in most modern U-Nets.
+    """
+
+    in_channels: int = 1
+    num_classes: int = 2
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    bottleneck: int = 512
+    norm: str = "batch"
+    encoder_norm: bool = True
+    bottleneck_norm: bool = False
+    decoder_norm: bool = False
+    order: str = "conv-act-norm"
+    act: str = "relu"
+    final_kernel: int = 3
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if self.norm not in ("batch", "instance", "none"):
+            raise ValueError(f"norm must be batch, instance or none, got {self.norm!r}")
+        if self.order not in ("conv-act-norm", "conv-norm-act"):
+            raise ValueError(f"order must be conv-act-norm or conv-norm-act, got {self.order!r}")
+        if self.act not in ("relu", "leakyrelu"):
+            raise ValueError(f"act must be relu or leakyrelu, got {self.act!r}")
+
+    @property
+    def divisor(self) -> int:
+        """Spatial sizes must be multiples of this."""
+        return 2 ** len(self.widths)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm3d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm3d(channels, affine=True)
+    return nn.Identity()
+
+
+def _act(kind: str) -> nn.Module:
+    return nn.ReLU(inplace=True) if kind == "relu" else nn.LeakyReLU(0.01, inplace=True)
+
+
+def double_conv(cin: int, cout: int, cfg: ModelConfig, normalise: bool) -> nn.Sequential:
+    """Two 3x3x3 convolutions, each with activation and (if ``normalise``) normalisation."""
+    layers: list[nn.Module] = []
+    for i in range(2):
+        conv = nn.Conv3d(cin if i == 0 else cout, cout, kernel_size=3, padding=1)
+        norm = _norm(cfg.norm if normalise else "none", cout)
+        act = _act(cfg.act)
+        layers += [conv, act, norm] if cfg.order == "conv-act-norm" else [conv, norm, act]
+    return nn.Sequential(*[m for m in layers if not isinstance(m, nn.Identity)])
+
+
+class UNet3D(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        cfg = config
+        self.down = nn.ModuleList()
+        cin = cfg.in_channels
+        for w in cfg.widths:
+            self.down.append(double_conv(cin, w, cfg, cfg.encoder_norm))
+            cin = w
+        self.pool = nn.MaxPool3d(2)
+        self.bottom = double_conv(cin, cfg.bottleneck, cfg, cfg.bottleneck_norm)
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        cin = cfg.bottleneck
+        for w in reversed(cfg.widths):
+            self.up.append(nn.ConvTranspose3d(cin, w, kernel_size=2, stride=2))
+            self.dec.append(double_conv(2 * w, w, cfg, cfg.decoder_norm))
+            cin = w
+        self.head = nn.Conv3d(cin, cfg.num_classes, kernel_size=cfg.final_kernel, padding=cfg.final_kernel // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottom(x)
+        for up, dec, skip in zip(self.up, self.dec, reversed(skips), strict=True):
+            x = dec(torch.cat([up(x), skip], dim=1))
+        return self.head(x)

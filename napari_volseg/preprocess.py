@@ -1,0 +1,357 @@
+"""Preprocessing plans: crop, resample, normalise, and the exact way back to the source grid.
+
+A :class:`Plan` is plain data (stored in checkpoints, hashed for the disk cache). ``apply`` turns a
+loaded volume into float32 ``(c, z, y, x)`` on the plan's grid; ``invert`` maps class probabilities
+on that grid back to labels with exactly the source volume's canonical shape (the geometry object
+then writes them in the file's own voxel order). Probabilities, not labels, are resampled on the
+way back: the label boundary then falls between voxels of the coarse grid instead of on them.
+
+Two kinds of plan:
+- ``resample="spacing"`` (default, nnU-Net style): resample to a target spacing derived from the
+  task (median spacing; for anisotropic tasks the coarse axis takes its 10th percentile), CT
+  clipped to the foreground's 0.5/99.5 percentiles then z-scored with the foreground's mean and
+  std, MRI z-scored per volume, cropped to the body/nonzero box.
+- ``resample="shape"`` (the seed report): resize the whole volume to a fixed shape, z-score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_volseg.errors import VolsegError
+from napari_volseg.io import nifti
+from napari_volseg.io.decathlon import Case, Task
+
+ANISOTROPY = 3.0
+CT_BODY_HU = -500.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How volumes are brought to the network's grid. Spacing and shape are ``(z, y, x)``."""
+
+    resample: str = "spacing"
+    target_spacing: tuple[float, float, float] | None = None
+    target_shape: tuple[int, int, int] | None = None
+    normalization: str = "zscore"
+    ct_clip: tuple[float, float] | None = None
+    ct_mean: float = 0.0
+    ct_std: float = 1.0
+    crop: bool = True
+    num_classes: int = 2
+    in_channels: int = 1
+
+    def __post_init__(self):
+        if self.resample not in ("spacing", "shape"):
+            raise VolsegError(f"plan resample must be 'spacing' or 'shape', got {self.resample!r}")
+        if self.resample == "spacing" and self.target_spacing is None:
+            raise VolsegError("a spacing plan needs target_spacing")
+        if self.resample == "shape" and self.target_shape is None:
+            raise VolsegError("a shape plan needs target_shape")
+        if self.normalization not in ("ct", "zscore"):
+            raise VolsegError(f"normalization must be 'ct' or 'zscore', got {self.normalization!r}")
+        for name in ("target_spacing", "target_shape", "ct_clip"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Plan:
+        return cls(**d)
+
+    @property
+    def hash(self) -> str:
+        """Stable 12-hex digest of the plan: the disk cache's key."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=float).encode()
+        return hashlib.sha1(blob).hexdigest()[:12]
+
+
+@dataclass
+class Prepared:
+    """A case on the plan's grid: ``image`` float32 ``(c, z, y, x)``, ``label`` uint8 ``(z, y, x)`` or None.
+
+    ``box`` is the crop in the source canonical grid as ``((z0, z1), (y0, y1), (x0, x1))`` and
+    ``source_shape`` the canonical ``(z, y, x)`` shape of the whole source volume.
+    """
+
+    image: np.ndarray
+    label: np.ndarray | None
+    box: tuple[tuple[int, int], ...]
+    source_shape: tuple[int, int, int]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def crop_shape(self) -> tuple[int, int, int]:
+        return tuple(b - a for a, b in self.box)
+
+
+def _channels(volume: nifti.Volume) -> np.ndarray:
+    data = volume.data.astype(np.float32, copy=False)
+    return data[None] if data.ndim == 3 else data
+
+
+def crop_box(image_czyx: np.ndarray, ct: bool) -> tuple[tuple[int, int], ...]:
+    """Bounding box of the body (CT: above -500 HU) or of the non-background voxels (MRI)."""
+    first = image_czyx[0]
+    mask = first > CT_BODY_HU if ct else first > first.min()
+    if not mask.any():
+        return tuple((0, s) for s in first.shape)
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hits = np.nonzero(mask.any(axis=other))[0]
+        box.append((int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
+
+
+def _resize(array_czyx: np.ndarray, shape: tuple[int, int, int], mode: str) -> np.ndarray:
+    """Resample channel-first ``(c, z, y, x)`` to ``shape`` (torch interpolation on the CPU).
+
+    MONAI's ``Resize`` wraps the same ``torch.nn.functional.interpolate`` call; it is called directly
+    here because the arrays are already in canonical index space (no affine to track) and the same
+    function serves ``invert`` on torch tensors.
+    """
+    if tuple(array_czyx.shape[1:]) == tuple(shape):
+        return np.ascontiguousarray(array_czyx)
+    t = torch.from_numpy(np.ascontiguousarray(array_czyx))[None]
+    kwargs = {"align_corners": False} if mode == "trilinear" else {}
+    out = F.interpolate(t, size=tuple(int(s) for s in shape), mode=mode, **kwargs)
+    return out[0].numpy()
+
+
+def grid_shape(plan: Plan, crop_shape: tuple[int, ...], spacing: tuple[float, ...]) -> tuple[int, int, int]:
+    """The ``(z, y, x)`` shape a crop of ``crop_shape`` voxels at ``spacing`` mm gets on the plan grid."""
+    if plan.resample == "shape":
+        return tuple(int(s) for s in plan.target_shape)
+    return tuple(
+        max(1, int(round(n * s / t))) for n, s, t in zip(crop_shape, spacing, plan.target_spacing, strict=True)
+    )
+
+
+def normalise(image_czyx: np.ndarray, plan: Plan) -> np.ndarray:
+    if plan.normalization == "ct":
+        lo, hi = plan.ct_clip if plan.ct_clip else (-1024.0, 3071.0)
+        return ((np.clip(image_czyx, lo, hi) - plan.ct_mean) / max(plan.ct_std, 1e-6)).astype(np.float32)
+    out = np.empty_like(image_czyx, dtype=np.float32)
+    for c in range(image_czyx.shape[0]):
+        ch = image_czyx[c]
+        out[c] = (ch - ch.mean()) / max(float(ch.std()), 1e-6)
+    return out
+
+
+def apply(plan: Plan, image: nifti.Volume, label: nifti.Volume | None = None) -> Prepared:
+    """Crop, resample and normalise one case onto the plan's grid."""
+    data = _channels(image)
+    if data.shape[0] != plan.in_channels:
+        raise VolsegError(f"the plan expects {plan.in_channels} channel(s), the image has {data.shape[0]}")
+    source_shape = tuple(int(s) for s in data.shape[1:])
+    box = crop_box(data, plan.normalization == "ct") if plan.crop else tuple((0, s) for s in source_shape)
+    sl = tuple(slice(a, b) for a, b in box)
+    cropped = data[(slice(None),) + sl]
+    shape = grid_shape(plan, cropped.shape[1:], image.spacing)
+    resampled = normalise(_resize(cropped, shape, "trilinear"), plan)
+    out_label = None
+    if label is not None:
+        lab = label.data[sl]
+        if plan.num_classes == 2:
+            soft = _resize(lab[None].astype(np.float32), shape, "trilinear")[0]
+            out_label = (soft >= 0.5).astype(np.uint8)
+        else:
+            onehot = np.stack([(lab == k) for k in range(plan.num_classes)]).astype(np.float32)
+            out_label = _resize(onehot, shape, "trilinear").argmax(axis=0).astype(np.uint8)
+    return Prepared(image=resampled, label=out_label, box=box, source_shape=source_shape)
+
+
+def invert(probabilities: np.ndarray | torch.Tensor, prepared: Prepared) -> np.ndarray:
+    """Class probabilities ``(classes, z, y, x)`` on the plan grid → uint8 labels on the source grid.
+
+    The result has exactly ``prepared.source_shape``; voxels outside the crop box are background.
+    For two classes only the foreground channel is resampled (half the memory of both).
+    """
+    probs = probabilities if isinstance(probabilities, torch.Tensor) else torch.from_numpy(probabilities)
+    probs = probs.float()
+    crop = prepared.crop_shape
+    if probs.shape[0] == 2:
+        fg = F.interpolate(probs[None, 1:2], size=crop, mode="trilinear", align_corners=False)[0, 0]
+        labels_crop = (fg >= 0.5).to(torch.uint8).numpy()
+    else:
+        up = F.interpolate(probs[None], size=crop, mode="trilinear", align_corners=False)[0]
+        labels_crop = up.argmax(dim=0).to(torch.uint8).numpy()
+    out = np.zeros(prepared.source_shape, dtype=np.uint8)
+    out[tuple(slice(a, b) for a, b in prepared.box)] = labels_crop
+    return out
+
+
+# ---- planning from a task -------------------------------------------------------------------
+
+
+def _spacing_of(case: Case) -> tuple[float, float, float]:
+    """Spacing (z, y, x) from the header alone: no voxel data is read."""
+    img = nib.load(str(case.image_path))
+    geometry = nifti.Geometry(
+        source_shape=tuple(int(s) for s in img.shape[:3]),
+        affine=np.asarray(img.affine, dtype=np.float64),
+        to_canonical=nib.orientations.ornt_transform(
+            nib.orientations.io_orientation(img.affine), nib.orientations.axcodes2ornt(nifti.CANONICAL_AXCODES)
+        ),
+        header=img.header,
+    )
+    return geometry.spacing_zyx
+
+
+def _shape_of(case: Case) -> tuple[int, int, int]:
+    """Canonical (z, y, x) shape from the header alone."""
+    img = nib.load(str(case.image_path))
+    ornt = nib.orientations.io_orientation(img.affine)
+    xyz = [int(img.shape[int(ax)]) for ax in np.argsort(ornt[:, 0])] if len(img.shape) >= 3 else list(img.shape)
+    return (xyz[2], xyz[1], xyz[0])
+
+
+def task_spacing(cases: list[Case]) -> tuple[float, float, float]:
+    """nnU-Net's target spacing: the median, except the coarse axis of an anisotropic task takes its 10th percentile."""
+    spacings = np.array([_spacing_of(c) for c in cases])
+    target = np.median(spacings, axis=0)
+    coarse = int(np.argmax(target))
+    if target[coarse] / target.min() > ANISOTROPY:
+        target[coarse] = np.percentile(spacings[:, coarse], 10)
+    return tuple(float(s) for s in target)
+
+
+def ct_statistics(cases: list[Case], per_case: int = 20000, seed: int = 0) -> tuple[tuple[float, float], float, float]:
+    """Foreground intensity statistics of CT training cases: (0.5, 99.5) percentiles, mean and std after clipping."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for case in cases:
+        image, label = case.load()
+        fg = _channels(image)[0][label.data > 0]
+        if fg.size:
+            samples.append(rng.choice(fg, size=min(per_case, fg.size), replace=False))
+    if not samples:
+        return (-1024.0, 3071.0), 0.0, 1.0
+    values = np.concatenate(samples)
+    lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    clipped = np.clip(values, lo, hi)
+    return (lo, hi), float(clipped.mean()), float(clipped.std())
+
+
+def plan_for_task(
+    task: Task,
+    cases: list[Case] | None = None,
+    resample: str = "spacing",
+    target_spacing: tuple[float, float, float] | None = None,
+    spacing_scale: float | tuple[float, float, float] = 1.0,
+    target_shape: tuple[int, int, int] | None = None,
+    crop: bool = True,
+    max_voxels: int | None = None,
+) -> Plan:
+    """Plan a task from its training cases (headers for spacing; CT foreground for intensity statistics)."""
+    cases = cases or task.cases
+    in_channels = max(1, len(task.modalities))
+    base = Plan(
+        resample=resample,
+        target_spacing=(1.0, 1.0, 1.0) if resample == "spacing" else None,
+        target_shape=target_shape,
+        normalization="ct" if task.kind == "ct" and resample == "spacing" else "zscore",
+        crop=crop if resample == "spacing" else False,
+        num_classes=task.num_classes,
+        in_channels=in_channels,
+    )
+    if resample == "spacing":
+        spacing = np.array(target_spacing if target_spacing is not None else task_spacing(cases), dtype=float)
+        spacing = spacing * np.broadcast_to(np.asarray(spacing_scale, dtype=float), (3,))
+        if max_voxels:
+            extents = np.median([np.array(_shape_of(c)) * np.array(_spacing_of(c)) for c in cases], axis=0)
+            voxels = float(np.prod(extents / spacing))
+            if voxels > max_voxels:
+                spacing = spacing * (voxels / max_voxels) ** (1.0 / 3.0)
+        base = replace(base, target_spacing=tuple(round(float(s), 4) for s in spacing))
+    if base.normalization == "ct":
+        clip, mean, std = ct_statistics(cases)
+        base = replace(base, ct_clip=clip, ct_mean=mean, ct_std=std)
+    return base
+
+
+# ---- the disk cache -------------------------------------------------------------------------
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("VOLSEG_CACHE", Path.home() / ".cache" / "napari-volseg")) / "preprocessed"
+
+
+class PreparedCache:
+    """Preprocessed cases on disk under ``root/<plan hash>/``; a case is recomputed only when its files change."""
+
+    def __init__(self, plan: Plan, root: Path | None = None):
+        self.plan = plan
+        self.folder = Path(root or default_cache_root()) / plan.hash
+        self.hits = 0
+        self.misses = 0
+
+    def _key(self, case: Case) -> dict:
+        files = [case.image_path] + ([case.label_path] if case.label_path else [])
+        return {
+            "plan": self.plan.hash,
+            "files": [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files],
+        }
+
+    def _stem(self, case: Case) -> Path:
+        digest = hashlib.sha1(str(case.image_path.resolve()).encode()).hexdigest()[:8]
+        return self.folder / f"{case.id}-{digest}"
+
+    def is_cached(self, case: Case) -> bool:
+        meta = self._stem(case).with_suffix(".json")
+        try:
+            return json.loads(meta.read_text())["key"] == self._key(case)
+        except (OSError, ValueError, KeyError):
+            return False
+
+    def get(self, case: Case) -> Prepared:
+        stem = self._stem(case)
+        if self.is_cached(case):
+            self.hits += 1
+            meta = json.loads(stem.with_suffix(".json").read_text())
+            label = np.load(f"{stem}.label.npy") if meta["has_label"] else None
+            return Prepared(
+                image=np.load(f"{stem}.image.npy"),
+                label=label,
+                box=tuple(tuple(b) for b in meta["box"]),
+                source_shape=tuple(meta["source_shape"]),
+                meta=meta,
+            )
+        self.misses += 1
+        image, label = case.load()
+        prepared = apply(self.plan, image, label)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _atomic_npy(f"{stem}.image.npy", prepared.image)
+        if prepared.label is not None:
+            _atomic_npy(f"{stem}.label.npy", prepared.label)
+        meta = {
+            "key": self._key(case),
+            "has_label": prepared.label is not None,
+            "box": [list(b) for b in prepared.box],
+            "source_shape": list(prepared.source_shape),
+            "case": case.id,
+        }
+        tmp = stem.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, stem.with_suffix(".json"))
+        prepared.meta = meta
+        return prepared
+
+
+def _atomic_npy(path: str, array: np.ndarray) -> None:
+    tmp = f"{path}.tmp.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)
