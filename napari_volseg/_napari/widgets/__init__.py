@@ -1,0 +1,7 @@
+"""Dock widgets: they translate between the user and the core, nothing more."""
+
+from napari_volseg._napari.widgets.data import DataWidget
+from napari_volseg._napari.widgets.predict import PredictWidget
+from napari_volseg._napari.widgets.train import TrainWidget
+
+__all__ = ["DataWidget", "PredictWidget", "TrainWidget"]

@@ -1,0 +1,192 @@
+"""Data: choose a task folder (or the synthetic task, or download an MSD task), see its cases, open one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari.qt.threading import thread_worker
+from napari.utils import progress
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_volseg._napari.state import session_for
+from napari_volseg._napari.widgets.common import notify_error, show_case
+from napari_volseg.errors import VolsegError
+from napari_volseg.io import decathlon
+from napari_volseg.io.download import MSD_MD5
+
+COLUMNS = ("case", "shape (z, y, x)", "spacing mm", "label", "split")
+
+
+class DataWidget(QWidget):
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        self.open_button = QPushButton("Open task folder…")
+        self.synthetic_button = QPushButton("Synthetic task")
+        self.synthetic_kind = QComboBox()
+        self.synthetic_kind.addItems(["ct", "mri"])
+        row.addWidget(self.open_button)
+        row.addWidget(self.synthetic_button)
+        row.addWidget(self.synthetic_kind)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        self.download_task = QComboBox()
+        self.download_task.addItems(sorted(MSD_MD5))
+        self.download_task.setCurrentText("Task09_Spleen")
+        self.download_button = QPushButton("Download…")
+        row.addWidget(self.download_task)
+        row.addWidget(self.download_button)
+        layout.addLayout(row)
+        self.summary = QLabel("No task open. Drop NIfTI files on the viewer, or open a task.")
+        self.summary.setWordWrap(True)
+        layout.addWidget(self.summary)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setMinimumHeight(150)
+        layout.addWidget(self.table)
+        self.open_case_button = QPushButton("Open selected case")
+        layout.addWidget(self.open_case_button)
+
+        self.open_button.clicked.connect(self._choose_folder)
+        self.synthetic_button.clicked.connect(lambda: self.open_synthetic(self.synthetic_kind.currentText()))
+        self.download_button.clicked.connect(self._download)
+        self.table.cellDoubleClicked.connect(lambda r, c: self.open_case(self.table.item(r, 0).text()))
+        self.open_case_button.clicked.connect(self._open_selected)
+        self.session.task_changed.connect(self._fill)
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def open_task(self, folder: str | Path) -> None:
+        try:
+            task = decathlon.load_task(folder)
+        except VolsegError as exc:
+            notify_error(exc)
+            return
+        self.session.set_task(task)
+        first = (task.cases or task.test_cases)[0]
+        self.open_case(first.id)
+
+    def open_synthetic(self, kind: str = "ct") -> None:
+        from napari_volseg._napari.sample_data import synthetic_task_dir
+
+        self.open_task(synthetic_task_dir(kind))
+
+    def open_case(self, case_id: str) -> None:
+        if self.session.task is None:
+            return
+        try:
+            show_case(self.viewer, self.session.task, case_id)
+        except VolsegError as exc:
+            notify_error(exc)
+            return
+        self.session.case_id = case_id
+        self.session.case_opened.emit(case_id)
+
+    def _open_selected(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if rows:
+            self.open_case(self.table.item(rows[0].row(), 0).text())
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open an MSD task folder (with dataset.json)")
+        if folder:
+            self.open_task(folder)
+
+    def _download(self) -> None:
+        target = QFileDialog.getExistingDirectory(self, "Download into which folder?")
+        if target:
+            self.download(self.download_task.currentText(), Path(target))
+
+    def download(self, task_name: str, target: Path, base_url: str | None = None):
+        """Download in a worker; bytes show in napari's activity dock; the task opens when done."""
+        import threading
+        import time
+
+        from napari_volseg.io import download
+
+        bar = progress(total=0, desc=f"downloading {task_name}")
+
+        @thread_worker
+        def work():
+            state = {"done": 0, "total": None, "folder": None, "error": None}
+            kwargs = {"base_url": base_url} if base_url else {}
+
+            def run():
+                try:
+                    state["folder"] = download.download_task(
+                        task_name, target, progress=lambda d, t: state.update(done=d, total=t), **kwargs
+                    )
+                except Exception as exc:  # handed to the GUI thread below
+                    state["error"] = exc
+
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            while thread.is_alive():
+                time.sleep(0.2)
+                yield state["done"], state["total"]
+            if state["error"] is not None:
+                raise state["error"]
+            return state["folder"]
+
+        def on_progress(update):
+            done, total = update
+            if total and bar.total != total:
+                bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        worker = work()
+        worker.yielded.connect(on_progress)
+        worker.returned.connect(lambda folder: (bar.close(), self.open_task(folder)))
+        worker.errored.connect(lambda exc: (bar.close(), notify_error(exc)))
+        self.session.track(worker)
+        worker.start()
+        return worker
+
+    # -- view -----------------------------------------------------------------------------------
+
+    def _fill(self, task) -> None:
+        cases = task.cases + task.test_cases
+        self.summary.setText(
+            f"<b>{task.name}</b> — {len(task.cases)} labelled, {len(task.test_cases)} test cases; "
+            f"{task.kind.upper()}; labels: " + ", ".join(f"{k} {v}" for k, v in sorted(task.labels.items()))
+        )
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(cases))
+        for r, case in enumerate(cases):
+            shape, spacing = _header_geometry(case)
+            values = (case.id, shape, spacing, "yes" if case.label_path else "no", self.session.split_of(case.id))
+            for c, value in enumerate(values):
+                self.table.setItem(r, c, QTableWidgetItem(value))
+        self.table.setSortingEnabled(True)
+
+
+def _header_geometry(case) -> tuple[str, str]:
+    """Shape and spacing from the NIfTI header only (no voxels read)."""
+    from napari_volseg.preprocess import _shape_of, _spacing_of
+
+    try:
+        shape = _shape_of(case)
+        spacing = _spacing_of(case)
+    except Exception:
+        return "?", "?"
+    return " × ".join(str(s) for s in shape), " × ".join(f"{s:.2f}" for s in spacing)

@@ -1,0 +1,270 @@
+"""Predict & evaluate: segment the current or all cases in a worker, compare with ground truth, export."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from napari.qt.threading import thread_worker
+from napari.utils import progress
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_volseg import metrics
+from napari_volseg._napari.state import CaseResult, session_for
+from napari_volseg._napari.widgets.common import ERROR_COLORS, case_layers, notify_error, set_labels, show_case
+from napari_volseg.engine.config import InferConfig
+from napari_volseg.errors import VolsegError
+from napari_volseg.io import nifti
+
+
+def error_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """uint8 map: 1 where predicted but not true (false positive), 2 where true but missed (false negative)."""
+    out = np.zeros(pred.shape, dtype=np.uint8)
+    out[(pred > 0) & (truth != pred)] = 1
+    out[(truth > 0) & (pred == 0)] = 2
+    return out
+
+
+class NumberItem(QTableWidgetItem):
+    """A table cell that sorts by number, not text."""
+
+    def __init__(self, value: float, text: str):
+        super().__init__(text)
+        self.value = value
+        self.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+
+    def __lt__(self, other):
+        if isinstance(other, NumberItem):
+            a = -math.inf if math.isnan(self.value) else self.value
+            b = -math.inf if math.isnan(other.value) else other.value
+            return a < b
+        return super().__lt__(other)
+
+
+class PredictWidget(QWidget):
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.worker = None
+        layout = QVBoxLayout(self)
+        self.model_label = QLabel("model: none (train or load one in the Train widget)")
+        self.model_label.setWordWrap(True)
+        layout.addWidget(self.model_label)
+        row = QHBoxLayout()
+        self.scope = QComboBox()
+        self.scope.addItems(["current case", "validation cases", "all cases"])
+        self.tta = QCheckBox("mirror TTA")
+        self.run_button = QPushButton("Predict")
+        row.addWidget(self.scope)
+        row.addWidget(self.tta)
+        row.addWidget(self.run_button)
+        layout.addLayout(row)
+        self.table = QTableWidget(0, 0)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.setMinimumHeight(150)
+        layout.addWidget(self.table)
+        self.mean_label = QLabel("")
+        layout.addWidget(self.mean_label)
+        row = QHBoxLayout()
+        self.csv_button = QPushButton("Export CSV…")
+        self.save_button = QPushButton("Save predictions…")
+        row.addWidget(self.csv_button)
+        row.addWidget(self.save_button)
+        layout.addLayout(row)
+
+        self.run_button.clicked.connect(lambda: self.predict(self.scope.currentText()))
+        self.table.cellClicked.connect(self._row_clicked)
+        self.csv_button.clicked.connect(self._csv_dialog)
+        self.save_button.clicked.connect(self._save_dialog)
+        self.session.checkpoint_changed.connect(
+            lambda p: self.model_label.setText(f"model: {Path(p).name}" if p else "model: none")
+        )
+        self.session.results_changed.connect(self.refresh_table)
+        if self.session.checkpoint:
+            self.model_label.setText(f"model: {Path(self.session.checkpoint).name}")
+
+    # -- prediction -------------------------------------------------------------------------------
+
+    def _cases(self, scope: str) -> list[str]:
+        task = self.session.task
+        if task is None:
+            return []
+        if scope == "current case":
+            return [self.session.case_id] if self.session.case_id else [task.cases[0].id]
+        if scope == "validation cases" and self.session.split is not None:
+            return [c.id for c in self.session.split.val]
+        return [c.id for c in task.cases + task.test_cases]
+
+    def predict(self, scope: str = "current case"):
+        if self.worker is not None:
+            return None
+        if self.session.checkpoint is None:
+            notify_error("no model: train or load a checkpoint first")
+            return None
+        if self.session.task is None:
+            notify_error("open a task first (Data widget)")
+            return None
+        task, checkpoint = self.session.task, self.session.checkpoint
+        case_ids = self._cases(scope)
+        config = InferConfig(tta=self.tta.isChecked())
+
+        @thread_worker
+        def work():
+            from napari_volseg.engine.infer import Predictor
+
+            predictor = Predictor(checkpoint, config)
+            try:
+                for case_id in case_ids:
+                    case = task.case(case_id)
+                    image = case.load_image()
+                    labels = predictor.predict(image).labels
+                    scores = []
+                    if case.label_path is not None:
+                        truth = case.load_label()
+                        scores = metrics.score_case(labels, truth.data, task.num_classes, truth.spacing)
+                    yield CaseResult(case=case_id, labels=labels, geometry=image.geometry, scores=scores)
+            finally:
+                predictor.release()
+
+        bar = progress(total=len(case_ids), desc="predicting")
+        self.worker = work()
+        self.worker.yielded.connect(lambda result: (bar.update(1), self._on_result(result)))
+        self.worker.errored.connect(notify_error)
+        self.worker.finished.connect(lambda: (bar.close(), self._idle()))
+        self.session.track(self.worker)
+        self.run_button.setEnabled(False)
+        self.worker.start()
+        return self.worker
+
+    def _idle(self) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+
+    def _on_result(self, result: CaseResult) -> None:
+        self.session.add_result(result)
+        if result.case == self.session.case_id or len(self.session.results) == 1:
+            self.show_result(result.case)
+
+    def show_result(self, case_id: str) -> None:
+        """Open the case with its prediction and error layers next to the ground truth."""
+        task = self.session.task
+        try:
+            show_case(self.viewer, task, case_id)
+        except VolsegError as exc:
+            notify_error(exc)
+            return
+        self.session.case_id = case_id
+        result = self.session.results.get(case_id)
+        if result is None:
+            return
+        layers = case_layers(self.viewer, case_id)
+        image = layers["image"]
+        pred = set_labels(self.viewer, f"{case_id} prediction", result.labels, image, "prediction", case_id)
+        pred.metadata["volseg"]["geometry"] = result.geometry
+        truth = layers.get("ground truth")
+        if truth is not None:
+            set_labels(
+                self.viewer,
+                f"{case_id} errors",
+                error_map(result.labels, np.asarray(truth.data)),
+                image,
+                "errors",
+                case_id,
+                colors=ERROR_COLORS,
+            )
+
+    # -- table ------------------------------------------------------------------------------------
+
+    def refresh_table(self) -> None:
+        task = self.session.task
+        results = list(self.session.results.values())
+        names = {k: v for k, v in (task.labels.items() if task else []) if k > 0}
+        headers = ["case"] + [f"Dice {n}" for n in names.values()] + [f"HD95 {n} mm" for n in names.values()]
+        headers += ["pred mL", "true mL"]
+        self.table.setSortingEnabled(False)
+        self.table.setColumnCount(len(headers))
+        self.table.setHorizontalHeaderLabels(headers)
+        self.table.setRowCount(len(results))
+        for r, result in enumerate(results):
+            self.table.setItem(r, 0, QTableWidgetItem(result.case))
+            by_label = {s.label: s for s in result.scores}
+            col = 1
+            for label in names:
+                s = by_label.get(label)
+                value = s.dice if s else float("nan")
+                self.table.setItem(r, col, NumberItem(value, "—" if s is None else f"{value:.4f}"))
+                col += 1
+            for label in names:
+                s = by_label.get(label)
+                value = s.hd95 if s else float("nan")
+                self.table.setItem(r, col, NumberItem(value, "—" if math.isnan(value) else f"{value:.2f}"))
+                col += 1
+            pred_ml = sum(s.pred_ml for s in result.scores) if result.scores else float("nan")
+            true_ml = sum(s.true_ml for s in result.scores) if result.scores else float("nan")
+            self.table.setItem(r, col, NumberItem(pred_ml, "—" if math.isnan(pred_ml) else f"{pred_ml:.1f}"))
+            self.table.setItem(r, col + 1, NumberItem(true_ml, "—" if math.isnan(true_ml) else f"{true_ml:.1f}"))
+        self.table.setSortingEnabled(True)
+        scored = [metrics.mean_dice(r.scores) for r in results if r.scores]
+        self.mean_label.setText(f"mean Dice over {len(scored)} case(s): {np.mean(scored):.4f}" if scored else "")
+
+    def _row_clicked(self, row: int, column: int) -> None:
+        self.show_result(self.table.item(row, 0).text())
+
+    def rows(self) -> list[dict]:
+        task = self.session.task
+        rows = []
+        for result in self.session.results.values():
+            for s in result.scores:
+                rows.append(
+                    {
+                        "case": result.case,
+                        "label": s.label,
+                        "name": task.labels.get(s.label, str(s.label)),
+                        "dice": s.dice,
+                        "hd95": s.hd95,
+                        "empty": s.empty,
+                        "pred_ml": s.pred_ml,
+                        "true_ml": s.true_ml,
+                    }
+                )
+        return rows
+
+    def export_csv(self, path: str | Path) -> Path:
+        from napari_volseg.evaluate import write_csv
+
+        return write_csv(self.rows(), path)
+
+    def save_predictions(self, folder: str | Path) -> list[Path]:
+        folder = Path(folder)
+        return [
+            nifti.save_labels(r.labels, r.geometry, folder / f"{r.case}.nii.gz") for r in self.session.results.values()
+        ]
+
+    def _csv_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export Dice table", "dice.csv", "CSV (*.csv)")
+        if path:
+            self.export_csv(path)
+
+    def _save_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save predictions (NIfTI, source geometry) into")
+        if folder:
+            self.save_predictions(folder)
