@@ -198,8 +198,17 @@ def _demo(args: argparse.Namespace) -> int:
     from napari_volseg import demo
 
     if args.headless:
-        summary = demo.run_headless(Path(args.out), data=args.data, kind=args.kind, minutes=args.minutes)
-        print(f"wrote {summary['screenshot']} and {summary['metrics']}")
+        summary = demo.run_headless(
+            Path(args.out),
+            data=args.data,
+            kind=args.kind,
+            minutes=args.minutes,
+            log=lambda line: print(line, file=sys.stderr),
+        )
+        print(
+            f"mean Dice {summary['mean_dice']} on {len(summary['cases'])} held-out case(s) after "
+            f"{summary['train_minutes']} min of training; wrote {summary['screenshot']} and {summary['metrics']}"
+        )
         return 0
     from napari_volseg._napari.demo import run_viewer
 
@@ -266,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("volseg-demo"), help="output folder for --headless")
     p.add_argument("--data", type=Path, default=None, help="an MSD task folder instead of the synthetic task")
     p.add_argument("--kind", choices=("ct", "mri"), default="ct", help="synthetic phantom kind (default ct)")
-    p.add_argument("--minutes", type=float, default=None, help="training budget of the demo in minutes")
+    p.add_argument("--minutes", type=float, default=None, help="training budget in minutes (default 2)")
     return parser
 
 

@@ -17,11 +17,12 @@ def test_synth_writes_a_loadable_task(tmp_path, capsys):
     assert "wrote 2 synthetic MRI" in capsys.readouterr().out
 
 
-def test_headless_demo_writes_screenshot_and_metrics(tmp_path, tiny_ct_task):
+def test_headless_demo_trains_predicts_and_writes_screenshot_and_metrics(tmp_path, train_ct_task):
     out = tmp_path / "demo out"
-    assert cli.main(["demo", "--headless", "--out", str(out), "--data", str(tiny_ct_task)]) == 0
+    assert cli.main(["demo", "--headless", "--out", str(out), "--data", str(train_ct_task), "--minutes", "0.2"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["task"] == "SyntheticSpleen" and len(metrics["cases"]) == 6
+    assert metrics["task"] == "SyntheticSpleen" and len(metrics["cases"]) == 1 and metrics["steps"] > 0
+    assert 0.0 <= metrics["mean_dice"] <= 1.0 and "spleen" in metrics["cases"][0]["dice"]
     import imageio.v3 as iio
 
     picture = iio.imread(out / "screenshot.png")

@@ -1,0 +1,97 @@
+"""`volseg train | predict | evaluate | preprocess | models | presets` as scripts call them."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from napari_volseg import cli
+from napari_volseg.io import nifti
+
+VOLSEG = str(Path(sys.executable).with_name("volseg"))
+
+
+def test_train_predict_evaluate_round_trip(train_ct_task, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model.safetensors"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--data",
+                str(train_ct_task),
+                "--preset",
+                "fast-cpu",
+                "--out",
+                str(model),
+                "--epochs",
+                "1",
+                "--val-cases",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert model.is_file() and model.with_name("model.last.safetensors").is_file()
+    assert "best validation Dice" in capsys.readouterr().out
+    out = tmp_path / "pred"
+    assert cli.main(["predict", "--model", str(model), "--out", str(out), str(train_ct_task / "imagesTr")]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(p.name for p in (train_ct_task / "imagesTr").iterdir())
+    src = nifti.load(train_ct_task / "imagesTr" / written[0])
+    got = nifti.load(out / written[0], label=True)
+    assert got.data.shape == src.data.shape and np.array_equal(got.affine, src.affine)
+    table = tmp_path / "dice.csv"
+    assert (
+        cli.main(["evaluate", "--pred", str(out), "--truth", str(train_ct_task / "labelsTr"), "--csv", str(table)]) == 0
+    )
+    rows = list(csv.DictReader(table.open()))
+    assert len(rows) == 6 and rows[0]["name"] == "spleen"
+    assert all(0.0 <= float(r["dice"]) <= 1.0 for r in rows)
+    printed = capsys.readouterr().out
+    assert "mean class 1: Dice" in printed
+
+
+def test_preprocess_caches_and_a_second_run_recomputes_nothing(train_ct_task, tmp_path):
+    env = {"VOLSEG_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    first = subprocess.run(
+        [VOLSEG, "preprocess", "--data", str(train_ct_task)], capture_output=True, text=True, env=env
+    )
+    second = subprocess.run(
+        [VOLSEG, "preprocess", "--data", str(train_ct_task)], capture_output=True, text=True, env=env
+    )
+    assert "6 case(s) preprocessed, 0 already cached" in first.stdout
+    assert "0 case(s) preprocessed, 6 already cached" in second.stdout
+
+
+def test_models_and_presets_lists():
+    models = subprocess.run([VOLSEG, "models"], capture_output=True, text=True).stdout
+    assert "22,578,946" in models and "5,602,306" in models and "cpu-lean" in models
+    presets = subprocess.run([VOLSEG, "presets"], capture_output=True, text=True).stdout.splitlines()
+    names = {line.split()[0] for line in presets}
+    assert {
+        "fast-cpu",
+        "seed-exp1-heart-ce",
+        "seed-exp2-heart-ce",
+        "seed-exp2-heart-dice",
+        "seed-exp2-spleen-ce",
+        "seed-exp2-spleen-dice",
+    } <= names
+
+
+def test_user_errors_are_one_line_with_exit_1(tmp_path, train_ct_task):
+    (tmp_path / "bad.safetensors").write_bytes(b"junk")
+    cases = [
+        ["predict", "--model", str(tmp_path / "bad.safetensors"), "--out", str(tmp_path / "o"), str(tmp_path)],
+        ["train", "--data", str(train_ct_task), "--preset", "no-such-preset", "--out", str(tmp_path / "m.safetensors")],
+        ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m.safetensors")],
+        ["evaluate", "--pred", str(tmp_path / "none"), "--truth", str(tmp_path)],
+    ]
+    for argv in cases:
+        result = subprocess.run([VOLSEG, *argv], capture_output=True, text=True)
+        assert result.returncode == 1, (argv, result.stderr)
+        assert result.stderr.startswith("volseg: error:") and result.stderr.strip().count("\n") == 0, result.stderr
