@@ -78,6 +78,11 @@ def _train(args: argparse.Namespace) -> int:
     task = load_task(args.data)
     trainer = Trainer(task, preset, args.out, resume=args.resume)
     bar = None
+    if not trainer.dist.main:  # under torchrun, rank 0 alone reports
+        for event in trainer.run():
+            if isinstance(event, ev.Failed):
+                raise VolsegError(f"rank {trainer.dist.rank}: {event.message}")
+        return 0
     for event in trainer.run():
         if isinstance(event, ev.Progress):
             print(f"preprocessing {event.done}/{event.total} {event.item}", file=sys.stderr, end="\r")

@@ -64,7 +64,8 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     amp: bool = True
-    workers: int = 0
+    sync_bn: bool = False
+    """Under torchrun on GPUs: synchronise BatchNorm statistics across ranks."""
 
 
 @dataclass(frozen=True)

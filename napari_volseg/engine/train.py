@@ -23,6 +23,7 @@ from monai.transforms import RandAffined
 
 from napari_volseg import metrics, preprocess
 from napari_volseg.engine import checkpoint as ckpt
+from napari_volseg.engine import distributed
 from napari_volseg.engine.config import Preset
 from napari_volseg.engine.events import CheckpointSaved, Event, Failed, Finished, Progress, Started, Step, Validated
 from napari_volseg.engine.infer import resolve_device, set_threads, window_probabilities
@@ -155,6 +156,9 @@ class Trainer:
         self.resume = resume
         self.cache_root = cache_root
         self._stop = threading.Event()
+        self.dist = distributed.env_context()
+        self.network: torch.nn.Module | None = None
+        """The trained network (CPU runs) once ``run()`` has built it."""
         t = preset.train
         if train_cases is None:
             split = task.split(mode=t.split, seed=t.seed, val_cases=t.val_cases)
@@ -173,6 +177,7 @@ class Trainer:
         return self._stop.is_set()
 
     def run(self) -> Iterator[Event]:
+        """Yield events until the run ends; under torchrun only rank 0's events carry logs."""
         try:
             yield from self._run()
         except VolsegError as exc:
@@ -184,6 +189,8 @@ class Trainer:
         except Exception as exc:  # a bug: keep the traceback in the log, show one line
             log.exception("training failed")
             yield Failed(f"training failed: {type(exc).__name__}: {exc}")
+        finally:
+            distributed.shutdown(self.dist)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -230,8 +237,11 @@ class Trainer:
             resumed = ckpt.load(self.last)
             if resumed.optimizer is None:
                 raise VolsegError(f"{self.last.name} has no optimizer state; it cannot be resumed")
+        device = distributed.init(self.dist, device)
         plan = self._plan(resumed)
         train = val = None
+        if not self.dist.main:
+            distributed.barrier(self.dist)  # rank 0 fills the preprocessing cache first
         for item in self._prepare(plan):
             if isinstance(item, tuple):
                 train, val = item
@@ -247,6 +257,8 @@ class Trainer:
                     seconds=time.perf_counter() - started,
                 )
                 return
+        if self.dist.main:
+            distributed.barrier(self.dist)
 
         config = (
             resumed.model_config if resumed else model_config(self.preset.model, plan.in_channels, plan.num_classes)
@@ -257,6 +269,9 @@ class Trainer:
         model.to(device)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        net = model  # the bare network: validation and checkpoints use it, never the DDP wrapper
+        self.network = net
+        model = distributed.wrap(model, self.dist, device, t.sync_bn)
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         if resumed:
             optimizer.load_state_dict(resumed.optimizer)
@@ -290,7 +305,7 @@ class Trainer:
         while step < total_steps:
             epoch = step // t.iterations_per_epoch
             model.train()
-            rng = np.random.default_rng([t.seed, step])
+            rng = np.random.default_rng([t.seed, step, self.dist.rank])
             images, labels = [], []
             for _ in range(t.batch_size):
                 case = train[int(rng.integers(len(train)))]
@@ -305,6 +320,7 @@ class Trainer:
             y = torch.stack(labels)[:, None].long().to(device, non_blocking=True)
             elapsed = time.perf_counter() - loop_start
             lr = learning_rate(self.preset, step, total_steps, epoch, elapsed / budget if budget else 0.0)
+            lr = distributed.broadcast_float(lr, self.dist, device)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
@@ -320,8 +336,17 @@ class Trainer:
 
             out_of_time = budget is not None and time.perf_counter() - loop_start >= budget
             end_of_epoch = step % t.iterations_per_epoch == 0
+            if self.dist.enabled:  # every rank must leave the loop at the same step
+                out_of_time = distributed.agree(out_of_time, self.dist, device)
+                if distributed.agree(self.stopping, self.dist, device):
+                    self._stop.set()
             stopped = self.stopping
             if stopped or out_of_time or step >= total_steps or (end_of_epoch and (epoch + 1) % t.val_every == 0):
+                if not self.dist.main:
+                    distributed.barrier(self.dist)  # rank 0 alone validates and writes
+                    if stopped or out_of_time:
+                        break
+                    continue
                 record = {
                     "step": step,
                     "epoch": epoch,
@@ -329,7 +354,7 @@ class Trainer:
                     "seconds": time.perf_counter() - started,
                 }
                 if val and not stopped:
-                    scores = self._validate(model, val, patch, device)
+                    scores = self._validate(net, val, patch, device)
                     mean = float(np.mean(list(scores.values())))
                     record.update(val_dice=mean, val_cases=scores)
                     yield Validated(
@@ -339,7 +364,7 @@ class Trainer:
                         best = mean
                         history.append(record)
                         best_path = ckpt.save(
-                            self.out, model, step=step, epoch=epoch, best_dice=best, history=history, **save_kwargs
+                            self.out, net, step=step, epoch=epoch, best_dice=best, history=history, **save_kwargs
                         )
                         yield CheckpointSaved(path=best_path, kind="best", step=step)
                     else:
@@ -348,7 +373,7 @@ class Trainer:
                     history.append(record)
                 last = ckpt.save(
                     self.last,
-                    model,
+                    net,
                     step=step,
                     epoch=epoch,
                     best_dice=best if best >= 0 else float("nan"),
@@ -358,12 +383,14 @@ class Trainer:
                 )
                 yield CheckpointSaved(path=last, kind="last", step=step)
                 if not val:  # nothing to select on: the latest weights are the best we know
-                    best_path = ckpt.save(self.out, model, step=step, epoch=epoch, history=history, **save_kwargs)
+                    best_path = ckpt.save(self.out, net, step=step, epoch=epoch, history=history, **save_kwargs)
                     yield CheckpointSaved(path=best_path, kind="best", step=step)
+                distributed.barrier(self.dist)
                 if stopped or out_of_time:
                     break
-        if device.type == "cuda":
-            del model, optimizer
+        if device.type == "cuda":  # give the GPU memory back (the GUI keeps running)
+            self.network = None
+            del model, net, optimizer
             torch.cuda.empty_cache()
         yield Finished(
             step=step,
