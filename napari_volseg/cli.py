@@ -160,16 +160,7 @@ def _preprocess(args: argparse.Namespace) -> int:
 
     preset = load_preset(args.preset)
     task = load_task(args.data)
-    p = preset.plan
-    plan = preprocess.plan_for_task(
-        task,
-        resample=p.resample,
-        target_spacing=p.spacing,
-        spacing_scale=p.spacing_scale,
-        target_shape=p.shape,
-        crop=p.crop,
-        max_voxels=p.max_voxels,
-    )
+    plan = preprocess.plan_from_settings(task, preset.plan)
     cache = preprocess.PreparedCache(plan)
     bar = _progress_bar("preprocess", total=len(task.cases), unit="case")
     for case in task.cases:

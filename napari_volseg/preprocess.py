@@ -283,6 +283,20 @@ def plan_for_task(
     return base
 
 
+def plan_from_settings(task: Task, settings, cases: list[Case] | None = None) -> Plan:
+    """Plan a task from a preset's :class:`~napari_volseg.engine.config.PlanSettings`."""
+    return plan_for_task(
+        task,
+        cases=cases,
+        resample=settings.resample,
+        target_spacing=settings.spacing,
+        spacing_scale=settings.spacing_scale,
+        target_shape=settings.shape,
+        crop=settings.crop,
+        max_voxels=settings.max_voxels,
+    )
+
+
 # ---- the disk cache -------------------------------------------------------------------------
 
 

@@ -48,7 +48,58 @@ def synthetic_ct() -> None:
     viewer.close()
 
 
-SHOTS = {"synthetic-ct": synthetic_ct}
+def wait_for(predicate, seconds: float) -> None:
+    import time
+
+    end = time.perf_counter() + seconds
+    while not predicate() and time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def workflow() -> None:
+    """Train from the Train widget on the synthetic task, then predict the validation cases."""
+    from napari_volseg._napari.demo import open_demo
+
+    viewer = napari.Viewer(show=True, title="napari-volseg")
+    viewer.window._qt_window.resize(1500, 1000)
+    widgets = open_demo(viewer, kind="ct")
+    train, predict = widgets["Train"], widgets["Predict & evaluate"]
+    train.minutes.setValue(1.5)
+    train.start()
+    wait_for(lambda: len(train.plot.loss) > 20, 300)
+    shot(viewer, "train-widget")
+    wait_for(lambda: train.worker is None, 600)
+    predict.predict("validation cases")
+    wait_for(lambda: predict.worker is None, 600)
+    viewer.reset_view()
+    shot(viewer, "predict-synthetic")
+    viewer.close()
+
+
+def heart(checkpoint: str = "") -> None:
+    """A real MSD heart case with a prediction from a checkpoint trained by bench/accuracy.py."""
+    import os
+
+    from napari_volseg._napari.demo import open_demo
+
+    checkpoint = checkpoint or os.environ.get("VOLSEG_HEART_CKPT", "")
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "Task02_Heart"
+    viewer = napari.Viewer(show=True, title="napari-volseg")
+    viewer.window._qt_window.resize(1500, 1000)
+    widgets = open_demo(viewer, data=data)
+    widgets["Data"].open_case("la_007")
+    widgets["Train"].load_checkpoint(checkpoint)
+    predict = widgets["Predict & evaluate"]
+    predict.predict("validation cases")
+    wait_for(lambda: predict.worker is None, 600)
+    predict.show_result(predict.table.item(0, 0).text())
+    viewer.reset_view()
+    shot(viewer, "predict-heart")
+    viewer.close()
+
+
+SHOTS = {"synthetic-ct": synthetic_ct, "workflow": workflow, "heart": heart}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or SHOTS:

@@ -73,8 +73,18 @@ def window_probabilities(
 ) -> torch.Tensor:
     """Softmax probabilities ``(classes, z, y, x)`` (float32, CPU) of one preprocessed image."""
     model.eval()
-    x = torch.from_numpy(np.ascontiguousarray(image_czyx))[None]
     roi = _roi(roi, getattr(model, "module", model).config.divisor)
+    # Volumes smaller than the window are padded with each channel's minimum, as the patch sampler
+    # pads training patches (MONAI would pad with 0, a value the net never saw outside a volume).
+    shape = image_czyx.shape[1:]
+    pads = [max(0, r - n) for r, n in zip(roi, shape, strict=True)]
+    if any(pads):
+        lows = image_czyx.reshape(image_czyx.shape[0], -1).min(axis=1)
+        padded = np.empty((image_czyx.shape[0],) + tuple(n + p for n, p in zip(shape, pads, strict=True)), np.float32)
+        padded[:] = lows[:, None, None, None]
+        padded[(slice(None),) + tuple(slice(p // 2, p // 2 + n) for p, n in zip(pads, shape, strict=True))] = image_czyx
+        image_czyx = padded
+    x = torch.from_numpy(np.ascontiguousarray(image_czyx))[None]
     flips = [()] + ([(2,), (3,), (4,)] if config.tta else [])
     total = None
     use_amp = device.type == "cuda"
@@ -94,7 +104,10 @@ def window_probabilities(
         probs = torch.softmax(logits.float(), dim=1)
         probs = torch.flip(probs, axes) if axes else probs
         total = probs if total is None else total + probs
-    return (total / len(flips))[0]
+    probs = (total / len(flips))[0]
+    if any(pads):
+        probs = probs[(slice(None),) + tuple(slice(p // 2, p // 2 + n) for p, n in zip(pads, shape, strict=True))]
+    return probs.contiguous()
 
 
 @dataclass

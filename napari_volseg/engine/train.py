@@ -60,12 +60,13 @@ def _train_case(case_id: str, prepared: preprocess.Prepared, rng: np.random.Gene
 
 
 def effective_patch(patch: tuple[int, ...], shapes: list[tuple[int, ...]], divisor: int) -> tuple[int, int, int]:
-    """The patch, shrunk along axes where every volume is smaller, kept a multiple of ``divisor``."""
-    largest = np.max(np.array(shapes), axis=0)
+    """The patch, shrunk along axes where the median volume is smaller (rounded down to a multiple of
+    ``divisor``, at least one ``divisor``): a patch mostly made of padding costs time and teaches little."""
+    median = np.median(np.array(shapes), axis=0)
     out = []
-    for p, n in zip(patch, largest, strict=True):
-        size = min(int(p), int(math.ceil(n / divisor) * divisor))
-        out.append(max(divisor, size // divisor * divisor))
+    for p, n in zip(patch, median, strict=True):
+        size = min(int(p), int(n) // divisor * divisor)
+        out.append(max(divisor, size))
     return tuple(out)
 
 
@@ -197,17 +198,7 @@ class Trainer:
     def _plan(self, resumed: ckpt.Checkpoint | None) -> preprocess.Plan:
         if resumed is not None:
             return resumed.plan
-        p = self.preset.plan
-        return preprocess.plan_for_task(
-            self.task,
-            cases=self.train_cases,
-            resample=p.resample,
-            target_spacing=p.spacing,
-            spacing_scale=p.spacing_scale,
-            target_shape=p.shape,
-            crop=p.crop,
-            max_voxels=p.max_voxels,
-        )
+        return preprocess.plan_from_settings(self.task, self.preset.plan, cases=self.train_cases)
 
     def _prepare(self, plan: preprocess.Plan) -> Iterator[Event | tuple]:
         cache = preprocess.PreparedCache(plan, self.cache_root)
