@@ -6,6 +6,7 @@ from pathlib import Path
 
 from napari.qt.threading import thread_worker
 from napari.utils import progress
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -178,6 +179,7 @@ class DataWidget(QWidget):
             for c, value in enumerate(values):
                 self.table.setItem(r, c, QTableWidgetItem(value))
         self.table.setSortingEnabled(True)
+        self.table.sortItems(0, Qt.AscendingOrder)
 
 
 def _header_geometry(case) -> tuple[str, str]:
