@@ -7,12 +7,17 @@ from pathlib import Path
 
 def open_demo(viewer, data: Path | None = None, kind: str = "ct") -> dict:
     """Dock the plugin's widgets in ``viewer`` and open the demo task's first case; returns the widgets."""
-    from napari_volseg._napari.widgets import DataWidget, PredictWidget, TrainWidget
+    from napari_volseg._napari.widgets import DataWidget, PredictWidget, PreprocessWidget, TrainWidget
     from napari_volseg.demo import demo_task
 
-    widgets = {"Data": DataWidget(viewer), "Train": TrainWidget(viewer), "Predict & evaluate": PredictWidget(viewer)}
+    widgets = {
+        "Data": DataWidget(viewer),
+        "Preprocess": PreprocessWidget(viewer),
+        "Train": TrainWidget(viewer),
+        "Predict & evaluate": PredictWidget(viewer),
+    }
     for name, widget in widgets.items():
-        viewer.window.add_dock_widget(widget, name=name, area="right")
+        viewer.window.add_dock_widget(widget, name=name, area="right", tabify=name == "Preprocess")
     task = demo_task(data, kind)
     widgets["Data"].open_task(task.root)
     return widgets

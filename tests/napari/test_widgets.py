@@ -154,3 +154,21 @@ def test_widgets_import_and_draw_under_pyqt6():
     env = {k: v for k, v in os.environ.items() if k != "QT_API"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_preprocess_widget_defaults_preview_and_cache(widgets, qtbot, train_ct_task, tmp_path):
+    from napari_volseg._napari.widgets import PreprocessWidget
+    from napari_volseg.engine.config import load_preset
+
+    viewer, data, _, _ = widgets
+    pre = PreprocessWidget(viewer)
+    assert pre.settings() == load_preset("fast-cpu").plan
+    data.open_task(train_ct_task)
+    pre.preview()
+    layer = viewer.layers["spleen_001 preprocessed"]
+    assert layer.data.ndim == 3 and layer.data.dtype.name == "float32"
+    pre.run()
+    qtbot.waitUntil(lambda: pre.worker is None, timeout=60_000)
+    assert "6 preprocessed, 0 already cached" in pre.status.text()
+    pre._show_cached()
+    assert "6 of 6 cases cached" in pre.status.text()

@@ -2,6 +2,7 @@
 
 from napari_volseg._napari.widgets.data import DataWidget
 from napari_volseg._napari.widgets.predict import PredictWidget
+from napari_volseg._napari.widgets.preprocess import PreprocessWidget
 from napari_volseg._napari.widgets.train import TrainWidget
 
-__all__ = ["DataWidget", "PredictWidget", "TrainWidget"]
+__all__ = ["DataWidget", "PredictWidget", "PreprocessWidget", "TrainWidget"]
