@@ -20,13 +20,13 @@ def _events(trainer):
     return list(trainer.run())
 
 
-def test_tiny_synthetic_task_reaches_dice_0_9_within_a_minute(train_ct_task, tmp_path):
+def test_tiny_synthetic_task_reaches_dice_0_9_in_60_steps(train_ct_task, tmp_path):
     task = decathlon.load_task(train_ct_task)
     preset = quick_preset(epochs=6)  # 60 steps: about 20 s on two idle cores
     events = _events(Trainer(task, preset, tmp_path / "m.safetensors", cache_root=tmp_path / "cache"))
     assert not [e for e in events if isinstance(e, ev.Failed)]
     finished = events[-1]
-    assert isinstance(finished, ev.Finished) and finished.seconds < 90  # a minute idle, with room for a busy CI machine
+    assert isinstance(finished, ev.Finished)  # about 20 s on two idle cores; speed is bench/train_speed.py's job
     assert finished.best_dice >= 0.9, [e.mean for e in events if isinstance(e, ev.Validated)]
     kinds = [type(e).__name__ for e in events]
     assert kinds[0] == "Progress" and "Started" in kinds and "CheckpointSaved" in kinds
