@@ -65,7 +65,7 @@ def workflow() -> None:
     viewer.window._qt_window.resize(1500, 1000)
     widgets = open_demo(viewer, kind="ct")
     train, predict = widgets["Train"], widgets["Predict & evaluate"]
-    train.minutes.setValue(1.5)
+    train.minutes.setValue(2.0)
     train.start()
     wait_for(lambda: len(train.plot.loss) > 20, 300)
     shot(viewer, "train-widget")

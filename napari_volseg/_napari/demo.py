@@ -16,7 +16,7 @@ def open_demo(viewer, data: Path | None = None, kind: str = "ct") -> dict:
         "Train": TrainWidget(viewer),
         "Predict & evaluate": PredictWidget(viewer),
     }
-    for name, widget in widgets.items():
+    for name, widget in widgets.items():  # Preprocess shares Data's place as a tab
         viewer.window.add_dock_widget(widget, name=name, area="right", tabify=name == "Preprocess")
     task = demo_task(data, kind)
     widgets["Data"].open_task(task.root)
