@@ -172,3 +172,21 @@ def test_preprocess_widget_defaults_preview_and_cache(widgets, qtbot, train_ct_t
     assert "6 preprocessed, 0 already cached" in pre.status.text()
     pre._show_cached()
     assert "6 of 6 cases cached" in pre.status.text()
+
+
+def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, train_ct_task, tmp_path, monkeypatch):
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    from napari_volseg._napari.state import session_for
+    from napari_volseg._napari.widgets import DataWidget, TrainWidget
+
+    viewer = make_napari_viewer()
+    data, train = DataWidget(viewer), TrainWidget(viewer)
+    data.open_task(train_ct_task)
+    _use_quick_settings(train)
+    train.epochs.setValue(100)
+    worker = train.start(out=tmp_path / "closing.safetensors")
+    trainer = train.trainer
+    qtbot.waitUntil(lambda: len(train.plot.loss) >= 2, timeout=120_000)
+    session_for(viewer).shutdown()  # what the main window's destroyed signal calls
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)
+    assert trainer.stopping
