@@ -18,7 +18,7 @@ def _by_case(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise VolsegError(f"{folder} is not a folder")
     return {
-        decathlon._case_id(p): p
+        decathlon.case_id_of(p): p
         for p in sorted(folder.iterdir())
         if nifti.is_nifti_path(p) and not p.name.startswith("._")
     }

@@ -22,7 +22,6 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -197,31 +196,9 @@ def invert(probabilities: np.ndarray | torch.Tensor, prepared: Prepared) -> np.n
 # ---- planning from a task -------------------------------------------------------------------
 
 
-def _spacing_of(case: Case) -> tuple[float, float, float]:
-    """Spacing (z, y, x) from the header alone: no voxel data is read."""
-    img = nib.load(str(case.image_path))
-    geometry = nifti.Geometry(
-        source_shape=tuple(int(s) for s in img.shape[:3]),
-        affine=np.asarray(img.affine, dtype=np.float64),
-        to_canonical=nib.orientations.ornt_transform(
-            nib.orientations.io_orientation(img.affine), nib.orientations.axcodes2ornt(nifti.CANONICAL_AXCODES)
-        ),
-        header=img.header,
-    )
-    return geometry.spacing_zyx
-
-
-def _shape_of(case: Case) -> tuple[int, int, int]:
-    """Canonical (z, y, x) shape from the header alone."""
-    img = nib.load(str(case.image_path))
-    ornt = nib.orientations.io_orientation(img.affine)
-    xyz = [int(img.shape[int(ax)]) for ax in np.argsort(ornt[:, 0])] if len(img.shape) >= 3 else list(img.shape)
-    return (xyz[2], xyz[1], xyz[0])
-
-
 def task_spacing(cases: list[Case]) -> tuple[float, float, float]:
     """nnU-Net's target spacing: the median, except the coarse axis of an anisotropic task takes its 10th percentile."""
-    spacings = np.array([_spacing_of(c) for c in cases])
+    spacings = np.array([c.geometry().spacing_zyx for c in cases])
     target = np.median(spacings, axis=0)
     coarse = int(np.argmax(target))
     if target[coarse] / target.min() > ANISOTROPY:
@@ -272,7 +249,8 @@ def plan_for_task(
         spacing = np.array(target_spacing if target_spacing is not None else task_spacing(cases), dtype=float)
         spacing = spacing * np.broadcast_to(np.asarray(spacing_scale, dtype=float), (3,))
         if max_voxels:
-            extents = np.median([np.array(_shape_of(c)) * np.array(_spacing_of(c)) for c in cases], axis=0)
+            geometries = [c.geometry() for c in cases]
+            extents = np.median([np.array(g.shape_zyx) * np.array(g.spacing_zyx) for g in geometries], axis=0)
             voxels = float(np.prod(extents / spacing))
             if voxels > max_voxels:
                 spacing = spacing * (voxels / max_voxels) ** (1.0 / 3.0)

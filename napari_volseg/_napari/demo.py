@@ -16,8 +16,9 @@ def open_demo(viewer, data: Path | None = None, kind: str = "ct") -> dict:
         "Train": TrainWidget(viewer),
         "Predict & evaluate": PredictWidget(viewer),
     }
-    for name, widget in widgets.items():  # Preprocess shares Data's place as a tab
-        viewer.window.add_dock_widget(widget, name=name, area="right", tabify=name == "Preprocess")
+    # Data and Preprocess share one place as tabs; the dock added last is the tab in front
+    for name in ("Preprocess", "Data", "Train", "Predict & evaluate"):
+        viewer.window.add_dock_widget(widgets[name], name=name, area="right", tabify=name == "Data")
     task = demo_task(data, kind)
     widgets["Data"].open_task(task.root)
     return widgets

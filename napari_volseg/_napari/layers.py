@@ -64,6 +64,15 @@ def labels_layer(volume: nifti.Volume, name: str, case: str | None = None, role:
     return (volume.data, kwargs, "labels")
 
 
+def case_layer_data(task, case) -> list[tuple]:
+    """LayerData of one task case: its image and, for a labelled case, the ground truth."""
+    image, label = case.load()
+    layers = [image_layer(image, case.id, case=case.id, modality=task.modalities.get(0))]
+    if label is not None:
+        layers.append(labels_layer(label, f"{case.id} ground truth", case=case.id))
+    return layers
+
+
 def geometry_of(meta: dict[str, Any], shape_zyx: tuple[int, ...]) -> nifti.Geometry:
     """The source geometry kept in a layer's metadata, or one built from its scale and translate."""
     stored = (meta.get("metadata") or {}).get(META_KEY, {}).get("geometry")

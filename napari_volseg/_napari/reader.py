@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_volseg._napari.layers import image_layer, labels_layer
+from napari_volseg._napari.layers import case_layer_data, image_layer, labels_layer
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon, nifti
 
@@ -41,7 +41,7 @@ def read_nifti(path: str | list[str]) -> list[tuple]:
     for p in [path] if isinstance(path, str) else path:
         p = Path(p)
         volume = nifti.load(p)
-        name = decathlon._case_id(p)
+        name = decathlon.case_id_of(p)
         if _looks_like_labels(p, volume):
             volume = nifti.load(p, label=True)
             layers.append(labels_layer(volume, name, case=name))
@@ -56,13 +56,7 @@ def read_task(path: str | list[str]) -> list[tuple]:
     """An MSD task folder opens its first labelled case: image plus ground truth."""
     folder = Path(path if isinstance(path, str) else path[0])
     task = decathlon.load_task(folder)
-    case = (task.cases or task.test_cases)[0]
-    image, label = case.load()
-    modality = task.modalities.get(0)
-    layers = [image_layer(image, case.id, case=case.id, modality=modality)]
-    if label is not None:
-        layers.append(labels_layer(label, f"{case.id} ground truth", case=case.id))
-    return layers
+    return case_layer_data(task, (task.cases or task.test_cases)[0])
 
 
 def _notify(message: str) -> None:

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from napari_volseg._napari.layers import image_layer, labels_layer
+from napari_volseg._napari.layers import case_layer_data
 from napari_volseg.io import decathlon, synthetic
 
 
@@ -25,19 +25,9 @@ def synthetic_task_dir(kind: str = "ct", cases: int = 8) -> Path:
 
 def synthetic_ct() -> list[tuple]:
     task = decathlon.load_task(synthetic_task_dir("ct"))
-    case = task.cases[0]
-    image, label = case.load()
-    return [
-        image_layer(image, case.id, case=case.id, modality="CT"),
-        labels_layer(label, f"{case.id} ground truth", case=case.id),
-    ]
+    return case_layer_data(task, task.cases[0])
 
 
 def synthetic_mri() -> list[tuple]:
     task = decathlon.load_task(synthetic_task_dir("mri"))
-    case = task.cases[0]
-    image, label = case.load()
-    return [
-        image_layer(image, case.id, case=case.id, modality="MRI"),
-        labels_layer(label, f"{case.id} ground truth", case=case.id),
-    ]
+    return case_layer_data(task, task.cases[0])

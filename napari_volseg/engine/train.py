@@ -24,7 +24,7 @@ from monai.transforms import RandAffined
 from napari_volseg import metrics, preprocess
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import distributed
-from napari_volseg.engine.config import Preset
+from napari_volseg.engine.config import InferConfig, Preset
 from napari_volseg.engine.events import CheckpointSaved, Event, Failed, Finished, Progress, Started, Step, Validated
 from napari_volseg.engine.infer import resolve_device, set_threads, window_probabilities
 from napari_volseg.errors import VolsegError
@@ -394,8 +394,6 @@ class Trainer:
         )
 
     def _validate(self, model, val, patch, device) -> dict[str, float]:
-        from napari_volseg.engine.config import InferConfig
-
         scores = {}
         infer = InferConfig(overlap=self.preset.infer.overlap, sw_batch_size=self.preset.infer.sw_batch_size)
         for case, prepared, truth in val:

@@ -32,6 +32,10 @@ class Case:
     label_names: dict[int, str] = field(default_factory=dict, compare=False, repr=False)
     modalities: dict[int, str] = field(default_factory=dict, compare=False, repr=False)
 
+    def geometry(self) -> nifti.Geometry:
+        """The image's geometry from its header alone (shape and spacing without reading voxels)."""
+        return nifti.read_geometry(self.image_path)
+
     def load_image(self) -> nifti.Volume:
         """The image in canonical ``(z, y, x)``, or ``(c, z, y, x)`` for multi-modal tasks."""
         vol = nifti.load(self.image_path)
@@ -146,7 +150,8 @@ class Task:
         return Split(train=[c for c in cases if c.id not in val_ids], val=[c for c in cases if c.id in val_ids])
 
 
-def _case_id(path: Path) -> str:
+def case_id_of(path: Path) -> str:
+    """``la_003`` for ``.../la_003.nii.gz``: the file name without its NIfTI suffix."""
     name = path.name
     for suffix in (".nii.gz", ".nii"):
         if name.lower().endswith(suffix):
@@ -208,13 +213,13 @@ def load_task(folder: str | os.PathLike) -> Task:
         for p in (image, label):
             if p is not None and not p.is_file():
                 missing.append(os.path.relpath(p, root.resolve()))
-        cases.append(Case(_case_id(image), image, label, labels, modalities))
+        cases.append(Case(case_id_of(image), image, label, labels, modalities))
     test_cases = []
     for i, rel in enumerate(meta.get("test", []) or []):
         image = _inside(root, rel if isinstance(rel, str) else (rel or {}).get("image", ""), f"test[{i}]")
         if not image.is_file():
             missing.append(os.path.relpath(image, root.resolve()))
-        test_cases.append(Case(_case_id(image), image, None, labels, modalities))
+        test_cases.append(Case(case_id_of(image), image, None, labels, modalities))
     if missing:
         raise TaskFormatError(
             f"{root.name}: {len(missing)} file(s) listed in dataset.json are missing, e.g. {missing[0]}"

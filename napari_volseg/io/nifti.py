@@ -146,6 +146,25 @@ def _read(path: Path) -> nib.spatialimages.SpatialImage:
     return img
 
 
+def _geometry(img) -> Geometry:
+    return Geometry(
+        source_shape=tuple(int(s) for s in img.shape[:3]),
+        affine=np.asarray(img.affine, dtype=np.float64),
+        to_canonical=ornt_transform(io_orientation(img.affine), axcodes2ornt(CANONICAL_AXCODES)),
+        header=img.header.copy(),
+        image_class=type(img),
+    )
+
+
+def read_geometry(path: str | os.PathLike) -> Geometry:
+    """The geometry of a NIfTI file from its header alone (no voxel is read): shape, spacing, orientation."""
+    path = Path(path)
+    img = _read(path)
+    if len(img.shape) < 3:
+        raise UnsupportedShapeError(f"{path.name} is a {len(img.shape)}D image; expected a 3D volume")
+    return _geometry(img)
+
+
 def _voxels(img: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
     try:
         arr = np.asanyarray(img.dataobj)
@@ -176,15 +195,8 @@ def load(path: str | os.PathLike, *, label: bool = False) -> Volume:
             + ("" if label else " or a 4D multi-channel volume")
         )
     arr = _voxels(img, path).reshape(shape)
-    to_canonical = ornt_transform(io_orientation(img.affine), axcodes2ornt(CANONICAL_AXCODES))
-    geometry = Geometry(
-        source_shape=shape[:3],
-        affine=np.asarray(img.affine, dtype=np.float64),
-        to_canonical=to_canonical,
-        header=img.header.copy(),
-        image_class=type(img),
-    )
-    canon = apply_orientation(arr, to_canonical)
+    geometry = _geometry(img)
+    canon = apply_orientation(arr, geometry.to_canonical)
     canon = canon.transpose(2, 1, 0) if canon.ndim == 3 else canon.transpose(3, 2, 1, 0)
     data = np.ascontiguousarray(canon)
     issues: list[str] = []

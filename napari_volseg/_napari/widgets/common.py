@@ -8,7 +8,7 @@ from qtpy.QtCore import QPointF, Qt
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QWidget
 
-from napari_volseg._napari.layers import META_KEY, image_layer, labels_layer
+from napari_volseg._napari.layers import META_KEY, case_layer_data
 
 ERROR_COLORS = {0: "transparent", 1: "#ff3b30", 2: "#0a84ff", None: "transparent"}
 """Error layer: 1 = false positive (red), 2 = false negative (blue)."""
@@ -37,14 +37,11 @@ def show_case(viewer, task, case_id: str) -> None:
     have = case_layers(viewer, case_id)
     case = task.case(case_id)
     if "image" not in have:
-        image, label = case.load()
-        data, kwargs, _ = image_layer(image, case.id, case=case.id, modality=task.modalities.get(0))
-        viewer.add_image(data, **kwargs)
-        if label is not None:
-            data, kwargs, _ = labels_layer(label, f"{case.id} ground truth", case=case.id)
-            viewer.add_labels(data, **kwargs)
-            z = int(np.argmax((label.data > 0).sum(axis=(1, 2))))
-            viewer.dims.set_point(0, viewer.layers[case.id].data_to_world([z, 0, 0])[0])
+        for data, kwargs, kind in case_layer_data(task, case):
+            getattr(viewer, f"add_{kind}")(data, **kwargs)
+            if kind == "labels":  # start on the slice with the most foreground
+                z = int(np.argmax((data > 0).sum(axis=(1, 2))))
+                viewer.dims.set_point(0, viewer.layers[case.id].data_to_world([z, 0, 0])[0])
 
 
 def set_labels(viewer, name: str, data: np.ndarray, like, role: str, case_id: str, colors=None):

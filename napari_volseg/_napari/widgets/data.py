@@ -184,11 +184,9 @@ class DataWidget(QWidget):
 
 def _header_geometry(case) -> tuple[str, str]:
     """Shape and spacing from the NIfTI header only (no voxels read)."""
-    from napari_volseg.preprocess import _shape_of, _spacing_of
-
     try:
-        shape = _shape_of(case)
-        spacing = _spacing_of(case)
-    except Exception:
+        geometry = case.geometry()
+    except VolsegError:
         return "?", "?"
+    shape, spacing = geometry.shape_zyx, geometry.spacing_zyx
     return " × ".join(str(s) for s in shape), " × ".join(f"{s:.2f}" for s in spacing)
