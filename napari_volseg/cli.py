@@ -87,13 +87,16 @@ def _train(args: argparse.Namespace) -> int:
         if isinstance(event, ev.Progress):
             print(f"preprocessing {event.done}/{event.total} {event.item}", file=sys.stderr, end="\r")
         elif isinstance(event, ev.Started):
+            if bar:  # a cascade: the locator stage ended, the main stage starts
+                bar.close()
             total = event.total_steps
+            what = "the cascade's coarse locator" if event.stage == "locator" else preset.name
             print(
-                f"training {preset.name} on {task.name}: {len(event.train_cases)} train / "
+                f"training {what} on {task.name}: {len(event.train_cases)} train / "
                 f"{len(event.val_cases)} validation cases, device {event.device}",
                 file=sys.stderr,
             )
-            bar = _progress_bar("train", total=total, unit="step")
+            bar = _progress_bar(event.stage or "train", total=total, unit="step")
             bar.n = event.start_step
         elif isinstance(event, ev.Step):
             bar.update(event.step - bar.n)

@@ -150,13 +150,27 @@ def normalise(image_czyx: np.ndarray, plan: Plan) -> np.ndarray:
     return out
 
 
-def apply(plan: Plan, image: nifti.Volume, label: nifti.Volume | None = None) -> Prepared:
-    """Crop, resample and normalise one case onto the plan's grid."""
+def apply(
+    plan: Plan,
+    image: nifti.Volume,
+    label: nifti.Volume | None = None,
+    box: tuple[tuple[int, int], ...] | None = None,
+) -> Prepared:
+    """Crop, resample and normalise one case onto the plan's grid.
+
+    ``box`` (source canonical voxels, ``((z0, z1), (y0, y1), (x0, x1))``) replaces the plan's own
+    crop: a coarse-to-fine cascade passes the region of interest its locator found.
+    """
     data = _channels(image)
     if data.shape[0] != plan.in_channels:
         raise VolsegError(f"the plan expects {plan.in_channels} channel(s), the image has {data.shape[0]}")
     source_shape = tuple(int(s) for s in data.shape[1:])
-    box = crop_box(data, plan.normalization == "ct") if plan.crop else tuple((0, s) for s in source_shape)
+    if box is not None:
+        box = tuple((max(0, int(a)), min(n, int(b))) for (a, b), n in zip(box, source_shape, strict=True))
+    elif plan.crop:
+        box = crop_box(data, plan.normalization == "ct")
+    else:
+        box = tuple((0, s) for s in source_shape)
     sl = tuple(slice(a, b) for a, b in box)
     cropped = data[(slice(None),) + sl]
     shape = grid_shape(plan, cropped.shape[1:], image.spacing)
@@ -191,6 +205,30 @@ def invert(probabilities: np.ndarray | torch.Tensor, prepared: Prepared) -> np.n
     out = np.zeros(prepared.source_shape, dtype=np.uint8)
     out[tuple(slice(a, b) for a, b in prepared.box)] = labels_crop
     return out
+
+
+def roi_box(
+    mask_zyx: np.ndarray, spacing_zyx: tuple[float, ...], margin_mm: float, keep: float = 0.1
+) -> tuple[tuple[int, int], ...] | None:
+    """The bounding box of a foreground mask's main connected components, grown by ``margin_mm``.
+
+    Components smaller than ``keep`` times the largest are ignored (a locator's stray false
+    positives must not stretch the region); ``None`` when the mask is empty.
+    """
+    from scipy import ndimage
+
+    components, n = ndimage.label(mask_zyx)
+    if n == 0:
+        return None
+    sizes = np.bincount(components.ravel())[1:]
+    kept = np.isin(components, np.nonzero(sizes >= keep * sizes.max())[0] + 1)
+    box = []
+    for axis, (n_axis, spacing) in enumerate(zip(mask_zyx.shape, spacing_zyx, strict=True)):
+        other = tuple(a for a in range(3) if a != axis)
+        hits = np.nonzero(kept.any(axis=other))[0]
+        grow = int(np.ceil(margin_mm / spacing))
+        box.append((max(0, int(hits[0]) - grow), min(n_axis, int(hits[-1]) + 1 + grow)))
+    return tuple(box)
 
 
 # ---- planning from a task -------------------------------------------------------------------
@@ -232,8 +270,13 @@ def plan_for_task(
     target_shape: tuple[int, int, int] | None = None,
     crop: bool = True,
     max_voxels: int | None = None,
+    extents_mm: tuple[float, float, float] | None = None,
 ) -> Plan:
-    """Plan a task from its training cases (headers for spacing; CT foreground for intensity statistics)."""
+    """Plan a task from its training cases (headers for spacing; CT foreground for intensity statistics).
+
+    ``max_voxels`` coarsens the spacing until a region of the median volume's size (or of
+    ``extents_mm``, a cascade's median region of interest) fits in that many voxels.
+    """
     cases = cases or task.cases
     in_channels = max(1, len(task.modalities))
     base = Plan(
@@ -249,8 +292,7 @@ def plan_for_task(
         spacing = np.array(target_spacing if target_spacing is not None else task_spacing(cases), dtype=float)
         spacing = spacing * np.broadcast_to(np.asarray(spacing_scale, dtype=float), (3,))
         if max_voxels:
-            geometries = [c.geometry() for c in cases]
-            extents = np.median([np.array(g.shape_zyx) * np.array(g.spacing_zyx) for g in geometries], axis=0)
+            extents = np.asarray(extents_mm, dtype=float) if extents_mm is not None else median_extents(cases)
             voxels = float(np.prod(extents / spacing))
             if voxels > max_voxels:
                 spacing = spacing * (voxels / max_voxels) ** (1.0 / 3.0)
@@ -261,7 +303,26 @@ def plan_for_task(
     return base
 
 
-def plan_from_settings(task: Task, settings, cases: list[Case] | None = None) -> Plan:
+def median_extents(cases: list[Case]) -> np.ndarray:
+    """The median ``(z, y, x)`` extent in mm of the cases' volumes (headers only)."""
+    geometries = [c.geometry() for c in cases]
+    return np.median([np.array(g.shape_zyx) * np.array(g.spacing_zyx) for g in geometries], axis=0)
+
+
+def needs_cascade(task: Task, settings, cases: list[Case] | None = None) -> bool:
+    """Whether a preset asking for a cascade gets one: only when the task's median volume does not
+    fit ``max_voxels`` at the task's own spacing (small volumes are segmented whole, at full resolution)."""
+    if not settings.cascade or settings.resample != "spacing" or not settings.max_voxels:
+        return False
+    cases = cases or task.cases
+    spacing = np.array(settings.spacing if settings.spacing is not None else task_spacing(cases), dtype=float)
+    spacing = spacing * np.broadcast_to(np.asarray(settings.spacing_scale, dtype=float), (3,))
+    return float(np.prod(median_extents(cases) / spacing)) > settings.max_voxels
+
+
+def plan_from_settings(
+    task: Task, settings, cases: list[Case] | None = None, extents_mm: tuple[float, float, float] | None = None
+) -> Plan:
     """Plan a task from a preset's :class:`~napari_volseg.engine.config.PlanSettings`."""
     return plan_for_task(
         task,
@@ -272,6 +333,7 @@ def plan_from_settings(task: Task, settings, cases: list[Case] | None = None) ->
         target_shape=settings.shape,
         crop=settings.crop,
         max_voxels=settings.max_voxels,
+        extents_mm=extents_mm,
     )
 
 
@@ -291,27 +353,32 @@ class PreparedCache:
         self.hits = 0
         self.misses = 0
 
-    def _key(self, case: Case) -> dict:
+    def _key(self, case: Case, box=None) -> dict:
         files = [case.image_path] + ([case.label_path] if case.label_path else [])
-        return {
+        key = {
             "plan": self.plan.hash,
             "files": [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files],
         }
+        if box is not None:
+            key["box"] = [[int(a), int(b)] for a, b in box]
+        return key
 
-    def _stem(self, case: Case) -> Path:
-        digest = hashlib.sha1(str(case.image_path.resolve()).encode()).hexdigest()[:8]
+    def _stem(self, case: Case, box=None) -> Path:
+        where = str(case.image_path.resolve()) + ("" if box is None else json.dumps([list(map(int, b)) for b in box]))
+        digest = hashlib.sha1(where.encode()).hexdigest()[:8]
         return self.folder / f"{case.id}-{digest}"
 
-    def is_cached(self, case: Case) -> bool:
-        meta = self._stem(case).with_suffix(".json")
+    def is_cached(self, case: Case, box=None) -> bool:
+        meta = self._stem(case, box).with_suffix(".json")
         try:
-            return json.loads(meta.read_text())["key"] == self._key(case)
+            return json.loads(meta.read_text())["key"] == self._key(case, box)
         except (OSError, ValueError, KeyError):
             return False
 
-    def get(self, case: Case) -> Prepared:
-        stem = self._stem(case)
-        if self.is_cached(case):
+    def get(self, case: Case, box: tuple[tuple[int, int], ...] | None = None) -> Prepared:
+        """The case on the plan grid (cropped to ``box`` if given), from disk when cached."""
+        stem = self._stem(case, box)
+        if self.is_cached(case, box):
             self.hits += 1
             meta = json.loads(stem.with_suffix(".json").read_text())
             label = np.load(f"{stem}.label.npy") if meta["has_label"] else None
@@ -324,13 +391,13 @@ class PreparedCache:
             )
         self.misses += 1
         image, label = case.load()
-        prepared = apply(self.plan, image, label)
+        prepared = apply(self.plan, image, label, box=box)
         self.folder.mkdir(parents=True, exist_ok=True)
         _atomic_npy(f"{stem}.image.npy", prepared.image)
         if prepared.label is not None:
             _atomic_npy(f"{stem}.label.npy", prepared.label)
         meta = {
-            "key": self._key(case),
+            "key": self._key(case, box),
             "has_label": prepared.label is not None,
             "box": [list(b) for b in prepared.box],
             "source_shape": list(prepared.source_shape),

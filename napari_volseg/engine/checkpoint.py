@@ -1,7 +1,7 @@
 """Self-describing checkpoints: one ``.safetensors`` file, never unpickled.
 
-Tensors: the model's state (``model.*``) and, for resumable checkpoints, the optimizer's
-(``optim.*``). Metadata (JSON strings): format tag, model config, preprocessing plan, label names,
+Tensors: the model's state (``model.*``), a cascade's locator net (``locator.*``) and, for
+resumable checkpoints, the optimizer's (``optim.*``). Metadata (JSON strings): format tag, model config, preprocessing plan, label names,
 preset, training history, step/epoch, package version. Writes go to a temporary file that is
 renamed into place, so an interrupted save never leaves a broken checkpoint behind.
 """
@@ -31,6 +31,40 @@ class CheckpointError(VolsegError):
 
 
 @dataclass
+class Locator:
+    """The coarse stage of a cascade: a small net on a coarse grid that finds the region of interest."""
+
+    model_config: ModelConfig
+    plan: Plan
+    state: dict[str, torch.Tensor]
+    patch: tuple[int, int, int]
+    margin_mm: float
+
+    def build_model(self) -> UNet3D:
+        return _build(self.model_config, self.state)
+
+    def meta(self) -> str:
+        return json.dumps(
+            {
+                "model_config": self.model_config.to_dict(),
+                "plan": self.plan.to_dict(),
+                "patch": list(self.patch),
+                "margin_mm": self.margin_mm,
+            }
+        )
+
+
+def _build(config: ModelConfig, state: dict[str, torch.Tensor]) -> UNet3D:
+    model = UNet3D(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint weights do not fit its architecture ({first})") from exc
+    return model
+
+
+@dataclass
 class Checkpoint:
     model_config: ModelConfig
     plan: Plan
@@ -45,15 +79,15 @@ class Checkpoint:
     version: str = ""
     optimizer: dict | None = None
     path: Path | None = None
+    locator: Locator | None = None
 
     def build_model(self) -> UNet3D:
-        model = UNet3D(self.model_config)
-        try:
-            model.load_state_dict(self.state, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"checkpoint weights do not fit its architecture ({first})") from exc
-        return model
+        return _build(self.model_config, self.state)
+
+    def as_locator(self, margin_mm: float) -> Locator:
+        """This (coarse) checkpoint as the locator stage of a cascade."""
+        patch = tuple((self.preset.get("train") or {}).get("patch_size") or (64, 64, 64))
+        return Locator(self.model_config, self.plan, self.state, patch, float(margin_mm))
 
 
 def save(
@@ -69,6 +103,7 @@ def save(
     best_dice: float = float("nan"),
     task: str = "",
     optimizer: torch.optim.Optimizer | None = None,
+    locator: Locator | None = None,
 ) -> Path:
     """Write a checkpoint atomically; ``optimizer`` makes it resumable."""
     path = Path(path)
@@ -87,6 +122,9 @@ def save(
         "task": task,
         "version": __version__,
     }
+    if locator is not None:
+        tensors.update({f"locator.{k}": v.detach().cpu().clone() for k, v in locator.state.items()})
+        meta["locator"] = locator.meta()
     if optimizer is not None:
         state = optimizer.state_dict()
         for index, values in state["state"].items():
@@ -134,6 +172,16 @@ def load(path: str | os.PathLike) -> Checkpoint:
         model_config = ModelConfig(**json.loads(meta["model_config"]))
         plan = Plan.from_dict(json.loads(meta["plan"]))
         labels = {int(k): v for k, v in json.loads(meta["labels"]).items()}
+        locator = None
+        if "locator" in meta:
+            info = json.loads(meta["locator"])
+            locator = Locator(
+                model_config=ModelConfig(**info["model_config"]),
+                plan=Plan.from_dict(info["plan"]),
+                state={k[len("locator.") :]: v for k, v in tensors.items() if k.startswith("locator.")},
+                patch=tuple(int(p) for p in info["patch"]),
+                margin_mm=float(info["margin_mm"]),
+            )
     except (KeyError, TypeError, ValueError, VolsegError) as exc:
         raise CheckpointError(f"{path.name} has unreadable metadata ({exc})") from exc
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -160,7 +208,15 @@ def load(path: str | os.PathLike) -> Checkpoint:
         version=meta.get("version", ""),
         optimizer=optimizer,
         path=path,
+        locator=locator,
     )
+
+
+def locator_path(best: Path) -> Path:
+    """Where a cascade run keeps its locator stage's own (best) checkpoint."""
+    best = Path(best)
+    name = best.name[: -len(".safetensors")] if best.name.endswith(".safetensors") else best.name
+    return best.with_name(f"{name}.locator.safetensors")
 
 
 def last_path(best: Path) -> Path:

@@ -34,6 +34,15 @@ class PlanSettings:
     max_voxels: int | None = None
     """If set, coarsen the spacing (isotropically, never refining) until the task's median volume
     fits in this many voxels: large scans get a CPU-sized grid, small ones keep their resolution."""
+    cascade: bool = False
+    """Coarse-to-fine, for tasks whose volumes do not fit ``max_voxels`` at their own spacing: a
+    locator net trained on a coarse grid of ``locator_voxels`` finds the region of interest, and the
+    main net is trained and run only inside it (grown by ``roi_margin_mm``), where ``max_voxels``
+    then buys up to the task's full resolution. Smaller tasks ignore it."""
+    locator_voxels: int = 150_000
+    locator_fraction: float = 0.2
+    """The locator's share of the training time (or epochs)."""
+    roi_margin_mm: float = 20.0
 
 
 @dataclass(frozen=True)

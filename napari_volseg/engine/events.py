@@ -14,6 +14,8 @@ class Started:
     train_cases: list[str]
     val_cases: list[str]
     start_step: int = 0
+    stage: str = ""
+    """``"locator"`` while a cascade trains its coarse locator, else empty."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Step:
     lr: float
     seconds: float
     """Wall-clock seconds since training (re)started."""
+    stage: str = ""
 
 
 @dataclass(frozen=True)
@@ -34,13 +37,14 @@ class Validated:
     """Mean foreground Dice per validation case, on the source grid."""
     mean: float
     seconds: float
+    stage: str = ""
 
 
 @dataclass(frozen=True)
 class CheckpointSaved:
     path: Path
     kind: str
-    """``"best"`` or ``"last"``."""
+    """``"best"`` or ``"last"`` (a cascade's locator stage: ``"locator-best"``, ``"locator-last"``)."""
     step: int
 
 

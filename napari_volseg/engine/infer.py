@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +110,16 @@ def window_probabilities(
     return probs.contiguous()
 
 
+def locate(
+    model: torch.nn.Module, locator: ckpt.Locator, image: nifti.Volume, config: InferConfig, device: torch.device
+) -> tuple[tuple[int, int], ...] | None:
+    """Run a cascade's locator on the coarse grid; the box of what it finds, grown by its margin."""
+    prepared = preprocess.apply(locator.plan, image)
+    probs = window_probabilities(model, prepared.image, locator.patch, replace(config, tta=False), device)
+    found = preprocess.invert(probs, prepared) > 0
+    return preprocess.roi_box(found, image.spacing, locator.margin_mm)
+
+
 @dataclass
 class Prediction:
     labels: np.ndarray
@@ -133,6 +143,8 @@ class Predictor:
         self.plan = self.checkpoint.plan
         train = self.checkpoint.preset.get("train") or {}
         self.roi = tuple(train.get("patch_size") or (64, 64, 64))
+        locator = self.checkpoint.locator
+        self.locator_model = locator.build_model().to(self.device).eval() if locator is not None else None
 
     @property
     def labels(self) -> dict[int, str]:
@@ -141,8 +153,16 @@ class Predictor:
     def predict_prepared(self, prepared: preprocess.Prepared) -> torch.Tensor:
         return window_probabilities(self.model, prepared.image, self.roi, self.config, self.device)
 
+    def locate(self, image: nifti.Volume) -> tuple[tuple[int, int], ...] | None:
+        """A cascade's region of interest in ``image`` (source canonical voxels); ``None`` without a
+        locator, or when the locator finds nothing (the main net then sees the whole volume)."""
+        locator = self.checkpoint.locator
+        if locator is None:
+            return None
+        return locate(self.locator_model, locator, image, self.config, self.device)
+
     def predict(self, image: nifti.Volume, keep_probabilities: bool = False) -> Prediction:
-        prepared = preprocess.apply(self.plan, image)
+        prepared = preprocess.apply(self.plan, image, box=self.locate(image))
         probs = self.predict_prepared(prepared)
         labels = preprocess.invert(probs, prepared)
         kept = None
@@ -153,6 +173,7 @@ class Predictor:
     def release(self) -> None:
         """Free the model (and CUDA memory) once predictions are done."""
         self.model = None
+        self.locator_model = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 

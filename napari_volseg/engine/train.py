@@ -9,6 +9,7 @@ two runs with the same seed on the CPU give the same weights.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -26,8 +27,9 @@ from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import distributed
 from napari_volseg.engine.config import InferConfig, Preset
 from napari_volseg.engine.events import CheckpointSaved, Event, Failed, Finished, Progress, Started, Step, Validated
-from napari_volseg.engine.infer import resolve_device, set_threads, window_probabilities
+from napari_volseg.engine.infer import locate, resolve_device, set_threads, window_probabilities
 from napari_volseg.errors import VolsegError
+from napari_volseg.io import nifti
 from napari_volseg.io.decathlon import Case, Task
 from napari_volseg.losses import make_loss
 from napari_volseg.models import build_model, model_config
@@ -67,6 +69,9 @@ def effective_patch(patch: tuple[int, ...], shapes: list[tuple[int, ...]], divis
     for p, n in zip(patch, median, strict=True):
         size = min(int(p), int(n) // divisor * divisor)
         out.append(max(divisor, size))
+    if all(s == divisor for s in out):  # a 1-voxel bottleneck cannot be instance-normalised
+        longest = int(np.argmax(median))
+        out[longest] = min(int(patch[longest]), 2 * divisor) if patch[longest] > divisor else out[longest]
     return tuple(out)
 
 
@@ -195,18 +200,81 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------
 
-    def _plan(self, resumed: ckpt.Checkpoint | None) -> preprocess.Plan:
+    def _plan(self, resumed: ckpt.Checkpoint | None, boxes: dict | None) -> preprocess.Plan:
         if resumed is not None:
             return resumed.plan
-        return preprocess.plan_from_settings(self.task, self.preset.plan, cases=self.train_cases)
+        extents = None
+        if boxes:  # a cascade: the voxel budget is spent on the regions of interest, not whole volumes
+            spacings = {c.id: c.geometry().spacing_zyx for c in self.train_cases}
+            extents = np.median(
+                [[(b - a) * sp for (a, b), sp in zip(boxes[k], spacings[k], strict=True)] for k in spacings], axis=0
+            )
+        return preprocess.plan_from_settings(self.task, self.preset.plan, cases=self.train_cases, extents_mm=extents)
 
-    def _prepare(self, plan: preprocess.Plan) -> Iterator[Event | tuple]:
+    # -- a cascade's locator stage ----------------------------------------------------------------
+
+    def _locator_preset(self) -> Preset:
+        s, t = self.preset.plan, self.preset.train
+        return dataclasses.replace(
+            self.preset,
+            plan=dataclasses.replace(s, cascade=False, max_voxels=s.locator_voxels),
+            train=dataclasses.replace(
+                t,
+                minutes=t.minutes * s.locator_fraction if t.minutes else None,
+                epochs=max(1, round(t.epochs * s.locator_fraction)),
+            ),
+        )
+
+    def _train_locator(self, resume: bool) -> Iterator[Event]:
+        """Train the coarse locator (events tagged ``stage="locator"``); returns it, or None if stopped."""
+        inner = Trainer(
+            self.task,
+            self._locator_preset(),
+            ckpt.locator_path(self.out),
+            resume=resume,
+            cache_root=self.cache_root,
+            train_cases=self.train_cases,
+            val_cases=self.val_cases,
+        )
+        inner._stop = self._stop  # one stop() ends either stage
+        finished = None
+        for event in inner._run():
+            if isinstance(event, Finished):
+                finished = event
+            elif isinstance(event, CheckpointSaved):
+                yield dataclasses.replace(event, kind=f"locator-{event.kind}")
+            elif isinstance(event, Started | Step | Validated):
+                yield dataclasses.replace(event, stage="locator")
+            else:
+                yield event
+        if finished is None or finished.stopped or finished.best_path is None:
+            return None
+        return ckpt.load(finished.best_path).as_locator(self.preset.plan.roi_margin_mm)
+
+    def _roi_boxes(self, locator: ckpt.Locator, device: torch.device) -> Iterator[Event | dict]:
+        """Regions of interest: training cases' from their ground truth, validation cases' from the
+        locator (so validation scores the whole cascade, as prediction will run it)."""
+        boxes = {}
+        cases = self.train_cases + self.val_cases
+        model = locator.build_model().to(device)
+        infer = InferConfig(overlap=self.preset.infer.overlap, sw_batch_size=self.preset.infer.sw_batch_size)
+        for i, case in enumerate(cases):
+            if i < len(self.train_cases):
+                truth = nifti.load(case.label_path)
+                boxes[case.id] = preprocess.roi_box(truth.data > 0, truth.spacing, locator.margin_mm)
+            else:
+                image, _ = case.load()
+                boxes[case.id] = locate(model, locator, image, infer, device)
+            yield Progress(done=i + 1, total=len(cases), item=f"region of interest: {case.id}")
+        yield boxes
+
+    def _prepare(self, plan: preprocess.Plan, boxes: dict | None = None) -> Iterator[Event | tuple]:
         cache = preprocess.PreparedCache(plan, self.cache_root)
         cases = self.train_cases + self.val_cases
         rng = np.random.default_rng(self.preset.train.seed)
         train, val = [], []
         for i, case in enumerate(cases):
-            prepared = cache.get(case)
+            prepared = cache.get(case, box=(boxes or {}).get(case.id))
             if i < len(self.train_cases):
                 train.append(_train_case(case.id, prepared, rng))
             else:
@@ -221,19 +289,50 @@ class Trainer:
         set_threads(t.threads)
         device = resolve_device(t.device)
         torch.manual_seed(t.seed)
+        cascade = preprocess.needs_cascade(self.task, self.preset.plan, self.train_cases)
         resumed = None
+        resume_locator = False
         if self.resume:
-            if not self.last.is_file():
+            if self.last.is_file():
+                resumed = ckpt.load(self.last)
+                if resumed.optimizer is None:
+                    raise VolsegError(f"{self.last.name} has no optimizer state; it cannot be resumed")
+            elif cascade and ckpt.last_path(ckpt.locator_path(self.out)).is_file():
+                resume_locator = True  # stopped while the locator trained: carry on with it
+            else:
                 raise VolsegError(f"nothing to resume: {self.last} does not exist")
-            resumed = ckpt.load(self.last)
-            if resumed.optimizer is None:
-                raise VolsegError(f"{self.last.name} has no optimizer state; it cannot be resumed")
         device = distributed.init(self.dist, device)
-        plan = self._plan(resumed)
+        locator = resumed.locator if resumed else None
+        if cascade and locator is None:
+            locator = yield from self._train_locator(resume_locator)
+            if locator is None:
+                yield Finished(
+                    step=0,
+                    best_dice=float("nan"),
+                    best_path=None,
+                    last_path=None,
+                    stopped=True,
+                    seconds=time.perf_counter() - started,
+                )
+                return
+        boxes = None
+        if locator is not None:
+            frac = self.preset.plan.locator_fraction  # the main stage gets the rest of the time (or epochs)
+            t = dataclasses.replace(
+                t,
+                minutes=t.minutes * (1 - frac) if t.minutes else None,
+                epochs=max(1, t.epochs - round(t.epochs * frac)),
+            )
+            for item in self._roi_boxes(locator, device):
+                if isinstance(item, dict):
+                    boxes = item
+                else:
+                    yield item
+        plan = self._plan(resumed, boxes)
         train = val = None
         if not self.dist.main:
             distributed.barrier(self.dist)  # rank 0 fills the preprocessing cache first
-        for item in self._prepare(plan):
+        for item in self._prepare(plan, boxes):
             if isinstance(item, tuple):
                 train, val = item
             else:
@@ -279,7 +378,13 @@ class Trainer:
         best = resumed.best_dice if resumed and not math.isnan(resumed.best_dice) else -1.0
         preset_dict = self.preset.to_dict()
         preset_dict["train"]["patch_size"] = list(patch)
-        save_kwargs = {"plan": plan, "labels": self.task.labels, "preset": preset_dict, "task": self.task.name}
+        save_kwargs = {
+            "plan": plan,
+            "labels": self.task.labels,
+            "preset": preset_dict,
+            "task": self.task.name,
+            "locator": locator,
+        }
         yield Started(
             total_steps=total_steps,
             epochs=t.epochs,

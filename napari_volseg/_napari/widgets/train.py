@@ -189,10 +189,16 @@ class TrainWidget(QWidget):
         if isinstance(event, ev.Progress):
             self.status.setText(f"preprocessing {event.done}/{event.total}: {event.item}")
         elif isinstance(event, ev.Started):
-            self._bar = progress(total=event.total_steps, desc="training")
+            if self._bar is not None:  # a cascade's main stage follows its locator stage
+                self._bar.close()
+                self.plot.clear()
+            locator = event.stage == "locator"
+            self._bar = progress(total=event.total_steps, desc="training the locator" if locator else "training")
             self._bar.n = event.start_step
+            what = "the coarse locator (cascade stage 1 of 2)" if locator else "the network"
             self.status.setText(
-                f"training on {event.device}: {len(event.train_cases)} train / {len(event.val_cases)} validation cases"
+                f"training {what} on {event.device}: {len(event.train_cases)} train / "
+                f"{len(event.val_cases)} validation cases"
             )
         elif isinstance(event, ev.Step):
             self.plot.add_loss(event.step, event.loss)
