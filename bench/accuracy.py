@@ -39,15 +39,17 @@ def run_task(key: str, preset_name: str, minutes: float, out: Path, threads: int
     task = decathlon.load_task(SHARED / folder)
     preset = load_preset(preset_name).with_overrides(minutes=minutes, val_cases=n_val, threads=threads)
     ckpt_path = out / f"{key}.safetensors"
-    steps = []
+    steps, locator_steps = [], []
     t0 = time.perf_counter()
     train_seconds = None
     for event in Trainer(task, preset, ckpt_path, cache_root=out / "cache").run():
         if isinstance(event, ev.Step):
-            steps.append((event.step, event.seconds))
+            (locator_steps if event.stage else steps).append((event.step, event.seconds))
         elif isinstance(event, ev.Validated):
+            stage = f" ({event.stage})" if event.stage else ""
             print(
-                f"  [{key}] step {event.step:5d}  {event.seconds / 60:5.1f} min  val Dice {event.mean:.4f}", flush=True
+                f"  [{key}{stage}] step {event.step:5d}  {event.seconds / 60:5.1f} min  val Dice {event.mean:.4f}",
+                flush=True,
             )
         elif isinstance(event, ev.Failed):
             raise SystemExit(f"{key}: {event.message}")
@@ -78,6 +80,7 @@ def run_task(key: str, preset_name: str, minutes: float, out: Path, threads: int
         "preset": preset_name,
         "minutes": minutes,
         "steps": steps[-1][0] if steps else 0,
+        "locator_steps": locator_steps[-1][0] if locator_steps else 0,
         "s_per_iteration": round(s_per_it, 3),
         "train_wall_min": round((train_seconds or 0) / 60, 2),
         "mean_dice": round(float(np.mean([r["mean"] for r in rows])), 4),
@@ -110,7 +113,8 @@ def main() -> int:
             print(f"{r['task']:<20}{c['case']:<18}{str(c['dice']):<22}{str(c['hd95']):<20}{c['infer_s']:>8}")
         print(
             f"{r['task']:<20}{'MEAN':<18}{r['mean_dice']:<22}{'':<20}{r['infer_s_per_case']:>8}"
-            f"   ({r['steps']} steps, {r['s_per_iteration']} s/it, {r['train_wall_min']} min training)"
+            f"   ({r['steps']} steps + {r['locator_steps']} locator steps, {r['s_per_iteration']} s/it, "
+            f"{r['train_wall_min']} min training)"
         )
     summary = {"bench": "accuracy", "peak_rss_gb": round(peak_rss_gb(), 2)}
     for key, r in results.items():
@@ -121,6 +125,7 @@ def main() -> int:
                 "preset",
                 "minutes",
                 "steps",
+                "locator_steps",
                 "s_per_iteration",
                 "mean_dice",
                 "infer_s_per_case",

@@ -163,7 +163,14 @@ def _preprocess(args: argparse.Namespace) -> int:
 
     preset = load_preset(args.preset)
     task = load_task(args.data)
-    plan = preprocess.plan_from_settings(task, preset.plan)
+    settings = preprocess.cached_settings(task, preset.plan)
+    if settings is not preset.plan:
+        print(
+            f"{preset.name} trains {task.name} as a cascade: caching the locator's coarse grid "
+            "(regions of interest are cut while training)",
+            file=sys.stderr,
+        )
+    plan = preprocess.plan_from_settings(task, settings)
     cache = preprocess.PreparedCache(plan)
     bar = _progress_bar("preprocess", total=len(task.cases), unit="case")
     for case in task.cases:

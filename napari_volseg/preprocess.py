@@ -320,6 +320,17 @@ def needs_cascade(task: Task, settings, cases: list[Case] | None = None) -> bool
     return float(np.prod(median_extents(cases) / spacing)) > settings.max_voxels
 
 
+def locator_settings(settings):
+    """The plan settings of a cascade's locator stage: the whole volume on a grid of ``locator_voxels``."""
+    return replace(settings, cascade=False, max_voxels=settings.locator_voxels)
+
+
+def cached_settings(task: Task, settings, cases: list[Case] | None = None):
+    """The whole-volume plan settings a preset preprocesses a task with ahead of training: its own,
+    or for a cascade its locator's (the main stage's regions of interest are cut while training)."""
+    return locator_settings(settings) if needs_cascade(task, settings, cases) else settings
+
+
 def plan_from_settings(
     task: Task, settings, cases: list[Case] | None = None, extents_mm: tuple[float, float, float] | None = None
 ) -> Plan:

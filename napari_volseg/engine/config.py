@@ -53,6 +53,9 @@ class TrainConfig:
     minutes: float | None = None
     iterations_per_epoch: int = 50
     batch_size: int = 2
+    batch_voxels: int | None = None
+    """If set, small patches come in larger batches: the batch grows past ``batch_size`` until it
+    holds about this many voxels (at most 16 patches), as nnU-Net sizes batches to its patches."""
     patch_size: tuple[int, int, int] = (64, 64, 64)
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -75,6 +78,13 @@ class TrainConfig:
     amp: bool = True
     sync_bn: bool = False
     """Under torchrun on GPUs: synchronise BatchNorm statistics across ranks."""
+    loader_threads: int | None = None
+    """Threads that cut and augment the next batches while the device trains on this one; ``None``:
+    4 on a GPU, 0 on the CPU (where they would only take cores from the convolutions)."""
+    channels_last: bool = False
+    """Train in ``channels_last_3d`` memory format (can speed up cuDNN convolutions under AMP)."""
+    compile: bool = False
+    """Wrap the training forward pass in ``torch.compile`` (GPU; no gain measured on the CPU)."""
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,10 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from monai.transforms import RandAffined
 
 from napari_volseg import metrics, preprocess
 from napari_volseg.engine import checkpoint as ckpt
@@ -28,6 +26,14 @@ from napari_volseg.engine import distributed
 from napari_volseg.engine.config import InferConfig, Preset
 from napari_volseg.engine.events import CheckpointSaved, Event, Failed, Finished, Progress, Started, Step, Validated
 from napari_volseg.engine.infer import locate, resolve_device, set_threads, window_probabilities
+from napari_volseg.engine.patches import (  # noqa: F401 - re-exported for callers of the trainer
+    Augmenter,
+    BatchStream,
+    TrainCase,
+    effective_patch,
+    sample_patch,
+    train_case,
+)
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
 from napari_volseg.io.decathlon import Case, Task
@@ -37,96 +43,11 @@ from napari_volseg.models import build_model, model_config
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainCase:
-    """A preprocessed training case with precomputed foreground voxel positions per class."""
-
-    id: str
-    image: np.ndarray
-    label: np.ndarray
-    foreground: dict[int, np.ndarray]
-    pad_value: np.ndarray
-
-
-def _train_case(case_id: str, prepared: preprocess.Prepared, rng: np.random.Generator, keep: int = 20000) -> TrainCase:
-    fg = {}
-    for k in np.unique(prepared.label):
-        if k == 0:
-            continue
-        where = np.argwhere(prepared.label == k)
-        if len(where) > keep:
-            where = where[rng.choice(len(where), keep, replace=False)]
-        fg[int(k)] = where.astype(np.int32)
-    pad = prepared.image.reshape(prepared.image.shape[0], -1).min(axis=1)
-    return TrainCase(case_id, prepared.image, prepared.label, fg, pad)
-
-
-def effective_patch(patch: tuple[int, ...], shapes: list[tuple[int, ...]], divisor: int) -> tuple[int, int, int]:
-    """The patch, shrunk along axes where the median volume is smaller (rounded down to a multiple of
-    ``divisor``, at least one ``divisor``): a patch mostly made of padding costs time and teaches little."""
-    median = np.median(np.array(shapes), axis=0)
-    out = []
-    for p, n in zip(patch, median, strict=True):
-        size = min(int(p), int(n) // divisor * divisor)
-        out.append(max(divisor, size))
-    if all(s == divisor for s in out):  # a 1-voxel bottleneck cannot be instance-normalised
-        longest = int(np.argmax(median))
-        out[longest] = min(int(patch[longest]), 2 * divisor) if patch[longest] > divisor else out[longest]
-    return tuple(out)
-
-
-def sample_patch(case: TrainCase, patch: tuple[int, int, int], rng: np.random.Generator, foreground: bool):
-    """Crop ``patch`` voxels around a random (or foreground) centre, padding outside the volume."""
-    shape = np.array(case.label.shape)
-    size = np.array(patch)
-    if foreground and case.foreground:
-        cls = rng.choice(sorted(case.foreground))
-        pts = case.foreground[cls]
-        centre = pts[rng.integers(len(pts))]
-        start = centre - size // 2 + rng.integers(-(size // 4), size // 4 + 1)
-    else:
-        start = np.array([rng.integers(min(0, n - p), max(0, n - p) + 1) for n, p in zip(shape, size, strict=True)])
-    start = np.clip(start, np.minimum(0, shape - size), np.maximum(0, shape - size))
-    src = tuple(slice(max(0, s), min(n, s + p)) for s, n, p in zip(start, shape, size, strict=True))
-    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
-    image = np.empty((case.image.shape[0],) + tuple(size), dtype=np.float32)
-    image[:] = case.pad_value[:, None, None, None]
-    label = np.zeros(tuple(size), dtype=np.uint8)
-    image[(slice(None),) + dst] = case.image[(slice(None),) + src]
-    label[dst] = case.label[src]
-    return image, label
-
-
-class Augmenter:
-    """Flips, small rotations and scaling (MONAI ``RandAffined``), intensity scale/shift and noise."""
-
-    def __init__(self, patch: tuple[int, int, int], mirror_axes: tuple[int, ...] = ()):
-        self.mirror_axes = tuple(mirror_axes)
-        self.affine = RandAffined(
-            keys=("image", "label"),
-            prob=0.3,
-            rotate_range=(0.26, 0.26, 0.26),
-            scale_range=(0.15, 0.15, 0.15),
-            mode=("bilinear", "nearest"),
-            padding_mode="border",
-            spatial_size=patch,
-        )
-
-    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
-        self.affine.set_random_state(seed=int(rng.integers(2**31)))
-        out = self.affine({"image": torch.from_numpy(image), "label": torch.from_numpy(label[None].astype(np.float32))})
-        img = torch.as_tensor(out["image"]).float()
-        lab = torch.as_tensor(out["label"]).round().to(torch.uint8)[0]
-        for axis in self.mirror_axes:
-            if rng.random() < 0.5:
-                img = torch.flip(img, (axis + 1,))
-                lab = torch.flip(lab, (axis,))
-        if rng.random() < 0.3:
-            img = img * float(rng.uniform(0.85, 1.15)) + float(rng.uniform(-0.1, 0.1))
-        if rng.random() < 0.15:
-            gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
-            img = img + torch.randn(img.shape, generator=gen) * float(rng.uniform(0.0, 0.1))
-        return img, lab
+def batch_size(base: int, patch: tuple[int, ...], batch_voxels: int | None, most: int = 16) -> int:
+    """``base`` patches per step, or more (up to ``most``) while they stay within ``batch_voxels``."""
+    if not batch_voxels:
+        return base
+    return max(base, min(most, int(batch_voxels) // int(np.prod(patch))))
 
 
 def learning_rate(preset: Preset, step: int, total_steps: int, epoch: int, time_fraction: float = 0.0) -> float:
@@ -217,7 +138,7 @@ class Trainer:
         s, t = self.preset.plan, self.preset.train
         return dataclasses.replace(
             self.preset,
-            plan=dataclasses.replace(s, cascade=False, max_voxels=s.locator_voxels),
+            plan=preprocess.locator_settings(s),
             train=dataclasses.replace(
                 t,
                 minutes=t.minutes * s.locator_fraction if t.minutes else None,
@@ -276,7 +197,7 @@ class Trainer:
         for i, case in enumerate(cases):
             prepared = cache.get(case, box=(boxes or {}).get(case.id))
             if i < len(self.train_cases):
-                train.append(_train_case(case.id, prepared, rng))
+                train.append(train_case(case.id, prepared, rng))
             else:
                 _, truth = case.load()
                 val.append((case, prepared, truth))
@@ -370,7 +291,24 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
         loss_fn = make_loss(t.loss, t.alpha)
         patch = effective_patch(t.patch_size, [c.label.shape for c in train], config.divisor)
-        augment = Augmenter(patch, t.mirror_axes) if t.augment else None
+        gpu = device.type == "cuda"
+        batches = BatchStream(
+            train,
+            patch,
+            batch_size=batch_size(t.batch_size, patch, t.batch_voxels),
+            fg_fraction=t.fg_fraction,
+            seed=t.seed,
+            rank=self.dist.rank,
+            augment=t.augment,
+            mirror_axes=t.mirror_axes,
+            workers=t.loader_threads if t.loader_threads is not None else (4 if gpu else 0),
+            pin_memory=gpu,
+        )
+        memory_format = torch.channels_last_3d if t.channels_last else torch.contiguous_format
+        if t.channels_last:
+            model = model.to(memory_format=memory_format)
+        if t.compile:
+            model = torch.compile(model)
 
         total_steps = t.epochs * t.iterations_per_epoch
         step = resumed.step if resumed else 0
@@ -378,6 +316,7 @@ class Trainer:
         best = resumed.best_dice if resumed and not math.isnan(resumed.best_dice) else -1.0
         preset_dict = self.preset.to_dict()
         preset_dict["train"]["patch_size"] = list(patch)
+        preset_dict["train"]["batch_size"] = batches.batch_size
         save_kwargs = {
             "plan": plan,
             "labels": self.task.labels,
@@ -398,92 +337,87 @@ class Trainer:
         best_path = self.out if self.out.is_file() and resumed else None
         stopped = False
         epoch = step // t.iterations_per_epoch
-        while step < total_steps:
-            epoch = step // t.iterations_per_epoch
-            model.train()
-            rng = np.random.default_rng([t.seed, step, self.dist.rank])
-            images, labels = [], []
-            for _ in range(t.batch_size):
-                case = train[int(rng.integers(len(train)))]
-                image, label = sample_patch(case, patch, rng, foreground=rng.random() < t.fg_fraction)
-                if augment is not None:
-                    image, label = augment(image, label, rng)
-                else:
-                    image, label = torch.from_numpy(image), torch.from_numpy(label)
-                images.append(image)
-                labels.append(label)
-            x = torch.stack(images).to(device, non_blocking=True)
-            y = torch.stack(labels)[:, None].long().to(device, non_blocking=True)
-            elapsed = time.perf_counter() - loop_start
-            lr = learning_rate(self.preset, step, total_steps, epoch, elapsed / budget if budget else 0.0)
-            lr = distributed.broadcast_float(lr, self.dist, device)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = loss_fn(model(x), y)
-            if not torch.isfinite(loss):
-                raise VolsegError(f"the loss became {loss.item()} at step {step}; try a lower learning rate")
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            yield Step(step=step, epoch=epoch, loss=float(loss.item()), lr=lr, seconds=time.perf_counter() - started)
+        try:
+            while step < total_steps:
+                epoch = step // t.iterations_per_epoch
+                model.train()
+                x, y = batches.get(step)
+                x = x.to(device, non_blocking=True, memory_format=memory_format)
+                y = y.to(device, non_blocking=True)
+                elapsed = time.perf_counter() - loop_start
+                lr = learning_rate(self.preset, step, total_steps, epoch, elapsed / budget if budget else 0.0)
+                lr = distributed.broadcast_float(lr, self.dist, device)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss = loss_fn(model(x), y)
+                if not torch.isfinite(loss):
+                    raise VolsegError(f"the loss became {loss.item()} at step {step}; try a lower learning rate")
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                yield Step(
+                    step=step, epoch=epoch, loss=float(loss.item()), lr=lr, seconds=time.perf_counter() - started
+                )
 
-            out_of_time = budget is not None and time.perf_counter() - loop_start >= budget
-            end_of_epoch = step % t.iterations_per_epoch == 0
-            if self.dist.enabled:  # every rank must leave the loop at the same step
-                out_of_time = distributed.agree(out_of_time, self.dist, device)
-                if distributed.agree(self.stopping, self.dist, device):
-                    self._stop.set()
-            stopped = self.stopping
-            if stopped or out_of_time or step >= total_steps or (end_of_epoch and (epoch + 1) % t.val_every == 0):
-                if not self.dist.main:
-                    distributed.barrier(self.dist)  # rank 0 alone validates and writes
-                    if stopped or out_of_time:
-                        break
-                    continue
-                record = {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": float(loss.item()),
-                    "seconds": time.perf_counter() - started,
-                }
-                if val and not stopped:
-                    scores = self._validate(net, val, patch, device)
-                    mean = float(np.mean(list(scores.values())))
-                    record.update(val_dice=mean, val_cases=scores)
-                    yield Validated(
-                        step=step, epoch=epoch, dice=scores, mean=mean, seconds=time.perf_counter() - started
-                    )
-                    if mean > best:
-                        best = mean
-                        history.append(record)
-                        best_path = ckpt.save(
-                            self.out, net, step=step, epoch=epoch, best_dice=best, history=history, **save_kwargs
+                out_of_time = budget is not None and time.perf_counter() - loop_start >= budget
+                end_of_epoch = step % t.iterations_per_epoch == 0
+                if self.dist.enabled:  # every rank must leave the loop at the same step
+                    out_of_time = distributed.agree(out_of_time, self.dist, device)
+                    if distributed.agree(self.stopping, self.dist, device):
+                        self._stop.set()
+                stopped = self.stopping
+                if stopped or out_of_time or step >= total_steps or (end_of_epoch and (epoch + 1) % t.val_every == 0):
+                    if not self.dist.main:
+                        distributed.barrier(self.dist)  # rank 0 alone validates and writes
+                        if stopped or out_of_time:
+                            break
+                        continue
+                    record = {
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": float(loss.item()),
+                        "seconds": time.perf_counter() - started,
+                    }
+                    if val and not stopped:
+                        scores = self._validate(net, val, patch, device)
+                        mean = float(np.mean(list(scores.values())))
+                        record.update(val_dice=mean, val_cases=scores)
+                        yield Validated(
+                            step=step, epoch=epoch, dice=scores, mean=mean, seconds=time.perf_counter() - started
                         )
-                        yield CheckpointSaved(path=best_path, kind="best", step=step)
+                        if mean > best:
+                            best = mean
+                            history.append(record)
+                            best_path = ckpt.save(
+                                self.out, net, step=step, epoch=epoch, best_dice=best, history=history, **save_kwargs
+                            )
+                            yield CheckpointSaved(path=best_path, kind="best", step=step)
+                        else:
+                            history.append(record)
                     else:
                         history.append(record)
-                else:
-                    history.append(record)
-                last = ckpt.save(
-                    self.last,
-                    net,
-                    step=step,
-                    epoch=epoch,
-                    best_dice=best if best >= 0 else float("nan"),
-                    history=history,
-                    optimizer=optimizer,
-                    **save_kwargs,
-                )
-                yield CheckpointSaved(path=last, kind="last", step=step)
-                if not val:  # nothing to select on: the latest weights are the best we know
-                    best_path = ckpt.save(self.out, net, step=step, epoch=epoch, history=history, **save_kwargs)
-                    yield CheckpointSaved(path=best_path, kind="best", step=step)
-                distributed.barrier(self.dist)
-                if stopped or out_of_time:
-                    break
+                    last = ckpt.save(
+                        self.last,
+                        net,
+                        step=step,
+                        epoch=epoch,
+                        best_dice=best if best >= 0 else float("nan"),
+                        history=history,
+                        optimizer=optimizer,
+                        **save_kwargs,
+                    )
+                    yield CheckpointSaved(path=last, kind="last", step=step)
+                    if not val:  # nothing to select on: the latest weights are the best we know
+                        best_path = ckpt.save(self.out, net, step=step, epoch=epoch, history=history, **save_kwargs)
+                        yield CheckpointSaved(path=best_path, kind="best", step=step)
+                    distributed.barrier(self.dist)
+                    if stopped or out_of_time:
+                        break
+        finally:
+            batches.close()
         if device.type == "cuda":  # give the GPU memory back (the GUI keeps running)
             self.network = None
             del model, net, optimizer

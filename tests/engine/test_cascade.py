@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import quick_preset
 
 from napari_volseg import preprocess
 from napari_volseg.engine import checkpoint as ckpt
@@ -11,7 +12,6 @@ from napari_volseg.engine import events as ev
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.engine.train import Trainer
 from napari_volseg.io import decathlon, nifti
-from tests.conftest import quick_preset
 
 
 def test_roi_box_grows_by_margin_and_ignores_small_strays():
@@ -79,6 +79,10 @@ def test_cascade_only_where_volumes_do_not_fit(train_ct_task):
     assert not preprocess.needs_cascade(task, quick_preset().plan)  # fast-cpu's 1.5 M voxels: fits
     off = dataclasses.replace(cascade_preset().plan, cascade=False)
     assert not preprocess.needs_cascade(task, off)
+    # ahead of training (`volseg preprocess`, the Preprocess widget) a cascade caches its locator's grid
+    ahead = preprocess.cached_settings(task, cascade_preset().plan)
+    assert ahead.max_voxels == 4_000 and not ahead.cascade
+    assert preprocess.cached_settings(task, quick_preset().plan) == quick_preset().plan
 
 
 def test_cascade_trains_locator_then_main_net_and_predicts_in_source_geometry(train_ct_task, tmp_path):

@@ -11,7 +11,8 @@ from conftest import quick_preset
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import events as ev
 from napari_volseg.engine.infer import Predictor
-from napari_volseg.engine.train import Trainer, _train_case, effective_patch, sample_patch
+from napari_volseg.engine.train import Trainer, effective_patch, sample_patch
+from napari_volseg.engine.train import train_case as _train_case
 from napari_volseg.io import decathlon
 from napari_volseg.preprocess import Prepared
 
@@ -131,6 +132,15 @@ def test_patch_shrinks_to_small_volumes_and_stays_divisible():
     assert effective_patch((64, 64, 64), [(200, 200, 200)], 16) == (64, 64, 64)
 
 
+def test_small_patches_come_in_larger_batches():
+    from napari_volseg.engine.train import batch_size
+
+    assert batch_size(2, (64, 64, 64), 2 * 64**3) == 2
+    assert batch_size(2, (32, 48, 32), 2 * 64**3) == 10  # hippocampus-sized patches
+    assert batch_size(2, (16, 16, 16), 2 * 64**3) == 16  # capped
+    assert batch_size(3, (32, 48, 32), None) == 3
+
+
 def test_prediction_on_a_real_heart_case_has_the_source_shape_and_affine(heart_dir, tmp_path):
     from napari_volseg import preprocess
     from napari_volseg.engine.infer import predict_files
@@ -164,3 +174,37 @@ def test_asking_for_an_absent_device_is_one_line(device):
         pytest.skip("a GPU is present")
     with pytest.raises(VolsegError):
         resolve_device(device)
+
+
+def test_prefetching_batch_stream_yields_exactly_the_plain_batches():
+    """Loader threads (the GPU path) must not change what is trained on: a batch is a function of its step."""
+    from napari_volseg.engine.patches import BatchStream
+
+    rng = np.random.default_rng(0)
+    label = np.zeros((24, 40, 40), np.uint8)
+    label[8:16, 10:30, 12:28] = 1
+    prepared = Prepared(image=rng.normal(size=(1, 24, 40, 40)).astype(np.float32), label=label, box=(), source_shape=())
+    cases = [_train_case("a", prepared, rng)]
+    kwargs = {"batch_size": 2, "fg_fraction": 0.5, "seed": 3, "augment": True}
+    plain = BatchStream(cases, (16, 32, 32), **kwargs)
+    ahead = BatchStream(cases, (16, 32, 32), workers=2, **kwargs)
+    try:
+        for step in [0, 1, 2, 3, 7, 8]:  # including a jump, as after a resume
+            (xa, ya), (xb, yb) = plain.get(step), ahead.get(step)
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+            assert xa.shape == (2, 1, 16, 32, 32) and ya.dtype == torch.int64
+        assert not torch.equal(plain.get(0)[0], plain.get(1)[0])
+    finally:
+        ahead.close()
+
+
+def test_gpu_path_options_train_on_the_cpu_too(train_ct_task, tmp_path):
+    """channels_last_3d and loader threads are GPU options, but a preset asking for them must still
+    train (and save an ordinary checkpoint) on a CPU-only machine."""
+    task = decathlon.load_task(train_ct_task)
+    preset = quick_preset(epochs=1, iterations_per_epoch=4, val_every=1, channels_last=True, loader_threads=2)
+    events = _events(Trainer(task, preset, tmp_path / "m.safetensors", cache_root=tmp_path / "cache"))
+    assert not [e for e in events if isinstance(e, ev.Failed)], events[-1]
+    assert events[-1].step == 4
+    model = ckpt.load(tmp_path / "m.safetensors").build_model()  # strict load of the saved weights
+    assert model(torch.zeros(1, 1, 16, 64, 64)).shape == (1, 2, 16, 64, 64)

@@ -100,7 +100,9 @@ class PreprocessWidget(QWidget):
     def plan(self) -> preprocess.Plan:
         if self.session.task is None:
             raise VolsegError("open a task first (Data widget)")
-        return preprocess.plan_from_settings(self.session.task, self.settings())
+        # a cascade preset's whole volumes are planned for its locator (the main net sees only regions of interest)
+        task = self.session.task
+        return preprocess.plan_from_settings(task, preprocess.cached_settings(task, self.settings()))
 
     def _show_cached(self) -> None:
         task = self.session.task

@@ -1,0 +1,183 @@
+"""Training batches: patch sampling with foreground oversampling, augmentation, and a prefetching stream.
+
+Every random choice of step ``s`` on rank ``r`` comes from a generator seeded by ``(seed, s, r)``,
+so a batch is a pure function of its step: a prefetching thread pool (which keeps a GPU busy while
+the next batches are cut and augmented) yields exactly the batches the plain loop would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.transforms import RandAffined
+
+from napari_volseg import preprocess
+
+
+@dataclass
+class TrainCase:
+    """A preprocessed training case with precomputed foreground voxel positions per class."""
+
+    id: str
+    image: np.ndarray
+    label: np.ndarray
+    foreground: dict[int, np.ndarray]
+    pad_value: np.ndarray
+
+
+def train_case(case_id: str, prepared: preprocess.Prepared, rng: np.random.Generator, keep: int = 20000) -> TrainCase:
+    fg = {}
+    for k in np.unique(prepared.label):
+        if k == 0:
+            continue
+        where = np.argwhere(prepared.label == k)
+        if len(where) > keep:
+            where = where[rng.choice(len(where), keep, replace=False)]
+        fg[int(k)] = where.astype(np.int32)
+    pad = prepared.image.reshape(prepared.image.shape[0], -1).min(axis=1)
+    return TrainCase(case_id, prepared.image, prepared.label, fg, pad)
+
+
+def effective_patch(patch: tuple[int, ...], shapes: list[tuple[int, ...]], divisor: int) -> tuple[int, int, int]:
+    """The patch, shrunk along axes where the median volume is smaller (rounded down to a multiple of
+    ``divisor``, at least one ``divisor``): a patch mostly made of padding costs time and teaches little."""
+    median = np.median(np.array(shapes), axis=0)
+    out = []
+    for p, n in zip(patch, median, strict=True):
+        size = min(int(p), int(n) // divisor * divisor)
+        out.append(max(divisor, size))
+    if all(s == divisor for s in out):  # a 1-voxel bottleneck cannot be instance-normalised
+        longest = int(np.argmax(median))
+        out[longest] = min(int(patch[longest]), 2 * divisor) if patch[longest] > divisor else out[longest]
+    return tuple(out)
+
+
+def sample_patch(case: TrainCase, patch: tuple[int, int, int], rng: np.random.Generator, foreground: bool):
+    """Crop ``patch`` voxels around a random (or foreground) centre, padding outside the volume."""
+    shape = np.array(case.label.shape)
+    size = np.array(patch)
+    if foreground and case.foreground:
+        cls = rng.choice(sorted(case.foreground))
+        pts = case.foreground[cls]
+        centre = pts[rng.integers(len(pts))]
+        start = centre - size // 2 + rng.integers(-(size // 4), size // 4 + 1)
+    else:
+        start = np.array([rng.integers(min(0, n - p), max(0, n - p) + 1) for n, p in zip(shape, size, strict=True)])
+    start = np.clip(start, np.minimum(0, shape - size), np.maximum(0, shape - size))
+    src = tuple(slice(max(0, s), min(n, s + p)) for s, n, p in zip(start, shape, size, strict=True))
+    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
+    image = np.empty((case.image.shape[0],) + tuple(size), dtype=np.float32)
+    image[:] = case.pad_value[:, None, None, None]
+    label = np.zeros(tuple(size), dtype=np.uint8)
+    image[(slice(None),) + dst] = case.image[(slice(None),) + src]
+    label[dst] = case.label[src]
+    return image, label
+
+
+class Augmenter:
+    """Flips, small rotations and scaling (MONAI ``RandAffined``), intensity scale/shift and noise."""
+
+    def __init__(self, patch: tuple[int, int, int], mirror_axes: tuple[int, ...] = ()):
+        self.mirror_axes = tuple(mirror_axes)
+        self.affine = RandAffined(
+            keys=("image", "label"),
+            prob=0.3,
+            rotate_range=(0.26, 0.26, 0.26),
+            scale_range=(0.15, 0.15, 0.15),
+            mode=("bilinear", "nearest"),
+            padding_mode="border",
+            spatial_size=patch,
+        )
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
+        self.affine.set_random_state(seed=int(rng.integers(2**31)))
+        out = self.affine({"image": torch.from_numpy(image), "label": torch.from_numpy(label[None].astype(np.float32))})
+        img = torch.as_tensor(out["image"]).float()
+        lab = torch.as_tensor(out["label"]).round().to(torch.uint8)[0]
+        for axis in self.mirror_axes:
+            if rng.random() < 0.5:
+                img = torch.flip(img, (axis + 1,))
+                lab = torch.flip(lab, (axis,))
+        if rng.random() < 0.3:
+            img = img * float(rng.uniform(0.85, 1.15)) + float(rng.uniform(-0.1, 0.1))
+        if rng.random() < 0.15:
+            gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+            img = img + torch.randn(img.shape, generator=gen) * float(rng.uniform(0.0, 0.1))
+        return img, lab
+
+
+class BatchStream:
+    """Batches by step number, computed in the caller's thread (``workers=0``) or prefetched by a
+    thread pool ``workers`` wide (patch cutting and MONAI's affine warp release the GIL); pinned
+    memory when the batches go to a GPU."""
+
+    def __init__(
+        self,
+        cases: Sequence[TrainCase],
+        patch: tuple[int, int, int],
+        *,
+        batch_size: int,
+        fg_fraction: float,
+        seed: int,
+        rank: int = 0,
+        augment: bool = True,
+        mirror_axes: tuple[int, ...] = (),
+        workers: int = 0,
+        pin_memory: bool = False,
+    ):
+        self.cases = list(cases)
+        self.patch = tuple(patch)
+        self.batch_size = batch_size
+        self.fg_fraction = fg_fraction
+        self.seed = seed
+        self.rank = rank
+        self.augment = augment
+        self.mirror_axes = tuple(mirror_axes)
+        self.workers = max(0, int(workers))
+        self.pin_memory = pin_memory
+        self._local = threading.local()  # MONAI transforms hold random state: one augmenter per thread
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="volseg-batch") if self.workers else None
+        self._ahead: dict[int, Future] = {}
+
+    def _augmenter(self) -> Augmenter:
+        if not hasattr(self._local, "augmenter"):
+            self._local.augmenter = Augmenter(self.patch, self.mirror_axes)
+        return self._local.augmenter
+
+    def make(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of ``step``: images ``(b, c, z, y, x)`` float32, labels ``(b, 1, z, y, x)`` int64."""
+        rng = np.random.default_rng([self.seed, step, self.rank])
+        images, labels = [], []
+        for _ in range(self.batch_size):
+            case = self.cases[int(rng.integers(len(self.cases)))]
+            image, label = sample_patch(case, self.patch, rng, foreground=rng.random() < self.fg_fraction)
+            if self.augment:
+                image, label = self._augmenter()(image, label, rng)
+            else:
+                image, label = torch.from_numpy(image), torch.from_numpy(label)
+            images.append(image)
+            labels.append(label)
+        x, y = torch.stack(images), torch.stack(labels)[:, None].long()
+        if self.pin_memory:
+            x, y = x.pin_memory(), y.pin_memory()
+        return x, y
+
+    def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._pool is None:
+            return self.make(step)
+        for ahead in range(step, step + 2 * self.workers):
+            if ahead not in self._ahead:
+                self._ahead[ahead] = self._pool.submit(self.make, ahead)
+        for old in [k for k in self._ahead if k < step]:
+            self._ahead.pop(old).cancel()
+        return self._ahead.pop(step).result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._ahead.clear()
