@@ -93,7 +93,8 @@ def _train(args: argparse.Namespace) -> int:
             what = "the cascade's coarse locator" if event.stage == "locator" else preset.name
             print(
                 f"training {what} on {task.name}: {len(event.train_cases)} train / "
-                f"{len(event.val_cases)} validation cases, device {event.device}",
+                f"{len(event.val_cases)} validation cases, device {event.device}, batches of {event.batch_size} × "
+                + "×".join(map(str, event.patch_size)),
                 file=sys.stderr,
             )
             bar = _progress_bar(event.stage or "train", total=total, unit="step")
@@ -123,12 +124,12 @@ def _train(args: argparse.Namespace) -> int:
 
 @command("predict")
 def _predict(args: argparse.Namespace) -> int:
-    from napari_volseg.engine.config import InferConfig
     from napari_volseg.engine.infer import predict_files
 
-    config = InferConfig(overlap=args.overlap, tta=args.tta, device=args.device)
+    # unset flags keep what the checkpoint's preset predicts with
+    overrides = {"overlap": args.overlap, "tta": args.tta, "device": args.device}
     bar = None
-    for event in predict_files(args.model, args.inputs, args.out, config):
+    for event in predict_files(args.model, args.inputs, args.out, **overrides):
         if bar is None:
             bar = _progress_bar("predict", total=event.total, unit="case")
         bar.update(1)
@@ -260,9 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help="checkpoint (.safetensors)")
     p.add_argument("--out", required=True, type=Path, help="output folder: OUT/<case>.nii.gz in each input's geometry")
     p.add_argument("inputs", nargs="+", help="NIfTI files, or folders of them (an MSD task: imagesTs/ or imagesTr/)")
-    p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (default 0.25)")
-    p.add_argument("--tta", action="store_true", help="mirror test-time augmentation (4x slower)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--overlap", type=float, default=None, help="sliding-window overlap (default: the model's, 0.25)")
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average over mirrorings along the axes the model was trained mirrored on, 2x the time per axis "
+        "(default: as the model's preset says)",
+    )
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None, help="device (default auto)")
 
     p = sub.add_parser("evaluate", help="per-case, per-class Dice and HD95 of predictions against labels")
     p.add_argument("--pred", required=True, type=Path, help="folder of predicted <case>.nii.gz")

@@ -212,6 +212,16 @@ def load(path: str | os.PathLike) -> Checkpoint:
     )
 
 
+def read_preset(path: str | os.PathLike) -> dict:
+    """The preset a checkpoint was trained with, from its header alone (no tensor is read); {} if unreadable."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return json.loads(meta.get("preset", "{}")) if meta.get("format") == FORMAT else {}
+    except (SafetensorError, OSError, ValueError):
+        return {}
+
+
 def locator_path(best: Path) -> Path:
     """Where a cascade run keeps its locator stage's own (best) checkpoint."""
     best = Path(best)

@@ -14,6 +14,9 @@ class Started:
     train_cases: list[str]
     val_cases: list[str]
     start_step: int = 0
+    batch_size: int = 0
+    patch_size: tuple[int, ...] = ()
+    """The batch and patch actually trained with (patches shrink to small volumes, batches grow)."""
     stage: str = ""
     """``"locator"`` while a cascade trains its coarse locator, else empty."""
 

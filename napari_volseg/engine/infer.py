@@ -7,6 +7,7 @@ grid (:func:`napari_volseg.preprocess.invert`), never full-resolution logits of 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -22,6 +23,8 @@ from napari_volseg.engine.config import InferConfig
 from napari_volseg.engine.events import Progress
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -70,8 +73,14 @@ def window_probabilities(
     roi: Sequence[int],
     config: InferConfig,
     device: torch.device,
+    mirror_axes: Sequence[int] = (),
 ) -> torch.Tensor:
-    """Softmax probabilities ``(classes, z, y, x)`` (float32, CPU) of one preprocessed image."""
+    """Softmax probabilities ``(classes, z, y, x)`` (float32, CPU) of one preprocessed image.
+
+    With ``config.tta`` the probabilities are averaged over every mirroring along ``mirror_axes``
+    (0 = z, 1 = y, 2 = x): the axes the net was trained mirrored on. Mirroring along others would
+    show it anatomy it never saw (measured: hippocampus Dice 0.89 -> 0.61), so they are never used.
+    """
     model.eval()
     roi = _roi(roi, getattr(model, "module", model).config.divisor)
     # Volumes smaller than the window are padded with each channel's minimum, as the patch sampler
@@ -85,7 +94,8 @@ def window_probabilities(
         padded[(slice(None),) + tuple(slice(p // 2, p // 2 + n) for p, n in zip(pads, shape, strict=True))] = image_czyx
         image_czyx = padded
     x = torch.from_numpy(np.ascontiguousarray(image_czyx))[None]
-    flips = [()] + ([(2,), (3,), (4,)] if config.tta else [])
+    axes = sorted({int(a) + 2 for a in mirror_axes}) if config.tta else []
+    flips = [tuple(a for i, a in enumerate(axes) if mask >> i & 1) for mask in range(2 ** len(axes))]
     total = None
     use_amp = device.type == "cuda"
     for axes in flips:
@@ -131,18 +141,24 @@ class Prediction:
 class Predictor:
     """A loaded checkpoint ready to segment volumes."""
 
-    def __init__(self, checkpoint: ckpt.Checkpoint | str | os.PathLike, config: InferConfig | None = None):
+    def __init__(self, checkpoint: ckpt.Checkpoint | str | os.PathLike, config: InferConfig | None = None, **overrides):
+        """``config`` replaces the settings the checkpoint's preset predicts with; ``overrides`` that
+        are not None (``overlap=``, ``tta=``, ``device=`` ...) change single ones."""
         self.checkpoint = checkpoint if isinstance(checkpoint, ckpt.Checkpoint) else ckpt.load(checkpoint)
         preset_infer = self.checkpoint.preset.get("infer") or {}
         self.config = config or InferConfig(
             **{k: v for k, v in preset_infer.items() if k in InferConfig.__dataclass_fields__}
         )
+        self.config = replace(self.config, **{k: v for k, v in overrides.items() if v is not None})
         set_threads(self.config.threads)
         self.device = resolve_device(self.config.device)
         self.model = self.checkpoint.build_model().to(self.device).eval()
         self.plan = self.checkpoint.plan
         train = self.checkpoint.preset.get("train") or {}
         self.roi = tuple(train.get("patch_size") or (64, 64, 64))
+        self.mirror_axes = tuple(train.get("mirror_axes") or ())
+        if self.config.tta and not self.mirror_axes:
+            log.warning("test-time mirroring skipped: this model was trained without mirroring")
         locator = self.checkpoint.locator
         self.locator_model = locator.build_model().to(self.device).eval() if locator is not None else None
 
@@ -151,7 +167,7 @@ class Predictor:
         return self.checkpoint.labels
 
     def predict_prepared(self, prepared: preprocess.Prepared) -> torch.Tensor:
-        return window_probabilities(self.model, prepared.image, self.roi, self.config, self.device)
+        return window_probabilities(self.model, prepared.image, self.roi, self.config, self.device, self.mirror_axes)
 
     def locate(self, image: nifti.Volume) -> tuple[tuple[int, int], ...] | None:
         """A cascade's region of interest in ``image`` (source canonical voxels); ``None`` without a
@@ -211,9 +227,10 @@ def predict_files(
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     config: InferConfig | None = None,
+    **overrides,
 ) -> Iterator[Progress]:
     """Segment each input and write ``out_dir/<case>.nii.gz`` in that input's own geometry."""
-    predictor = Predictor(checkpoint, config)
+    predictor = Predictor(checkpoint, config, **overrides)
     files = collect_inputs(inputs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,17 @@ from napari_volseg.models import build_model, model_config
 log = logging.getLogger(__name__)
 
 
+def _stopped_before_training(started: float) -> Finished:
+    return Finished(
+        step=0,
+        best_dice=float("nan"),
+        best_path=None,
+        last_path=None,
+        stopped=True,
+        seconds=time.perf_counter() - started,
+    )
+
+
 def batch_size(base: int, patch: tuple[int, ...], batch_voxels: int | None, most: int = 16) -> int:
     """``base`` patches per step, or more (up to ``most``) while they stay within ``batch_voxels``."""
     if not batch_voxels:
@@ -227,14 +238,7 @@ class Trainer:
         if cascade and locator is None:
             locator = yield from self._train_locator(resume_locator)
             if locator is None:
-                yield Finished(
-                    step=0,
-                    best_dice=float("nan"),
-                    best_path=None,
-                    last_path=None,
-                    stopped=True,
-                    seconds=time.perf_counter() - started,
-                )
+                yield _stopped_before_training(started)
                 return
         boxes = None
         if locator is not None:
@@ -259,14 +263,7 @@ class Trainer:
             else:
                 yield item
             if self.stopping:
-                yield Finished(
-                    step=0,
-                    best_dice=float("nan"),
-                    best_path=None,
-                    last_path=None,
-                    stopped=True,
-                    seconds=time.perf_counter() - started,
-                )
+                yield _stopped_before_training(started)
                 return
         if self.dist.main:
             distributed.barrier(self.dist)
@@ -331,6 +328,8 @@ class Trainer:
             train_cases=[c.id for c in train],
             val_cases=[c[0].id for c in val],
             start_step=step,
+            batch_size=batches.batch_size,
+            patch_size=tuple(patch),
         )
         budget = t.minutes * 60.0 if t.minutes else None
         loop_start = time.perf_counter()
@@ -434,9 +433,12 @@ class Trainer:
 
     def _validate(self, model, val, patch, device) -> dict[str, float]:
         scores = {}
-        infer = InferConfig(overlap=self.preset.infer.overlap, sw_batch_size=self.preset.infer.sw_batch_size)
+        # validation predicts as `volseg predict` will with this preset (overlap, batch, mirroring)
+        infer = InferConfig(
+            overlap=self.preset.infer.overlap, sw_batch_size=self.preset.infer.sw_batch_size, tta=self.preset.infer.tta
+        )
         for case, prepared, truth in val:
-            probs = window_probabilities(model, prepared.image, patch, infer, device)
+            probs = window_probabilities(model, prepared.image, patch, infer, device, self.preset.train.mirror_axes)
             pred = preprocess.invert(probs, prepared)
             case_scores = metrics.score_case(pred, truth.data, int(probs.shape[0]), truth.spacing, with_hd95=False)
             scores[case.id] = metrics.mean_dice(case_scores)

@@ -95,12 +95,27 @@ class PredictWidget(QWidget):
         self.table.cellClicked.connect(self._row_clicked)
         self.csv_button.clicked.connect(self._csv_dialog)
         self.save_button.clicked.connect(self._save_dialog)
-        self.session.checkpoint_changed.connect(
-            lambda p: self.model_label.setText(f"model: {Path(p).name}" if p else "model: none")
-        )
+        self.session.checkpoint_changed.connect(self._show_model)
         self.session.results_changed.connect(self.refresh_table)
         if self.session.checkpoint:
-            self.model_label.setText(f"model: {Path(self.session.checkpoint).name}")
+            self._show_model(self.session.checkpoint)
+
+    def _show_model(self, path) -> None:
+        """Name the model; its preset decides whether mirror TTA starts ticked (and whether it can be)."""
+        self.model_label.setText(f"model: {Path(path).name}" if path else "model: none")
+        if not path:
+            return
+        from napari_volseg.engine.checkpoint import read_preset
+
+        preset = read_preset(path)
+        mirrored = bool((preset.get("train") or {}).get("mirror_axes"))
+        self.tta.setEnabled(mirrored)
+        self.tta.setChecked(mirrored and bool((preset.get("infer") or {}).get("tta")))
+        self.tta.setToolTip(
+            "average over mirrorings along the axes the model was trained mirrored on"
+            if mirrored
+            else "this model was trained without mirroring: mirrored inputs would only hurt"
+        )
 
     # -- prediction -------------------------------------------------------------------------------
 

@@ -198,7 +198,8 @@ class TrainWidget(QWidget):
             what = "the coarse locator (cascade stage 1 of 2)" if locator else "the network"
             self.status.setText(
                 f"training {what} on {event.device}: {len(event.train_cases)} train / "
-                f"{len(event.val_cases)} validation cases"
+                f"{len(event.val_cases)} validation cases, batches of {event.batch_size} × "
+                + "×".join(map(str, event.patch_size))
             )
         elif isinstance(event, ev.Step):
             self.plot.add_loss(event.step, event.loss)
