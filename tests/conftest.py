@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -58,4 +59,7 @@ def quick_preset(**train):
         "threads": 2,
     }
     settings.update(train)
-    return load_preset("fast-cpu").with_overrides(**settings)
+    preset = load_preset("fast-cpu").with_overrides(**settings)
+    # batches of two unless a test asks for more: fast-cpu's voxel-sized batches would quadruple test time
+    batch_voxels = train.get("batch_voxels")
+    return dataclasses.replace(preset, train=dataclasses.replace(preset.train, batch_voxels=batch_voxels))
