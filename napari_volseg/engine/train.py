@@ -179,9 +179,12 @@ class Trainer:
                 yield dataclasses.replace(event, stage="locator")
             else:
                 yield event
-        if finished is None or finished.stopped or finished.best_path is None:
+        if finished is None or finished.stopped:
             return None
-        return ckpt.load(finished.best_path).as_locator(self.preset.plan.roi_margin_mm)
+        path = ckpt.locator_path(self.out)  # under torchrun rank 0 wrote it before the ranks' last barrier
+        if not path.is_file():
+            raise VolsegError(f"the cascade's locator stage ended without writing {path.name}")
+        return ckpt.load(path).as_locator(self.preset.plan.roi_margin_mm)
 
     def _roi_boxes(self, locator: ckpt.Locator, device: torch.device) -> Iterator[Event | dict]:
         """Regions of interest: training cases' from their ground truth, validation cases' from the

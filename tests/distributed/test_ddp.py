@@ -37,16 +37,19 @@ def test_two_ranks_stay_in_sync_and_only_rank_0_writes(train_ct_task, tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["rank0-ddp.last.safetensors", "rank0-ddp.safetensors"]
 
 
-def test_volseg_train_under_torchrun_gives_an_ordinary_checkpoint(train_ct_task, tmp_path):
+@pytest.mark.parametrize("cascade", [False, True], ids=["single", "cascade"])
+def test_volseg_train_under_torchrun_gives_an_ordinary_checkpoint(train_ct_task, tmp_path, cascade):
     from napari_volseg.engine import checkpoint as ckpt
     from napari_volseg.engine.infer import Predictor
     from napari_volseg.io import decathlon
 
     out = tmp_path / "m.safetensors"
     preset = tmp_path / "tiny.yaml"
+    # the cascade: a locator epoch (4 steps), then 4 epochs of the main net, both stages under DDP
+    plan = "plan: {cascade: true, max_voxels: 30000, locator_voxels: 8000, roi_margin_mm: 10}\n" if cascade else ""
     preset.write_text(
-        "name: tiny\nmodel: cpu-lean\ntrain: {epochs: 1, iterations_per_epoch: 4, val_every: 1, "
-        "patch_size: [16, 32, 32], threads: 1}\n"
+        f"name: tiny\nmodel: cpu-lean\n{plan}train: {{epochs: {5 if cascade else 1}, iterations_per_epoch: 4, "
+        "val_every: 1, patch_size: [16, 32, 32], threads: 1}\n"
     )
     result = _torchrun(
         [
@@ -67,7 +70,13 @@ def test_volseg_train_under_torchrun_gives_an_ordinary_checkpoint(train_ct_task,
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("finished at step") == 1  # rank 0 alone reports
     loaded = ckpt.load(out)
-    assert loaded.step == 4
+    assert ckpt.load(ckpt.last_path(out)).step == (16 if cascade else 4)
+    assert (loaded.locator is not None) == cascade
+    written = sorted(p.name for p in tmp_path.glob("m*.safetensors"))
+    assert written == sorted(
+        ["m.last.safetensors", "m.safetensors"]
+        + (["m.locator.last.safetensors", "m.locator.safetensors"] if cascade else [])
+    )
     image, _ = decathlon.load_task(train_ct_task).cases[0].load()
     labels = Predictor(out).predict(image).labels
     assert labels.shape == image.data.shape and labels.dtype == np.uint8
