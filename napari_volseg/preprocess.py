@@ -107,10 +107,15 @@ def crop_box(image_czyx: np.ndarray, ct: bool) -> tuple[tuple[int, int], ...]:
     mask = first > CT_BODY_HU if ct else first > first.min()
     if not mask.any():
         return tuple((0, s) for s in first.shape)
+    return bounding_box(mask)
+
+
+def bounding_box(mask_zyx: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """``((z0, z1), (y0, y1), (x0, x1))`` of a non-empty boolean mask (ends exclusive)."""
     box = []
     for axis in range(3):
         other = tuple(a for a in range(3) if a != axis)
-        hits = np.nonzero(mask.any(axis=other))[0]
+        hits = np.nonzero(mask_zyx.any(axis=other))[0]
         box.append((int(hits[0]), int(hits[-1]) + 1))
     return tuple(box)
 
@@ -222,13 +227,10 @@ def roi_box(
         return None
     sizes = np.bincount(components.ravel())[1:]
     kept = np.isin(components, np.nonzero(sizes >= keep * sizes.max())[0] + 1)
-    box = []
-    for axis, (n_axis, spacing) in enumerate(zip(mask_zyx.shape, spacing_zyx, strict=True)):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.nonzero(kept.any(axis=other))[0]
-        grow = int(np.ceil(margin_mm / spacing))
-        box.append((max(0, int(hits[0]) - grow), min(n_axis, int(hits[-1]) + 1 + grow)))
-    return tuple(box)
+    grow = [int(np.ceil(margin_mm / spacing)) for spacing in spacing_zyx]
+    return tuple(
+        (max(0, a - g), min(n, b + g)) for (a, b), g, n in zip(bounding_box(kept), grow, mask_zyx.shape, strict=True)
+    )
 
 
 # ---- planning from a task -------------------------------------------------------------------
@@ -371,11 +373,11 @@ class PreparedCache:
             "files": [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files],
         }
         if box is not None:
-            key["box"] = [[int(a), int(b)] for a, b in box]
+            key["box"] = _box_list(box)
         return key
 
     def _stem(self, case: Case, box=None) -> Path:
-        where = str(case.image_path.resolve()) + ("" if box is None else json.dumps([list(map(int, b)) for b in box]))
+        where = str(case.image_path.resolve()) + ("" if box is None else json.dumps(_box_list(box)))
         digest = hashlib.sha1(where.encode()).hexdigest()[:8]
         return self.folder / f"{case.id}-{digest}"
 
@@ -419,6 +421,10 @@ class PreparedCache:
         os.replace(tmp, stem.with_suffix(".json"))
         prepared.meta = meta
         return prepared
+
+
+def _box_list(box) -> list[list[int]]:
+    return [[int(a), int(b)] for a, b in box]
 
 
 def _atomic_npy(path: str, array: np.ndarray) -> None:

@@ -1,8 +1,8 @@
 """Self-describing checkpoints: one ``.safetensors`` file, never unpickled.
 
 Tensors: the model's state (``model.*``), a cascade's locator net (``locator.*``) and, for
-resumable checkpoints, the optimizer's (``optim.*``). Metadata (JSON strings): format tag, model config, preprocessing plan, label names,
-preset, training history, step/epoch, package version. Writes go to a temporary file that is
+resumable checkpoints, the optimizer's (``optim.*``). Metadata (JSON strings): format tag, model
+config, preprocessing plan, label names, preset, training history, step/epoch, package version. Writes go to a temporary file that is
 renamed into place, so an interrupted save never leaves a broken checkpoint behind.
 """
 

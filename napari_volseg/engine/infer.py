@@ -125,7 +125,7 @@ def locate(
 ) -> tuple[tuple[int, int], ...] | None:
     """Run a cascade's locator on the coarse grid; the box of what it finds, grown by its margin."""
     prepared = preprocess.apply(locator.plan, image)
-    probs = window_probabilities(model, prepared.image, locator.patch, replace(config, tta=False), device)
+    probs = window_probabilities(model, prepared.image, locator.patch, config, device)  # no mirror axes: no TTA
     found = preprocess.invert(probs, prepared) > 0
     return preprocess.roi_box(found, image.spacing, locator.margin_mm)
 

@@ -23,17 +23,10 @@ import torch
 from napari_volseg import metrics, preprocess
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import distributed
-from napari_volseg.engine.config import InferConfig, Preset
+from napari_volseg.engine.config import Preset
 from napari_volseg.engine.events import CheckpointSaved, Event, Failed, Finished, Progress, Started, Step, Validated
 from napari_volseg.engine.infer import locate, resolve_device, set_threads, window_probabilities
-from napari_volseg.engine.patches import (  # noqa: F401 - re-exported for callers of the trainer
-    Augmenter,
-    BatchStream,
-    TrainCase,
-    effective_patch,
-    sample_patch,
-    train_case,
-)
+from napari_volseg.engine.patches import BatchStream, effective_patch, train_case
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
 from napari_volseg.io.decathlon import Case, Task
@@ -192,14 +185,13 @@ class Trainer:
         boxes = {}
         cases = self.train_cases + self.val_cases
         model = locator.build_model().to(device)
-        infer = InferConfig(overlap=self.preset.infer.overlap, sw_batch_size=self.preset.infer.sw_batch_size)
         for i, case in enumerate(cases):
             if i < len(self.train_cases):
                 truth = nifti.load(case.label_path)
                 boxes[case.id] = preprocess.roi_box(truth.data > 0, truth.spacing, locator.margin_mm)
             else:
                 image, _ = case.load()
-                boxes[case.id] = locate(model, locator, image, infer, device)
+                boxes[case.id] = locate(model, locator, image, self.preset.infer, device)
             yield Progress(done=i + 1, total=len(cases), item=f"region of interest: {case.id}")
         yield boxes
 
@@ -278,6 +270,8 @@ class Trainer:
         if resumed:
             model.load_state_dict(resumed.state)
         model.to(device)
+        memory_format = torch.channels_last_3d if t.channels_last else torch.contiguous_format
+        model.to(memory_format=memory_format)  # before DDP wraps it: its buckets follow the parameters' layout
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         net = model  # the bare network: validation and checkpoints use it, never the DDP wrapper
@@ -304,9 +298,6 @@ class Trainer:
             workers=t.loader_threads if t.loader_threads is not None else (4 if gpu else 0),
             pin_memory=gpu,
         )
-        memory_format = torch.channels_last_3d if t.channels_last else torch.contiguous_format
-        if t.channels_last:
-            model = model.to(memory_format=memory_format)
         if t.compile:
             model = torch.compile(model)
 
@@ -437,9 +428,7 @@ class Trainer:
     def _validate(self, model, val, patch, device) -> dict[str, float]:
         scores = {}
         # validation predicts as `volseg predict` will with this preset (overlap, batch, mirroring)
-        infer = InferConfig(
-            overlap=self.preset.infer.overlap, sw_batch_size=self.preset.infer.sw_batch_size, tta=self.preset.infer.tta
-        )
+        infer = self.preset.infer
         for case, prepared, truth in val:
             probs = window_probabilities(model, prepared.image, patch, infer, device, self.preset.train.mirror_axes)
             pred = preprocess.invert(probs, prepared)

@@ -27,7 +27,6 @@ from qtpy.QtWidgets import (
 from napari_volseg import metrics
 from napari_volseg._napari.state import CaseResult, session_for
 from napari_volseg._napari.widgets.common import ERROR_COLORS, case_layers, notify_error, set_labels, show_case
-from napari_volseg.engine.config import InferConfig
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
 
@@ -140,13 +139,13 @@ class PredictWidget(QWidget):
             return None
         task, checkpoint = self.session.task, self.session.checkpoint
         case_ids = self._cases(scope)
-        config = InferConfig(tta=self.tta.isChecked())
+        tta = self.tta.isChecked()  # the rest of the inference settings come from the checkpoint's preset
 
         @thread_worker
         def work():
             from napari_volseg.engine.infer import Predictor
 
-            predictor = Predictor(checkpoint, config)
+            predictor = Predictor(checkpoint, tta=tta)
             try:
                 for case_id in case_ids:
                     case = task.case(case_id)
