@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from napari_volseg import __version__
+from napari_volseg import __version__, paths
 from napari_volseg.errors import VolsegError
 
 Command = Callable[[argparse.Namespace], int]
@@ -238,12 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", help="download and extract an MSD task (checksummed, resumable)")
     p.add_argument("task", help="task name, e.g. Task09_Spleen or Task02_Heart")
     p.add_argument("--out", required=True, type=Path, help="folder that receives the task folder")
-    p.add_argument("--base-url", default="https://msd-for-monai.s3-us-west-2.amazonaws.com", help="mirror URL")
+    p.add_argument("--base-url", default=paths.MSD_BASE_URL, help="mirror URL")
     p.add_argument("--md5", default=None, help="expected MD5 (known for the ten MSD tasks)")
 
     p = sub.add_parser("train", help="train a 3D U-Net on an MSD task folder")
     p.add_argument("--data", required=True, type=Path, help="MSD task folder (dataset.json, imagesTr/, labelsTr/)")
-    p.add_argument("--preset", default="fast-cpu", help="training preset name or YAML file (see `volseg presets`)")
+    p.add_argument(
+        "--preset", default=paths.DEFAULT_PRESET, help="training preset name or YAML file (see `volseg presets`)"
+    )
     p.add_argument(
         "--out",
         required=True,
@@ -278,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("preprocess", help="plan a task and cache its preprocessed cases")
     p.add_argument("--data", required=True, type=Path, help="MSD task folder")
-    p.add_argument("--preset", default="fast-cpu", help="training preset whose plan to use")
+    p.add_argument("--preset", default=paths.DEFAULT_PRESET, help="training preset whose plan to use")
 
     sub.add_parser("models", help="list model presets with their parameter counts")
     sub.add_parser("presets", help="list training presets, one line each")

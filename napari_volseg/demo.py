@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_volseg import metrics, overview
+from napari_volseg import metrics, overview, paths
 from napari_volseg.io import decathlon
 
 DEMO_MINUTES = 2.0
@@ -34,7 +34,7 @@ def run_headless(
     data: Path | None = None,
     kind: str = "ct",
     minutes: float | None = None,
-    preset: str = "fast-cpu",
+    preset: str = paths.DEFAULT_PRESET,
     log=print,
 ) -> dict:
     """Train ``preset`` for ``minutes`` on the demo task, predict its validation cases, write the results."""

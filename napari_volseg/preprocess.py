@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_volseg import paths
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
 from napari_volseg.io.decathlon import Case, Task
@@ -354,7 +355,7 @@ def plan_from_settings(
 
 
 def default_cache_root() -> Path:
-    return Path(os.environ.get("VOLSEG_CACHE", Path.home() / ".cache" / "napari-volseg")) / "preprocessed"
+    return paths.preprocessed_dir()
 
 
 class PreparedCache:

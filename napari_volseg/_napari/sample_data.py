@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from napari_volseg import paths
 from napari_volseg._napari.layers import case_layer_data
 from napari_volseg.io import decathlon, synthetic
 
 
 def synthetic_task_dir(kind: str = "ct", cases: int = 8) -> Path:
     """The cached synthetic task folder (written once per user; ``VOLSEG_CACHE`` moves it)."""
-    base = Path(os.environ.get("VOLSEG_CACHE", Path(tempfile.gettempdir()) / "napari-volseg"))
-    folder = base / f"synthetic-{kind}-{cases}"
+    folder = paths.samples_dir() / f"synthetic-{kind}-{cases}"
     try:
         task = decathlon.load_task(folder)
         if len(task.cases) == cases:

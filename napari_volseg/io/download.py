@@ -20,8 +20,8 @@ from pathlib import Path, PurePosixPath
 
 from napari_volseg.errors import DownloadError, TaskFormatError
 from napari_volseg.io.decathlon import load_task
+from napari_volseg.paths import MSD_BASE_URL
 
-MSD_BASE_URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com"
 MSD_MD5 = {
     "Task01_BrainTumour": "240a19d752f0d9e9101544901065d872",
     "Task02_Heart": "06ee59366e1e5124267b774dbd654057",

@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_volseg import preprocess
+from napari_volseg import paths, preprocess
 from napari_volseg._napari.layers import META_KEY
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import notify_error
@@ -69,8 +69,8 @@ class PreprocessWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         self.preset.currentTextChanged.connect(self._show_preset)
-        self.preset.setCurrentText("fast-cpu")
-        self._show_preset("fast-cpu")
+        self.preset.setCurrentText(paths.DEFAULT_PRESET)
+        self._show_preset(paths.DEFAULT_PRESET)
         self.preview_button.clicked.connect(self.preview)
         self.run_button.clicked.connect(self.run)
         self.session.task_changed.connect(lambda task: self._show_cached())

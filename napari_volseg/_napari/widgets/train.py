@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_volseg import paths
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import LivePlot, notify_error
 from napari_volseg.engine import checkpoint as ckpt
@@ -32,14 +33,6 @@ from napari_volseg.engine.infer import available_devices
 from napari_volseg.errors import VolsegError
 from napari_volseg.losses import LOSSES
 from napari_volseg.models import MODEL_PRESETS
-
-DEFAULT_PRESET = "fast-cpu"
-
-
-def default_run_dir() -> Path:
-    import os
-
-    return Path(os.environ.get("VOLSEG_CACHE", Path.home() / ".cache" / "napari-volseg")) / "runs"
 
 
 class TrainWidget(QWidget):
@@ -103,8 +96,8 @@ class TrainWidget(QWidget):
         layout.addLayout(files)
 
         self.preset.currentTextChanged.connect(self._show_preset)
-        self.preset.setCurrentText(DEFAULT_PRESET)
-        self._show_preset(DEFAULT_PRESET)
+        self.preset.setCurrentText(paths.DEFAULT_PRESET)
+        self._show_preset(paths.DEFAULT_PRESET)
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.load_button.clicked.connect(self._load_dialog)
@@ -154,7 +147,7 @@ class TrainWidget(QWidget):
         from napari_volseg.engine.train import Trainer
 
         preset = self.current_preset()
-        out = Path(out) if out else default_run_dir() / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
+        out = Path(out) if out else paths.runs_dir() / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
         try:
             split = self.session.split or task.split()
             self.trainer = Trainer(task, preset, out, train_cases=split.train, val_cases=split.val)
