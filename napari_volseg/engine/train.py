@@ -35,7 +35,7 @@ from napari_volseg.engine import distributed
 from napari_volseg.engine.config import PlanSettings, Preset
 from napari_volseg.engine.events import CheckpointSaved, Event, Failed, Finished, Progress, Started, Step, Validated
 from napari_volseg.engine.infer import resolve_device, set_threads, window_probabilities
-from napari_volseg.engine.patches import BatchStream, effective_patch, train_case
+from napari_volseg.engine.patches import BatchStream, batch_size, effective_patch, train_case
 from napari_volseg.errors import VolsegError
 from napari_volseg.io.decathlon import Split, Task, training_split
 from napari_volseg.losses import make_loss
@@ -46,13 +46,6 @@ if TYPE_CHECKING:
     from napari_volseg.engine.cascade import Cascade
 
 log = logging.getLogger(__name__)
-
-
-def batch_size(base: int, patch: tuple[int, ...], batch_voxels: int | None, most: int = 16) -> int:
-    """``base`` patches per step, or more (up to ``most``) while they stay within ``batch_voxels``."""
-    if not batch_voxels:
-        return base
-    return max(base, min(most, int(batch_voxels) // int(np.prod(patch))))
 
 
 def learning_rate(preset: Preset, step: int, total_steps: int, epoch: int, time_fraction: float = 0.0) -> float:
@@ -103,10 +96,6 @@ class Run:
     cache_root: Path | None = None
     _statistics: planning.TaskStatistics | None = field(default=None, repr=False)
 
-    @property
-    def stopping(self) -> bool:
-        return self.stop.is_set()
-
     def statistics(self, intensities: bool = False) -> planning.TaskStatistics:
         """The training cases' statistics (read once; CT intensities only when a plan first needs them)."""
         if self._statistics is None or (intensities and self._statistics.ct is None):
@@ -146,7 +135,6 @@ class NetTrainer:
         self.resumed = resumed
         self.network: torch.nn.Module | None = None
         """The bare network (never the DDP wrapper) once :meth:`setup` has built it."""
-        self.cache: PreparedCache | None = None
 
     def train(self) -> Generator[Event, None, Finished]:
         """Yield the events of this stage; return its :class:`Finished` (the caller yields it)."""
@@ -186,19 +174,19 @@ class NetTrainer:
         run = self.run
         if not run.dist.main:
             distributed.barrier(run.dist)  # rank 0 fills the preprocessing cache first
-        self.cache = PreparedCache(self.plan, run.cache_root)
+        cache = PreparedCache(self.plan, run.cache_root)
         cases = run.split.train + run.split.val
         rng = np.random.default_rng(self.preset.train.seed)
         train, val = [], []
         for i, case in enumerate(cases):
-            prepared = self.cache.get(case, box=self.boxes.get(case.id))
+            prepared = cache.get(case, box=self.boxes.get(case.id))
             if i < len(run.split.train):
                 train.append(train_case(case.id, prepared, rng))
             else:
                 _, truth = case.load()
                 val.append((case, prepared, truth))
             yield Progress(done=i + 1, total=len(cases), item=case.id)
-            if run.stopping:
+            if run.stop.is_set():
                 return None
         if run.dist.main:
             distributed.barrier(run.dist)
@@ -209,7 +197,7 @@ class NetTrainer:
         t, resumed, device = self.preset.train, self.resumed, self.run.device
         self.train_cases, self.val = train, val
         torch.manual_seed(t.seed)
-        plan = self.plan
+        plan, gpu = self.plan, device.type == "cuda"
         config = (
             resumed.model_config if resumed else model_config(self.preset.model, plan.in_channels, plan.num_classes)
         )
@@ -219,19 +207,18 @@ class NetTrainer:
         model.to(device)
         self.memory_format = torch.channels_last_3d if t.channels_last else torch.contiguous_format
         model.to(memory_format=self.memory_format)  # before DDP wraps it: its buckets follow the parameters' layout
-        if device.type == "cuda":
+        if gpu:
             torch.backends.cudnn.benchmark = True
         self.network = model
         self.model = distributed.wrap(model, self.run.dist, device, t.sync_bn)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         if resumed:
             self.optimizer.load_state_dict(resumed.optimizer)
-        self.use_amp = t.amp and device.type == "cuda"
+        self.use_amp = t.amp and gpu
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.loss_fn = make_loss(t.loss, t.alpha)
         self.patch = effective_patch(t.patch_size, [c.label.shape for c in train], config.divisor)
-        gpu = device.type == "cuda"
         self.batches = BatchStream(
             train,
             self.patch,
@@ -292,9 +279,9 @@ class NetTrainer:
         end_of_epoch = self.step % t.iterations_per_epoch == 0
         if run.dist.enabled:  # every rank must leave the loop at the same step
             out_of_time = distributed.agree(out_of_time, run.dist, run.device)
-            if distributed.agree(run.stopping, run.dist, run.device):
+            if distributed.agree(run.stop.is_set(), run.dist, run.device):
                 run.stop.set()
-        stopped = run.stopping
+        stopped = run.stop.is_set()
         due = stopped or out_of_time or self.step >= self.total_steps
         due = due or (end_of_epoch and (self.epoch + 1) % t.val_every == 0)
         return stopped, out_of_time, due

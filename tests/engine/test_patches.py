@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from napari_volseg.engine.patches import effective_patch, sample_patch
+from napari_volseg.engine.patches import batch_size, effective_patch, sample_patch
 from napari_volseg.engine.patches import train_case as _train_case
 from napari_volseg.preprocess import Prepared
 
@@ -48,3 +48,10 @@ def test_prefetching_batch_stream_yields_exactly_the_plain_batches():
         assert not torch.equal(plain.get(0)[0], plain.get(1)[0])
     finally:
         ahead.close()
+
+
+def test_small_patches_come_in_larger_batches():
+    assert batch_size(2, (64, 64, 64), 2 * 64**3) == 2
+    assert batch_size(2, (32, 48, 32), 2 * 64**3) == 10  # hippocampus-sized patches
+    assert batch_size(2, (16, 16, 16), 2 * 64**3) == 16  # capped
+    assert batch_size(3, (32, 48, 32), None) == 3

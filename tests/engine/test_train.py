@@ -108,15 +108,6 @@ def test_resume_without_a_last_checkpoint_fails_cleanly(train_ct_task, tmp_path)
     assert isinstance(events[-1], ev.Failed) and "nothing to resume" in events[-1].message
 
 
-def test_small_patches_come_in_larger_batches():
-    from napari_volseg.engine.train import batch_size
-
-    assert batch_size(2, (64, 64, 64), 2 * 64**3) == 2
-    assert batch_size(2, (32, 48, 32), 2 * 64**3) == 10  # hippocampus-sized patches
-    assert batch_size(2, (16, 16, 16), 2 * 64**3) == 16  # capped
-    assert batch_size(3, (32, 48, 32), None) == 3
-
-
 def test_gpu_path_options_train_on_the_cpu_too(train_ct_task, tmp_path):
     """channels_last_3d and loader threads are GPU options, but a preset asking for them must still
     train (and save an ordinary checkpoint) on a CPU-only machine."""

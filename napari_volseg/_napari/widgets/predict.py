@@ -101,9 +101,9 @@ class PredictWidget(QWidget):
         from napari_volseg.engine.checkpoint import read_preset
 
         preset = read_preset(path)
-        mirrored = bool((preset.get("train") or {}).get("mirror_axes"))
+        mirrored = preset is not None and bool(preset.train.mirror_axes)
         self.tta.setEnabled(mirrored)
-        self.tta.setChecked(mirrored and bool((preset.get("infer") or {}).get("tta")))
+        self.tta.setChecked(mirrored and preset.infer.tta)
         self.tta.setToolTip(
             "average over mirrorings along the axes the model was trained mirrored on"
             if mirrored
