@@ -228,3 +228,14 @@ def test_seed_report_presets_train_on_the_cli_split_in_the_gui(widgets, qtbot, t
     assert predict._cases("validation cases") == seed_report
     shown = {data.table.item(r, 0).text(): data.table.item(r, 4).text() for r in range(data.table.rowCount())}
     assert sorted(k for k, v in shown.items() if v == "validation") == sorted(seed_report)
+
+
+def test_mirror_tta_follows_the_checkpoints_preset(widgets):
+    from pathlib import Path
+
+    _, _, train, predict = widgets
+    data = Path(__file__).parents[1] / "engine" / "data"
+    assert train.load_checkpoint(data / "v0.1-cascade.safetensors")  # trained mirrored along x, TTA on
+    assert predict.tta.isEnabled() and predict.tta.isChecked()
+    assert train.load_checkpoint(data / "v0.1-no-preset.safetensors")  # no mirroring: TTA would only hurt
+    assert not predict.tta.isEnabled() and not predict.tta.isChecked()
