@@ -59,11 +59,11 @@ class Cascade:
         self.out = Path(out)
         self.resume = resume
         self.locator_preset, self.main_preset = stage_presets(preset)
-        self.stage: NetTrainer | None = None
+        self.current: NetTrainer | None = None
 
     @property
     def network(self) -> torch.nn.Module | None:
-        return self.stage.network if self.stage is not None else None
+        return self.current.network if self.current is not None else None
 
     def train(self) -> Generator[Event, None, Finished]:
         resumed = locator_resumed = None
@@ -84,17 +84,17 @@ class Cascade:
         else:  # the voxel budget is spent on the regions of interest, not whole volumes
             spacings = dict(zip([c.id for c in self.run.split.train], self.run.statistics().spacings, strict=True))
             plan = self.run.plan(self.main_preset.plan, planning.roi_extents(boxes, spacings))
-        self.stage = NetTrainer(
+        self.current = NetTrainer(
             self.run, self.main_preset, self.out, plan, boxes=boxes, locator=locator, resumed=resumed
         )
-        return (yield from self.stage.train())
+        return (yield from self.current.train())
 
     def train_locator(self, resumed: ckpt.Checkpoint | None) -> Generator[Event, None, ckpt.Locator | None]:
         """Train the coarse locator; return it, or None if the run was stopped."""
         path = ckpt.locator_path(self.out)
         plan = resumed.plan if resumed else self.run.plan(self.locator_preset.plan)
-        self.stage = NetTrainer(self.run, self.locator_preset, path, plan, stage="locator", resumed=resumed)
-        finished = yield from self.stage.train()
+        self.current = NetTrainer(self.run, self.locator_preset, path, plan, stage="locator", resumed=resumed)
+        finished = yield from self.current.train()
         if finished.stopped:
             return None
         if not path.is_file():  # under torchrun rank 0 wrote it before the ranks' last barrier

@@ -379,7 +379,7 @@ class Trainer:
         self.split = training_split(task, preset.train)
         self.dist = distributed.env_context()
         self._stop = threading.Event()
-        self.stage: NetTrainer | Cascade | None = None
+        self.current: NetTrainer | Cascade | None = None
         """What trains: one :class:`NetTrainer`, or a cascade of two."""
 
     def stop(self) -> None:
@@ -393,7 +393,7 @@ class Trainer:
     @property
     def network(self) -> torch.nn.Module | None:
         """The network trained last (CPU runs keep it after the run)."""
-        return self.stage.network if self.stage is not None else None
+        return self.current.network if self.current is not None else None
 
     def run(self) -> Iterator[Event]:
         """Yield events until the run ends; under torchrun only rank 0's events carry logs."""
@@ -419,11 +419,11 @@ class Trainer:
         if planning.needs_cascade(self.preset.plan, run.statistics()):
             from napari_volseg.engine.cascade import Cascade  # a cascade is built of this module's NetTrainers
 
-            self.stage = Cascade(run, self.preset, self.out, resume=self.resume)
+            self.current = Cascade(run, self.preset, self.out, resume=self.resume)
             run.device = distributed.init(self.dist, device)
-            return (yield from self.stage.train())
+            return (yield from self.current.train())
         resumed = resumable(ckpt.last_path(self.out)) if self.resume else None
         run.device = distributed.init(self.dist, device)
         plan = resumed.plan if resumed else run.plan(self.preset.plan)
-        self.stage = NetTrainer(run, self.preset, self.out, plan, resumed=resumed)
-        return (yield from self.stage.train())
+        self.current = NetTrainer(run, self.preset, self.out, plan, resumed=resumed)
+        return (yield from self.current.train())
