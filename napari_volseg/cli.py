@@ -40,29 +40,27 @@ def _synth(args: argparse.Namespace) -> int:
 
 @command("download")
 def _download(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from napari_volseg.engine.events import Downloaded
     from napari_volseg.io import download
 
-    bar = tqdm(unit="B", unit_scale=True, desc=args.task, disable=None)
-
-    def progress(done: int, total: int | None) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
+    bar = _progress_bar(args.task, unit="B", unit_scale=True)
     try:
-        folder = download.download_task(args.task, args.out, base_url=args.base_url, md5=args.md5, progress=progress)
+        for event in download.download_task(args.task, args.out, base_url=args.base_url, md5=args.md5):
+            if isinstance(event, Downloaded):
+                folder = event.folder
+            else:
+                bar.total, bar.n = event.total, event.done
+                bar.refresh()
     finally:
         bar.close()
     print(f"{args.task} is ready in {folder}")
     return 0
 
 
-def _progress_bar(desc: str, total: int | None = None, unit: str = "it"):
+def _progress_bar(desc: str, total: int | None = None, unit: str = "it", unit_scale: bool = False):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit_scale, disable=None, leave=False)
 
 
 @command("train")
@@ -158,24 +156,23 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 @command("preprocess")
 def _preprocess(args: argparse.Namespace) -> int:
-    from napari_volseg import preprocess
+    from napari_volseg import planning
+    from napari_volseg.cache import PreparedCache
     from napari_volseg.engine.config import load_preset
     from napari_volseg.io.decathlon import load_task
 
     preset = load_preset(args.preset)
     task = load_task(args.data)
-    settings = preprocess.cached_settings(task, preset.plan)
-    if settings is not preset.plan:
+    plan, cascade = planning.plan_task(task, preset)
+    if cascade:
         print(
             f"{preset.name} trains {task.name} as a cascade: caching the locator's coarse grid "
             "(regions of interest are cut while training)",
             file=sys.stderr,
         )
-    plan = preprocess.plan_from_settings(task, settings)
-    cache = preprocess.PreparedCache(plan)
+    cache = PreparedCache(plan)
     bar = _progress_bar("preprocess", total=len(task.cases), unit="case")
-    for case in task.cases:
-        cache.get(case)
+    for _ in cache.fill(task.cases):
         bar.update(1)
     bar.close()
     print(f"plan {plan.hash}: {cache.misses} case(s) preprocessed, {cache.hits} already cached, in {cache.folder}")

@@ -11,6 +11,9 @@ import pytest
 from napari_volseg.io import synthetic
 
 os.environ.setdefault("QT_API", "pyqt5")
+# pytest-qt must load the binding qtpy and napari use: left to guess, it imports PyQt6 first, and qtpy
+# then falls back to it ("Selected binding 'pyqt5' could not be found; falling back to 'pyqt6'")
+os.environ.setdefault("PYTEST_QT_API", os.environ["QT_API"])
 SHARED = Path(os.environ.get("VOLSEG_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 TINY_CT = synthetic.PhantomSpec(shape=(16, 48, 48), spacing=(5.0, 2.0, 2.0))
 TRAIN_CT = synthetic.PhantomSpec(shape=(24, 64, 64), spacing=(5.0, 1.6, 1.6))
@@ -63,3 +66,10 @@ def quick_preset(**train):
     # batches of two unless a test asks for more: fast-cpu's voxel-sized batches would quadruple test time
     batch_voxels = train.get("batch_voxels")
     return dataclasses.replace(preset, train=dataclasses.replace(preset.train, batch_voxels=batch_voxels))
+
+
+def cascade_preset(**train):
+    """quick_preset forced to a cascade on the small synthetic tasks (tiny voxel budgets)."""
+    preset = quick_preset(**train)
+    plan = dataclasses.replace(preset.plan, cascade=True, max_voxels=20_000, locator_voxels=4_000, roi_margin_mm=10.0)
+    return dataclasses.replace(preset, plan=plan)

@@ -2,8 +2,12 @@
 
 Tensors: the model's state (``model.*``), a cascade's locator net (``locator.*``) and, for
 resumable checkpoints, the optimizer's (``optim.*``). Metadata (JSON strings): format tag, model
-config, preprocessing plan, label names, preset, training history, step/epoch, package version. Writes go to a temporary file that is
-renamed into place, so an interrupted save never leaves a broken checkpoint behind.
+config, preprocessing plan, label names, the preset as trained (its effective patch and batch),
+training history, step/epoch, package version. Loading gives typed values back (a
+:class:`~napari_volseg.engine.config.Preset`, a :class:`~napari_volseg.planning.Plan`), built by
+the same functions that read preset files, so their checks apply to checkpoints too. Writes go to
+a temporary file that is renamed into place, so an interrupted save never leaves a broken
+checkpoint behind.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from napari_volseg import __version__
+from napari_volseg.engine.config import Preset, preset_from_dict
 from napari_volseg.errors import VolsegError
 from napari_volseg.models import ModelConfig, UNet3D
-from napari_volseg.preprocess import Plan
+from napari_volseg.planning import Plan
 
 FORMAT = "napari-volseg/1"
 
@@ -70,7 +76,9 @@ class Checkpoint:
     plan: Plan
     labels: dict[int, str]
     state: dict[str, torch.Tensor]
-    preset: dict = field(default_factory=dict)
+    preset: Preset = field(default_factory=lambda: Preset(name=""))
+    """The preset as trained: ``preset.train.patch_size`` and ``batch_size`` are the effective ones
+    (patches shrink to small volumes, batches grow to small patches)."""
     history: list[dict] = field(default_factory=list)
     step: int = 0
     epoch: int = 0
@@ -86,8 +94,7 @@ class Checkpoint:
 
     def as_locator(self, margin_mm: float) -> Locator:
         """This (coarse) checkpoint as the locator stage of a cascade."""
-        patch = tuple((self.preset.get("train") or {}).get("patch_size") or (64, 64, 64))
-        return Locator(self.model_config, self.plan, self.state, patch, float(margin_mm))
+        return Locator(self.model_config, self.plan, self.state, self.preset.train.patch_size, float(margin_mm))
 
 
 def save(
@@ -96,7 +103,7 @@ def save(
     plan: Plan,
     labels: dict[int, str],
     *,
-    preset: dict | None = None,
+    preset: Preset | None = None,
     history: list[dict] | None = None,
     step: int = 0,
     epoch: int = 0,
@@ -114,7 +121,7 @@ def save(
         "model_config": json.dumps(model.config.to_dict()),
         "plan": json.dumps(plan.to_dict()),
         "labels": json.dumps({str(k): v for k, v in labels.items()}),
-        "preset": json.dumps(preset or {}),
+        "preset": json.dumps(preset.to_dict() if preset is not None else {}),
         "history": json.dumps(history or []),
         "step": str(step),
         "epoch": str(epoch),
@@ -172,6 +179,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         model_config = ModelConfig(**json.loads(meta["model_config"]))
         plan = Plan.from_dict(json.loads(meta["plan"]))
         labels = {int(k): v for k, v in json.loads(meta["labels"]).items()}
+        preset = _preset(json.loads(meta.get("preset", "{}")), path.name)
         locator = None
         if "locator" in meta:
             info = json.loads(meta["locator"])
@@ -199,7 +207,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         plan=plan,
         labels=labels,
         state=state,
-        preset=json.loads(meta.get("preset", "{}")),
+        preset=preset,
         history=json.loads(meta.get("history", "[]")),
         step=int(meta.get("step", 0)),
         epoch=int(meta.get("epoch", 0)),
@@ -212,14 +220,22 @@ def load(path: str | os.PathLike) -> Checkpoint:
     )
 
 
-def read_preset(path: str | os.PathLike) -> dict:
-    """The preset a checkpoint was trained with, from its header alone (no tensor is read); {} if unreadable."""
+def _preset(data: dict[str, Any], where: str) -> Preset:
+    """The preset of a checkpoint's metadata; the first checkpoints may hold only some of its sections
+    (or none): what is missing takes the defaults of ``engine/config.py``."""
+    return preset_from_dict({"name": "", **data}, where=f"{where}: preset")
+
+
+def read_preset(path: str | os.PathLike) -> Preset | None:
+    """The preset a checkpoint was trained with, from its header alone (no tensor is read); None if unreadable."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        return json.loads(meta.get("preset", "{}")) if meta.get("format") == FORMAT else {}
-    except (SafetensorError, OSError, ValueError):
-        return {}
+        if meta.get("format") != FORMAT:
+            return None
+        return _preset(json.loads(meta.get("preset", "{}")), Path(path).name)
+    except (SafetensorError, OSError, ValueError, TypeError, VolsegError):
+        return None
 
 
 def locator_path(best: Path) -> Path:

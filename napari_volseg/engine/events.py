@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from napari_volseg.evaluate import CaseResult
+
 
 @dataclass(frozen=True)
 class Started:
@@ -69,11 +71,38 @@ class Failed:
 
 @dataclass(frozen=True)
 class Progress:
-    """Generic progress of a multi-item job (preprocessing, prediction): ``done`` of ``total``."""
+    """Generic progress of a multi-item job (preprocessing, regions of interest, files): ``done`` of ``total``."""
 
     done: int
     total: int
     item: str = ""
 
 
-Event = Started | Step | Validated | CheckpointSaved | Finished | Failed | Progress
+@dataclass(frozen=True)
+class CasePredicted:
+    """A case predicted (and scored when it has a label): ``done`` of ``total`` cases."""
+
+    done: int
+    total: int
+    result: CaseResult
+
+
+@dataclass(frozen=True)
+class Downloading:
+    """Bytes of a download so far; ``total`` is None when the server does not say."""
+
+    task: str
+    done: int
+    total: int | None
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A download is complete and extracted: the task folder."""
+
+    task: str
+    folder: Path
+
+
+Event = Started | Step | Validated | CheckpointSaved | Finished | Failed | Progress | CasePredicted
+"""The events of training, preprocessing and prediction."""

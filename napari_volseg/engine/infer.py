@@ -23,6 +23,7 @@ from napari_volseg.engine.config import InferConfig
 from napari_volseg.engine.events import Progress
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
+from napari_volseg.preprocess import Box
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def window_probabilities(
 
 def locate(
     model: torch.nn.Module, locator: ckpt.Locator, image: nifti.Volume, config: InferConfig, device: torch.device
-) -> tuple[tuple[int, int], ...] | None:
+) -> Box | None:
     """Run a cascade's locator on the coarse grid; the box of what it finds, grown by its margin."""
     prepared = preprocess.apply(locator.plan, image)
     probs = window_probabilities(model, prepared.image, locator.patch, config, device)  # no mirror axes: no TTA
@@ -145,18 +146,14 @@ class Predictor:
         """``config`` replaces the settings the checkpoint's preset predicts with; ``overrides`` that
         are not None (``overlap=``, ``tta=``, ``device=`` ...) change single ones."""
         self.checkpoint = checkpoint if isinstance(checkpoint, ckpt.Checkpoint) else ckpt.load(checkpoint)
-        preset_infer = self.checkpoint.preset.get("infer") or {}
-        self.config = config or InferConfig(
-            **{k: v for k, v in preset_infer.items() if k in InferConfig.__dataclass_fields__}
-        )
-        self.config = replace(self.config, **{k: v for k, v in overrides.items() if v is not None})
+        preset = self.checkpoint.preset
+        self.config = replace(config or preset.infer, **{k: v for k, v in overrides.items() if v is not None})
         set_threads(self.config.threads)
         self.device = resolve_device(self.config.device)
         self.model = self.checkpoint.build_model().to(self.device).eval()
         self.plan = self.checkpoint.plan
-        train = self.checkpoint.preset.get("train") or {}
-        self.roi = tuple(train.get("patch_size") or (64, 64, 64))
-        self.mirror_axes = tuple(train.get("mirror_axes") or ())
+        self.roi = preset.train.patch_size
+        self.mirror_axes = preset.train.mirror_axes
         if self.config.tta and not self.mirror_axes:
             log.warning("test-time mirroring skipped: this model was trained without mirroring")
         locator = self.checkpoint.locator
@@ -169,7 +166,7 @@ class Predictor:
     def predict_prepared(self, prepared: preprocess.Prepared) -> torch.Tensor:
         return window_probabilities(self.model, prepared.image, self.roi, self.config, self.device, self.mirror_axes)
 
-    def locate(self, image: nifti.Volume) -> tuple[tuple[int, int], ...] | None:
+    def locate(self, image: nifti.Volume) -> Box | None:
         """A cascade's region of interest in ``image`` (source canonical voxels); ``None`` without a
         locator, or when the locator finds nothing (the main net then sees the whole volume)."""
         locator = self.checkpoint.locator

@@ -12,11 +12,15 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_volseg.errors import GeometryMismatchError, LabelValueError, TaskFormatError
 from napari_volseg.io import nifti
+
+if TYPE_CHECKING:  # the io layer reads the training settings, it does not import the engine
+    from napari_volseg.engine.config import TrainConfig
 
 # The seed report's fixed splits (train, validation), taken in dataset.json order as the report did.
 SEED_SPLITS: dict[str, tuple[int, int]] = {"heart": (16, 4), "spleen": (32, 9)}
@@ -117,37 +121,42 @@ class Task:
                 return c
         raise TaskFormatError(f"task {self.name} has no case {case_id!r}")
 
-    def split(
-        self, mode: str = "seeded", val_fraction: float = 0.2, seed: int = 0, val_cases: int | None = None
-    ) -> Split:
-        """Train/validation split of the labelled cases.
 
-        ``mode="seeded"``: a shuffle by ``seed`` (same seed, same split), ``val_cases`` cases (or
-        ``val_fraction`` of them, at least one) for validation. ``mode="seed-report"``: the seed
-        report's fixed split for this task (16/4 heart, 32/9 spleen) in ``dataset.json`` order.
-        """
-        cases = list(self.cases)
-        if mode == "seed-report":
-            key = next((k for k in SEED_SPLITS if k in self.name.lower() or k in self.root.name.lower()), None)
-            if key is None:
-                raise TaskFormatError(f"the seed report has no fixed split for task {self.name}")
-            n_train, n_val = SEED_SPLITS[key]
-            if len(cases) < n_train + n_val:
-                raise TaskFormatError(
-                    f"the seed report's {key} split needs {n_train + n_val} cases; {self.name} has {len(cases)}"
-                )
-            return Split(train=cases[:n_train], val=cases[n_train : n_train + n_val])
-        if mode != "seeded":
-            raise TaskFormatError(f"unknown split mode {mode!r} (use 'seeded' or 'seed-report')")
-        if len(cases) < 2:
-            raise TaskFormatError(f"task {self.name} needs at least 2 labelled cases to split, has {len(cases)}")
-        n_val = val_cases if val_cases is not None else max(1, round(len(cases) * val_fraction))
-        if not 1 <= n_val < len(cases):
-            raise TaskFormatError(f"cannot hold out {n_val} of {len(cases)} cases for validation")
-        order = sorted(cases, key=lambda c: c.id)
-        random.Random(seed).shuffle(order)
-        val_ids = {c.id for c in order[:n_val]}
-        return Split(train=[c for c in cases if c.id not in val_ids], val=[c for c in cases if c.id in val_ids])
+VAL_FRACTION = 0.2
+"""The share of labelled cases held out for validation when the training settings name no count."""
+
+
+def training_split(task: Task, train: TrainConfig) -> Split:
+    """The one decision of which labelled cases train and which validate, from the training
+    settings' ``split``, ``seed`` and ``val_cases``; the trainer, the napari session, the CLI, the
+    demo and the benchmarks all ask here, so that one preset trains on one split everywhere.
+
+    ``split="seeded"``: a shuffle by ``seed`` (same seed, same split), ``val_cases`` cases (or
+    :data:`VAL_FRACTION` of them, at least one) for validation. ``split="seed-report"``: the seed
+    report's fixed split for this task (16/4 heart, 32/9 spleen) in ``dataset.json`` order.
+    """
+    cases = list(task.cases)
+    if train.split == "seed-report":
+        key = next((k for k in SEED_SPLITS if k in task.name.lower() or k in task.root.name.lower()), None)
+        if key is None:
+            raise TaskFormatError(f"the seed report has no fixed split for task {task.name}")
+        n_train, n_val = SEED_SPLITS[key]
+        if len(cases) < n_train + n_val:
+            raise TaskFormatError(
+                f"the seed report's {key} split needs {n_train + n_val} cases; {task.name} has {len(cases)}"
+            )
+        return Split(train=cases[:n_train], val=cases[n_train : n_train + n_val])
+    if train.split != "seeded":
+        raise TaskFormatError(f"unknown split mode {train.split!r} (use 'seeded' or 'seed-report')")
+    if len(cases) < 2:
+        raise TaskFormatError(f"task {task.name} needs at least 2 labelled cases to split, has {len(cases)}")
+    n_val = train.val_cases if train.val_cases is not None else max(1, round(len(cases) * VAL_FRACTION))
+    if not 1 <= n_val < len(cases):
+        raise TaskFormatError(f"cannot hold out {n_val} of {len(cases)} cases for validation")
+    order = sorted(cases, key=lambda c: c.id)
+    random.Random(train.seed).shuffle(order)
+    val_ids = {c.id for c in order[:n_val]}
+    return Split(train=[c for c in cases if c.id not in val_ids], val=[c for c in cases if c.id in val_ids])
 
 
 def case_id_of(path: Path) -> str:

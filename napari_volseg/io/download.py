@@ -4,7 +4,8 @@ The tarballs and MD5 sums are the ones MONAI's ``DecathlonDataset`` uses. A down
 ``<dest>/<task>.tar.part``, resumes with an HTTP range request when the server allows it, is
 verified, and is extracted into a temporary folder that is renamed into place only when every
 member was safe (no absolute paths, no ``..``, no links or device files). A task folder that is
-already complete is not downloaded again.
+already complete is not downloaded again. :func:`download_task` is a generator of typed events
+(bytes so far, then the folder), so that every face shows progress its own way.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+from napari_volseg.engine.events import Downloaded, Downloading
 from napari_volseg.errors import DownloadError, TaskFormatError
 from napari_volseg.io.decathlon import load_task
 from napari_volseg.paths import MSD_BASE_URL
@@ -35,9 +37,6 @@ MSD_MD5 = {
     "Task10_Colon": "bad7a188931dc2f6acf72b08eb6202d0",
 }
 CHUNK = 1 << 20
-
-Progress = Callable[[int, int | None], None]
-"""Called with (bytes done, total bytes or None) as the download advances."""
 
 
 def task_url(task: str, base_url: str = MSD_BASE_URL) -> str:
@@ -59,10 +58,10 @@ def download_task(
     *,
     base_url: str = MSD_BASE_URL,
     md5: str | None = None,
-    progress: Progress | None = None,
     timeout: float = 30.0,
-) -> Path:
-    """Fetch ``<base_url>/<task>.tar`` into ``dest`` and return the extracted task folder.
+) -> Iterator[Downloading | Downloaded]:
+    """Fetch ``<base_url>/<task>.tar`` into ``dest``: :class:`Downloading` events as bytes arrive, then
+    one :class:`Downloaded` naming the extracted task folder.
 
     ``md5`` defaults to the known sum of an MSD task; an unknown task name needs one given.
     Raises :class:`DownloadError` with one line for every failure; a corrupt download is
@@ -71,7 +70,8 @@ def download_task(
     dest = Path(dest)
     folder = dest / task
     if is_complete(folder):
-        return folder
+        yield Downloaded(task, folder)
+        return
     expected = md5 or MSD_MD5.get(task)
     if expected is None:
         raise DownloadError(f"no checksum known for {task!r}; pass md5= for a task outside the MSD ten")
@@ -79,7 +79,8 @@ def download_task(
     tar_path = dest / f"{task}.tar"
     if not (tar_path.is_file() and _md5(tar_path) == expected):
         part = dest / f"{task}.tar.part"
-        _fetch(task_url(task, base_url), part, progress, timeout)
+        for done, total in _fetch(task_url(task, base_url), part, timeout):
+            yield Downloading(task, done, total)
         got = _md5(part)
         if got != expected:
             part.unlink(missing_ok=True)
@@ -91,10 +92,11 @@ def download_task(
             raise DownloadError(f"{tar_path.name} did not contain a complete {task} task folder")
     finally:
         tar_path.unlink(missing_ok=True)  # extracted, or refused: either way it is not kept
-    return folder
+    yield Downloaded(task, folder)
 
 
-def _fetch(url: str, part: Path, progress: Progress | None, timeout: float) -> None:
+def _fetch(url: str, part: Path, timeout: float) -> Iterator[tuple[int, int | None]]:
+    """Append ``url`` to ``part`` (resuming it), yielding (bytes done, total bytes or None) per chunk."""
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
@@ -118,8 +120,7 @@ def _fetch(url: str, part: Path, progress: Progress | None, timeout: float) -> N
                 while chunk := response.read(CHUNK):
                     f.write(chunk)
                     done += len(chunk)
-                    if progress:
-                        progress(done, total)
+                    yield done, total
         except (TimeoutError, OSError, ConnectionError) as exc:
             raise DownloadError(f"download of {url} broke off at {done} bytes ({exc}); run again to resume") from exc
     if total is not None and done != total:

@@ -5,6 +5,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from napari_volseg.engine.config import TrainConfig
 from napari_volseg.errors import GeometryMismatchError, LabelValueError, TaskFormatError
 from napari_volseg.io import decathlon, nifti
 
@@ -36,11 +37,17 @@ def test_hippocampus_labels_named_and_float_label_files_load(hippocampus_dir):
 
 def test_seeded_split_is_deterministic_and_disjoint(tiny_ct_task):
     task = decathlon.load_task(tiny_ct_task)
-    a, b = task.split(seed=3, val_cases=2), task.split(seed=3, val_cases=2)
+    a = decathlon.training_split(task, TrainConfig(seed=3, val_cases=2))
+    b = decathlon.training_split(task, TrainConfig(seed=3, val_cases=2))
     assert [c.id for c in a.val] == [c.id for c in b.val] and len(a.val) == 2 and len(a.train) == 4
     assert not {c.id for c in a.train} & {c.id for c in a.val}
-    others = {tuple(c.id for c in task.split(seed=s, val_cases=2).val) for s in range(10)}
+    others = {
+        tuple(c.id for c in decathlon.training_split(task, TrainConfig(seed=s, val_cases=2)).val) for s in range(10)
+    }
     assert len(others) > 1
+
+
+SEED_REPORT = TrainConfig(split="seed-report")
 
 
 def _mini_task(root, n=20, name="Heart"):
@@ -65,10 +72,10 @@ def _mini_task(root, n=20, name="Heart"):
 
 def test_seed_report_split(tmp_path, heart_dir):
     root, _ = _mini_task(tmp_path / "Task02_Heart", n=20)
-    split = decathlon.load_task(root).split(mode="seed-report")
+    split = decathlon.training_split(decathlon.load_task(root), SEED_REPORT)
     assert [c.id for c in split.val] == ["c_016", "c_017", "c_018", "c_019"] and len(split.train) == 16
     with pytest.raises(TaskFormatError, match="needs 20 cases"):
-        decathlon.load_task(heart_dir).split(mode="seed-report")
+        decathlon.training_split(decathlon.load_task(heart_dir), SEED_REPORT)
 
 
 @pytest.mark.parametrize(

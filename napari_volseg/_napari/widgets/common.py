@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QPointF, Qt
+from qtpy.QtCore import QPointF
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QWidget
 
@@ -108,8 +108,3 @@ class LivePlot(QWidget):
         last_dice = f"val Dice {self.dice[-1][1]:.3f}" if self.dice else "val Dice -"
         p.drawText(m, h - 6, f"{last_loss}   {last_dice}   step {x_max if self.loss else 0}")
         p.end()
-
-
-def align_right(item):
-    item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
-    return item

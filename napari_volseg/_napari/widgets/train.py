@@ -149,12 +149,12 @@ class TrainWidget(QWidget):
         preset = self.current_preset()
         out = Path(out) if out else paths.runs_dir() / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
         try:
-            split = self.session.split or task.split()
-            self.trainer = Trainer(task, preset, out, train_cases=split.train, val_cases=split.val)
+            self.trainer = Trainer(task, preset, out)
         except VolsegError as exc:
             notify_error(exc)
             return None
         trainer = self.trainer
+        self.session.set_preset(preset)  # the session's split is now the one the trainer decided
 
         @thread_worker
         def work():
