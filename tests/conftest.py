@@ -63,3 +63,16 @@ def quick_preset(**train):
     # batches of two unless a test asks for more: fast-cpu's voxel-sized batches would quadruple test time
     batch_voxels = train.get("batch_voxels")
     return dataclasses.replace(preset, train=dataclasses.replace(preset.train, batch_voxels=batch_voxels))
+
+
+@pytest.fixture
+def tiny_preset(monkeypatch):
+    """A classifier preset that trains in seconds: a 4-8-8-8 VGG3D on the first 20 train and test digits."""
+    from napari_volseg.classify.config import ClassifyPreset
+    from napari_volseg.models import registry
+    from napari_volseg.models.vgg3d import VGG3DConfig
+
+    monkeypatch.setitem(registry.CLASSIFIER_PRESETS, "tiny-3d", (VGG3DConfig(widths=(4, 8, 8, 8), hidden=16), "tests"))
+    return ClassifyPreset(
+        name="tiny", model="tiny-3d", epochs=2, lr=1e-2, batch_size=8, train_copies=1, test_copies=1, limit=20
+    )
