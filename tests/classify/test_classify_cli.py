@@ -3,7 +3,7 @@
 import numpy as np
 
 from napari_volseg import cli
-from napari_volseg.classify import digits3d
+from napari_volseg.classify import checkpoint, digits3d
 from napari_volseg.classify.config import CLASSIFY_PRESETS
 
 
@@ -36,3 +36,15 @@ def test_user_errors_are_one_line_and_exit_1(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("volseg: error: no checkpoint at")
     assert cli.main(["classify", "train", "--out", str(tmp_path / "c"), "--data", str(tmp_path / "no.h5")]) == 1
     assert "no 3D MNIST file" in capsys.readouterr().err
+
+
+def test_train_on_a_3d_mnist_file(tiny_preset, tmp_path, monkeypatch, capsys):
+    from test_mnist3d import _write
+
+    monkeypatch.setitem(CLASSIFY_PRESETS, "tiny", tiny_preset)
+    data = _write(tmp_path / "full_dataset_vectors.h5", n_train=10, n_test=4)
+    model = tmp_path / "mnist.safetensors"
+    argv = ["classify", "train", "--preset", "tiny", "--out", str(model), "--epochs", "1", "--data", str(data)]
+    assert cli.main(argv) == 0
+    assert "on 3D MNIST from full_dataset_vectors.h5: 10 train, 4 test volumes" in capsys.readouterr().err
+    assert checkpoint.load(model).data.startswith("3D MNIST from full_dataset_vectors.h5")
