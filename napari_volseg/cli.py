@@ -182,8 +182,9 @@ def _preprocess(args: argparse.Namespace) -> int:
 @command("models")
 def _models(args: argparse.Namespace) -> int:
     from napari_volseg.models import MODEL_PRESETS, build_model, count_parameters
+    from napari_volseg.models.registry import CLASSIFIER_PRESETS
 
-    for name, (config, description) in MODEL_PRESETS.items():
+    for name, (config, description) in {**MODEL_PRESETS, **CLASSIFIER_PRESETS}.items():
         print(f"{name:<12} {count_parameters(build_model(config)):>12,} parameters  {description}")
     return 0
 
@@ -195,6 +196,13 @@ def _presets(args: argparse.Namespace) -> int:
     for name, preset in list_presets().items():
         print(f"{name:<24} [{preset.model}] {preset.description}")
     return 0
+
+
+@command("classify")
+def _classify(args: argparse.Namespace) -> int:
+    from napari_volseg.classify.cli import run
+
+    return run(args)
 
 
 @command("demo")
@@ -281,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list model presets with their parameter counts")
     sub.add_parser("presets", help="list training presets, one line each")
+
+    from napari_volseg.classify.cli import add_parser as add_classify_parser
+
+    add_classify_parser(sub)
 
     p = sub.add_parser("demo", help="open napari on the synthetic task (or --headless: the same flow, no window)")
     p.add_argument("--headless", action="store_true", help="no window: write a screenshot and a metrics JSON")

@@ -73,3 +73,16 @@ def cascade_preset(**train):
     preset = quick_preset(**train)
     plan = dataclasses.replace(preset.plan, cascade=True, max_voxels=20_000, locator_voxels=4_000, roi_margin_mm=10.0)
     return dataclasses.replace(preset, plan=plan)
+
+
+@pytest.fixture
+def tiny_preset(monkeypatch):
+    """A classifier preset that trains in seconds: a 4-8-8-8 VGG3D on the first 20 train and test digits."""
+    from napari_volseg.classify.config import ClassifyPreset
+    from napari_volseg.models import registry
+    from napari_volseg.models.vgg3d import VGG3DConfig
+
+    monkeypatch.setitem(registry.CLASSIFIER_PRESETS, "tiny-3d", (VGG3DConfig(widths=(4, 8, 8, 8), hidden=16), "tests"))
+    return ClassifyPreset(
+        name="tiny", model="tiny-3d", epochs=2, lr=1e-2, batch_size=8, train_copies=1, test_copies=1, limit=20
+    )

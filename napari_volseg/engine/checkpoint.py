@@ -26,7 +26,8 @@ from safetensors.torch import save_file
 from napari_volseg import __version__
 from napari_volseg.engine.config import Preset, preset_from_dict
 from napari_volseg.errors import VolsegError
-from napari_volseg.models import ModelConfig, UNet3D
+from napari_volseg.models import ModelConfig, UNet3D, build_model
+from napari_volseg.models.vgg3d import VGG3D, VGG3DConfig
 from napari_volseg.planning import Plan
 
 FORMAT = "napari-volseg/1"
@@ -47,7 +48,7 @@ class Locator:
     margin_mm: float
 
     def build_model(self) -> UNet3D:
-        return _build(self.model_config, self.state)
+        return build_net(self.model_config, self.state)
 
     def meta(self) -> str:
         return json.dumps(
@@ -60,8 +61,9 @@ class Locator:
         )
 
 
-def _build(config: ModelConfig, state: dict[str, torch.Tensor]) -> UNet3D:
-    model = UNet3D(config)
+def build_net(config: ModelConfig | VGG3DConfig, state: dict[str, torch.Tensor]) -> UNet3D | VGG3D:
+    """The network of ``config`` holding ``state``; one-line :class:`CheckpointError` if they do not fit."""
+    model = build_model(config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -90,7 +92,7 @@ class Checkpoint:
     locator: Locator | None = None
 
     def build_model(self) -> UNet3D:
-        return _build(self.model_config, self.state)
+        return build_net(self.model_config, self.state)
 
     def as_locator(self, margin_mm: float) -> Locator:
         """This (coarse) checkpoint as the locator stage of a cascade."""
@@ -146,6 +148,12 @@ def save(
                 for k, v in s.items()
             }
         )
+    return write_atomic(path, tensors, meta)
+
+
+def write_atomic(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
+    """Write ``tensors`` with string ``meta`` as one safetensors file: a temporary file renamed into place."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -158,16 +166,23 @@ def save(
     return path
 
 
-def load(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint; one-line :class:`CheckpointError` for anything that is not one of ours."""
+def read_tensors(
+    path: str | os.PathLike, fmt: str = FORMAT, what: str = "napari-volseg checkpoint"
+) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The metadata and tensors of a safetensors file whose ``format`` tag is ``fmt`` (``what`` names it in errors)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            if meta.get("format") != FORMAT:
-                raise CheckpointError(f"{path.name} is a safetensors file but not a napari-volseg checkpoint")
+            found = meta.get("format", "")
+            if found != fmt:
+                if found.startswith("napari-volseg"):
+                    raise CheckpointError(
+                        f"{path.name} is a napari-volseg checkpoint of another kind ({found}), not a {what}"
+                    )
+                raise CheckpointError(f"{path.name} is a safetensors file but not a {what}")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except CheckpointError:
         raise
@@ -175,6 +190,13 @@ def load(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(
             f"{path.name} is not a readable checkpoint (truncated or not safetensors: {exc})"
         ) from exc
+    return meta, tensors
+
+
+def load(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint; one-line :class:`CheckpointError` for anything that is not one of ours."""
+    path = Path(path)
+    meta, tensors = read_tensors(path)
     try:
         model_config = ModelConfig(**json.loads(meta["model_config"]))
         plan = Plan.from_dict(json.loads(meta["plan"]))

@@ -39,10 +39,12 @@ class Validated:
     step: int
     epoch: int
     dice: dict[str, float]
-    """Mean foreground Dice per validation case, on the source grid."""
+    """Mean foreground Dice per validation case, on the source grid (a classifier: accuracy per class)."""
     mean: float
     seconds: float
     stage: str = ""
+    metric: str = "dice"
+    """What ``mean`` and ``dice`` measure: ``"dice"``, or ``"accuracy"`` (the 3D classifier, on its test set)."""
 
 
 @dataclass(frozen=True)
