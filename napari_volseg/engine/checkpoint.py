@@ -139,6 +139,12 @@ def save(
                 for k, v in s.items()
             }
         )
+    return write_file(path, tensors, meta)
+
+
+def write_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
+    """Write a safetensors file atomically (temporary file, then rename)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -149,6 +155,15 @@ def save(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, str]:
+    """A safetensors file's metadata strings from its header alone (no tensor is read); {} if unreadable."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        return {}
 
 
 def load(path: str | os.PathLike) -> Checkpoint:
@@ -214,11 +229,10 @@ def load(path: str | os.PathLike) -> Checkpoint:
 
 def read_preset(path: str | os.PathLike) -> dict:
     """The preset a checkpoint was trained with, from its header alone (no tensor is read); {} if unreadable."""
+    meta = read_meta(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
         return json.loads(meta.get("preset", "{}")) if meta.get("format") == FORMAT else {}
-    except (SafetensorError, OSError, ValueError):
+    except ValueError:
         return {}
 
 
