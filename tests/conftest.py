@@ -63,3 +63,17 @@ def quick_preset(**train):
     # batches of two unless a test asks for more: fast-cpu's voxel-sized batches would quadruple test time
     batch_voxels = train.get("batch_voxels")
     return dataclasses.replace(preset, train=dataclasses.replace(preset.train, batch_voxels=batch_voxels))
+
+
+@pytest.fixture(scope="session")
+def trained_ct_checkpoint(train_ct_task, tmp_path_factory) -> Path:
+    """fast-cpu (whole volumes: the phantom fits its voxel budget) trained for 40 steps on the synthetic CT."""
+    from napari_volseg.engine import events as ev
+    from napari_volseg.engine.train import Trainer
+    from napari_volseg.io.decathlon import load_task
+
+    out = tmp_path_factory.mktemp("trained") / "ct.safetensors"
+    preset = quick_preset(epochs=4, val_every=4)
+    for event in Trainer(load_task(train_ct_task), preset, out, cache_root=out.parent / "cache").run():
+        assert not isinstance(event, ev.Failed), event
+    return out

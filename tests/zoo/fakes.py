@@ -1,4 +1,5 @@
-"""A MONAI bundle written by the tests in the model zoo's layout, shaped like spleen_ct_segmentation."""
+"""Things the zoo tests write themselves: untrained checkpoints and a MONAI bundle in the model zoo's layout
+(shaped like spleen_ct_segmentation)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,27 @@ import json
 from pathlib import Path
 
 import torch
+
+LABELS = {0: "background", 1: "organ"}
+
+
+def write_checkpoint(path: Path, *, cascade: bool = False, seed: int = 0, plan=None) -> Path:
+    """An untrained cpu-lean checkpoint (seeded weights) with a 2 mm z-score plan; a cascade adds a locator."""
+    from napari_volseg.engine import checkpoint as ckpt
+    from napari_volseg.models import build_model, model_config
+    from napari_volseg.preprocess import Plan
+
+    torch.manual_seed(seed)
+    net = build_model(model_config("cpu-lean", 1, 2))
+    plan = plan or Plan(target_spacing=(2.0, 2.0, 2.0))
+    preset = {"name": "test", "train": {"patch_size": [16, 32, 32]}, "infer": {"overlap": 0.25}}
+    locator = None
+    if cascade:
+        coarse = build_model(model_config("cpu-lean", 1, 2))
+        state = {k: v.clone() for k, v in coarse.state_dict().items()}
+        locator = ckpt.Locator(coarse.config, Plan(target_spacing=(4.0, 4.0, 4.0)), state, (16, 16, 16), 10.0)
+    return ckpt.save(path, net, plan, LABELS, preset=preset, task="Test", locator=locator)
+
 
 NETWORK = {
     "_target_": "UNet",
