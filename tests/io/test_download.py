@@ -1,15 +1,13 @@
 """Downloads against a local HTTP server on 127.0.0.1 (never the internet)."""
 
 import hashlib
-import http.server
 import io
-import re
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
 from conftest import TINY_CT
+from served import serve
 
 from napari_volseg.errors import DownloadError
 from napari_volseg.io import download, synthetic
@@ -17,46 +15,10 @@ from napari_volseg.io import download, synthetic
 TASK = "Task77_Tiny"
 
 
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files from the server's folder, honouring 'Range: bytes=N-' as S3 does."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self.server.requests.append((self.path, self.headers.get("Range")))
-        path = Path(self.server.folder) / self.path.lstrip("/")
-        if not path.is_file():
-            self.send_error(404)
-            return
-        blob = path.read_bytes()
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if match and self.server.ranges:
-            start = int(match.group(1))
-            if start >= len(blob):
-                self.send_error(416)
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(blob) - 1}/{len(blob)}")
-            blob = blob[start:]
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(blob)))
-        self.end_headers()
-        self.wfile.write(blob)
-
-
 @pytest.fixture
 def server(tmp_path):
-    folder = tmp_path / "served"
-    folder.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    httpd.folder, httpd.requests, httpd.ranges = folder, [], True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(tmp_path / "served") as httpd:
+        yield httpd
 
 
 def _url(httpd):
