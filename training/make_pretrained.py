@@ -45,15 +45,15 @@ MODELS = {
         "folder": "Task02_Heart",
         "held_out": 3,
         "task": "left atrium segmentation (MSD Task02_Heart)",
-        "modality": "MRI (mono-modal, 3D, ~1.25 x 1.25 x 1.37 mm)",
+        "modality": "MRI",
         "data": "Medical Segmentation Decathlon Task02_Heart (King's College London): {n} training cases of the "
         "15 in ../shared/data (in-plane cropped to 256 x 256, intensities shifted by the volume minimum)",
     },
     "msd-hippocampus": {
         "folder": "Task04_Hippocampus",
         "held_out": 20,
-        "task": "anterior and posterior hippocampus segmentation (MSD Task04_Hippocampus)",
-        "modality": "MRI (T1-weighted, 3D, 1 mm isotropic crops around the hippocampus)",
+        "task": "hippocampus segmentation (MSD Task04_Hippocampus)",
+        "modality": "MRI (T1-weighted)",
         "data": "Medical Segmentation Decathlon Task04_Hippocampus (Vanderbilt University Medical Center): {n} "
         "training cases of the 200 in ../shared/data",
     },

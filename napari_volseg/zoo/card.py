@@ -77,7 +77,7 @@ class ModelCard:
         """One line: task, modality, classes and the held-out Dice."""
         classes = ", ".join(v for k, v in sorted(self.classes.items()) if k > 0)
         dice = f"held-out Dice {self.mean_dice:.3f} ({len(self.held_out)} cases)" if self.held_out else "not scored"
-        return f"{self.task} ({self.modality}): {classes}; {dice}"
+        return f"{self.task}, {self.modality}: {classes}; {dice}"
 
 
 def read_card(path: str | os.PathLike) -> ModelCard | None:

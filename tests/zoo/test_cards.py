@@ -65,7 +65,7 @@ def test_names_resolve_shipped_first_then_installed(tmp_path, monkeypatch):
         registry.resolve(tmp_path / "missing.safetensors")
     labels = [e.label for e in registry.list_models()]
     assert labels[:3] == ["organ (pretrained)", "organ (installed)", "other (installed)"]
-    assert registry.list_models()[0].about == "organ segmentation (CT): organ; held-out Dice 0.850 (2 cases)"
+    assert registry.list_models()[0].about == "organ segmentation, CT: organ; held-out Dice 0.850 (2 cases)"
     runs = tmp_path / "cache" / "runs"
     runs.mkdir()
     for name in ("run1.safetensors", "run1.last.safetensors", "run1.locator.safetensors"):
