@@ -20,6 +20,7 @@ import yaml
 from napari_volseg import __version__
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.zoo.card import MSD_ATTRIBUTION, read_card
+from napari_volseg.zoo.export import trace_torchscript
 
 FORMAT_VERSION = "0.5.4"
 AXES = ("z", "y", "x")
@@ -91,10 +92,7 @@ def export_bioimageio(checkpoint: ckpt.Checkpoint, out: Path) -> list[Path]:
     card = read_card(checkpoint.path) if checkpoint.path else None
     net = checkpoint.build_model().eval()
     divisor = net.config.divisor
-    weights = out / "weights_torchscript.pt"
-    torch.jit.trace(net, torch.zeros((1, net.config.in_channels, 2 * divisor, 2 * divisor, 2 * divisor))).save(
-        str(weights)
-    )
+    weights = trace_torchscript(net, out / "weights_torchscript.pt")
     from napari_volseg.preprocess import normalise
 
     rng = np.random.default_rng(0)

@@ -69,8 +69,9 @@ def _onnx(net: torch.nn.Module, path: Path) -> Path:
     return path
 
 
-def _torchscript(net: torch.nn.Module, path: Path) -> Path:
-    traced = torch.jit.trace(net, example_input(net.config), check_trace=False)  # no shape-dependent branches
+def trace_torchscript(net: torch.nn.Module, path: Path) -> Path:
+    """Trace ``net`` at twice its divisor and save it; it has no shape-dependent branches, so any size runs."""
+    traced = torch.jit.trace(net, example_input(net.config), check_trace=False)
     traced.save(str(path))
     return path
 
@@ -121,7 +122,7 @@ def description(checkpoint: ckpt.Checkpoint, files: dict[str, str]) -> dict:
 
 def export_network(checkpoint: ckpt.Checkpoint, fmt: str, out: Path) -> list[Path]:
     """ONNX or TorchScript: ``out`` (+ ``<stem>.locator.<ext>`` for a cascade) and ``<stem>.json``."""
-    write = _onnx if fmt == "onnx" else _torchscript
+    write = _onnx if fmt == "onnx" else trace_torchscript
     ext = ".onnx" if fmt == "onnx" else ".pt"
     out = out if out.suffix else out.with_suffix(ext)
     out.parent.mkdir(parents=True, exist_ok=True)
