@@ -38,21 +38,29 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("download")
-def _download(args: argparse.Namespace) -> int:
+def _follow_download(events, desc: str) -> Path:
+    """Show a download's events as a tqdm byte bar; the path it ends with."""
     from napari_volseg.engine.events import Downloaded
-    from napari_volseg.io import download
 
-    bar = _progress_bar(args.task, unit="B", unit_scale=True)
+    bar = _progress_bar(desc, unit="B", unit_scale=True)
     try:
-        for event in download.download_task(args.task, args.out, base_url=args.base_url, md5=args.md5):
+        for event in events:
             if isinstance(event, Downloaded):
-                folder = event.folder
-            else:
-                bar.total, bar.n = event.total, event.done
-                bar.refresh()
+                return event.path
+            bar.total, bar.n = event.total, event.done
+            bar.refresh()
     finally:
         bar.close()
+    raise VolsegError(f"{desc}: the download ended without a result")
+
+
+@command("download")
+def _download(args: argparse.Namespace) -> int:
+    from napari_volseg.io import download
+
+    folder = _follow_download(
+        download.download_task(args.task, args.out, base_url=args.base_url, md5=args.md5), args.task
+    )
     print(f"{args.task} is ready in {folder}")
     return 0
 
@@ -183,9 +191,43 @@ def _preprocess(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from napari_volseg.models import MODEL_PRESETS, build_model, count_parameters
     from napari_volseg.models.registry import CLASSIFIER_PRESETS
+    from napari_volseg.zoo.registry import list_models
 
+    print("architectures (volseg train --preset ..., model:; volseg classify)")
     for name, (config, description) in {**MODEL_PRESETS, **CLASSIFIER_PRESETS}.items():
-        print(f"{name:<12} {count_parameters(build_model(config)):>12,} parameters  {description}")
+        print(f"  {name:<12} {count_parameters(build_model(config)):>12,} parameters  {description}")
+    print("models (volseg predict --model NAME)")
+    for entry in list_models(args.index, runs=False):
+        where = entry.path if entry.path else f"volseg pull {entry.name}"
+        print(f"  {entry.label:<32} {entry.about}  [{where}]")
+    return 0
+
+
+@command("pull")
+def _pull(args: argparse.Namespace) -> int:
+    from napari_volseg.zoo.pull import pull
+
+    path = _follow_download(pull(args.name, args.index), args.name)
+    print(f"{args.name} is installed: {path}")
+    return 0
+
+
+@command("export")
+def _export(args: argparse.Namespace) -> int:
+    from napari_volseg.zoo.export import export
+
+    for path in export(args.model, args.format, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+@command("import")
+def _import(args: argparse.Namespace) -> int:
+    from napari_volseg.zoo.bundle_import import import_bundle
+
+    path = import_bundle(args.monai_bundle, args.out)
+    name = path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.name
+    print(f"imported {args.monai_bundle} as {path}; predict with `volseg predict --model {name} ...`")
     return 0
 
 
@@ -265,7 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from NAME.last.safetensors")
 
     p = sub.add_parser("predict", help="segment NIfTI files (or folders) with a checkpoint")
-    p.add_argument("--model", required=True, type=Path, help="checkpoint (.safetensors)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model name (see `volseg models`), checkpoint (.safetensors) or MONAI bundle folder",
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder: OUT/<case>.nii.gz in each input's geometry")
     p.add_argument("inputs", nargs="+", help="NIfTI files, or folders of them (an MSD task: imagesTs/ or imagesTr/)")
     p.add_argument("--overlap", type=float, default=None, help="sliding-window overlap (default: the model's, 0.25)")
@@ -287,7 +333,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path, help="MSD task folder")
     p.add_argument("--preset", default=paths.DEFAULT_PRESET, help="training preset whose plan to use")
 
-    sub.add_parser("models", help="list model presets with their parameter counts")
+    p = sub.add_parser("models", help="list architectures (with parameter counts) and pretrained / installed models")
+    p.add_argument("--index", default=None, help="model index (JSON file or URL) listing models to pull")
+
+    p = sub.add_parser("pull", help="download a model named in the model index (SHA-256 checked, resumable)")
+    p.add_argument("name", help="model name, as `volseg models` lists it")
+    p.add_argument("--index", default=None, help="model index (JSON file or URL; default: the one shipped)")
+
+    p = sub.add_parser("export", help="export a model as ONNX, TorchScript, a bioimage.io package or a MONAI bundle")
+    p.add_argument("--model", required=True, help="model name or checkpoint (.safetensors)")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript", "bioimageio", "monai-bundle"))
+    p.add_argument(
+        "--out", required=True, type=Path, help="file (onnx, torchscript; the plan goes beside it) or folder"
+    )
+
+    p = sub.add_parser("import", help="import a MONAI bundle (UNet, BasicUNet, SegResNet) as a napari-volseg model")
+    p.add_argument("--monai-bundle", required=True, type=Path, help="bundle folder (configs/, models/model.pt)")
+    p.add_argument("--out", type=Path, default=None, help="model file to write (default: the user's models folder)")
     sub.add_parser("presets", help="list training presets, one line each")
 
     from napari_volseg.classify.cli import add_parser as add_classify_parser

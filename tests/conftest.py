@@ -86,3 +86,17 @@ def tiny_preset(monkeypatch):
     return ClassifyPreset(
         name="tiny", model="tiny-3d", epochs=2, lr=1e-2, batch_size=8, train_copies=1, test_copies=1, limit=20
     )
+
+
+@pytest.fixture(scope="session")
+def trained_ct_checkpoint(train_ct_task, tmp_path_factory) -> Path:
+    """fast-cpu (whole volumes: the phantom fits its voxel budget) trained for 40 steps on the synthetic CT."""
+    from napari_volseg.engine import events as ev
+    from napari_volseg.engine.train import Trainer
+    from napari_volseg.io.decathlon import load_task
+
+    out = tmp_path_factory.mktemp("trained") / "ct.safetensors"
+    preset = quick_preset(epochs=4, val_every=4)
+    for event in Trainer(load_task(train_ct_task), preset, out, cache_root=out.parent / "cache").run():
+        assert not isinstance(event, ev.Failed), event
+    return out

@@ -50,6 +50,12 @@ def test_wheel_ships_the_manifest_and_its_entry_point(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         assert "napari_volseg/napari.yaml" in names
+        for shipped in (
+            "zoo/index.json",
+            "zoo/pretrained/msd-heart.safetensors",
+            "zoo/pretrained/msd-hippocampus.safetensors",
+        ):
+            assert f"napari_volseg/{shipped}" in names  # pretrained models work on a fresh install
         [ep] = [n for n in names if n.endswith("entry_points.txt")]
         assert "napari-volseg = napari_volseg:napari.yaml" in zf.read(ep).decode()
     # a clean virtualenv with only the wheel: the entry point resolves to the shipped manifest

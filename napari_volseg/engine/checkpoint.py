@@ -166,6 +166,15 @@ def write_atomic(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
     return path
 
 
+def read_meta(path: str | os.PathLike) -> dict[str, str]:
+    """A safetensors file's metadata strings from its header alone (no tensor is read); {} if unreadable."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        return {}
+
+
 def read_tensors(
     path: str | os.PathLike, fmt: str = FORMAT, what: str = "napari-volseg checkpoint"
 ) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
@@ -250,13 +259,12 @@ def _preset(data: dict[str, Any], where: str) -> Preset:
 
 def read_preset(path: str | os.PathLike) -> Preset | None:
     """The preset a checkpoint was trained with, from its header alone (no tensor is read); None if unreadable."""
+    meta = read_meta(path)
+    if meta.get("format") != FORMAT:
+        return None
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        if meta.get("format") != FORMAT:
-            return None
         return _preset(json.loads(meta.get("preset", "{}")), Path(path).name)
-    except (SafetensorError, OSError, ValueError, TypeError, VolsegError):
+    except (ValueError, TypeError, VolsegError):
         return None
 
 

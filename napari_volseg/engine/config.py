@@ -20,7 +20,7 @@ PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 
 @dataclass(frozen=True)
 class PlanSettings:
-    """How to derive a :class:`~napari_volseg.preprocess.Plan` from a task.
+    """How to derive a :class:`~napari_volseg.planning.Plan` from a task.
 
     ``resample="spacing"``: the task's median spacing (or ``spacing`` mm, ``(z, y, x)``) multiplied by
     ``spacing_scale``; ``resample="shape"``: every volume resized to ``shape`` ``(z, y, x)``.

@@ -91,19 +91,19 @@ class CasePredicted:
 
 @dataclass(frozen=True)
 class Downloading:
-    """Bytes of a download so far; ``total`` is None when the server does not say."""
+    """Bytes of a download so far (an MSD task or a model); ``total`` is None when the server does not say."""
 
-    task: str
+    name: str
     done: int
     total: int | None
 
 
 @dataclass(frozen=True)
 class Downloaded:
-    """A download is complete and extracted: the task folder."""
+    """A download is complete and verified: the extracted task folder, or the model file."""
 
-    task: str
-    folder: Path
+    name: str
+    path: Path
 
 
 Event = Started | Step | Validated | CheckpointSaved | Finished | Failed | Progress | CasePredicted

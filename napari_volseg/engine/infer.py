@@ -140,12 +140,16 @@ class Prediction:
 
 
 class Predictor:
-    """A loaded checkpoint ready to segment volumes."""
+    """A loaded checkpoint ready to segment volumes (the backend of napari-volseg's own checkpoints)."""
 
     def __init__(self, checkpoint: ckpt.Checkpoint | str | os.PathLike, config: InferConfig | None = None, **overrides):
-        """``config`` replaces the settings the checkpoint's preset predicts with; ``overrides`` that
+        """``checkpoint``: a loaded checkpoint, its path, or a model name (``volseg models``). ``config`` replaces the settings the checkpoint's preset predicts with; ``overrides`` that
         are not None (``overlap=``, ``tta=``, ``device=`` ...) change single ones."""
-        self.checkpoint = checkpoint if isinstance(checkpoint, ckpt.Checkpoint) else ckpt.load(checkpoint)
+        if not isinstance(checkpoint, ckpt.Checkpoint):
+            from napari_volseg.zoo.registry import resolve  # a model name (msd-heart) works as well as a path
+
+            checkpoint = ckpt.load(resolve(checkpoint))
+        self.checkpoint = checkpoint
         preset = self.checkpoint.preset
         self.config = replace(config or preset.infer, **{k: v for k, v in overrides.items() if v is not None})
         set_threads(self.config.threads)
@@ -226,8 +230,11 @@ def predict_files(
     config: InferConfig | None = None,
     **overrides,
 ) -> Iterator[Progress]:
-    """Segment each input and write ``out_dir/<case>.nii.gz`` in that input's own geometry."""
-    predictor = Predictor(checkpoint, config, **overrides)
+    """Segment each input with a model (path, name or MONAI bundle folder) and write ``out_dir/<case>.nii.gz``
+    in that input's own geometry."""
+    from napari_volseg.zoo.backend import open_model
+
+    predictor = open_model(checkpoint, config, **overrides)
     files = collect_inputs(inputs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,10 +30,16 @@ def predict_cases(
 ) -> Iterator[CasePredicted]:
     """Predict ``cases`` of ``task`` one by one; labels on each source grid, Dice / HD95 / volumes per class.
 
-    ``config`` and ``overrides`` (``tta=``, ``device=`` ...) as :class:`~napari_volseg.engine.infer.Predictor`
+    ``checkpoint``: a loaded checkpoint, or what ``volseg predict --model`` takes (a model name, a
+    checkpoint file, an imported MONAI bundle). ``config`` and ``overrides`` (``tta=``, ``device=`` ...) as :class:`~napari_volseg.engine.infer.Predictor`
     takes them: unset, the checkpoint's preset decides. The model is released when the generator ends.
     """
-    predictor = Predictor(checkpoint, config, **overrides)
+    if isinstance(checkpoint, ckpt.Checkpoint):
+        predictor = Predictor(checkpoint, config, **overrides)
+    else:  # a name, a checkpoint file or an imported MONAI bundle: the zoo picks the backend
+        from napari_volseg.zoo.backend import open_model
+
+        predictor = open_model(checkpoint, config, **overrides)
     try:
         for i, case in enumerate(cases):
             image, truth = case.load()

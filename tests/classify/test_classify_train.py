@@ -81,7 +81,7 @@ def test_failures_are_one_failed_event(tiny_preset, tmp_path):
 
 def test_checkpoint_kinds_are_told_apart(tiny_preset, tmp_path):
     from napari_volseg.models import build_model, model_config
-    from napari_volseg.preprocess import Plan
+    from napari_volseg.planning import Plan
 
     seg = ckpt.save(
         tmp_path / "seg.safetensors",

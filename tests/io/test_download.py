@@ -1,15 +1,13 @@
 """Downloads against a local HTTP server on 127.0.0.1 (never the internet)."""
 
 import hashlib
-import http.server
 import io
-import re
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
 from conftest import TINY_CT
+from served import serve
 
 from napari_volseg.engine.events import Downloaded, Downloading
 from napari_volseg.errors import DownloadError
@@ -18,46 +16,10 @@ from napari_volseg.io import download, synthetic
 TASK = "Task77_Tiny"
 
 
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files from the server's folder, honouring 'Range: bytes=N-' as S3 does."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self.server.requests.append((self.path, self.headers.get("Range")))
-        path = Path(self.server.folder) / self.path.lstrip("/")
-        if not path.is_file():
-            self.send_error(404)
-            return
-        blob = path.read_bytes()
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if match and self.server.ranges:
-            start = int(match.group(1))
-            if start >= len(blob):
-                self.send_error(416)
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(blob) - 1}/{len(blob)}")
-            blob = blob[start:]
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(blob)))
-        self.end_headers()
-        self.wfile.write(blob)
-
-
 @pytest.fixture
 def server(tmp_path):
-    folder = tmp_path / "served"
-    folder.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    httpd.folder, httpd.requests, httpd.ranges = folder, [], True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(tmp_path / "served") as httpd:
+        yield httpd
 
 
 def _url(httpd):
@@ -77,7 +39,7 @@ def _good_tar(folder: Path, src_parent: Path) -> str:
 def test_good_tarball_downloads_verifies_extracts_and_is_not_fetched_again(server, tmp_path):
     md5 = _good_tar(Path(server.folder), tmp_path / "src")
     *seen, done = download.download_task(TASK, tmp_path / "data", base_url=_url(server), md5=md5)
-    folder = done.folder
+    folder = done.path
     assert done == Downloaded(TASK, tmp_path / "data" / TASK) and download.is_complete(folder)
     assert not (folder / "imagesTr" / "._spleen_001.nii.gz").exists()
     assert seen and all(isinstance(e, Downloading) for e in seen) and seen[-1].done == seen[-1].total
@@ -115,7 +77,7 @@ def test_server_without_ranges_restarts_from_zero(server, tmp_path):
 
 def _download(*args, **kwargs) -> Path:
     """Run a download to its end: the folder."""
-    return list(download.download_task(*args, **kwargs))[-1].folder
+    return list(download.download_task(*args, **kwargs))[-1].path
 
 
 def _evil_tar(folder: Path, member: tarfile.TarInfo, payload: bytes = b"x") -> str:

@@ -46,8 +46,8 @@ def test_train_show_a_digit_and_see_its_class_probabilities(widget, qtbot, tmp_p
     assert w.status.text().startswith("model: digits.safetensors (tiny-3d, test accuracy")
 
     w.sample.setValue(4)
-    with qtbot.waitSignal(w.show_sample().returned, timeout=30_000):
-        pass
+    w.show_sample()  # a worker that may finish before a signal blocker could attach: wait for its layer
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=30_000)
     [layer] = viewer.layers
     truth = digits3d.test_sample(4)
     assert layer.name == f"test digit 4 (true class {truth.labels[0]})"
@@ -60,8 +60,8 @@ def test_train_show_a_digit_and_see_its_class_probabilities(widget, qtbot, tmp_p
     assert w.bars[int(expected.argmax())].text() == f"{expected.max():.1%}"
 
     w.sample.setValue(5)  # another digit replaces the layer (and is classified: a model is loaded)
-    with qtbot.waitSignal(w.show_sample().returned, timeout=30_000):
-        pass
+    w.show_sample()
+    qtbot.waitUntil(lambda: [la.name for la in viewer.layers][:1] != [layer.name], timeout=30_000)
     assert [la.name for la in viewer.layers] == [f"test digit 5 (true class {digits3d.test_sample(5).labels[0]})"]
     qtbot.waitUntil(lambda: w.result.text().startswith("test digit 5") and w.predicting is None, timeout=30_000)
 

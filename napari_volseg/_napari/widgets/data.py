@@ -132,7 +132,7 @@ class DataWidget(QWidget):
         def on_event(event):
             if isinstance(event, Downloaded):
                 bar.close()
-                self.open_task(event.folder)
+                self.open_task(event.path)
                 return
             if event.total and bar.total != event.total:
                 bar.total = event.total

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 from napari_volseg import metrics
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import ERROR_COLORS, case_layers, notify_error, set_labels, show_case
+from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg.engine.events import CasePredicted
 from napari_volseg.errors import VolsegError
 from napari_volseg.evaluate import score_rows
@@ -56,9 +57,8 @@ class PredictWidget(QWidget):
         self.session = session_for(napari_viewer)
         self.worker = None
         layout = QVBoxLayout(self)
-        self.model_label = QLabel("model: none (train or load one in the Train widget)")
-        self.model_label.setWordWrap(True)
-        layout.addWidget(self.model_label)
+        self.chooser = ModelChooser(self.session)
+        layout.addWidget(self.chooser)
         row = QHBoxLayout()
         self.scope = QComboBox()
         self.scope.addItems(["current case", "validation cases", "all cases"])
@@ -94,8 +94,7 @@ class PredictWidget(QWidget):
             self._show_model(self.session.checkpoint)
 
     def _show_model(self, path) -> None:
-        """Name the model; its preset decides whether mirror TTA starts ticked (and whether it can be)."""
-        self.model_label.setText(f"model: {Path(path).name}" if path else "model: none")
+        """The model's preset decides whether mirror TTA starts ticked (and whether it can be)."""
         if not path:
             return
         from napari_volseg.engine.checkpoint import read_preset
@@ -126,7 +125,7 @@ class PredictWidget(QWidget):
         if self.worker is not None:
             return None
         if self.session.checkpoint is None:
-            notify_error("no model: train or load a checkpoint first")
+            notify_error("no model: choose one (pretrained, pulled or loaded) or train one first")
             return None
         if self.session.task is None:
             notify_error("open a task first (Data widget)")

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 from napari_volseg import paths
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import LivePlot, notify_error
+from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import events as ev
 from napari_volseg.engine.config import Preset, list_presets
@@ -80,9 +81,9 @@ class TrainWidget(QWidget):
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
         files = QHBoxLayout()
-        self.load_button = QPushButton("Load checkpoint…")
+        self.chooser = ModelChooser(self.session)
         self.save_button = QPushButton("Save checkpoint…")
-        files.addWidget(self.load_button)
+        files.addWidget(self.chooser, 1)
         files.addWidget(self.save_button)
         self.status = QLabel("idle")
         self.status.setWordWrap(True)
@@ -100,7 +101,6 @@ class TrainWidget(QWidget):
         self._show_preset(paths.DEFAULT_PRESET)
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
-        self.load_button.clicked.connect(self._load_dialog)
         self.save_button.clicked.connect(self._save_dialog)
         self.session.checkpoint_changed.connect(self._show_checkpoint)
 
@@ -244,13 +244,6 @@ class TrainWidget(QWidget):
     def _show_checkpoint(self, path) -> None:
         if path is not None and self.worker is None:
             self.status.setText(f"model: {Path(path).name}")
-
-    def _load_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Load a napari-volseg checkpoint", "", "Checkpoints (*.safetensors)"
-        )
-        if path:
-            self.load_checkpoint(path)
 
     def _save_dialog(self) -> None:
         if self.session.checkpoint is None:
