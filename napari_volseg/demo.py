@@ -8,7 +8,6 @@ prediction); ``metrics.json`` holds per-case Dice and the run's figures.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from napari_volseg import metrics, overview, paths
 from napari_volseg.io import decathlon
+from napari_volseg.outputs import atomic_write
 
 DEMO_MINUTES = 2.0
 
@@ -99,7 +99,5 @@ def run_headless(
         "seconds": round(time.perf_counter() - started, 1),
     }
     metrics_path = out / "metrics.json"
-    tmp = metrics_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, metrics_path)
+    atomic_write(metrics_path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
     return {"screenshot": str(shot), "metrics": str(metrics_path), **summary}

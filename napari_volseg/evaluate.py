@@ -12,6 +12,7 @@ import numpy as np
 from napari_volseg import metrics
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon, nifti
+from napari_volseg.outputs import atomic_write
 
 
 def _by_case(folder: Path) -> dict[str, Path]:
@@ -74,12 +75,10 @@ def evaluate_folder(pred: str | os.PathLike, truth: str | os.PathLike) -> tuple[
 
 
 def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["case"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["case"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return atomic_write(path, write)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from safetensors.torch import save_file
 from napari_volseg import __version__
 from napari_volseg.errors import VolsegError
 from napari_volseg.models import ModelConfig, UNet3D
+from napari_volseg.outputs import atomic_write
 from napari_volseg.preprocess import Plan
 
 FORMAT = "napari-volseg/1"
@@ -139,16 +139,7 @@ def save(
                 for k, v in s.items()
             }
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def load(path: str | os.PathLike) -> Checkpoint:

@@ -17,6 +17,7 @@ import numpy as np
 
 from napari_volseg.errors import GeometryMismatchError, LabelValueError, TaskFormatError
 from napari_volseg.io import nifti
+from napari_volseg.outputs import atomic_write
 
 # The seed report's fixed splits (train, validation), taken in dataset.json order as the report did.
 SEED_SPLITS: dict[str, tuple[int, int]] = {"heart": (16, 4), "spleen": (32, 9)}
@@ -245,6 +246,4 @@ def is_task_folder(path: str | os.PathLike) -> bool:
 
 def write_dataset_json(root: Path, meta: dict) -> None:
     """Write ``dataset.json`` atomically (used by the synthetic task and downloads)."""
-    tmp = root / ".dataset.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    os.replace(tmp, root / "dataset.json")
+    atomic_write(root / "dataset.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2), encoding="utf-8"))
