@@ -15,7 +15,7 @@ import numpy as np
 
 from napari_volseg import metrics, overview, paths
 from napari_volseg.io import decathlon
-from napari_volseg.outputs import atomic_write
+from napari_volseg.outputs import atomic_write, check_writable
 
 DEMO_MINUTES = 2.0
 
@@ -45,6 +45,7 @@ def run_headless(
     from napari_volseg.errors import VolsegError
 
     started = time.perf_counter()
+    check_writable(out, folder=True, what="demo output folder")
     task = demo_task(data, kind)
     out.mkdir(parents=True, exist_ok=True)
     minutes = DEMO_MINUTES if minutes is None else minutes

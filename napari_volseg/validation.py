@@ -75,21 +75,20 @@ def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
-def _range_rule(meta: Mapping) -> str:
+def _range_error(x: float, meta: Mapping) -> str | None:
+    """The bound ``x`` breaks, as a rule (``must be > 0``), or None when it is in range."""
     lo, hi = meta.get("min"), meta.get("max")
-    lo_open, hi_open = bool(meta.get("min_exclusive")), bool(meta.get("max_exclusive"))
-    if lo is not None and hi is not None:
-        return f"must be in {'(' if lo_open else '['}{_number(lo)}, {_number(hi)}{')' if hi_open else ']'}"
     if lo is not None:
-        return f"must be {'>' if lo_open else '>='} {_number(lo)}"
-    return f"must be {'<' if hi_open else '<='} {_number(hi)}"
-
-
-def _in_range(x: float, meta: Mapping) -> bool:
-    lo, hi = meta.get("min"), meta.get("max")
-    if lo is not None and (x <= lo if meta.get("min_exclusive") else x < lo):
-        return False
-    return not (hi is not None and (x >= hi if meta.get("max_exclusive") else x > hi))
+        if meta.get("min_exclusive") and x <= lo:
+            return f"must be > {_number(lo)}"
+        if x < lo:
+            return f"must be >= {_number(lo)}"
+    if hi is not None:
+        if meta.get("max_exclusive") and x >= hi:
+            return f"must be < {_number(hi)}"
+        if x > hi:
+            return f"must be <= {_number(hi)}"
+    return None
 
 
 def _scalar(value: object, kind: type, meta: Mapping) -> object:
@@ -120,8 +119,9 @@ def _scalar(value: object, kind: type, meta: Mapping) -> object:
             raise _Invalid("must be a finite number")
     else:  # pragma: no cover - a settings field with a type this module does not know
         raise TypeError(f"unsupported settings type {kind!r}")
-    if not _in_range(value, meta):
-        raise _Invalid(_range_rule(meta))
+    broken = _range_error(value, meta)
+    if broken:
+        raise _Invalid(broken)
     return value
 
 

@@ -18,10 +18,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from napari_volseg import __version__
-from napari_volseg.errors import VolsegError
+from napari_volseg.engine.config import preset_from_dict
+from napari_volseg.errors import SettingsError, VolsegError
 from napari_volseg.models import ModelConfig, UNet3D
 from napari_volseg.outputs import atomic_write
 from napari_volseg.preprocess import Plan
+from napari_volseg.validation import short
 
 FORMAT = "napari-volseg/1"
 
@@ -145,6 +147,8 @@ def save(
 def load(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint; one-line :class:`CheckpointError` for anything that is not one of ours."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give a checkpoint file (.safetensors)")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
@@ -173,8 +177,16 @@ def load(path: str | os.PathLike) -> Checkpoint:
                 patch=tuple(int(p) for p in info["patch"]),
                 margin_mm=float(info["margin_mm"]),
             )
+        preset = json.loads(meta.get("preset", "{}"))
+    except SettingsError as exc:
+        raise CheckpointError(f"{path.name}: {exc}") from exc
     except (KeyError, TypeError, ValueError, VolsegError) as exc:
-        raise CheckpointError(f"{path.name} has unreadable metadata ({exc})") from exc
+        raise CheckpointError(f"{path.name} has unreadable metadata ({short(str(exc), 120)})") from exc
+    if preset:  # the settings it predicts with, checked as a preset file's would be
+        try:
+            preset_from_dict({"name": "", **preset} if isinstance(preset, dict) else preset, path.name, strict=False)
+        except SettingsError as exc:
+            raise CheckpointError(str(exc)) from exc
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     optimizer = None
     if "optim_groups" in meta:
@@ -190,7 +202,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         plan=plan,
         labels=labels,
         state=state,
-        preset=json.loads(meta.get("preset", "{}")),
+        preset=preset,
         history=json.loads(meta.get("history", "[]")),
         step=int(meta.get("step", 0)),
         epoch=int(meta.get("epoch", 0)),

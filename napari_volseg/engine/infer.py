@@ -23,6 +23,8 @@ from napari_volseg.engine.config import InferConfig
 from napari_volseg.engine.events import Progress
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
+from napari_volseg.outputs import check_writable
+from napari_volseg.validation import settings_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +147,8 @@ class Predictor:
         """``config`` replaces the settings the checkpoint's preset predicts with; ``overrides`` that
         are not None (``overlap=``, ``tta=``, ``device=`` ...) change single ones."""
         self.checkpoint = checkpoint if isinstance(checkpoint, ckpt.Checkpoint) else ckpt.load(checkpoint)
-        preset_infer = self.checkpoint.preset.get("infer") or {}
-        self.config = config or InferConfig(
-            **{k: v for k, v in preset_infer.items() if k in InferConfig.__dataclass_fields__}
-        )
+        preset_infer = self.checkpoint.preset.get("infer")
+        self.config = config or settings_from_dict(InferConfig, preset_infer, "infer", strict=False)
         self.config = replace(self.config, **{k: v for k, v in overrides.items() if v is not None})
         set_threads(self.config.threads)
         self.device = resolve_device(self.config.device)
@@ -194,8 +194,14 @@ class Predictor:
             torch.cuda.empty_cache()
 
 
+LABEL_FOLDERS = ("labelstr", "labelsts")
+
+
 def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """NIfTI files named directly or found in named folders (an MSD task folder: its imagesTs/ or imagesTr/)."""
+    """NIfTI files named directly or found in named folders (an MSD task folder: its imagesTs/ or imagesTr/).
+
+    Files in an MSD ``labelsTr/`` or ``labelsTs/`` folder are refused: they are labels, not images.
+    """
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -211,7 +217,28 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             raise VolsegError(f"no such input: {p}")
     if not files:
         raise VolsegError("no .nii/.nii.gz inputs found")
+    for f in files:
+        if f.absolute().parent.name.lower() in LABEL_FOLDERS:
+            raise VolsegError(f"{f.parent.name}/{f.name} is a label file; predict the image (imagesTr/ or imagesTs/)")
     return files
+
+
+def output_paths(files: Sequence[Path], out_dir: Path) -> list[Path]:
+    """``out_dir/<case>.nii.gz`` for each input; refused when two inputs share an output name or an
+    output would overwrite an input (``--out`` set to the inputs' own folder)."""
+    targets: dict[Path, Path] = {}
+    for f in files:
+        target = (out_dir / output_name(f)).absolute()
+        if target in targets:
+            raise VolsegError(
+                f"{targets[target]} and {f} would both be written to {target.name}; predict them into separate folders"
+            )
+        if target.exists() and target.samefile(f):
+            raise VolsegError(
+                f"the prediction of {f.name} would overwrite it: choose an output folder apart from the inputs"
+            )
+        targets[target] = f
+    return list(targets)
 
 
 def output_name(path: Path) -> str:
@@ -229,14 +256,17 @@ def predict_files(
     config: InferConfig | None = None,
     **overrides,
 ) -> Iterator[Progress]:
-    """Segment each input and write ``out_dir/<case>.nii.gz`` in that input's own geometry."""
-    predictor = Predictor(checkpoint, config, **overrides)
+    """Segment each input and write ``out_dir/<case>.nii.gz`` in that input's own geometry.
+
+    The output folder, the inputs and the checkpoint are all checked before the first prediction.
+    """
+    out = check_writable(out_dir, folder=True, what="prediction folder")
     files = collect_inputs(inputs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for i, path in enumerate(files):
+    targets = output_paths(files, out)
+    predictor = Predictor(checkpoint, config, **overrides)
+    for i, (path, target) in enumerate(zip(files, targets, strict=True)):
         image = nifti.load(path)
         prediction = predictor.predict(image)
-        nifti.save_labels(prediction.labels, image.geometry, out / output_name(path))
+        nifti.save_labels(prediction.labels, image.geometry, target)
         yield Progress(done=i + 1, total=len(files), item=path.name)
     predictor.release()

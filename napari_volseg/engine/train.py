@@ -32,6 +32,7 @@ from napari_volseg.io import nifti
 from napari_volseg.io.decathlon import Case, Task
 from napari_volseg.losses import make_loss
 from napari_volseg.models import build_model, model_config
+from napari_volseg.outputs import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ class Trainer:
     ):
         self.task = task
         self.preset = preset
-        self.out = Path(out)
+        self.out = check_writable(out, what="checkpoint")  # before any work: the run would end unsaved
+        model_config(preset.model)  # an unknown model preset is one line now, not after preprocessing
         self.last = ckpt.last_path(self.out)
         self.resume = resume
         self.cache_root = cache_root
@@ -98,6 +100,9 @@ class Trainer:
         self.val_cases = list(val_cases or [])
         if not self.train_cases:
             raise VolsegError("no training cases")
+        unlabelled = [c.id for c in self.train_cases + self.val_cases if c.label_path is None]
+        if unlabelled:
+            raise VolsegError(f"training and validation cases need labels; {', '.join(unlabelled[:3])} have none")
 
     def stop(self) -> None:
         """Ask the run to end at the next step; the last checkpoint is written first."""
@@ -117,6 +122,8 @@ class Trainer:
             yield Failed("out of memory: use a smaller patch size or batch size, or a coarser spacing preset")
         except torch.OutOfMemoryError:
             yield Failed("out of GPU memory: use a smaller patch size or batch size, or --device cpu")
+        except OSError as exc:  # the disk filled up or a file went away while training
+            yield Failed(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else f"file error: {exc}")
         except Exception as exc:  # a bug: keep the traceback in the log, show one line
             log.exception("training failed")
             yield Failed(f"training failed: {type(exc).__name__}: {exc}")

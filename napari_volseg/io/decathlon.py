@@ -258,6 +258,8 @@ def load_task(folder: str | os.PathLike) -> Task:
         if not isinstance(entry, dict) or "image" not in entry:
             raise TaskFormatError(f"dataset.json: training entry {i} needs an 'image' path")
         image = _inside(root, entry["image"], f"training[{i}].image")
+        if image.parent.name.lower() in ("labelstr", "labelsts"):
+            raise TaskFormatError(f"dataset.json: training[{i}].image {entry['image']} is a label file (in labelsTr/)")
         label = _inside(root, entry["label"], f"training[{i}].label") if entry.get("label") else None
         for p in (image, label):
             if p is not None and not _is_file(p):
