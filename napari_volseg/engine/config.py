@@ -47,7 +47,7 @@ class PlanSettings:
     )
     crop: bool = setting(True, "crop each volume to the body (CT) or the non-background box (MRI) first")
     max_voxels: int | None = setting(
-        None, "coarsen the spacing until the task's median volume fits this many voxels", min=4096, max=10**10
+        None, "coarsen the spacing until the task's median volume fits this many voxels", min=1000, max=10**10
     )
     """If set, coarsen the spacing (isotropically, never refining) until the task's median volume
     fits in this many voxels: large scans get a CPU-sized grid, small ones keep their resolution."""
@@ -56,7 +56,7 @@ class PlanSettings:
     locator net trained on a coarse grid of ``locator_voxels`` finds the region of interest, and the
     main net is trained and run only inside it (grown by ``roi_margin_mm``), where ``max_voxels``
     then buys up to the task's full resolution. Smaller tasks ignore it."""
-    locator_voxels: int = setting(150_000, "voxels of the cascade locator's coarse grid", min=4096, max=10**9)
+    locator_voxels: int = setting(150_000, "voxels of the cascade locator's coarse grid", min=1000, max=10**9)
     locator_fraction: float = setting(
         0.2,
         "the cascade locator's share of the training time",

@@ -33,6 +33,7 @@ from nibabel.volumeutils import shape_zoom_affine
 
 from napari_volseg.errors import LabelValueError, NiftiReadError, UnsupportedShapeError
 from napari_volseg.outputs import atomic_write
+from napari_volseg.validation import short
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ MAX_VOXELS = 2**31
 """The most voxels a file may declare (8.6 GB as float32; a 1024 x 1024 x 2048 micro-CT fits).
 A header declaring more is refused before any voxel is read: it is corrupt, or the scan must be
 cropped or downsampled first."""
+DEFLATE_MAX_RATIO = 1032
+"""No deflate stream expands more than 1032-fold: a ``.nii.gz`` declaring more voxel bytes than that
+is truncated or its header lies, and is refused before the voxels' memory is allocated."""
 MAX_SPACING_MM = 1e5
 """Voxels larger than this (100 m) mean a broken header, not a scan."""
 
@@ -148,7 +152,9 @@ def _read(path: Path) -> nib.spatialimages.SpatialImage:
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for a bad header
-        raise NiftiReadError(f"{path.name} is not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
+        raise NiftiReadError(
+            f"{path.name} is not a readable NIfTI file ({type(exc).__name__}: {short(str(exc), 200)})"
+        ) from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise NiftiReadError(f"{path.name} is not a NIfTI image (nibabel read it as {type(img).__name__})")
     _check_header(img, path)
@@ -172,6 +178,13 @@ def _check_header(img: nib.spatialimages.SpatialImage, path: Path) -> None:
     if dtype.fields is not None or dtype.kind not in "biuf":
         what = "RGB colour" if dtype.fields is not None else "complex" if dtype.kind == "c" else str(dtype)
         raise NiftiReadError(f"{path.name} holds {what} voxels; expected real-valued intensities or labels")
+    declared = voxels * dtype.itemsize + int(getattr(img.dataobj, "offset", 0))
+    size = path.stat().st_size
+    if declared > (size * DEFLATE_MAX_RATIO if path.name.lower().endswith(".gz") else size):
+        raise NiftiReadError(
+            f"{path.name} is truncated or its header is corrupt: it declares {' x '.join(map(str, shape))} "
+            f"{dtype} voxels ({declared:,} bytes) in a file of {size:,} bytes"
+        )
 
 
 def _usable(affine: np.ndarray | None) -> bool:
@@ -194,7 +207,10 @@ def _world_affine(img: nib.spatialimages.SpatialImage, name: str) -> tuple[np.nd
     if _usable(affine):
         return affine, None
     header = img.header
-    qform, qcode = header.get_qform(coded=True)
+    try:
+        qform, qcode = header.get_qform(coded=True)
+    except ValueError:  # quaternion b, c, d of norm > 1: not a rotation
+        qform, qcode = None, 0
     if qcode and _usable(qform):
         return np.asarray(qform, dtype=np.float64), f"{name}: its sform is degenerate (singular); using its qform"
     zooms = [float(z) for z in header.get_zooms()[:3]]
@@ -233,7 +249,9 @@ def _voxels(img: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
     try:
         arr = np.asanyarray(img.dataobj)
     except (EOFError, OSError, zlib.error, ValueError) as exc:
-        raise NiftiReadError(f"{path.name} is truncated or corrupt ({type(exc).__name__}: {exc})") from exc
+        raise NiftiReadError(
+            f"{path.name} is truncated or corrupt ({type(exc).__name__}: {short(str(exc), 200)})"
+        ) from exc
     if arr.dtype == np.float64:
         arr = arr.astype(np.float32)
     return arr
@@ -308,8 +326,13 @@ def save_labels(labels_zyx: np.ndarray, geometry: Geometry, path: str | os.PathL
 
 
 def save_image(data_zyx: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> Path:
-    """Write a canonical ``(z, y, x)`` image in the source grid, keeping the array's own dtype."""
-    return _save(geometry.to_source(np.asarray(data_zyx)), geometry, path, np.asarray(data_zyx).dtype)
+    """Write a canonical ``(z, y, x)`` image in the source grid, keeping the array's own dtype (bool
+    as uint8 and float16 as float32, which NIfTI lacks)."""
+    data = np.asarray(data_zyx)
+    if data.dtype.kind not in "biuf":
+        raise NiftiReadError(f"cannot write {Path(path).name}: {data.dtype} voxels; NIfTI images here are real-valued")
+    data = data.astype({"?": np.uint8, "e": np.float32}.get(data.dtype.char, data.dtype), copy=False)
+    return _save(geometry.to_source(data), geometry, path, data.dtype)
 
 
 def _save(source_array: np.ndarray, geometry: Geometry, path: str | os.PathLike, dtype) -> Path:

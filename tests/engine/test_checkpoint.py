@@ -4,6 +4,7 @@ import torch
 from safetensors.torch import save_file
 
 from napari_volseg.engine import checkpoint as ckpt
+from napari_volseg.errors import OutputError
 from napari_volseg.models import build_model, model_config
 from napari_volseg.preprocess import Plan
 
@@ -67,7 +68,7 @@ def test_save_never_leaves_a_partial_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt, "save_file", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="cannot write .*m.safetensors: disk full"):  # one line
         _save(path)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
     assert np.isfinite(ckpt.load(path).state["head.weight"].numpy()).all()
