@@ -146,9 +146,9 @@ class TrainWidget(QWidget):
             return None
         from napari_volseg.engine.train import Trainer
 
-        preset = self.current_preset()
         out = Path(out) if out else paths.runs_dir() / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
-        try:
+        try:  # settings and the output folder are checked here, before the worker starts
+            preset = self.current_preset()
             split = self.session.split or task.split()
             self.trainer = Trainer(task, preset, out, train_cases=split.train, val_cases=split.val)
         except VolsegError as exc:
