@@ -44,11 +44,6 @@ def setting(default: object, help: str, **rules: object) -> object:
     return dataclasses.field(default=default, metadata={"help": help, **rules})
 
 
-def field_meta(cls: type, name: str) -> Mapping:
-    """The metadata of field ``name`` of settings dataclass ``cls`` (``help``, ``min``, ``choices`` ...)."""
-    return {f.name: f.metadata for f in dataclasses.fields(cls)}[name]
-
-
 @functools.cache
 def _hints(cls: type) -> dict[str, object]:
     return typing.get_type_hints(cls)

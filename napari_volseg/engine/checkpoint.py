@@ -161,7 +161,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         raise
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
-            f"{path.name} is not a readable checkpoint (truncated or not safetensors: {exc})"
+            f"{path.name} is not a readable checkpoint (truncated or not safetensors: {short(str(exc), 120)})"
         ) from exc
     try:
         model_config = ModelConfig(**json.loads(meta["model_config"]))

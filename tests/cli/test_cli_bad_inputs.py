@@ -123,3 +123,10 @@ def test_more_bad_inputs_are_one_line_and_write_nothing(argv, model, tiny_ct_tas
     argv = [a.format(tmp=tmp_path, model=model, task=tiny_ct_task) for a in argv]
     _fails_with_one_line(argv, capsys, "")
     assert _files(tmp_path) == before
+
+
+def test_a_multi_channel_image_for_a_single_channel_model(model, tmp_path, capsys):
+    four = write_nifti(tmp_path / "four.nii.gz", np.zeros((8, 8, 8, 4), np.float32), sform=np.eye(4))
+    argv = ["predict", "--model", model, "--out", tmp_path / "out", four]
+    _fails_with_one_line(argv, capsys, "expects 1 channel(s), the image has 4")
+    assert not (tmp_path / "out").exists()

@@ -11,7 +11,6 @@ from napari_volseg.engine.config import InferConfig, PlanSettings, TrainConfig, 
 from napari_volseg.errors import SettingsError, VolsegError
 from napari_volseg.models import build_model, model_config
 from napari_volseg.preprocess import Plan
-from napari_volseg.validation import field_meta
 
 SETTINGS = (PlanSettings, TrainConfig, InferConfig, Plan)
 
@@ -119,4 +118,4 @@ def test_overflowing_and_non_finite_numbers_are_refused():
     for value in (math.inf, math.nan, 10**400):
         with pytest.raises(SettingsError, match="train.lr must be a finite number"):
             TrainConfig(lr=value)
-    assert field_meta(TrainConfig, "lr")["min_exclusive"] is True
+    assert TrainConfig.__dataclass_fields__["lr"].metadata["min_exclusive"] is True

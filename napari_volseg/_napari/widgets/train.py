@@ -33,6 +33,7 @@ from napari_volseg.engine.infer import available_devices
 from napari_volseg.errors import VolsegError
 from napari_volseg.losses import LOSSES
 from napari_volseg.models import MODEL_PRESETS
+from napari_volseg.outputs import atomic_write, check_writable
 
 
 class TrainWidget(QWidget):
@@ -260,4 +261,8 @@ class TrainWidget(QWidget):
             self, "Save checkpoint as", "model.safetensors", "Checkpoints (*.safetensors)"
         )
         if path:
-            shutil.copyfile(self.session.checkpoint, path)
+            source = self.session.checkpoint
+            try:
+                atomic_write(check_writable(path, what="checkpoint"), lambda tmp: shutil.copyfile(source, tmp))
+            except VolsegError as exc:
+                notify_error(exc)
