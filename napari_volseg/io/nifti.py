@@ -298,6 +298,9 @@ def load(path: str | os.PathLike, *, label: bool = False) -> Volume:
 
 
 def _as_label_array(data: np.ndarray, path: Path) -> np.ndarray:
+    """``data`` as the smallest unsigned integer type holding it; LabelValueError unless whole numbers >= 0."""
+    if data.dtype.kind not in "biuf":
+        raise LabelValueError(f"{path.name}: labels must be whole numbers, not {data.dtype} values")
     if np.issubdtype(data.dtype, np.floating):
         if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
             raise LabelValueError(f"{path.name} is not a label volume: it holds non-integer values")
@@ -317,12 +320,8 @@ def save_labels(labels_zyx: np.ndarray, geometry: Geometry, path: str | os.PathL
     only the data type changes (smallest unsigned integer type holding the labels). The file is
     written to a temporary name and renamed, so a crash never leaves a half-written file.
     """
-    labels_zyx = np.asarray(labels_zyx)
-    if labels_zyx.size and labels_zyx.min() < 0:
-        raise LabelValueError("labels must be non-negative integers")
-    top = int(labels_zyx.max()) if labels_zyx.size else 0
-    dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
-    return _save(geometry.to_source(labels_zyx.astype(dtype)), geometry, path, dtype)
+    labels = _as_label_array(np.asarray(labels_zyx), Path(path))
+    return _save(geometry.to_source(labels), geometry, path, labels.dtype)
 
 
 def save_image(data_zyx: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> Path:

@@ -84,7 +84,7 @@ def test_fuzzed_cli_and_form_overrides_build_or_fail_with_one_line(values):
 
 
 @FUZZ
-@given(section(Plan))
+@given(section(Plan).map(lambda d: {"target_spacing": [1.5, 1.0, 1.0], **d} if isinstance(d, dict) else d))
 def test_fuzzed_checkpoint_plans_build_or_fail_with_one_line(values):
     plan = one_line_volseg_error(lambda: Plan.from_dict(values))
     if plan is not None:
