@@ -14,6 +14,7 @@ from pathlib import Path
 
 from napari_volseg import __version__, paths
 from napari_volseg.errors import VolsegError
+from napari_volseg.outputs import check_writable
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Command] = {}
@@ -130,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
 
 @command("predict")
 def _predict(args: argparse.Namespace) -> int:
-    from napari_volseg.engine.infer import predict_files
+    from napari_volseg.engine.infer import output_name, predict_files
 
     # unset flags keep what the checkpoint's preset predicts with
     overrides = {"overlap": args.overlap, "tta": args.tta, "device": args.device}
@@ -139,7 +140,7 @@ def _predict(args: argparse.Namespace) -> int:
         if bar is None:
             bar = _progress_bar("predict", total=event.total, unit="case")
         bar.update(1)
-        bar.write(f"wrote {args.out / event.item.replace('.nii.gz', '').replace('.nii', '')}.nii.gz")
+        bar.write(f"wrote {args.out / output_name(Path(event.item))}")
     if bar:
         bar.close()
     return 0
@@ -149,6 +150,8 @@ def _predict(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from napari_volseg.evaluate import evaluate_folder, write_csv
 
+    if args.csv:
+        check_writable(args.csv, what="CSV table")
     rows, summary = evaluate_folder(args.pred, args.truth)
     for row in rows:
         print(
@@ -372,6 +375,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except VolsegError as exc:
         print(f"volseg: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the environment, not a bug: a full disk, a vanished or unreadable file
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"volseg: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("volseg: interrupted", file=sys.stderr)

@@ -8,7 +8,6 @@ prediction); ``metrics.json`` holds per-case Dice and the run's figures.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from napari_volseg import overview, paths
 from napari_volseg.io import decathlon
+from napari_volseg.outputs import atomic_write, check_writable
 
 DEMO_MINUTES = 2.0
 
@@ -45,6 +45,7 @@ def run_headless(
     from napari_volseg.errors import VolsegError
 
     started = time.perf_counter()
+    check_writable(out, folder=True, what="demo output folder")
     task = demo_task(data, kind)
     out.mkdir(parents=True, exist_ok=True)
     minutes = DEMO_MINUTES if minutes is None else minutes
@@ -96,7 +97,5 @@ def run_headless(
         "seconds": round(time.perf_counter() - started, 1),
     }
     metrics_path = out / "metrics.json"
-    tmp = metrics_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, metrics_path)
+    atomic_write(metrics_path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
     return {"screenshot": str(shot), "metrics": str(metrics_path), **summary}

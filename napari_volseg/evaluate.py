@@ -15,6 +15,7 @@ import numpy as np
 from napari_volseg import metrics
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon, nifti
+from napari_volseg.outputs import atomic_write
 
 ROW_FIELDS = ("case", "label", "name", "dice", "hd95", "empty", "pred_ml", "true_ml")
 """The columns of a result row: one row per case and foreground class (HD95 in mm, volumes in mL)."""
@@ -107,12 +108,11 @@ def evaluate_folder(pred: str | os.PathLike, truth: str | os.PathLike) -> tuple[
 
 def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
     """Write result rows (:data:`ROW_FIELDS`) as CSV, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return atomic_write(path, write)

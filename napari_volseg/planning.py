@@ -30,8 +30,9 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from napari_volseg.engine.config import PlanSettings, Preset
-from napari_volseg.errors import VolsegError
+from napari_volseg.errors import SettingsError, VolsegError
 from napari_volseg.io.decathlon import Case, Task, training_split
+from napari_volseg.validation import check_fields, setting, settings_from_dict, show
 
 ANISOTROPY = 3.0
 """A task whose coarsest median spacing exceeds this multiple of its finest is anisotropic."""
@@ -41,37 +42,39 @@ ANISOTROPY = 3.0
 class Plan:
     """How volumes are brought to the network's grid. Spacing (mm) and shape are ``(z, y, x)``."""
 
-    resample: str = "spacing"
-    target_spacing: tuple[float, float, float] | None = None
-    target_shape: tuple[int, int, int] | None = None
-    normalization: str = "zscore"
-    ct_clip: tuple[float, float] | None = None
-    ct_mean: float = 0.0
-    ct_std: float = 1.0
-    crop: bool = True
-    num_classes: int = 2
-    in_channels: int = 1
+    resample: str = setting(
+        "spacing", "resample to target_spacing or resize to target_shape", choices=("spacing", "shape")
+    )
+    target_spacing: tuple[float, float, float] | None = setting(
+        None, "the grid's spacing (z, y, x) in mm", min=0.0, min_exclusive=True, max=10_000.0
+    )
+    target_shape: tuple[int, int, int] | None = setting(None, "the grid's (z, y, x) shape in voxels", min=1, max=4096)
+    normalization: str = setting(
+        "zscore", "CT clip + foreground z-score, or per-volume z-score", choices=("ct", "zscore")
+    )
+    ct_clip: tuple[float, float] | None = setting(None, "CT intensity window (low, high)")
+    ct_mean: float = setting(0.0, "CT foreground mean after clipping")
+    ct_std: float = setting(1.0, "CT foreground standard deviation after clipping", min=0.0, min_exclusive=True)
+    crop: bool = setting(True, "crop to the body / non-background box first")
+    num_classes: int = setting(2, "classes including the background", min=2, max=256)
+    in_channels: int = setting(1, "image channels (modalities)", min=1, max=256)
 
     def __post_init__(self):
-        if self.resample not in ("spacing", "shape"):
-            raise VolsegError(f"plan resample must be 'spacing' or 'shape', got {self.resample!r}")
+        check_fields(self, "plan")
         if self.resample == "spacing" and self.target_spacing is None:
-            raise VolsegError("a spacing plan needs target_spacing")
+            raise SettingsError("plan.target_spacing must be set when plan.resample is 'spacing'")
         if self.resample == "shape" and self.target_shape is None:
-            raise VolsegError("a shape plan needs target_shape")
-        if self.normalization not in ("ct", "zscore"):
-            raise VolsegError(f"normalization must be 'ct' or 'zscore', got {self.normalization!r}")
-        for name in ("target_spacing", "target_shape", "ct_clip"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, tuple(value))
+            raise SettingsError("plan.target_shape must be set when plan.resample is 'shape'")
+        if self.ct_clip is not None and not self.ct_clip[0] < self.ct_clip[1]:
+            raise SettingsError(f"plan.ct_clip must be (low, high) with low < high (got {show(self.ct_clip)})")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Plan:
-        return cls(**d)
+        """A plan from checkpoint metadata; :class:`SettingsError` for a missing, unknown or bad value."""
+        return settings_from_dict(cls, d, "plan")
 
     @property
     def hash(self) -> str:

@@ -60,14 +60,9 @@ MODELS = {
 }
 
 
-def held_out_split(task: decathlon.Task, n: int) -> decathlon.Split:
-    """The fixed held-out cases: the seeded split (seed 0) of ``n`` validation cases."""
-    return task.split(seed=0, val_cases=n)
-
-
-def train(task, preset, cases, out: Path, cache: Path) -> tuple[int, float]:
+def train(task, preset, out: Path, cache: Path) -> tuple[int, float]:
     steps, seconds = 0, 0.0
-    for event in Trainer(task, preset, out, cache_root=cache, train_cases=cases, val_cases=[]).run():
+    for event in Trainer(task, preset, out, cache_root=cache).run():
         if isinstance(event, ev.Started):
             stage = event.stage or "main"
             print(f"  training ({stage}): {len(event.train_cases)} cases, batches of {event.batch_size}", flush=True)
@@ -107,19 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     command = "python training/make_pretrained.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
 
     task = decathlon.load_task(args.data / spec["folder"])
-    split = held_out_split(task, spec["held_out"])
-    preset = load_preset(args.preset).with_overrides(minutes=args.minutes)
-    preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, val_cases=None))
+    # the seeded split (seed 0) holds out the cases the card scores; no validation: the final weights ship
+    preset = load_preset(args.preset).with_overrides(
+        minutes=args.minutes, seed=0, val_cases=0, test_cases=spec["held_out"]
+    )
+    split = decathlon.training_split(task, preset.train)
     work = args.work or Path(tempfile.mkdtemp(prefix=f"volseg-{args.name}-"))
     work.mkdir(parents=True, exist_ok=True)
     trained = work / f"{args.name}.trained.safetensors"
     print(
         f"{args.name}: training {preset.name} for {args.minutes} min on {len(split.train)} cases of {task.name}; "
-        f"held out: {', '.join(c.id for c in split.val)}",
+        f"held out: {', '.join(c.id for c in split.test)}",
         flush=True,
     )
     t0 = time.perf_counter()
-    steps, seconds = train(task, preset, split.train, trained, work / "cache")
+    steps, seconds = train(task, preset, trained, work / "cache")
 
     trained_ckpt = ckpt.load(trained)
     plan = trained_ckpt.plan
@@ -152,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     dtype = torch.float16 if args.dtype == "float16" else None
     candidate = write_card(trained, work / f"{args.name}.safetensors", card, dtype=dtype)
-    held = score(candidate, task, split.val)
-    reference = score(trained, task, split.val) if dtype is not None else held
+    held = score(candidate, task, split.test)
+    reference = score(trained, task, split.test) if dtype is not None else held
     card = dataclasses.replace(card, held_out=tuple(held))
     args.install_dir.mkdir(parents=True, exist_ok=True)
     final = write_card(candidate, args.install_dir / f"{args.name}.safetensors", card)

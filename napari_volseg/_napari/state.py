@@ -61,6 +61,8 @@ class Session:
     def split_of(self, case_id: str) -> str:
         if self.split is None:
             return "test" if self.task and any(c.id == case_id for c in self.task.test_cases) else "train"
+        if any(c.id == case_id for c in self.split.test):
+            return "held out"
         return "validation" if any(c.id == case_id for c in self.split.val) else "train"
 
     def set_checkpoint(self, path: Path | None) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,12 @@ from safetensors.torch import save_file
 
 from napari_volseg import __version__
 from napari_volseg.engine.config import Preset, preset_from_dict
-from napari_volseg.errors import VolsegError
+from napari_volseg.errors import SettingsError, VolsegError
 from napari_volseg.models import ModelConfig, UNet3D, build_model
 from napari_volseg.models.vgg3d import VGG3D, VGG3DConfig
+from napari_volseg.outputs import atomic_write
 from napari_volseg.planning import Plan
+from napari_volseg.validation import short
 
 FORMAT = "napari-volseg/1"
 
@@ -153,17 +154,7 @@ def save(
 
 def write_atomic(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
     """Write ``tensors`` with string ``meta`` as one safetensors file: a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, str]:
@@ -180,6 +171,8 @@ def read_tensors(
 ) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """The metadata and tensors of a safetensors file whose ``format`` tag is ``fmt`` (``what`` names it in errors)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give a checkpoint file (.safetensors)")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
@@ -197,7 +190,7 @@ def read_tensors(
         raise
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
-            f"{path.name} is not a readable checkpoint (truncated or not safetensors: {exc})"
+            f"{path.name} is not a readable checkpoint (truncated or not safetensors: {short(str(exc), 120)})"
         ) from exc
     return meta, tensors
 
@@ -210,7 +203,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         model_config = ModelConfig(**json.loads(meta["model_config"]))
         plan = Plan.from_dict(json.loads(meta["plan"]))
         labels = {int(k): v for k, v in json.loads(meta["labels"]).items()}
-        preset = _preset(json.loads(meta.get("preset", "{}")), path.name)
+        preset = _preset(json.loads(meta.get("preset", "{}")))
         locator = None
         if "locator" in meta:
             info = json.loads(meta["locator"])
@@ -221,8 +214,10 @@ def load(path: str | os.PathLike) -> Checkpoint:
                 patch=tuple(int(p) for p in info["patch"]),
                 margin_mm=float(info["margin_mm"]),
             )
+    except SettingsError as exc:  # the settings it predicts with, checked as a preset file's would be
+        raise CheckpointError(f"{path.name}: {exc}") from exc
     except (KeyError, TypeError, ValueError, VolsegError) as exc:
-        raise CheckpointError(f"{path.name} has unreadable metadata ({exc})") from exc
+        raise CheckpointError(f"{path.name} has unreadable metadata ({short(str(exc), 120)})") from exc
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     optimizer = None
     if "optim_groups" in meta:
@@ -251,10 +246,17 @@ def load(path: str | os.PathLike) -> Checkpoint:
     )
 
 
-def _preset(data: dict[str, Any], where: str) -> Preset:
-    """The preset of a checkpoint's metadata; the first checkpoints may hold only some of its sections
-    (or none): what is missing takes the defaults of ``engine/config.py``."""
-    return preset_from_dict({"name": "", **data}, where=f"{where}: preset")
+def _preset(data: Any) -> Preset:
+    """The preset of a checkpoint's metadata, every setting checked; the first checkpoints may hold
+    only some of its sections (or none): what is missing takes the defaults of ``engine/config.py``,
+    and keys another version wrote are skipped."""
+    if not isinstance(data, dict):
+        raise SettingsError("preset must be a mapping of settings")
+    named = {"name": "", **data}
+    try:
+        return preset_from_dict(named, where="preset", strict=False)
+    except SettingsError as exc:  # "preset: train.lr ..." -> "train.lr ...": the section names the field
+        raise SettingsError(str(exc).removeprefix("preset: ")) from None
 
 
 def read_preset(path: str | os.PathLike) -> Preset | None:
@@ -263,7 +265,7 @@ def read_preset(path: str | os.PathLike) -> Preset | None:
     if meta.get("format") != FORMAT:
         return None
     try:
-        return _preset(json.loads(meta.get("preset", "{}")), Path(path).name)
+        return _preset(json.loads(meta.get("preset", "{}")))
     except (ValueError, TypeError, VolsegError):
         return None
 

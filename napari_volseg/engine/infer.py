@@ -23,6 +23,7 @@ from napari_volseg.engine.config import InferConfig
 from napari_volseg.engine.events import Progress
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
+from napari_volseg.outputs import check_writable
 from napari_volseg.preprocess import Box
 
 log = logging.getLogger(__name__)
@@ -195,8 +196,14 @@ class Predictor:
             torch.cuda.empty_cache()
 
 
+LABEL_FOLDERS = ("labelstr", "labelsts")
+
+
 def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """NIfTI files named directly or found in named folders (an MSD task folder: its imagesTs/ or imagesTr/)."""
+    """NIfTI files named directly or found in named folders (an MSD task folder: its imagesTs/ or imagesTr/).
+
+    Files in an MSD ``labelsTr/`` or ``labelsTs/`` folder are refused: they are labels, not images.
+    """
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -212,7 +219,28 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             raise VolsegError(f"no such input: {p}")
     if not files:
         raise VolsegError("no .nii/.nii.gz inputs found")
+    for f in files:
+        if f.absolute().parent.name.lower() in LABEL_FOLDERS:
+            raise VolsegError(f"{f.parent.name}/{f.name} is a label file; predict the image (imagesTr/ or imagesTs/)")
     return files
+
+
+def output_paths(files: Sequence[Path], out_dir: Path) -> list[Path]:
+    """``out_dir/<case>.nii.gz`` for each input; refused when two inputs share an output name or an
+    output would overwrite an input (``--out`` set to the inputs' own folder)."""
+    targets: dict[Path, Path] = {}
+    for f in files:
+        target = (out_dir / output_name(f)).absolute()
+        if target in targets:
+            raise VolsegError(
+                f"{targets[target]} and {f} would both be written to {target.name}; predict them into separate folders"
+            )
+        if target.exists() and target.samefile(f):
+            raise VolsegError(
+                f"the prediction of {f.name} would overwrite it: choose an output folder apart from the inputs"
+            )
+        targets[target] = f
+    return list(targets)
 
 
 def output_name(path: Path) -> str:
@@ -231,16 +259,17 @@ def predict_files(
     **overrides,
 ) -> Iterator[Progress]:
     """Segment each input with a model (path, name or MONAI bundle folder) and write ``out_dir/<case>.nii.gz``
-    in that input's own geometry."""
+    in that input's own geometry. The output folder, the inputs and the model are all checked before the
+    first prediction."""
     from napari_volseg.zoo.backend import open_model
 
-    predictor = open_model(checkpoint, config, **overrides)
+    out = check_writable(out_dir, folder=True, what="prediction folder")
     files = collect_inputs(inputs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for i, path in enumerate(files):
+    targets = output_paths(files, out)
+    predictor = open_model(checkpoint, config, **overrides)
+    for i, (path, target) in enumerate(zip(files, targets, strict=True)):
         image = nifti.load(path)
         prediction = predictor.predict(image)
-        nifti.save_labels(prediction.labels, image.geometry, out / output_name(path))
+        nifti.save_labels(prediction.labels, image.geometry, target)
         yield Progress(done=i + 1, total=len(files), item=path.name)
     predictor.release()

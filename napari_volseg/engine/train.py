@@ -40,6 +40,7 @@ from napari_volseg.errors import VolsegError
 from napari_volseg.io.decathlon import Split, Task, training_split
 from napari_volseg.losses import make_loss
 from napari_volseg.models import build_model, model_config
+from napari_volseg.outputs import check_writable
 from napari_volseg.preprocess import Box
 
 if TYPE_CHECKING:
@@ -364,23 +365,36 @@ class NetTrainer:
 class Trainer:
     """Train ``preset`` on ``task``; the best checkpoint goes to ``out``, the resumable last one beside it.
 
-    ``split`` (decided here, on construction) names the training and validation cases; everything
+    ``split`` names the training and validation cases: :func:`~napari_volseg.io.decathlon.training_split`
+    decides it on construction from the preset, unless a caller that owns another decision passes
+    one (the annotation loop's fine-tuning keeps its parent model's validation cases). Everything
     that reads files happens in :meth:`run`, so a GUI thread may construct a trainer.
     """
 
     def __init__(
-        self, task: Task, preset: Preset, out: str | Path, *, resume: bool = False, cache_root: Path | None = None
+        self,
+        task: Task,
+        preset: Preset,
+        out: str | Path,
+        *,
+        resume: bool = False,
+        cache_root: Path | None = None,
+        split: Split | None = None,
     ):
         self.task = task
         self.preset = preset
-        self.out = Path(out)
+        self.out = check_writable(out, what="checkpoint")  # before any work: the run would end unsaved
+        model_config(preset.model)  # an unknown model preset is one line now, not after preprocessing
         self.resume = resume
         self.cache_root = cache_root
-        self.split = training_split(task, preset.train)
+        self.split = split if split is not None else training_split(task, preset.train)
         self.dist = distributed.env_context()
         self._stop = threading.Event()
         self.current: NetTrainer | Cascade | None = None
         """What trains: one :class:`NetTrainer`, or a cascade of two."""
+        unlabelled = [c.id for c in self.split.train + self.split.val if c.label_path is None]
+        if unlabelled:
+            raise VolsegError(f"training and validation cases need labels; {', '.join(unlabelled[:3])} have none")
 
     def stop(self) -> None:
         """Ask the run to end at the next step; the last checkpoint is written first."""
@@ -406,6 +420,8 @@ class Trainer:
             yield Failed("out of memory: use a smaller patch size or batch size, or a coarser spacing preset")
         except torch.OutOfMemoryError:
             yield Failed("out of GPU memory: use a smaller patch size or batch size, or --device cpu")
+        except OSError as exc:  # the disk filled up or a file went away while training
+            yield Failed(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else f"file error: {exc}")
         except Exception as exc:  # a bug: keep the traceback in the log, show one line
             log.exception("training failed")
             yield Failed(f"training failed: {type(exc).__name__}: {exc}")

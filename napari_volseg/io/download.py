@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from napari_volseg.engine.events import Downloaded, Downloading
 from napari_volseg.errors import DownloadError, TaskFormatError
 from napari_volseg.io.decathlon import load_task
+from napari_volseg.outputs import check_writable
 from napari_volseg.paths import MSD_BASE_URL
 
 MSD_MD5 = {
@@ -74,6 +75,7 @@ def download_task(
     if is_complete(folder):
         yield Downloaded(task, folder)
         return
+    check_writable(dest, folder=True, what="download folder")
     expected = md5 or MSD_MD5.get(task)
     if expected is None:
         raise DownloadError(f"no checksum known for {task!r}; pass md5= for a task outside the MSD ten")

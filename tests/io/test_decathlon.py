@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 
@@ -45,6 +46,21 @@ def test_seeded_split_is_deterministic_and_disjoint(tiny_ct_task):
         tuple(c.id for c in decathlon.training_split(task, TrainConfig(seed=s, val_cases=2)).val) for s in range(10)
     }
     assert len(others) > 1
+
+
+def test_held_out_test_cases_touch_neither_training_nor_validation(tiny_ct_task):
+    task = decathlon.load_task(tiny_ct_task)
+    plain = decathlon.training_split(task, TrainConfig(seed=3, val_cases=2))
+    honest = decathlon.training_split(task, TrainConfig(seed=3, val_cases=1, test_cases=2))
+    test, val, train = ({c.id for c in part} for part in (honest.test, honest.val, honest.train))
+    assert len(test) == 2 and len(val) == 1 and len(train) == 3 and not (test & val or test & train or val & train)
+    assert test == {c.id for c in plain.val}  # the same shuffle: test cases come first, as validation did
+    final = decathlon.training_split(task, TrainConfig(seed=3, val_cases=0, test_cases=2))
+    assert {c.id for c in final.test} == test and not final.val and len(final.train) == 4
+    one = dataclasses.replace(task, cases=task.cases[:1])
+    assert [c.id for c in decathlon.training_split(one, TrainConfig()).train] == [task.cases[0].id]  # no validation
+    with pytest.raises(TaskFormatError, match="none would train"):
+        decathlon.training_split(task, TrainConfig(val_cases=2, test_cases=4))
 
 
 SEED_REPORT = TrainConfig(split="seed-report")

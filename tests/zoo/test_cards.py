@@ -13,6 +13,7 @@ from fakes import write_checkpoint
 from napari_volseg import metrics
 from napari_volseg.cli import main
 from napari_volseg.engine import checkpoint as ckpt
+from napari_volseg.engine.config import TrainConfig
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.io import decathlon, nifti
 from napari_volseg.zoo import registry
@@ -113,7 +114,7 @@ def test_make_pretrained_trains_scores_and_installs_a_carded_float16_model(train
     installed = tmp_path / "pretrained" / "msd-hippocampus.safetensors"
     card = read_card(installed)
     task = decathlon.load_task(train_ct_task)
-    held_ids = [c.id for c in script.held_out_split(task, 2).val]
+    held_ids = [c.id for c in decathlon.training_split(task, TrainConfig(seed=0, val_cases=0, test_cases=2)).test]
     assert [h.case for h in card.held_out] == held_ids and card.weights == "float16"
     assert card.description.startswith("PROVISIONAL") and card.command.endswith("--provisional")
     predictor = Predictor(installed)

@@ -32,6 +32,7 @@ from napari_volseg.engine.events import CasePredicted
 from napari_volseg.errors import VolsegError
 from napari_volseg.evaluate import score_rows
 from napari_volseg.io import nifti
+from napari_volseg.outputs import check_writable
 
 
 class NumberItem(QTableWidgetItem):
@@ -231,16 +232,28 @@ class PredictWidget(QWidget):
         names = self.session.task.labels
         return [row for r in self.session.results.values() for row in score_rows(r.case, r.scores, names)]
 
-    def export_csv(self, path: str | Path) -> Path:
+    def export_csv(self, path: str | Path) -> Path | None:
+        """Write the Dice table; a path that cannot be written is one notification (None)."""
         from napari_volseg.evaluate import write_csv
 
-        return write_csv(self.rows(), path)
+        try:
+            return write_csv(self.rows(), check_writable(path, what="CSV table"))
+        except VolsegError as exc:
+            notify_error(exc)
+            return None
 
     def save_predictions(self, folder: str | Path) -> list[Path]:
-        folder = Path(folder)
-        return [
-            nifti.save_labels(r.labels, r.geometry, folder / f"{r.case}.nii.gz") for r in self.session.results.values()
-        ]
+        """Write each prediction as ``folder/<case>.nii.gz`` in its scan's geometry; a folder that
+        cannot be written is one notification before any file is written (an empty list)."""
+        try:
+            folder = check_writable(folder, folder=True, what="prediction folder")
+            return [
+                nifti.save_labels(r.labels, r.geometry, folder / f"{r.case}.nii.gz")
+                for r in self.session.results.values()
+            ]
+        except VolsegError as exc:
+            notify_error(exc)
+            return []
 
     def _csv_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export Dice table", "dice.csv", "CSV (*.csv)")

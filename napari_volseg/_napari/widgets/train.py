@@ -34,6 +34,7 @@ from napari_volseg.engine.infer import available_devices
 from napari_volseg.errors import VolsegError
 from napari_volseg.losses import LOSSES
 from napari_volseg.models import MODEL_PRESETS
+from napari_volseg.outputs import atomic_write, check_writable
 
 
 class TrainWidget(QWidget):
@@ -146,9 +147,9 @@ class TrainWidget(QWidget):
             return None
         from napari_volseg.engine.train import Trainer
 
-        preset = self.current_preset()
         out = Path(out) if out else paths.runs_dir() / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
-        try:
+        try:  # settings and the output folder are checked here, before the worker starts
+            preset = self.current_preset()
             self.trainer = Trainer(task, preset, out)
         except VolsegError as exc:
             notify_error(exc)
@@ -253,4 +254,8 @@ class TrainWidget(QWidget):
             self, "Save checkpoint as", "model.safetensors", "Checkpoints (*.safetensors)"
         )
         if path:
-            shutil.copyfile(self.session.checkpoint, path)
+            source = self.session.checkpoint
+            try:
+                atomic_write(check_writable(path, what="checkpoint"), lambda tmp: shutil.copyfile(source, tmp))
+            except VolsegError as exc:
+                notify_error(exc)
