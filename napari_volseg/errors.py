@@ -31,3 +31,7 @@ class TaskFormatError(VolsegError):
 
 class DownloadError(VolsegError):
     """A download failed: unreachable host, bad checksum, or an unsafe archive."""
+
+
+class DisplayError(VolsegError):
+    """Qt cannot start a window: no display, or a system library its platform plugin needs is missing."""

@@ -16,6 +16,26 @@ TINY_CT = synthetic.PhantomSpec(shape=(16, 48, 48), spacing=(5.0, 2.0, 2.0))
 TRAIN_CT = synthetic.PhantomSpec(shape=(24, 64, 64), spacing=(5.0, 1.6, 1.6))
 
 
+QT_FIXTURES = {"qtbot", "make_napari_viewer"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Pre-flight: when Qt cannot start (no display, or a missing xcb library), the Qt tests are skipped with one
+    line naming the cause, instead of the first of them aborting the whole run."""
+    needs_qt = [item for item in items if QT_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    if not needs_qt or not os.environ.get("DISPLAY"):
+        return
+    from napari_volseg._napari.qt_check import probe_qt
+
+    problem = probe_qt()
+    if problem:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"volseg: {problem}; skipping the Qt tests")
+        for item in needs_qt:
+            item.add_marker(pytest.mark.skip(reason=problem))
+
+
 def shared_task(name: str) -> Path:
     folder = SHARED / name
     if not (folder / "dataset.json").is_file():

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils import progress
-from qtpy.QtCore import Qt
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -25,8 +24,10 @@ from qtpy.QtWidgets import (
 )
 
 from napari_volseg import metrics
+from napari_volseg._napari.layers import ERROR_COLORS, ERROR_NAMES, GROUND_TRUTH, ROLE_COLORS
+from napari_volseg._napari.loading import case_layers
 from napari_volseg._napari.state import CaseResult, session_for
-from napari_volseg._napari.widgets.common import ERROR_COLORS, case_layers, notify_error, set_labels, show_case
+from napari_volseg._napari.widgets.common import NumberItem, compact, notify_error, set_labels
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
 
@@ -39,20 +40,14 @@ def error_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return out
 
 
-class NumberItem(QTableWidgetItem):
-    """A table cell that sorts by number, not text."""
+def _swatch(color: str, text: str) -> str:
+    return f'<span style="color:{color}">■</span> {text}'
 
-    def __init__(self, value: float, text: str):
-        super().__init__(text)
-        self.value = value
-        self.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
 
-    def __lt__(self, other):
-        if isinstance(other, NumberItem):
-            a = -math.inf if math.isnan(self.value) else self.value
-            b = -math.inf if math.isnan(other.value) else other.value
-            return a < b
-        return super().__lt__(other)
+LEGEND = "  ".join(
+    [_swatch(ROLE_COLORS["prediction"], "prediction"), _swatch(ROLE_COLORS[GROUND_TRUTH], GROUND_TRUTH)]
+    + [_swatch(ERROR_COLORS[k], f"{v} (errors)") for k, v in ERROR_NAMES.items()]
+)
 
 
 class PredictWidget(QWidget):
@@ -62,27 +57,38 @@ class PredictWidget(QWidget):
         self.session = session_for(napari_viewer)
         self.worker = None
         layout = QVBoxLayout(self)
-        self.model_label = QLabel("model: none (train or load one in the Train widget)")
+        self.model_label = QLabel("model: none (train one or load a checkpoint in the Train tab)")
         self.model_label.setWordWrap(True)
         layout.addWidget(self.model_label)
         row = QHBoxLayout()
-        self.scope = QComboBox()
+        self.scope = compact(QComboBox())
         self.scope.addItems(["current case", "validation cases", "all cases"])
         self.tta = QCheckBox("mirror TTA")
         self.run_button = QPushButton("Predict")
-        row.addWidget(self.scope)
+        row.addWidget(self.scope, 1)
         row.addWidget(self.tta)
         row.addWidget(self.run_button)
         layout.addLayout(row)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
         self.table = QTableWidget(0, 0)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.setMinimumHeight(150)
-        layout.addWidget(self.table)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.setMinimumHeight(160)
+        self.table.setToolTip("click a row to open that case with its prediction and errors")
+        layout.addWidget(self.table, 1)
         self.mean_label = QLabel("")
         layout.addWidget(self.mean_label)
+        self.legend = QLabel(LEGEND)
+        self.legend.setWordWrap(True)
+        layout.addWidget(self.legend)
         row = QHBoxLayout()
         self.csv_button = QPushButton("Export CSV…")
         self.save_button = QPushButton("Save predictions…")
@@ -98,10 +104,11 @@ class PredictWidget(QWidget):
         self.session.results_changed.connect(self.refresh_table)
         if self.session.checkpoint:
             self._show_model(self.session.checkpoint)
+        self.refresh_table()
 
     def _show_model(self, path) -> None:
         """Name the model; its preset decides whether mirror TTA starts ticked (and whether it can be)."""
-        self.model_label.setText(f"model: {Path(path).name}" if path else "model: none")
+        self.model_label.setText(f"model: {Path(path).name} in {Path(path).parent}" if path else "model: none")
         if not path:
             return
         from napari_volseg.engine.checkpoint import read_preset
@@ -132,10 +139,10 @@ class PredictWidget(QWidget):
         if self.worker is not None:
             return None
         if self.session.checkpoint is None:
-            notify_error("no model: train or load a checkpoint first")
+            notify_error("no model: train one or load a checkpoint first (Train tab)")
             return None
         if self.session.task is None:
-            notify_error("open a task first (Data widget)")
+            notify_error("open a task first (Data tab)")
             return None
         task, checkpoint = self.session.task, self.session.checkpoint
         case_ids = self._cases(scope)
@@ -147,64 +154,63 @@ class PredictWidget(QWidget):
 
             predictor = Predictor(checkpoint, tta=tta)
             try:
-                for case_id in case_ids:
+                for i, case_id in enumerate(case_ids):
+                    yield i, case_id, None
                     case = task.case(case_id)
                     image = case.load_image()
                     labels = predictor.predict(image).labels
-                    scores = []
+                    scores, errors = [], None
                     if case.label_path is not None:
                         truth = case.load_label()
                         scores = metrics.score_case(labels, truth.data, task.num_classes, truth.spacing)
-                    yield CaseResult(case=case_id, labels=labels, geometry=image.geometry, scores=scores)
+                        errors = error_map(labels, truth.data)
+                    yield i, case_id, CaseResult(case_id, labels, image.geometry, scores, errors)
             finally:
                 predictor.release()
 
         bar = progress(total=len(case_ids), desc="predicting")
         self.worker = work()
-        self.worker.yielded.connect(lambda result: (bar.update(1), self._on_result(result)))
+        self.worker.yielded.connect(lambda update: self._on_update(bar, len(case_ids), *update))
         self.worker.errored.connect(notify_error)
-        self.worker.finished.connect(lambda: (bar.close(), self._idle()))
-        self.session.track(self.worker)
+        self.worker.finished.connect(lambda: (bar.close(), self._idle(len(case_ids))))
+        self.session.track(self.worker, owner=self)
         self.run_button.setEnabled(False)
+        self.status.setText(f"loading the model for {len(case_ids)} case(s)…")
         self.worker.start()
         return self.worker
 
-    def _idle(self) -> None:
-        self.worker = None
-        self.run_button.setEnabled(True)
-
-    def _on_result(self, result: CaseResult) -> None:
+    def _on_update(self, bar, total: int, index: int, case_id: str, result: CaseResult | None) -> None:
+        if result is None:  # this case starts
+            text = f"{index + 1} / {total}: {case_id}"
+            self.status.setText(f"predicting {text}…")
+            bar.set_description(f"predicting {text}")
+            return
+        bar.update(1)
         self.session.add_result(result)
         if result.case == self.session.case_id or len(self.session.results) == 1:
             self.show_result(result.case)
 
-    def show_result(self, case_id: str) -> None:
-        """Open the case with its prediction and error layers next to the ground truth."""
-        task = self.session.task
-        try:
-            show_case(self.viewer, task, case_id)
-        except VolsegError as exc:
-            notify_error(exc)
-            return
-        self.session.case_id = case_id
+    def _idle(self, total: int) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.status.setText(f"predicted {total} case(s); click a row to open one" if total else "")
+
+    def show_result(self, case_id: str):
+        """Open the case, then add its prediction and error layers next to the ground truth."""
+        if self.session.task is None:
+            return None
+        return self.session.open_case(case_id, then=lambda: self._add_result_layers(case_id))
+
+    def _add_result_layers(self, case_id: str) -> None:
         result = self.session.results.get(case_id)
-        if result is None:
-            return
         layers = case_layers(self.viewer, case_id)
+        if result is None or "image" not in layers:
+            return
         image = layers["image"]
         pred = set_labels(self.viewer, f"{case_id} prediction", result.labels, image, "prediction", case_id)
         pred.metadata["volseg"]["geometry"] = result.geometry
-        truth = layers.get("ground truth")
-        if truth is not None:
-            set_labels(
-                self.viewer,
-                f"{case_id} errors",
-                error_map(result.labels, np.asarray(truth.data)),
-                image,
-                "errors",
-                case_id,
-                colors=ERROR_COLORS,
-            )
+        if result.errors is not None:
+            set_labels(self.viewer, f"{case_id} errors", result.errors, image, "errors", case_id)
 
     # -- table ------------------------------------------------------------------------------------
 
@@ -221,21 +227,14 @@ class PredictWidget(QWidget):
         for r, result in enumerate(results):
             self.table.setItem(r, 0, QTableWidgetItem(result.case))
             by_label = {s.label: s for s in result.scores}
-            col = 1
-            for label in names:
-                s = by_label.get(label)
-                value = s.dice if s else float("nan")
-                self.table.setItem(r, col, NumberItem(value, "—" if s is None else f"{value:.4f}"))
-                col += 1
-            for label in names:
-                s = by_label.get(label)
-                value = s.hd95 if s else float("nan")
-                self.table.setItem(r, col, NumberItem(value, "—" if math.isnan(value) else f"{value:.2f}"))
-                col += 1
-            pred_ml = sum(s.pred_ml for s in result.scores) if result.scores else float("nan")
-            true_ml = sum(s.true_ml for s in result.scores) if result.scores else float("nan")
-            self.table.setItem(r, col, NumberItem(pred_ml, "—" if math.isnan(pred_ml) else f"{pred_ml:.1f}"))
-            self.table.setItem(r, col + 1, NumberItem(true_ml, "—" if math.isnan(true_ml) else f"{true_ml:.1f}"))
+            nan = float("nan")
+            values = [by_label[k].dice if k in by_label else nan for k in names]
+            values += [by_label[k].hd95 if k in by_label else nan for k in names]
+            digits = [4] * len(names) + [2] * len(names) + [1, 1]
+            values += [sum(s.pred_ml for s in result.scores) if result.scores else nan]
+            values += [sum(s.true_ml for s in result.scores) if result.scores else nan]
+            for c, (value, d) in enumerate(zip(values, digits, strict=True)):
+                self.table.setItem(r, c + 1, NumberItem(value, d))
         self.table.setSortingEnabled(True)
         scored = [metrics.mean_dice(r.scores) for r in results if r.scores]
         self.mean_label.setText(f"mean Dice over {len(scored)} case(s): {np.mean(scored):.4f}" if scored else "")
@@ -262,18 +261,36 @@ class PredictWidget(QWidget):
                 )
         return rows
 
-    def export_csv(self, path: str | Path) -> Path:
+    def export_csv(self, path: str | Path) -> Path | None:
+        """Write the scores as CSV; with nothing scored yet, say so and write nothing."""
         from napari_volseg.evaluate import write_csv
 
-        return write_csv(self.rows(), path)
+        rows = self.rows()
+        if not rows:
+            notify_error("nothing to export yet: predict cases with ground truth first")
+            return None
+        return write_csv(rows, path)
 
     def save_predictions(self, folder: str | Path) -> list[Path]:
         folder = Path(folder)
-        return [
-            nifti.save_labels(r.labels, r.geometry, folder / f"{r.case}.nii.gz") for r in self.session.results.values()
-        ]
+        if not self.session.results:
+            notify_error("no predictions to save yet: predict first")
+            return []
+        try:
+            saved = [
+                nifti.save_labels(r.labels, r.geometry, folder / f"{r.case}.nii.gz")
+                for r in self.session.results.values()
+            ]
+        except (OSError, VolsegError) as exc:
+            notify_error(exc)
+            return []
+        show_info(f"saved {len(saved)} prediction(s) in {folder}")
+        return saved
 
     def _csv_dialog(self) -> None:
+        if not self.rows():
+            notify_error("nothing to export yet: predict cases with ground truth first")
+            return
         path, _ = QFileDialog.getSaveFileName(self, "Export Dice table", "dice.csv", "CSV (*.csv)")
         if path:
             self.export_csv(path)
