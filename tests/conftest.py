@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from napari_volseg.io import synthetic
 
 os.environ.setdefault("QT_API", "pyqt5")
+# napari's settings (the reader preference the plugin claims among them) go to a scratch file, never the user's
+os.environ.setdefault("NAPARI_CONFIG", os.path.join(tempfile.mkdtemp(prefix="volseg-napari-"), "settings.yaml"))
 SHARED = Path(os.environ.get("VOLSEG_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 TINY_CT = synthetic.PhantomSpec(shape=(16, 48, 48), spacing=(5.0, 2.0, 2.0))
 TRAIN_CT = synthetic.PhantomSpec(shape=(24, 64, 64), spacing=(5.0, 1.6, 1.6))

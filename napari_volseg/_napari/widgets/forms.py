@@ -59,6 +59,8 @@ class FieldWidget:
         self.choices = tuple(self.meta.get("choices") or choices or ())
         self.parts: list[mg.ValueWidget] = []
         self.widget = self._build(label)
+        self.widget.name = self.name
+        self.widget.label = label
         self.widget.tooltip = self.meta.get("help") or None
         for part in self.parts:
             compact(part.native)
