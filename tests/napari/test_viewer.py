@@ -75,7 +75,20 @@ def test_a_text_file_is_not_ours(make_napari_viewer, tmp_path):
     assert "napari-volseg" not in _npe2.get_readers(str(notes))
 
 
-def test_dropped_task_folder_opens_as_the_task(make_napari_viewer, fresh, qtbot, tiny_ct_task, tmp_path):
+def test_dropped_task_folder_opens_as_the_task(make_napari_viewer, fresh, qtbot, tiny_ct_task, monkeypatch):
+    from napari_volseg.engine import train as train_module
+
+    class Idle:  # Train's start is what is checked here, not training
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def run(self):
+            yield from ()
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(train_module, "Trainer", Idle)
     from napari_volseg._napari.preferences import claim_reader_preference
     from napari_volseg._napari.widgets import VolsegDock
 
@@ -89,6 +102,8 @@ def test_dropped_task_folder_opens_as_the_task(make_napari_viewer, fresh, qtbot,
     assert [layer.name for layer in viewer.layers] == ["spleen_001", "spleen_001 ground truth"]
     assert data.session.task.root == tiny_ct_task
     assert "6 labelled" in data.summary.text()
+    assert train.start() is not None  # Train can start: the dropped folder is the session's task
+    qtbot.waitUntil(lambda: train.worker is None, timeout=10_000)
 
 
 def test_dropped_image_and_label_read_in_a_worker(make_napari_viewer, fresh, qtbot, tiny_ct_task):
