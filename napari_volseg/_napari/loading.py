@@ -15,8 +15,8 @@ import numpy as np
 from napari.qt.threading import thread_worker
 
 from napari_volseg._napari.layers import META_KEY, case_layer_data, file_layer_data
+from napari_volseg._napari.notify import notify_error, notify_warning
 from napari_volseg._napari.state import CaseInfo, Session
-from napari_volseg._napari.widgets.common import notify_error, notify_warning
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon
 
@@ -42,7 +42,7 @@ def _start(session: Session, kind: str, status: str, work, on_done: Callable) ->
     worker.returned.connect(finish)
     worker.errored.connect(failed)
     worker.finished.connect(lambda: session.status.emit("") if latest.get(kind) == token else None)
-    session.track(worker)
+    session.track(worker, loader=True)
     worker.start()
     return worker
 
@@ -56,13 +56,36 @@ def case_info(case: decathlon.Case) -> CaseInfo:
 
 
 def _case_payload(task: decathlon.Task, case_id: str) -> tuple[str, list[tuple], int | None]:
-    """Layer data of a case and the slice with the most foreground (None without ground truth)."""
+    """Layer data of a case and the slice with the most foreground (None without ground truth); each image layer's
+    kwargs carry its data range (``contrast_limits_range``), so reusing a layer computes nothing on the GUI thread."""
     layers = case_layer_data(task, task.case(case_id))
     z = None
-    for data, _, kind in layers:
+    for data, kwargs, kind in layers:
         if kind == "labels":
             z = int(np.argmax((data > 0).sum(axis=(1, 2))))
+        elif not isinstance(kwargs["name"], list):
+            lo, hi = float(data.min()), float(data.max())
+            kwargs["contrast_limits_range"] = (lo, hi if hi > lo else lo + 1.0)
     return case_id, layers, z
+
+
+def refill(layer, data, kwargs: dict) -> None:
+    """Show ``data`` in an existing layer instead of removing it and adding another: napari's layer removal runs a
+    full garbage collection and a new layer builds its canvas node, each hundreds of ms on the GUI thread."""
+    layer.metadata = kwargs["metadata"]
+    layer.scale = kwargs["scale"]
+    layer.translate = kwargs["translate"]
+    layer.data = data
+    layer.name = kwargs["name"]
+    if "contrast_limits_range" in kwargs:
+        layer.contrast_limits_range = kwargs["contrast_limits_range"]
+    if "contrast_limits" in kwargs:
+        layer.contrast_limits = kwargs["contrast_limits"]
+
+
+def add_layer(viewer, data, kwargs: dict, kind: str):
+    kwargs = {k: v for k, v in kwargs.items() if k != "contrast_limits_range"}
+    return getattr(viewer, f"add_{kind}")(data, **kwargs)
 
 
 def open_task(session: Session, folder: Path, open_first_case: bool = True):
@@ -86,14 +109,14 @@ def open_task(session: Session, folder: Path, open_first_case: bool = True):
     return _start(session, "task", f"opening {folder.name}…", work, done)
 
 
-def open_case(session: Session, case_id: str, then: Callable | None = None):
-    """Open a case of the session's task (image and ground truth, other cases' layers removed), then ``then()``."""
+def open_case(session: Session, case_id: str, then: Callable | None = None, keep: tuple[str, ...] = ()):
+    """Open a case of the session's task (image and ground truth, other cases' layers reused or removed), then
+    ``then()``; layers of the roles in ``keep`` stay for ``then`` to reuse."""
     task = session.task
     if task is None:
         return None
     if "image" in case_layers(session.viewer, case_id):
-        _remove_other_cases(session.viewer, case_id)
-        _opened(session, case_id)
+        _show_case(session, case_id, [], None, keep)
         if then:
             then()
         return None
@@ -104,7 +127,7 @@ def open_case(session: Session, case_id: str, then: Callable | None = None):
 
     def done(payload):
         if session.task is task:
-            _show_case(session, *payload)
+            _show_case(session, *payload, keep=keep)
             if then:
                 then()
 
@@ -121,7 +144,7 @@ def open_files(session: Session, files: list[Path]):
     def done(layers):
         viewer = session.viewer
         for data, kwargs, kind in layers:
-            getattr(viewer, f"add_{kind}")(data, **kwargs)
+            add_layer(viewer, data, kwargs, kind)
             for issue in kwargs["metadata"][META_KEY]["issues"]:
                 notify_warning(issue)
 
@@ -139,25 +162,45 @@ def case_layers(viewer, case_id: str) -> dict[str, object]:
     return found
 
 
-def _remove_other_cases(viewer, case_id: str) -> None:
+def _other_cases(viewer, case_id: str) -> dict[str, object]:
+    """Layers of cases other than ``case_id`` by role (the last of each role)."""
+    found = {}
+    for layer in viewer.layers:
+        meta = layer.metadata.get(META_KEY, {})
+        if meta.get("case") not in (None, case_id):
+            found[meta.get("role")] = layer
+    return found
+
+
+def _remove_other_cases(viewer, case_id: str, keep: tuple[str, ...] = ()) -> None:
     for layer in list(viewer.layers):
-        if layer.metadata.get(META_KEY, {}).get("case") not in (None, case_id):
+        meta = layer.metadata.get(META_KEY, {})
+        if meta.get("case") not in (None, case_id) and meta.get("role") not in keep:
             viewer.layers.remove(layer)
 
 
-def _show_case(session: Session, case_id: str, layers: list[tuple], z: int | None) -> None:
+def _show_case(session: Session, case_id: str, layers: list[tuple], z: int | None, keep=()) -> None:
+    """Show a case's layers, reusing the layers of the case shown before (same role, same kind)."""
     viewer = session.viewer
-    _remove_other_cases(viewer, case_id)
     have = case_layers(viewer, case_id)
     if "image" not in have:
+        stale = _other_cases(viewer, case_id)
         for data, kwargs, kind in layers:
-            if kind == "labels" and "ground truth" in have:
+            role = kwargs["metadata"][META_KEY]["role"]
+            if role in have:
                 continue
-            getattr(viewer, f"add_{kind}")(data, **kwargs)
+            old = stale.get(role)
+            if old is not None and old._type_string == kind and not isinstance(kwargs["name"], list):
+                refill(old, data, kwargs)
+            else:
+                add_layer(viewer, data, kwargs, kind)
+        _remove_other_cases(viewer, case_id, keep)
         viewer.reset_view()
         if z is not None:  # start on the slice with the most foreground
             image = case_layers(viewer, case_id)["image"]
-            viewer.dims.set_point(0, image.data_to_world([z, 0, 0][-image.ndim :])[0])
+            viewer.dims.set_point(0, image.data_to_world([z, 0, 0])[0])
+    else:
+        _remove_other_cases(viewer, case_id, keep)
     _opened(session, case_id)
 
 

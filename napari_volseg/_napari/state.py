@@ -66,6 +66,7 @@ class Session:
         """True once the Preprocess widget changed the chosen preset's plan settings."""
         self._results: dict[Path, dict[str, CaseResult]] = {}
         self._workers: list = []
+        self._loaders: list = []
         self.requests: dict[str, int] = {}
         """The latest open request of each kind (task, case): a loader whose request is stale drops its result."""
 
@@ -136,10 +137,10 @@ class Session:
 
         return loading.open_task(self, Path(folder), open_first_case)
 
-    def open_case(self, case_id: str, then=None):
+    def open_case(self, case_id: str, then=None, keep: tuple[str, ...] = ()):
         from napari_volseg._napari import loading
 
-        return loading.open_case(self, case_id, then)
+        return loading.open_case(self, case_id, then, keep)
 
     def open_files(self, files: list[Path]):
         from napari_volseg._napari import loading
@@ -156,15 +157,18 @@ class Session:
 
     # -- workers -------------------------------------------------------------------------------
 
-    def track(self, worker, owner=None) -> None:
-        """Keep a running worker so that closing the viewer (or the widget ``owner``) stops it."""
-        self._workers.append(worker)
-        worker.finished.connect(lambda w=worker: self._workers.remove(w) if w in self._workers else None)
+    def track(self, worker, owner=None, loader: bool = False) -> None:
+        """Keep a running worker so that closing the viewer (or the widget ``owner``) stops it; ``loader``: one of
+        the session's own readers (tasks, cases, dropped files)."""
+        for running in (self._workers, self._loaders) if loader else (self._workers,):
+            running.append(worker)
+            worker.finished.connect(lambda w=worker, r=running: r.remove(w) if w in r else None)
         if owner is not None:
             owner.destroyed.connect(lambda *_, w=worker: _stop(w))
 
-    def busy(self) -> bool:
-        return bool(self._workers)
+    def busy_loading(self) -> bool:
+        """True while a task, a case or dropped files are being read."""
+        return bool(self._loaders)
 
     def shutdown(self, *args) -> None:
         """Stop every running worker (the viewer is closing)."""

@@ -1,39 +1,32 @@
-"""Small helpers the widgets share: notifications, a prediction layer beside its scan, sortable number cells."""
+"""Small helpers the widgets share: a prediction layer beside its scan, sortable number cells."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractSpinBox, QComboBox, QSizePolicy, QTableWidgetItem, QWidget
 
 from napari_volseg._napari.layers import META_KEY, label_colors
 
 
-def _one_line(message) -> str:
-    text = str(message).strip()
-    return text.splitlines()[0] if text else "unknown error"
-
-
-def notify_error(message) -> None:
-    show_error(_one_line(message))
-
-
-def notify_warning(message) -> None:
-    show_warning(_one_line(message))
-
-
 def set_labels(viewer, name: str, data: np.ndarray, like, role: str, case_id: str):
-    """Add or update a Labels layer aligned with layer ``like``, coloured for its role."""
-    if name in viewer.layers:
-        layer = viewer.layers[name]
-        layer.data = data
-        return layer
+    """Show ``data`` as the ``role`` layer of ``case_id``, aligned with layer ``like``: the layer of that name, else
+    another case's layer of that role (reused: no remove and add), else a new one."""
+    from napari_volseg._napari.loading import add_layer, refill
+
     meta = {META_KEY: {**like.metadata.get(META_KEY, {}), "role": role, "case": case_id}}
-    kwargs = {"name": name, "scale": like.scale, "translate": like.translate, "metadata": meta, "opacity": 0.6}
-    return viewer.add_labels(data, colormap=label_colors(role), **kwargs)
+    kwargs = {"name": name, "scale": like.scale, "translate": like.translate, "metadata": meta}
+    layer = viewer.layers[name] if name in viewer.layers else None
+    for candidate in viewer.layers:
+        info = candidate.metadata.get(META_KEY, {})
+        if layer is None and info.get("role") == role and info.get("case") != case_id:
+            layer = candidate
+    if layer is not None:
+        refill(layer, data, kwargs)
+        return layer
+    return add_layer(viewer, data, {**kwargs, "opacity": 0.6, "colormap": label_colors(role)}, "labels")
 
 
 def compact(widget: QWidget) -> QWidget:

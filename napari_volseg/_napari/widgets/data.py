@@ -24,8 +24,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_volseg._napari.notify import notify_error
 from napari_volseg._napari.state import CaseInfo, session_for
-from napari_volseg._napari.widgets.common import compact, notify_error
+from napari_volseg._napari.widgets.common import compact
 from napari_volseg.io.download import MSD_MD5
 
 COLUMNS = ("case", "shape z×y×x", "spacing mm", "split")
@@ -134,8 +135,9 @@ class DataWidget(QWidget):
         if target:
             self.download(self.download_task.currentText(), Path(target))
 
-    def download(self, task_name: str, target: Path, base_url: str | None = None):
-        """Download in a worker; bytes show in napari's activity dock; the task opens when done."""
+    def download(self, task_name: str, target: Path, base_url: str | None = None, md5: str | None = None):
+        """Download in a worker; bytes show in napari's activity dock; the task opens when done (``base_url`` and
+        ``md5`` for a mirror or a task outside the MSD ten)."""
         import threading
         import time
 
@@ -146,7 +148,7 @@ class DataWidget(QWidget):
         @thread_worker
         def work():
             state = {"done": 0, "total": None, "folder": None, "error": None}
-            kwargs = {"base_url": base_url} if base_url else {}
+            kwargs = {k: v for k, v in (("base_url", base_url), ("md5", md5)) if v}
 
             def run():
                 try:

@@ -24,10 +24,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_volseg import metrics
-from napari_volseg._napari.layers import ERROR_COLORS, ERROR_NAMES, GROUND_TRUTH, ROLE_COLORS
+from napari_volseg._napari.layers import ERROR_COLORS, ERROR_NAMES, GROUND_TRUTH, META_KEY, ROLE_COLORS
 from napari_volseg._napari.loading import case_layers
+from napari_volseg._napari.notify import notify_error
 from napari_volseg._napari.state import CaseResult, session_for
-from napari_volseg._napari.widgets.common import NumberItem, compact, notify_error, set_labels
+from napari_volseg._napari.widgets.common import NumberItem, compact, set_labels
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
 
@@ -199,7 +200,9 @@ class PredictWidget(QWidget):
         """Open the case, then add its prediction and error layers next to the ground truth."""
         if self.session.task is None:
             return None
-        return self.session.open_case(case_id, then=lambda: self._add_result_layers(case_id))
+        return self.session.open_case(
+            case_id, then=lambda: self._add_result_layers(case_id), keep=("prediction", "errors")
+        )
 
     def _add_result_layers(self, case_id: str) -> None:
         result = self.session.results.get(case_id)
@@ -211,6 +214,9 @@ class PredictWidget(QWidget):
         pred.metadata["volseg"]["geometry"] = result.geometry
         if result.errors is not None:
             set_labels(self.viewer, f"{case_id} errors", result.errors, image, "errors", case_id)
+        for layer in list(self.viewer.layers):  # another case's result layer that found no use
+            if layer.metadata.get(META_KEY, {}).get("case") not in (None, case_id):
+                self.viewer.layers.remove(layer)
 
     # -- table ------------------------------------------------------------------------------------
 

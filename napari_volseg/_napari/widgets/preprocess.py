@@ -12,8 +12,10 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushBut
 
 from napari_volseg import preprocess
 from napari_volseg._napari.layers import META_KEY
+from napari_volseg._napari.loading import add_layer, case_layers, refill
+from napari_volseg._napari.notify import notify_error
 from napari_volseg._napari.state import session_for
-from napari_volseg._napari.widgets.common import compact, notify_error
+from napari_volseg._napari.widgets.common import compact
 from napari_volseg._napari.widgets.forms import DataclassForm
 from napari_volseg.engine.config import PlanSettings, Preset
 from napari_volseg.errors import VolsegError
@@ -127,18 +129,20 @@ class PreprocessWidget(QWidget):
         origin = [
             o + a * s for o, (a, _), s in zip(image.geometry.origin_zyx, prepared.box, image.spacing, strict=True)
         ]
-        name = f"{case_id} preprocessed"
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        self.viewer.add_image(
-            prepared.image[0],
-            name=name,
-            scale=spacing,
-            translate=origin,
-            colormap="magma",
-            opacity=0.7,
-            metadata={META_KEY: {"case": case_id, "role": "preview"}},
-        )
+        data = prepared.image[0]
+        kwargs = {
+            "name": f"{case_id} preprocessed",
+            "scale": spacing,
+            "translate": origin,
+            "metadata": {META_KEY: {"case": case_id, "role": "preview"}},
+            "contrast_limits": (float(data.min()), float(max(data.max(), data.min() + 1e-3))),
+        }
+        kwargs["contrast_limits_range"] = kwargs["contrast_limits"]
+        old = case_layers(self.viewer, case_id).get("preview")
+        if old is not None:
+            refill(old, data, kwargs)
+        else:
+            add_layer(self.viewer, data, {**kwargs, "colormap": "magma", "opacity": 0.7}, "image")
         grid = _grid(prepared.image.shape[1:], spacing)
         if cascade:
             self.status.setText(

@@ -24,8 +24,9 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from napari_volseg import paths
+from napari_volseg._napari.notify import notify_error
 from napari_volseg._napari.state import session_for
-from napari_volseg._napari.widgets.common import compact, notify_error
+from napari_volseg._napari.widgets.common import compact
 from napari_volseg._napari.widgets.forms import DataclassForm
 from napari_volseg._napari.widgets.plot import TrainingPlot
 from napari_volseg._napari.widgets.run_status import RunStatus
