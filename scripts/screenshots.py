@@ -43,6 +43,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1366x768", help="window size WIDTHxHEIGHT (the Xvfb screen's)")
     parser.add_argument("--train-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--heart-checkpoint",
+        type=Path,
+        help="also shoot predict-heart.png: the heart's validation cases with this model",
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
@@ -83,6 +88,16 @@ def main() -> int:
     wait_for(lambda: any(layer.name.endswith("errors") for layer in viewer.layers), 60)
     viewer.reset_view()
     shot(viewer, f"predict-{args.size}")
+    if args.heart_checkpoint and (HEART / "dataset.json").is_file():
+        data.open_task(HEART)
+        wait_for(lambda: session.task is not None and session.task.root == HEART and len(viewer.layers) >= 2, 120)
+        train.load_checkpoint(args.heart_checkpoint)
+        predict.predict("validation cases")
+        wait_for(lambda: predict.worker is None, 900)
+        predict.show_result(predict.table.item(0, 0).text())
+        wait_for(lambda: any(layer.name.endswith("errors") for layer in viewer.layers), 60)
+        viewer.reset_view()
+        shot(viewer, "predict-heart")
     viewer.close()
     return 0
 

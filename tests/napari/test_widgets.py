@@ -22,7 +22,11 @@ def widgets(make_napari_viewer, tmp_path, monkeypatch):
 
 def open_task(qtbot, data, folder, cases: int = 6):
     data.open_task(folder)
-    qtbot.waitUntil(lambda: data.table.rowCount() == cases and len(data.viewer.layers) >= 2, timeout=60_000)
+    assert data.session.busy_loading()  # read in a worker
+    qtbot.waitUntil(
+        lambda: not data.session.busy_loading() and data.table.rowCount() == cases and len(data.viewer.layers) >= 2,
+        timeout=60_000,
+    )
 
 
 def use_quick_settings(train, **changes):
