@@ -14,10 +14,12 @@ Prints a table (max and p99 stall per action, ms) and ends with one JSON line. G
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import hashlib
 import http.server
 import json
 import os
+import signal
 import tarfile
 import tempfile
 import threading
@@ -104,6 +106,7 @@ def main() -> int:
     parser.add_argument("--train-seconds", type=float, default=30.0, help="how long the 'train' action is measured")
     parser.add_argument("--timeout", type=float, default=600.0, help="longest wait for one action")
     args = parser.parse_args()
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid> prints where a stuck run waits
     os.environ.setdefault("VOLSEG_CACHE", tempfile.mkdtemp(prefix="volseg-gui-"))
     import napari
 

@@ -116,6 +116,7 @@ def open_case(session: Session, case_id: str, then: Callable | None = None, keep
     if task is None:
         return None
     if "image" in case_layers(session.viewer, case_id):
+        session.requests["case"] = next(_tokens)  # a case still loading from an earlier click must not win
         _show_case(session, case_id, [], None, keep)
         if then:
             then()

@@ -149,3 +149,19 @@ def test_save_labels_layer_through_the_writer(make_napari_viewer, tiny_ct_task, 
     out = tmp_path / "edited.nii.gz"
     viewer.layers[0].save(str(out), plugin="napari-volseg")
     np.testing.assert_array_equal(nifti.load(out, label=True).data, nifti.load(source, label=True).data)
+
+
+def test_the_last_case_asked_for_wins(make_napari_viewer, qtbot, tiny_ct_task):
+    """A case still loading must not replace the case the user asked for after it (two quick clicks)."""
+    from napari_volseg._napari.widgets import DataWidget
+
+    viewer = make_napari_viewer()
+    data = DataWidget(viewer)
+    data.open_task(tiny_ct_task)
+    qtbot.waitUntil(lambda: not data.session.busy_loading() and "spleen_001" in viewer.layers, timeout=60_000)
+    data.open_case("spleen_003")  # loads in a worker...
+    data.open_case("spleen_001")  # ...while the case already shown is asked for again
+    qtbot.waitUntil(lambda: not data.session.busy_loading(), timeout=60_000)
+    qtbot.wait(100)
+    assert [layer.name for layer in viewer.layers] == ["spleen_001", "spleen_001 ground truth"]
+    assert data.session.case_id == "spleen_001"
