@@ -30,13 +30,15 @@ from napari_volseg._napari.widgets.common import compact
 from napari_volseg.io.download import MSD_MD5
 
 COLUMNS = ("case", "shape z×y×x", "spacing mm", "split")
+SPLIT_NAMES = {"validation": "val"}
+"""Short enough for a 1366 px screen's dock; the header's tooltip spells them out."""
 
 
 def _row(info: CaseInfo, split: str) -> tuple[str, ...]:
     """A table row; a case without a label file is a test case (its split says so)."""
     shape = "×".join(map(str, info.shape)) if info.shape else "?"
     spacing = "×".join(f"{s:.2f}" for s in info.spacing) if info.spacing else "?"
-    return info.id, shape, spacing, split if info.labelled else "test (no labels)"
+    return info.id, shape, spacing, SPLIT_NAMES.get(split, split) if info.labelled else "test"
 
 
 class DataWidget(QWidget):
@@ -70,6 +72,9 @@ class DataWidget(QWidget):
         layout.addWidget(self.summary)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.horizontalHeaderItem(3).setToolTip(
+            "train: trains the model; val: validation (scores each checkpoint); test: no labels"
+        )
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)

@@ -17,7 +17,7 @@ from typing import Any
 
 from magicgui import widgets as mg
 from psygnal import Signal
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QAbstractSpinBox, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from napari_volseg._napari.widgets.common import compact
@@ -101,6 +101,8 @@ class FieldWidget:
                 ]
             else:
                 self.parts = [self._scalar(kind, i) for i, kind in enumerate(args)]
+                for part in self.parts:  # three boxes in a row: room for the digits, not for +/- buttons
+                    part.native.setButtonSymbols(QAbstractSpinBox.NoButtons)
             return mg.Container(widgets=self.parts, layout="horizontal", labels=False, label=label)
         widget = self._scalar(self.type, None, label)
         self.parts = [widget]
