@@ -35,3 +35,11 @@ class DownloadError(VolsegError):
 
 class DisplayError(VolsegError):
     """Qt cannot start a window: no display, or a system library its platform plugin needs is missing."""
+
+
+class SettingsError(VolsegError):
+    """A plan, training or inference setting has the wrong type or lies outside its allowed range."""
+
+
+class OutputError(VolsegError):
+    """An output location cannot be written (not a folder, no permission, disk full)."""

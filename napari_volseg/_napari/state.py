@@ -9,26 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from psygnal import Signal
 
-from napari_volseg import metrics, paths
+from napari_volseg import paths
 from napari_volseg.engine.config import PlanSettings, Preset, list_presets
-from napari_volseg.io import decathlon, nifti
-
-
-@dataclass
-class CaseResult:
-    """A prediction of one case, its FP/FN error map (None without ground truth) and its scores."""
-
-    case: str
-    labels: np.ndarray
-    geometry: nifti.Geometry
-    scores: list[metrics.ClassScore] = field(default_factory=list)
-    errors: np.ndarray | None = None
+from napari_volseg.errors import VolsegError
+from napari_volseg.evaluate import CaseResult
+from napari_volseg.io import decathlon
 
 
 @dataclass(frozen=True)
@@ -83,23 +73,38 @@ class Session:
             return {}
         return self._results.setdefault(Path(self.task.root).resolve(), {})
 
-    def set_task(self, task: decathlon.Task, cases: list[CaseInfo] | None = None, val_cases: int | None = None) -> None:
+    def set_task(self, task: decathlon.Task, cases: list[CaseInfo] | None = None) -> None:
         self.task = task
         self.cases = cases or [CaseInfo(c.id, None, None, c.label_path is not None) for c in task.cases]
         self.cases += [CaseInfo(c.id, None, None, False) for c in task.test_cases if c.id not in self.case_ids()]
-        try:
-            self.split = task.split(val_cases=val_cases) if len(task.cases) >= 2 else None
-        except Exception:
-            self.split = None
+        self.split = self._split()
         self.task_changed.emit(task)
         self.results_changed.emit()
 
     def case_ids(self) -> list[str]:
         return [c.id for c in self.cases]
 
+    def _split(self) -> decathlon.Split | None:
+        """The split :func:`~napari_volseg.io.decathlon.training_split` decides (None: the task cannot be split)."""
+        if self.task is None:
+            return None
+        try:
+            return decathlon.training_split(self.task, self.preset.train)
+        except VolsegError:
+            return None
+
+    def _update_split(self) -> None:
+        split = self._split()
+        if split != self.split:
+            self.split = split
+            if self.task is not None:
+                self.task_changed.emit(self.task)
+
     def split_of(self, case_id: str) -> str:
         if self.split is None:
             return "test" if self.task and any(c.id == case_id for c in self.task.test_cases) else "train"
+        if any(c.id == case_id for c in self.split.test):
+            return "held out"
         if any(c.id == case_id for c in self.split.val):
             return "validation"
         return "train" if any(c.id == case_id for c in self.split.train) else "test"
@@ -120,7 +125,13 @@ class Session:
             return
         self.preset = self.presets[name]
         self.plan_edited = False
+        self._update_split()
         self.preset_changed.emit(self.preset)
+
+    def set_preset(self, preset: Preset) -> None:
+        """The preset the session trains with (Train's settings on Start); its training settings decide the split."""
+        self.preset = preset
+        self._update_split()
 
     def set_plan(self, settings: PlanSettings) -> None:
         """The plan settings the Preprocess widget shows; Train trains with them."""

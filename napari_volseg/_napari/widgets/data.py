@@ -73,7 +73,8 @@ class DataWidget(QWidget):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.horizontalHeaderItem(3).setToolTip(
-            "train: trains the model; val: validation (scores each checkpoint); test: no labels"
+            "train: trains the model; val: validation (scores each checkpoint); held out: labelled but kept from "
+            "training and validation alike (Train's test cases setting), for an honest score; test: no labels"
         )
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
@@ -143,45 +144,27 @@ class DataWidget(QWidget):
     def download(self, task_name: str, target: Path, base_url: str | None = None, md5: str | None = None):
         """Download in a worker; bytes show in napari's activity dock; the task opens when done (``base_url`` and
         ``md5`` for a mirror or a task outside the MSD ten)."""
-        import threading
-        import time
-
+        from napari_volseg.engine.events import Downloaded
         from napari_volseg.io import download
 
         bar = progress(total=0, desc=f"downloading {task_name}")
+        kwargs = {k: v for k, v in (("base_url", base_url), ("md5", md5)) if v}
 
         @thread_worker
         def work():
-            state = {"done": 0, "total": None, "folder": None, "error": None}
-            kwargs = {k: v for k, v in (("base_url", base_url), ("md5", md5)) if v}
+            yield from download.download_task(task_name, target, **kwargs)
 
-            def run():
-                try:
-                    state["folder"] = download.download_task(
-                        task_name, target, progress=lambda d, t: state.update(done=d, total=t), **kwargs
-                    )
-                except Exception as exc:  # handed to the GUI thread below
-                    state["error"] = exc
-
-            thread = threading.Thread(target=run, daemon=True)
-            thread.start()
-            while thread.is_alive():
-                time.sleep(0.2)
-                yield state["done"], state["total"]
-            if state["error"] is not None:
-                raise state["error"]
-            return state["folder"]
-
-        def on_progress(update):
-            done, total = update
-            if total and bar.total != total:
-                bar.total = total
-            bar.n = done
+        def on_event(event):
+            if isinstance(event, Downloaded):
+                self.open_task(event.path)
+                return
+            if event.total and bar.total != event.total:
+                bar.total = event.total
+            bar.n = event.done
             bar.refresh()
 
         self.worker = worker = work()
-        worker.yielded.connect(on_progress)
-        worker.returned.connect(self.open_task)
+        worker.yielded.connect(on_event)
         worker.errored.connect(notify_error)
         worker.finished.connect(lambda: (bar.close(), setattr(self, "worker", None)))
         self.session.track(worker, owner=self)

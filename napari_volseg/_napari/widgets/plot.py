@@ -1,4 +1,5 @@
-"""The Train widget's live chart: training loss (left axis) and validation Dice (right axis, 0..1) per step.
+"""The live training chart: training loss (left axis) and validation Dice (right axis, 0..1; or another score in
+0..1, such as the classifier's test accuracy) per step.
 
 Drawn with pyqtgraph (a maintained Qt plotting library: axes, ticks and legend, and an update costs well under a
 millisecond, so a run's 1,000 points never stall napari's event loop); colours follow napari's theme.
@@ -14,9 +15,10 @@ DICE_COLOR = "#30d158"
 
 
 class TrainingPlot(QWidget):
-    """Loss per step and validation Dice; ``loss`` and ``dice`` hold the ``(step, value)`` points shown."""
+    """Loss per step and a validation score ``metric`` (0..1); ``loss`` and ``dice`` hold the ``(step, value)``
+    points shown."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, metric: str = "validation Dice"):
         super().__init__(parent)
         self.loss: list[tuple[int, float]] = []
         self.dice: list[tuple[int, float]] = []
@@ -29,7 +31,7 @@ class TrainingPlot(QWidget):
         plot.setLabel("bottom", "step")
         plot.setLabel("left", "training loss")
         plot.showAxis("right")
-        plot.setLabel("right", "validation Dice")
+        plot.setLabel("right", metric)
         plot.showGrid(x=True, y=True, alpha=0.15)
         for name in ("left", "bottom", "right"):
             plot.getAxis(name).enableAutoSIPrefix(False)  # a loss of 0.55 reads 0.55, not 550 (x0.001)
@@ -47,7 +49,7 @@ class TrainingPlot(QWidget):
         self.legend = pg.LegendItem(colCount=2, labelTextSize="8pt")  # below the axes: it never hides a curve
         self.view.addItem(self.legend, row=1, col=0)
         self.legend.addItem(self.loss_curve, "training loss")
-        self.legend.addItem(self.dice_curve, "validation Dice")
+        self.legend.addItem(self.dice_curve, metric)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
@@ -75,6 +77,12 @@ class TrainingPlot(QWidget):
             axis.setTextPen(pg.mkPen(text))
         plot.titleLabel.setAttr("color", text)
         self.legend.setLabelTextColor(text)
+
+    def follow_theme(self, viewer) -> None:
+        """Take ``viewer``'s theme now and whenever it changes."""
+        self.apply_theme(getattr(viewer, "theme", "dark"))
+        if hasattr(viewer, "events"):
+            viewer.events.theme.connect(lambda event: self.apply_theme(event.value))
 
     def clear(self, title: str = "") -> None:
         self.loss.clear()

@@ -27,18 +27,14 @@ from napari_volseg import metrics
 from napari_volseg._napari.layers import ERROR_COLORS, ERROR_NAMES, GROUND_TRUTH, META_KEY, ROLE_COLORS
 from napari_volseg._napari.loading import case_layers
 from napari_volseg._napari.notify import notify_error
-from napari_volseg._napari.state import CaseResult, session_for
+from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import NumberItem, compact, set_labels
+from napari_volseg._napari.widgets.model_chooser import ModelChooser
+from napari_volseg.engine.events import CasePredicted
 from napari_volseg.errors import VolsegError
+from napari_volseg.evaluate import score_rows
 from napari_volseg.io import nifti
-
-
-def error_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """uint8 map: 1 where predicted but not true (false positive), 2 where true but missed (false negative)."""
-    out = np.zeros(pred.shape, dtype=np.uint8)
-    out[(pred > 0) & (truth != pred)] = 1
-    out[(truth > 0) & (pred == 0)] = 2
-    return out
+from napari_volseg.outputs import check_writable
 
 
 def _swatch(color: str, text: str) -> str:
@@ -58,9 +54,11 @@ class PredictWidget(QWidget):
         self.session = session_for(napari_viewer)
         self.worker = None
         layout = QVBoxLayout(self)
-        self.model_label = QLabel("model: none (train one or load a checkpoint in the Train tab)")
-        self.model_label.setWordWrap(True)
-        layout.addWidget(self.model_label)
+        self.chooser = ModelChooser(self.session)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("model"))
+        row.addWidget(self.chooser, 1)
+        layout.addLayout(row)
         row = QHBoxLayout()
         self.scope = compact(QComboBox())
         self.scope.addItems(["current case", "validation cases", "all cases"])
@@ -108,16 +106,15 @@ class PredictWidget(QWidget):
         self.refresh_table()
 
     def _show_model(self, path) -> None:
-        """Name the model; its preset decides whether mirror TTA starts ticked (and whether it can be)."""
-        self.model_label.setText(f"model: {Path(path).name} in {Path(path).parent}" if path else "model: none")
+        """The model's preset decides whether mirror TTA starts ticked (and whether it can be)."""
         if not path:
             return
         from napari_volseg.engine.checkpoint import read_preset
 
         preset = read_preset(path)
-        mirrored = bool((preset.get("train") or {}).get("mirror_axes"))
+        mirrored = preset is not None and bool(preset.train.mirror_axes)
         self.tta.setEnabled(mirrored)
-        self.tta.setChecked(mirrored and bool((preset.get("infer") or {}).get("tta")))
+        self.tta.setChecked(mirrored and preset.infer.tta)
         self.tta.setToolTip(
             "average over mirrorings along the axes the model was trained mirrored on"
             if mirrored
@@ -140,53 +137,43 @@ class PredictWidget(QWidget):
         if self.worker is not None:
             return None
         if self.session.checkpoint is None:
-            notify_error("no model: train one or load a checkpoint first (Train tab)")
+            notify_error("no model: choose one (pretrained, pulled or loaded) or train one first (Train tab)")
             return None
         if self.session.task is None:
             notify_error("open a task first (Data tab)")
             return None
         task, checkpoint = self.session.task, self.session.checkpoint
-        case_ids = self._cases(scope)
+        cases = [task.case(case_id) for case_id in self._cases(scope)]
         tta = self.tta.isChecked()  # the rest of the inference settings come from the checkpoint's preset
 
         @thread_worker
         def work():
-            from napari_volseg.engine.infer import Predictor
+            from napari_volseg.engine.predict import predict_cases
 
-            predictor = Predictor(checkpoint, tta=tta)
-            try:
-                for i, case_id in enumerate(case_ids):
-                    yield i, case_id, None
-                    case = task.case(case_id)
-                    image = case.load_image()
-                    labels = predictor.predict(image).labels
-                    scores, errors = [], None
-                    if case.label_path is not None:
-                        truth = case.load_label()
-                        scores = metrics.score_case(labels, truth.data, task.num_classes, truth.spacing)
-                        errors = error_map(labels, truth.data)
-                    yield i, case_id, CaseResult(case_id, labels, image.geometry, scores, errors)
-            finally:
-                predictor.release()
+            yield from predict_cases(checkpoint, task, cases, tta=tta)
 
-        bar = progress(total=len(case_ids), desc="predicting")
+        bar = progress(total=len(cases), desc="predicting")
         self.worker = work()
-        self.worker.yielded.connect(lambda update: self._on_update(bar, len(case_ids), *update))
+        self.worker.yielded.connect(lambda event: self._on_result(bar, cases, event))
         self.worker.errored.connect(notify_error)
-        self.worker.finished.connect(lambda: (bar.close(), self._idle(len(case_ids))))
+        self.worker.finished.connect(lambda: (bar.close(), self._idle(len(cases))))
         self.session.track(self.worker, owner=self)
         self.run_button.setEnabled(False)
-        self.status.setText(f"loading the model for {len(case_ids)} case(s)…")
+        self._show_next(bar, cases, 0)
         self.worker.start()
         return self.worker
 
-    def _on_update(self, bar, total: int, index: int, case_id: str, result: CaseResult | None) -> None:
-        if result is None:  # this case starts
-            text = f"{index + 1} / {total}: {case_id}"
-            self.status.setText(f"predicting {text}…")
-            bar.set_description(f"predicting {text}")
-            return
+    def _show_next(self, bar, cases: list, done: int) -> None:
+        """Name the case predicted now: "2 / 3: la_018" in the status and the progress bar."""
+        text = f"{done + 1} / {len(cases)}: {cases[done].id}"
+        self.status.setText(f"predicting {text}…")
+        bar.set_description(f"predicting {text}")
+
+    def _on_result(self, bar, cases: list, event: CasePredicted) -> None:
         bar.update(1)
+        if event.done < event.total:
+            self._show_next(bar, cases, event.done)
+        result = event.result
         self.session.add_result(result)
         if result.case == self.session.case_id or len(self.session.results) == 1:
             self.show_result(result.case)
@@ -249,40 +236,34 @@ class PredictWidget(QWidget):
         self.show_result(self.table.item(row, 0).text())
 
     def rows(self) -> list[dict]:
+        """The table as result rows (:data:`napari_volseg.evaluate.ROW_FIELDS`), as the CSV holds them."""
         task = self.session.task
-        rows = []
-        for result in self.session.results.values():
-            for s in result.scores:
-                rows.append(
-                    {
-                        "case": result.case,
-                        "label": s.label,
-                        "name": task.labels.get(s.label, str(s.label)),
-                        "dice": s.dice,
-                        "hd95": s.hd95,
-                        "empty": s.empty,
-                        "pred_ml": s.pred_ml,
-                        "true_ml": s.true_ml,
-                    }
-                )
-        return rows
+        if task is None:
+            return []
+        return [row for r in self.session.results.values() for row in score_rows(r.case, r.scores, task.labels)]
 
     def export_csv(self, path: str | Path) -> Path | None:
-        """Write the scores as CSV; with nothing scored yet, say so and write nothing."""
+        """Write the scores as CSV; a path that cannot be written, or nothing scored yet, is one notification and
+        nothing written (None)."""
         from napari_volseg.evaluate import write_csv
 
-        rows = self.rows()
-        if not rows:
-            notify_error("nothing to export yet: predict cases with ground truth first")
+        try:
+            path = check_writable(path, what="CSV table")
+            rows = self.rows()
+            if not rows:
+                raise VolsegError("nothing to export yet: predict cases with ground truth first")
+            return write_csv(rows, path)
+        except VolsegError as exc:
+            notify_error(exc)
             return None
-        return write_csv(rows, path)
 
     def save_predictions(self, folder: str | Path) -> list[Path]:
-        folder = Path(folder)
-        if not self.session.results:
-            notify_error("no predictions to save yet: predict first")
-            return []
+        """Write each prediction as ``folder/<case>.nii.gz`` in its scan's geometry; a folder that cannot be
+        written, or nothing predicted yet, is one notification before any file is written (an empty list)."""
         try:
+            folder = check_writable(folder, folder=True, what="prediction folder")
+            if not self.session.results:
+                raise VolsegError("no predictions to save yet: predict first")
             saved = [
                 nifti.save_labels(r.labels, r.geometry, folder / f"{r.case}.nii.gz")
                 for r in self.session.results.values()

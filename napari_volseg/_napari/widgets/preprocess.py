@@ -10,13 +10,14 @@ from napari.qt.threading import thread_worker
 from napari.utils import progress
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from napari_volseg import preprocess
+from napari_volseg import planning, preprocess
 from napari_volseg._napari.layers import META_KEY
 from napari_volseg._napari.loading import add_layer, case_layers, refill
 from napari_volseg._napari.notify import notify_error
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import compact
 from napari_volseg._napari.widgets.forms import DataclassForm
+from napari_volseg.cache import PreparedCache
 from napari_volseg.engine.config import PlanSettings, Preset
 from napari_volseg.errors import VolsegError
 
@@ -92,11 +93,10 @@ class PreprocessWidget(QWidget):
             return dataclasses.replace(settings, shape=None)
         return settings
 
-    @staticmethod
-    def _plan(task, settings: PlanSettings):
-        """(plan, cascade): a cascade preset's whole volumes are planned for its locator (run in a worker)."""
-        cascade = preprocess.needs_cascade(task, settings)
-        return preprocess.plan_from_settings(task, preprocess.cached_settings(task, settings)), cascade
+    def planned_preset(self) -> Preset:
+        """The session's preset with the plan settings shown; :func:`~napari_volseg.planning.plan_task` plans it
+        from its training split as the trainer does (reading the task's statistics: only in a worker)."""
+        return dataclasses.replace(self.session.preset, plan=self.settings())
 
     def preview(self):
         """Add the current case on the plan's grid as a layer (scaled to the plan's spacing)."""
@@ -104,11 +104,11 @@ class PreprocessWidget(QWidget):
         if task is None or case_id is None:
             notify_error("open a case first (Data tab)")
             return None
-        settings = self.settings()
+        preset = self.planned_preset()
 
         @thread_worker
         def work():
-            plan, cascade = self._plan(task, settings)
+            plan, cascade = planning.plan_task(task, preset)
             image, label = task.case(case_id).load()
             return plan, cascade, image, preprocess.apply(plan, image, label)
 
@@ -160,15 +160,13 @@ class PreprocessWidget(QWidget):
             return None
         if self.worker is not None:
             return None
-        settings = self.settings()
+        preset = self.planned_preset()
 
         @thread_worker
         def work():
-            plan, _ = self._plan(task, settings)
-            cache = preprocess.PreparedCache(plan)
-            for case in task.cases:
-                cache.get(case)
-                yield case.id
+            plan, _ = planning.plan_task(task, preset)
+            cache = PreparedCache(plan)
+            yield from cache.fill(task.cases)
             return cache
 
         bar = progress(total=len(task.cases), desc="preprocessing")

@@ -4,7 +4,6 @@ training in a worker with a live chart and time left, Stop that leaves a usable 
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from napari_volseg._napari.notify import notify_error
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import compact
 from napari_volseg._napari.widgets.forms import DataclassForm
+from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg._napari.widgets.plot import TrainingPlot
 from napari_volseg._napari.widgets.run_status import RunStatus
 from napari_volseg.engine import checkpoint as ckpt
@@ -37,6 +37,7 @@ from napari_volseg.engine.infer import available_devices
 from napari_volseg.errors import VolsegError
 from napari_volseg.losses import LOSSES
 from napari_volseg.models import MODEL_PRESETS
+from napari_volseg.outputs import atomic_write, check_writable
 
 BASIC = ("minutes", "epochs", "patch_size", "lr", "loss", "device")
 LABELS = {"alpha": "alpha (Dice weight)", "patch_size": "patch z, y, x", "lr": "learning rate", "minutes": "minutes"}
@@ -81,7 +82,7 @@ class TrainWidget(QWidget):
         self.model.setToolTip("the network: seed-net1 / seed-net2 (the seed report's), cpu-lean (fast on a CPU)")
         top.addWidget(QLabel("preset"))
         top.addWidget(self.preset, 1)
-        top.addWidget(QLabel("model"))
+        top.addWidget(QLabel("network"))
         top.addWidget(self.model, 1)
         self.form = DataclassForm(TrainConfig, BASIC, labels=LABELS, none_text=NONE_TEXT, choices=CHOICES)
         self.plan_label = QLabel()
@@ -98,22 +99,24 @@ class TrainWidget(QWidget):
         self.stop_button.setToolTip("end at the next step; the latest weights become the model")
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
-        self.load_button = QPushButton("Load…")
-        self.load_button.setToolTip("load a checkpoint (.safetensors) as the model; opens in the runs folder")
         self.save_button = QPushButton("Save…")
         self.save_button.setToolTip("save a copy of the current model's checkpoint")
-        buttons.addWidget(self.load_button)
         buttons.addWidget(self.save_button)
+        self.chooser = ModelChooser(self.session)  # the model Stop and Finish leave, or a pretrained / loaded one
         self.status = QLabel("idle")
         self.status.setWordWrap(True)
         self.plot = TrainingPlot()
-        self.plot.apply_theme(getattr(napari_viewer, "theme", "dark"))
+        self.plot.follow_theme(napari_viewer)
         self.run = RunStatus()
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.settings)
         layout.addLayout(buttons)
+        models = QHBoxLayout()
+        models.addWidget(QLabel("model"))
+        models.addWidget(self.chooser, 1)
+        layout.addLayout(models)
         layout.addWidget(self.status)
         layout.addWidget(self.plot, 1)
 
@@ -123,11 +126,8 @@ class TrainWidget(QWidget):
         self._show_preset(self.session.preset)
         self.start_button.clicked.connect(lambda: self.start())
         self.stop_button.clicked.connect(self.stop)
-        self.load_button.clicked.connect(self._load_dialog)
         self.save_button.clicked.connect(self._save_dialog)
         self.session.checkpoint_changed.connect(self._show_checkpoint)
-        if hasattr(napari_viewer, "events"):
-            napari_viewer.events.theme.connect(lambda e: self.plot.apply_theme(e.value))
 
     # -- settings <-> config ----------------------------------------------------------------------
 
@@ -158,15 +158,15 @@ class TrainWidget(QWidget):
             return None
         from napari_volseg.engine.train import Trainer
 
-        preset = self.current_preset()
         out = Path(out) if out else paths.runs_dir() / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
-        try:
-            split = self.session.split or task.split()
-            self.trainer = Trainer(task, preset, out, train_cases=split.train, val_cases=split.val)
+        try:  # settings and the output folder are checked here, before the worker starts
+            preset = self.current_preset()
+            self.trainer = Trainer(task, preset, out)
         except VolsegError as exc:
             notify_error(exc)
             return None
         trainer = self.trainer
+        self.session.set_preset(preset)  # the session's split is now the one the trainer decided
 
         @thread_worker
         def work():
@@ -260,15 +260,6 @@ class TrainWidget(QWidget):
         if path is not None and self.worker is None and not self.run.active:
             self.status.setText(f"model: {Path(path).name} in {Path(path).parent}")
 
-    def _load_dialog(self) -> None:
-        runs = paths.runs_dir()
-        runs.mkdir(parents=True, exist_ok=True)
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Load a napari-volseg checkpoint", str(runs), "Checkpoints (*.safetensors)"
-        )
-        if path:
-            self.load_checkpoint(path)
-
     def _save_dialog(self) -> None:
         if self.session.checkpoint is None:
             notify_error("no model yet: train or load one first")
@@ -277,6 +268,8 @@ class TrainWidget(QWidget):
             self, "Save checkpoint as", str(Path.home() / self.session.checkpoint.name), "Checkpoints (*.safetensors)"
         )
         if path:
-            tmp = Path(f"{path}.part")
-            shutil.copyfile(self.session.checkpoint, tmp)
-            os.replace(tmp, path)
+            source = self.session.checkpoint
+            try:
+                atomic_write(check_writable(path, what="checkpoint"), lambda tmp: shutil.copyfile(source, tmp))
+            except VolsegError as exc:
+                notify_error(exc)
