@@ -11,7 +11,8 @@ pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a d
 @dataclass(frozen=True)
 class Toy:
     steps: int = field(default=10, metadata={"help": "how many steps", "min": 1, "max": 500})
-    rate: float = field(default=0.01, metadata={"min_exclusive": 0.0, "max": 1.0})
+    rate: float = field(default=0.01, metadata={"min": 0.0, "min_exclusive": True, "max": 1.0})
+    count: int = field(default=2, metadata={"min": 0, "min_exclusive": True, "max": 9, "max_exclusive": True})
     mode: str = field(default="b", metadata={"choices": ("a", "b", "c")})
     patch: tuple[int, int, int] = field(default=(32, 64, 64), metadata={"min": (8, 16, 16), "max": 256})
     budget: int | None = None
@@ -24,12 +25,15 @@ class Toy:
 def test_form_widgets_follow_the_field_metadata(qtbot):
     from napari_volseg._napari.widgets.forms import DataclassForm
 
-    form = DataclassForm(Toy, ("steps", "rate", "mode", "patch", "budget", "limit", "axes", "flag"))
+    form = DataclassForm(Toy, ("steps", "rate", "count", "mode", "patch", "budget", "limit", "axes", "flag"))
     qtbot.addWidget(form)
     form.show_values(Toy())
     assert form.apply(Toy()) == Toy()
     steps = form.fields["steps"]
     assert (steps.widget.min, steps.widget.max) == (1, 500) and steps.widget.tooltip == "how many steps"
+    count = form.fields["count"].widget  # open bounds (validation.py's keys): an int box stops one short of them
+    assert (count.min, count.max) == (1, 8)
+    assert (form.fields["rate"].widget.min, form.fields["rate"].widget.max) == (0.0, 1.0)
     assert list(form.fields["mode"].widget.choices) == ["a", "b", "c"]
     patch = form.fields["patch"].parts
     assert [p.min for p in patch] == [8, 16, 16] and [p.max for p in patch] == [256, 256, 256]

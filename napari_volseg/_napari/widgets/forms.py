@@ -1,7 +1,9 @@
 """Settings forms generated from the config dataclasses (``TrainConfig``, ``PlanSettings``) with magicgui.
 
-A field gets its widget from its type, and from its ``metadata`` where present: ``"help"`` (tooltip), ``"min"`` /
-``"max"`` (inclusive, elementwise for tuples), ``"min_exclusive"``, ``"choices"``. A new setting in
+A field gets its widget from its type, and from its ``metadata`` where present, with the keys
+:mod:`napari_volseg.validation` checks: ``"help"`` (tooltip), ``"min"`` / ``"max"`` (elementwise for tuples),
+``"min_exclusive"`` / ``"max_exclusive"`` (``True``: that bound is open; an int box then stops one short of it, a
+float box at it, and the dataclass's own check refuses the bound itself on apply), ``"choices"``. A new setting in
 ``engine/config.py`` therefore appears in the GUI, the CLI and the checkpoint from its one definition. ``X | None``
 fields show their "none" (``auto``, ``no limit``) as the spin box's lowest value. Fields not named ``basic`` sit
 behind an "Advanced" expander, so the dock stays short.
@@ -73,18 +75,17 @@ class FieldWidget:
         if kind is str:
             return mg.ComboBox(choices=list(self.choices)) if self.choices else mg.LineEdit()
         lo = _bound(self.meta, "min", index)
-        lo_open = _bound(self.meta, "min_exclusive", index)
         hi = _bound(self.meta, "max", index)
         if kind is int:
-            lo = int(lo if lo is not None else (lo_open + 1 if lo_open is not None else (1 if self.optional else 0)))
-            hi = int(hi if hi is not None else INT_MAX)
+            lo = int(lo) + bool(self.meta.get("min_exclusive")) if lo is not None else (1 if self.optional else 0)
+            hi = int(hi) - bool(self.meta.get("max_exclusive")) if hi is not None else INT_MAX
             if not self.optional:
                 return mg.SpinBox(min=lo, max=hi)
             # a QDoubleSpinBox with no decimals: unlike magicgui's int box it shows the "none" text
             widget = mg.FloatSpinBox(min=lo - 1, max=hi, step=1)
             widget.native.setDecimals(0)
         else:
-            lo = float(lo if lo is not None else (lo_open if lo_open is not None else 0.0))
+            lo = float(lo if lo is not None else 0.0)
             widget = mg.FloatSpinBox(min=lo, max=float(hi if hi is not None else FLOAT_MAX))
         if self.optional:  # the lowest value stands for None
             widget.native.setSpecialValueText(self.none_text)
