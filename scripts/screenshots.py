@@ -99,6 +99,7 @@ def main() -> int:
     viewer.reset_view()
     shot(viewer, f"predict-{args.size}")
 
+    viewer.layers.clear()  # the classifier's 16^3 digits on a clean canvas, as a user would start it
     dock.show_tab("Classify")
     classify.start()
     start = time.perf_counter()
@@ -108,6 +109,8 @@ def main() -> int:
     classify.sample.setValue(7)
     classify.show_sample()
     wait_for(lambda: classify.result.text() != "", 120)
+    viewer.reset_view()
+    dock.tabs.currentWidget().ensureWidgetVisible(classify.table)  # the probability bars, scrolled to if need be
     shot(viewer, f"classify-{args.size}")
     if args.heart_checkpoint and (HEART / "dataset.json").is_file():
         data.open_task(HEART)

@@ -8,6 +8,7 @@ millisecond, so a run's 1,000 points never stall napari's event loop); colours f
 from __future__ import annotations
 
 import pyqtgraph as pg
+from qtpy.QtCore import QSize
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 LOSS_COLOR = "#ff9f0a"
@@ -54,6 +55,11 @@ class TrainingPlot(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
         self.set_title("")
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        """Small: the chart takes the height a tab has left (stretch), and never asks a scroll area for more (a
+        word-wrapped status above it makes the tab's height follow the hints of its rows)."""
+        return QSize(300, 200)
 
     def _align_boxes(self) -> None:
         plot = self.plot
