@@ -33,6 +33,10 @@ class DownloadError(VolsegError):
     """A download failed: unreachable host, bad checksum, or an unsafe archive."""
 
 
+class DisplayError(VolsegError):
+    """Qt cannot start a window: no display, or a system library its platform plugin needs is missing."""
+
+
 class SettingsError(VolsegError):
     """A plan, training or inference setting has the wrong type or lies outside its allowed range."""
 

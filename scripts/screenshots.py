@@ -1,32 +1,38 @@
-"""Regenerate the README's screenshots under Xvfb: `xvfb-run -a .venv/bin/python scripts/screenshots.py`.
+"""Regenerate the README's screenshots: the whole napari window at a laptop's 1366 x 768 and at 1920 x 1080, each tab
+of the plugin's dock in use. Run under Xvfb with a screen of the size shot, e.g.
 
-Each shot is a full napari window (show=True) after the plugin opened a case; nothing is staged by hand.
+    xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python scripts/screenshots.py --size 1366x768
+    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/screenshots.py --size 1920x1080
+
+Data and Preprocess show the real MSD heart task when it is beside the checkout (else the synthetic CT task);
+Train and Predict train on the synthetic CT task for a minute from the Train tab, Stop, and predict with the
+stopped model; Classify trains the fast 3D digit classifier as long, Stops, and classifies a test digit. Nothing is
+staged by hand: every state is reached through the widgets.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import time
 from pathlib import Path
 
 import napari
 from qtpy.QtWidgets import QApplication
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "screenshots"
+HEART = ROOT.parent / "shared" / "data" / "Task02_Heart"
 
 
-def settle(viewer, rounds: int = 30) -> None:
-    viewer.window._qt_viewer.canvas  # noqa: B018 - make sure the canvas exists
-    for _ in range(rounds):
+def wait_for(predicate, seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while not predicate() and time.perf_counter() < end:
         QApplication.processEvents()
-    for notification in list(viewer.window._qt_window.findChildren(object)):
-        if notification.__class__.__name__ == "NapariQtNotification":
-            notification.close()
-    for _ in range(5):
-        QApplication.processEvents()
+        time.sleep(0.02)
 
 
 def shot(viewer, name: str) -> Path:
-    settle(viewer)
+    wait_for(lambda: False, 1.0)  # let the canvas and the docks settle
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.png"
     viewer.screenshot(str(path), canvas_only=False)
@@ -34,73 +40,91 @@ def shot(viewer, name: str) -> Path:
     return path
 
 
-def synthetic_ct() -> None:
-    from napari_volseg._napari.demo import open_demo
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="1366x768", help="window size WIDTHxHEIGHT (the Xvfb screen's)")
+    parser.add_argument("--train-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--heart-checkpoint",
+        type=Path,
+        help="also shoot predict-heart.png: the heart's validation cases with this model",
+    )
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+
+    from napari_volseg._napari.sample_data import synthetic_task_dir
+    from napari_volseg._napari.widgets import VolsegDock
 
     viewer = napari.Viewer(show=True, title="napari-volseg")
-    viewer.window._qt_window.resize(1400, 900)
-    open_demo(viewer, kind="ct")
-    shot(viewer, "synthetic-ct")
-    viewer.dims.ndisplay = 2
-    viewer.dims.order = (1, 0, 2)  # coronal: the 5 mm slices show at their true aspect
-    viewer.dims.set_point(1, viewer.layers[1].data_to_world([0, 70, 0])[1])
-    shot(viewer, "synthetic-ct-coronal")
-    viewer.close()
+    viewer.window.set_geometry(0, 0, width, height)
+    dock = VolsegDock(viewer)
+    viewer.window.add_dock_widget(dock, name="napari-volseg", area="right")
+    data, pre, train, predict, classify = (
+        dock.widgets[t] for t in ("Data", "Preprocess", "Train", "Predict & evaluate", "Classify")
+    )
+    session = data.session
 
+    data.open_task(HEART if (HEART / "dataset.json").is_file() else synthetic_task_dir("ct"))
+    wait_for(lambda: session.task is not None and len(viewer.layers) >= 2, 120)
+    shot(viewer, f"data-{args.size}")
 
-def wait_for(predicate, seconds: float) -> None:
-    import time
+    dock.show_tab("Preprocess")
+    pre.preview()
+    wait_for(lambda: any(layer.name.endswith("preprocessed") for layer in viewer.layers), 300)
+    shot(viewer, f"preprocess-{args.size}")
 
-    end = time.perf_counter() + seconds
-    while not predicate() and time.perf_counter() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
-
-
-def workflow() -> None:
-    """Train from the Train widget on the synthetic task, then predict the validation cases."""
-    from napari_volseg._napari.demo import open_demo
-
-    viewer = napari.Viewer(show=True, title="napari-volseg")
-    viewer.window._qt_window.resize(1500, 1000)
-    widgets = open_demo(viewer, kind="ct")
-    train, predict = widgets["Train"], widgets["Predict & evaluate"]
-    train.minutes.setValue(2.0)
+    data.open_task(synthetic_task_dir("ct"))
+    wait_for(lambda: session.task is not None and session.task.name.lower().startswith("synth"), 60)
+    wait_for(lambda: len(viewer.layers) >= 2, 60)
+    dock.show_tab("Train")
+    train.form.fields["val_every"].set(1)  # a validation every 25 steps: Dice points on the chart within a minute
     train.start()
-    wait_for(lambda: len(train.plot.loss) > 20, 300)
-    shot(viewer, "train-widget")
-    wait_for(lambda: train.worker is None, 600)
+    start = time.perf_counter()
+    wait_for(  # a Dice point on the chart if it comes in time
+        lambda: (
+            time.perf_counter() - start > args.train_seconds
+            and (len(train.plot.dice) >= 1 or time.perf_counter() - start > 4 * args.train_seconds)
+        ),
+        600,
+    )
+    shot(viewer, f"train-{args.size}")
+    train.stop()
+    wait_for(lambda: train.worker is None, 300)
+
+    dock.show_tab("Predict & evaluate")
     predict.predict("validation cases")
     wait_for(lambda: predict.worker is None, 600)
+    predict.show_result(predict.table.item(predict.table.rowCount() - 1, 0).text())
+    wait_for(lambda: any(layer.name.endswith("errors") for layer in viewer.layers), 60)
     viewer.reset_view()
-    shot(viewer, "predict-synthetic")
-    viewer.close()
+    shot(viewer, f"predict-{args.size}")
 
-
-def heart(checkpoint: str = "") -> None:
-    """A real MSD heart case with a prediction from a checkpoint trained by bench/accuracy.py."""
-    import os
-
-    from napari_volseg._napari.demo import open_demo
-
-    checkpoint = checkpoint or os.environ.get("VOLSEG_HEART_CKPT", "")
-    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "Task02_Heart"
-    viewer = napari.Viewer(show=True, title="napari-volseg")
-    viewer.window._qt_window.resize(1500, 1000)
-    widgets = open_demo(viewer, data=data)
-    widgets["Data"].open_case("la_007")
-    widgets["Train"].load_checkpoint(checkpoint)
-    predict = widgets["Predict & evaluate"]
-    predict.predict("validation cases")
-    wait_for(lambda: predict.worker is None, 600)
-    predict.show_result(predict.table.item(0, 0).text())
+    viewer.layers.clear()  # the classifier's 16^3 digits on a clean canvas, as a user would start it
+    dock.show_tab("Classify")
+    classify.start()
+    start = time.perf_counter()
+    wait_for(lambda: time.perf_counter() - start > args.train_seconds, 600)
+    classify.stop()  # the epoch under way is scored and saved, and becomes the classifier
+    wait_for(lambda: classify.worker is None and classify.classifier is not None, 600)
+    classify.sample.setValue(7)
+    classify.show_sample()
+    wait_for(lambda: classify.result.text() != "", 120)
     viewer.reset_view()
-    shot(viewer, "predict-heart")
+    dock.tabs.currentWidget().ensureWidgetVisible(classify.table)  # the probability bars, scrolled to if need be
+    shot(viewer, f"classify-{args.size}")
+    if args.heart_checkpoint and (HEART / "dataset.json").is_file():
+        data.open_task(HEART)
+        wait_for(lambda: session.task is not None and session.task.root == HEART and len(viewer.layers) >= 2, 120)
+        train.load_checkpoint(args.heart_checkpoint)
+        predict.predict("validation cases")
+        wait_for(lambda: predict.worker is None, 900)
+        predict.show_result(predict.table.item(0, 0).text())
+        wait_for(lambda: any(layer.name.endswith("errors") for layer in viewer.layers), 60)
+        viewer.reset_view()
+        shot(viewer, "predict-heart")
     viewer.close()
+    return 0
 
-
-SHOTS = {"synthetic-ct": synthetic_ct, "workflow": workflow, "heart": heart}
 
 if __name__ == "__main__":
-    for name in sys.argv[1:] or SHOTS:
-        SHOTS[name]()
+    raise SystemExit(main())

@@ -8,19 +8,7 @@ PY=${PYTHON:-python3}
 VENV=${VOLSEG_VENV:-.venv}
 TORCH_VERSION=${VOLSEG_TORCH_VERSION:-2.13.0}
 
-# Xvfb + Mesa (OpenGL for napari's canvas without a display) and the xcb libraries Qt needs.
-SYS_PKGS="xvfb xauth libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
-libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libfontconfig1 libdbus-1-3"
-if command -v apt-get >/dev/null 2>&1 && ! command -v xvfb-run >/dev/null 2>&1; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
-  if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
-    echo "setup: installing Xvfb, Mesa and Qt's xcb libraries (apt-get)"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $SYS_PKGS >/dev/null
-  else
-    echo "setup: warning: cannot install Xvfb/Mesa without root; GUI tests will be skipped" >&2
-  fi
-fi
+bash scripts/system-packages.sh
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"

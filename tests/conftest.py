@@ -8,6 +8,7 @@ import ctypes.util
 import dataclasses
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,34 @@ import pytest
 from napari_volseg.io import synthetic
 
 os.environ.setdefault("QT_API", "pyqt5")
+# napari's settings (the reader preference the plugin claims among them) go to a scratch file, never the user's
+os.environ.setdefault("NAPARI_CONFIG", os.path.join(tempfile.mkdtemp(prefix="volseg-napari-"), "settings.yaml"))
 # pytest-qt must load the binding qtpy and napari use: left to guess, it imports PyQt6 first, and qtpy
 # then falls back to it ("Selected binding 'pyqt5' could not be found; falling back to 'pyqt6'")
 os.environ.setdefault("PYTEST_QT_API", os.environ["QT_API"])
 SHARED = Path(os.environ.get("VOLSEG_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 TINY_CT = synthetic.PhantomSpec(shape=(16, 48, 48), spacing=(5.0, 2.0, 2.0))
 TRAIN_CT = synthetic.PhantomSpec(shape=(24, 64, 64), spacing=(5.0, 1.6, 1.6))
+
+
+QT_FIXTURES = {"qtbot", "make_napari_viewer"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Pre-flight: when Qt cannot start (no display, or a missing xcb library), the Qt tests are skipped with one
+    line naming the cause, instead of the first of them aborting the whole run."""
+    needs_qt = [item for item in items if QT_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    if not needs_qt or not os.environ.get("DISPLAY"):
+        return
+    from napari_volseg._napari.qt_check import probe_qt
+
+    problem = probe_qt()
+    if problem:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"volseg: {problem}; skipping the Qt tests")
+        for item in needs_qt:
+            item.add_marker(pytest.mark.skip(reason=problem))
 
 
 def shared_task(name: str) -> Path:

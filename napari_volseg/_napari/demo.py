@@ -1,4 +1,4 @@
-"""``volseg demo`` with a window: napari with the plugin's widgets docked and the demo task open."""
+"""``volseg demo`` with a window: napari with the plugin's dock and the demo task open."""
 
 from __future__ import annotations
 
@@ -6,27 +6,23 @@ from pathlib import Path
 
 
 def open_demo(viewer, data: Path | None = None, kind: str = "ct") -> dict:
-    """Dock the plugin's widgets in ``viewer`` and open the demo task's first case; returns the widgets."""
-    from napari_volseg._napari.widgets import DataWidget, PredictWidget, PreprocessWidget, TrainWidget
+    """Dock the plugin (one tabbed dock) in ``viewer`` and open the demo task; returns the tabs' widgets by title."""
+    from napari_volseg._napari.widgets import VolsegDock
     from napari_volseg.demo import demo_task
 
-    widgets = {
-        "Data": DataWidget(viewer),
-        "Preprocess": PreprocessWidget(viewer),
-        "Train": TrainWidget(viewer),
-        "Predict & evaluate": PredictWidget(viewer),
-    }
-    # Data and Preprocess share one place as tabs; the dock added last is the tab in front
-    for name in ("Preprocess", "Data", "Train", "Predict & evaluate"):
-        viewer.window.add_dock_widget(widgets[name], name=name, area="right", tabify=name == "Data")
+    dock = VolsegDock(viewer)
+    viewer.window.add_dock_widget(dock, name="napari-volseg", area="right")
     task = demo_task(data, kind)
-    widgets["Data"].open_task(task.root)
-    return widgets
+    dock.widgets["Data"].open_task(task.root)
+    return dock.widgets
 
 
 def run_viewer(data: Path | None = None, kind: str = "ct") -> int:
     import napari
 
+    from napari_volseg._napari.qt_check import require_qt
+
+    require_qt()
     viewer = napari.Viewer(title="napari-volseg demo")
     open_demo(viewer, data, kind)
     napari.run()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_volseg.io import nifti
+from napari_volseg.io import decathlon, nifti
 
 META_KEY = "volseg"
+LABEL_FOLDERS = {"labelstr", "labelsts", "labels", "segmentations"}
+GROUND_TRUTH = "ground truth"
 
 
 def display_range(data: np.ndarray, modality: str | None = None) -> tuple[float, float]:
@@ -23,25 +26,28 @@ def display_range(data: np.ndarray, modality: str | None = None) -> tuple[float,
     return (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
 
 
-def _meta(volume: nifti.Volume, role: str, case: str | None) -> dict[str, Any]:
+def _meta(volume: nifti.Volume, role: str, case: str | None, task: Path | None = None) -> dict[str, Any]:
     return {
         META_KEY: {
             "geometry": volume.geometry,
             "source": str(volume.source) if volume.source else None,
             "role": role,
             "case": case,
+            "task": str(task) if task else None,
             "issues": list(volume.issues),
         }
     }
 
 
-def image_layer(volume: nifti.Volume, name: str, case: str | None = None, modality: str | None = None) -> tuple:
+def image_layer(
+    volume: nifti.Volume, name: str, case: str | None = None, modality: str | None = None, task: Path | None = None
+) -> tuple:
     """LayerData for an image; multi-channel volumes become one layer per channel."""
     kwargs: dict[str, Any] = {
         "name": name,
         "scale": volume.spacing,
         "translate": volume.geometry.origin_zyx,
-        "metadata": _meta(volume, "image", case),
+        "metadata": _meta(volume, "image", case, task),
         "colormap": "gray",
     }
     if volume.channels > 1:
@@ -53,24 +59,68 @@ def image_layer(volume: nifti.Volume, name: str, case: str | None = None, modali
     return (volume.data, kwargs, "image")
 
 
-def labels_layer(volume: nifti.Volume, name: str, case: str | None = None, role: str = "ground truth") -> tuple:
+def labels_layer(
+    volume: nifti.Volume, name: str, case: str | None = None, role: str = GROUND_TRUTH, task: Path | None = None
+) -> tuple:
+    """LayerData for labels; the ground truth is drawn in one colour (green), so a prediction (magenta) differs."""
     kwargs = {
         "name": name,
         "scale": volume.spacing,
         "translate": volume.geometry.origin_zyx,
-        "metadata": _meta(volume, role, case),
+        "metadata": _meta(volume, role, case, task),
         "opacity": 0.5,
+        "colormap": label_colors(role),
     }
     return (volume.data, kwargs, "labels")
+
+
+ROLE_COLORS = {GROUND_TRUTH: "#30d158", "prediction": "#ff2dd1"}
+"""Foreground colour per role: ground truth green, prediction magenta (every label value of a role in one hue,
+brighter for higher values), so the two read apart wherever they overlap."""
+ERROR_COLORS = {0: "transparent", 1: "#ff3b30", 2: "#0a84ff", None: "transparent"}
+"""Error layer: 1 = false positive (red), 2 = false negative (blue)."""
+ERROR_NAMES = {1: "false positive", 2: "false negative"}
+
+
+def label_colors(role: str, values: int = 16):
+    """A napari ``DirectLabelColormap`` for ``role``: background transparent, labels 1.. in the role's hue."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    if role == "errors":
+        return DirectLabelColormap(color_dict=ERROR_COLORS)
+    base = np.array([int(ROLE_COLORS.get(role, "#ffd60a")[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    colors: dict[int | None, Any] = {0: "transparent", None: tuple(base) + (1.0,)}
+    for value in range(1, values):
+        shade = base * (1.0 - 0.35 * ((value - 1) % 3) / 2)
+        colors[value] = tuple(shade) + (1.0,)
+    return DirectLabelColormap(color_dict=colors)
 
 
 def case_layer_data(task, case) -> list[tuple]:
     """LayerData of one task case: its image and, for a labelled case, the ground truth."""
     image, label = case.load()
-    layers = [image_layer(image, case.id, case=case.id, modality=task.modalities.get(0))]
+    layers = [image_layer(image, case.id, case=case.id, modality=task.modalities.get(0), task=task.root)]
     if label is not None:
-        layers.append(labels_layer(label, f"{case.id} ground truth", case=case.id))
+        layers.append(labels_layer(label, f"{case.id} {GROUND_TRUTH}", case=case.id, task=task.root))
     return layers
+
+
+def _looks_like_labels(path: Path, volume: nifti.Volume) -> bool:
+    if path.parent.name.lower() in LABEL_FOLDERS:
+        return True
+    data = volume.data
+    if volume.channels > 1 or not np.issubdtype(data.dtype, np.integer) or data.min() < 0 or data.max() > 255:
+        return False
+    return len(np.unique(data[::2, ::2, ::2])) <= 16
+
+
+def file_layer_data(path: Path) -> tuple:
+    """LayerData of one NIfTI file: ``<case>`` for an image, ``<case> ground truth`` for a label file."""
+    volume = nifti.load(path)
+    case = decathlon.case_id_of(path)
+    if _looks_like_labels(path, volume):
+        return labels_layer(nifti.load(path, label=True), f"{case} {GROUND_TRUTH}", case=case)
+    return image_layer(volume, case, case=case)
 
 
 def geometry_of(meta: dict[str, Any], shape_zyx: tuple[int, ...]) -> nifti.Geometry:

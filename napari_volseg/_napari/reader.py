@@ -1,17 +1,29 @@
-"""npe2 reader: ``.nii`` / ``.nii.gz`` files and MSD task folders."""
+"""npe2 reader: ``.nii`` / ``.nii.gz`` files and MSD task folders, nothing else.
+
+Read from a drop or File > Open (napari's event loop is running), the files load in a worker of the viewer's
+session and the reader returns napari's "handled, no layers" sentinel ``[(None,)]``: the layers appear when the
+arrays are ready and the viewer never freezes. A dropped task folder opens as the session's task (Data table
+filled, Train ready). Called from a script or a test (no event loop running) it reads at once and returns the
+layers, as any reader does.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-from napari_volseg._napari.layers import case_layer_data, image_layer, labels_layer
+from napari_volseg._napari.layers import case_layer_data, file_layer_data
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon, nifti
 
-LABEL_FOLDERS = {"labelstr", "labelsts", "labels", "segmentations"}
+
+def task_folder_of(path: str | Path) -> Path | None:
+    """The MSD task folder ``path`` is, or that holds it (``Task02_Heart/imagesTr`` -> ``Task02_Heart``)."""
+    p = Path(path)
+    for folder in (p, p.parent):
+        if decathlon.is_task_folder(folder):
+            return folder
+    return None
 
 
 def napari_get_reader(path: str | list[str]) -> Callable | None:
@@ -19,52 +31,64 @@ def napari_get_reader(path: str | list[str]) -> Callable | None:
     paths = [path] if isinstance(path, str) else list(path)
     if not paths:
         return None
-    if all(nifti.is_nifti_path(p) for p in paths):
+    if all(nifti.is_nifti_path(p) and Path(p).is_file() for p in paths):
         return read_nifti
-    if len(paths) == 1 and decathlon.is_task_folder(paths[0]):
+    if len(paths) == 1 and Path(paths[0]).is_dir() and task_folder_of(paths[0]) is not None:
         return read_task
     return None
 
 
-def _looks_like_labels(path: Path, volume: nifti.Volume) -> bool:
-    if path.parent.name.lower() in LABEL_FOLDERS:
-        return True
-    data = volume.data
-    if volume.channels > 1 or not np.issubdtype(data.dtype, np.integer) or data.min() < 0 or data.max() > 255:
-        return False
-    return len(np.unique(data[::2, ::2, ::2])) <= 16
+def _from_event_loop() -> bool:
+    """True when napari's event loop is running this call (a drop, File > Open), not a script or a test body."""
+    from qtpy.QtCore import QThread
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    return app is not None and QThread.currentThread() is app.thread() and QThread.currentThread().loopLevel() > 0
+
+
+def _session():
+    """The current viewer's session when this call comes from its running event loop, else None."""
+    if not _from_event_loop():
+        return None
+    import napari
+
+    from napari_volseg._napari.state import session_for
+
+    viewer = napari.current_viewer()
+    return session_for(viewer) if viewer is not None else None
 
 
 def read_nifti(path: str | list[str]) -> list[tuple]:
-    """One layer per file: a Labels layer for label files, else an Image layer."""
+    """One layer per file: ``<case>`` for an image, ``<case> ground truth`` for a label file."""
+    files = [Path(p) for p in ([path] if isinstance(path, str) else path)]
+    session = _session()
+    if session is not None:
+        session.open_files(files)
+        return [(None,)]
     layers = []
-    for p in [path] if isinstance(path, str) else path:
-        p = Path(p)
-        volume = nifti.load(p)
-        name = decathlon.case_id_of(p)
-        if _looks_like_labels(p, volume):
-            volume = nifti.load(p, label=True)
-            layers.append(labels_layer(volume, name, case=name))
-        else:
-            layers.append(image_layer(volume, name, case=name))
-        for issue in volume.issues:
+    for file in files:
+        layers.append(file_layer_data(file))
+        for issue in layers[-1][1]["metadata"]["volseg"]["issues"]:
             _notify(issue)
     return layers
 
 
 def read_task(path: str | list[str]) -> list[tuple]:
-    """An MSD task folder opens its first labelled case: image plus ground truth."""
-    folder = Path(path if isinstance(path, str) else path[0])
+    """An MSD task folder: it becomes the session's task, and its first case opens (image plus ground truth)."""
+    folder = task_folder_of(path if isinstance(path, str) else path[0])
+    session = _session()
+    if session is not None:
+        session.open_task(folder)
+        return [(None,)]
     task = decathlon.load_task(folder)
     return case_layer_data(task, (task.cases or task.test_cases)[0])
 
 
 def _notify(message: str) -> None:
-    try:
-        from napari.utils.notifications import show_warning
-    except ImportError:  # pragma: no cover - napari is a dependency
-        return
+    from napari.utils.notifications import show_warning
+
     show_warning(message)
 
 
-__all__ = ["VolsegError", "napari_get_reader", "read_nifti", "read_task"]
+__all__ = ["VolsegError", "napari_get_reader", "read_nifti", "read_task", "task_folder_of"]

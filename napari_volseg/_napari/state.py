@@ -1,21 +1,34 @@
-"""The per-viewer session shared by the dock widgets: task, open case, model, predictions, scores.
+"""The per-viewer session shared by the dock widgets: task, open case, preset and plan, model, predictions, scores.
 
-Plain Python with psygnal signals (napari's own event library), so widgets stay in sync without
-knowing each other.
+Plain Python with psygnal signals (napari's own event library), so widgets stay in sync without knowing each
+other. Opening tasks, cases and dropped files runs in workers (:mod:`~napari_volseg._napari.loading`); the session
+holds what they found.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 from psygnal import Signal
 
 from napari_volseg import paths
-from napari_volseg.engine.config import Preset, load_preset
+from napari_volseg.engine.config import PlanSettings, Preset, list_presets
 from napari_volseg.errors import VolsegError
 from napari_volseg.evaluate import CaseResult
 from napari_volseg.io import decathlon
+
+
+@dataclass(frozen=True)
+class CaseInfo:
+    """A case's row in the Data table, from its NIfTI header alone."""
+
+    id: str
+    shape: tuple[int, ...] | None
+    spacing: tuple[float, ...] | None
+    labelled: bool
 
 
 class Session:
@@ -23,31 +36,53 @@ class Session:
     case_opened = Signal(str)
     checkpoint_changed = Signal(object)
     results_changed = Signal()
+    preset_changed = Signal(object)
+    """Another preset was chosen: the widgets show its plan and training settings."""
+    plan_changed = Signal(object)
+    """The plan settings were edited (Preprocess); Train trains with them."""
+    status = Signal(str)
+    """What the session's loaders are doing ("opening Task02_Heart…"), or "" when idle."""
 
-    def __init__(self):
+    def __init__(self, viewer=None):
+        self._viewer = weakref.ref(viewer) if viewer is not None else lambda: None
         self.task: decathlon.Task | None = None
+        self.cases: list[CaseInfo] = []
         self.case_id: str | None = None
         self.checkpoint: Path | None = None
-        self.results: dict[str, CaseResult] = {}
-        self.preset: Preset = load_preset(paths.DEFAULT_PRESET)
         self.split: decathlon.Split | None = None
+        self.presets = list_presets()
+        self.preset: Preset = self.presets[paths.DEFAULT_PRESET]
+        self.plan_edited = False
+        """True once the Preprocess widget changed the chosen preset's plan settings."""
+        self._results: dict[Path, dict[str, CaseResult]] = {}
         self._workers: list = []
+        self._loaders: list = []
+        self.requests: dict[str, int] = {}
+        """The latest open request of each kind (task, case): a loader whose request is stale drops its result."""
 
-    def set_task(self, task: decathlon.Task) -> None:
+    @property
+    def viewer(self):
+        return self._viewer()
+
+    # -- task, cases, results ------------------------------------------------------------------
+
+    @property
+    def results(self) -> dict[str, CaseResult]:
+        """Predictions of the open task's cases (each task keeps its own: re-opening a task shows them again)."""
+        if self.task is None:
+            return {}
+        return self._results.setdefault(Path(self.task.root).resolve(), {})
+
+    def set_task(self, task: decathlon.Task, cases: list[CaseInfo] | None = None) -> None:
         self.task = task
-        self.results.clear()
+        self.cases = cases or [CaseInfo(c.id, None, None, c.label_path is not None) for c in task.cases]
+        self.cases += [CaseInfo(c.id, None, None, False) for c in task.test_cases if c.id not in self.case_ids()]
         self.split = self._split()
         self.task_changed.emit(task)
         self.results_changed.emit()
 
-    def set_preset(self, preset: Preset) -> None:
-        """The preset the session trains with; its training settings decide the split."""
-        self.preset = preset
-        split = self._split()
-        if split != self.split:
-            self.split = split
-            if self.task is not None:
-                self.task_changed.emit(self.task)
+    def case_ids(self) -> list[str]:
+        return [c.id for c in self.cases]
 
     def _split(self) -> decathlon.Split | None:
         """The split :func:`~napari_volseg.io.decathlon.training_split` decides (None: the task cannot be split)."""
@@ -58,46 +93,122 @@ class Session:
         except VolsegError:
             return None
 
+    def _update_split(self) -> None:
+        split = self._split()
+        if split != self.split:
+            self.split = split
+            if self.task is not None:
+                self.task_changed.emit(self.task)
+
     def split_of(self, case_id: str) -> str:
         if self.split is None:
             return "test" if self.task and any(c.id == case_id for c in self.task.test_cases) else "train"
         if any(c.id == case_id for c in self.split.test):
             return "held out"
-        return "validation" if any(c.id == case_id for c in self.split.val) else "train"
-
-    def set_checkpoint(self, path: Path | None) -> None:
-        self.checkpoint = path
-        self.checkpoint_changed.emit(path)
+        if any(c.id == case_id for c in self.split.val):
+            return "validation"
+        return "train" if any(c.id == case_id for c in self.split.train) else "test"
 
     def add_result(self, result: CaseResult) -> None:
         self.results[result.case] = result
         self.results_changed.emit()
 
-    def track(self, worker) -> None:
-        """Keep a running worker so that closing the viewer can stop it."""
-        self._workers.append(worker)
-        worker.finished.connect(lambda w=worker: self._workers.remove(w) if w in self._workers else None)
+    def set_checkpoint(self, path: Path | None) -> None:
+        self.checkpoint = path
+        self.checkpoint_changed.emit(path)
+
+    # -- the chosen preset (issue 10: what Preprocess sets is what Train trains) ------------------
+
+    def choose_preset(self, name: str) -> None:
+        """Start again from preset ``name`` (its plan and training settings)."""
+        if name == self.preset.name and not self.plan_edited:
+            return
+        self.preset = self.presets[name]
+        self.plan_edited = False
+        self._update_split()
+        self.preset_changed.emit(self.preset)
+
+    def set_preset(self, preset: Preset) -> None:
+        """The preset the session trains with (Train's settings on Start); its training settings decide the split."""
+        self.preset = preset
+        self._update_split()
+
+    def set_plan(self, settings: PlanSettings) -> None:
+        """The plan settings the Preprocess widget shows; Train trains with them."""
+        if settings == self.preset.plan:
+            return
+        self.preset = dataclasses.replace(self.preset, plan=settings)
+        self.plan_edited = settings != self.presets[self.preset.name].plan
+        self.plan_changed.emit(settings)
+
+    # -- opening (workers) ---------------------------------------------------------------------
+
+    def open_task(self, folder: str | Path, open_first_case: bool = True):
+        from napari_volseg._napari import loading
+
+        return loading.open_task(self, Path(folder), open_first_case)
+
+    def open_case(self, case_id: str, then=None, keep: tuple[str, ...] = ()):
+        from napari_volseg._napari import loading
+
+        return loading.open_case(self, case_id, then, keep)
+
+    def open_files(self, files: list[Path]):
+        from napari_volseg._napari import loading
+
+        return loading.open_files(self, files)
+
+    def adopt_layer_task(self, layer) -> None:
+        """A layer read from a task folder outside the widgets (a script's ``viewer.open``) opens that task."""
+        meta = getattr(layer, "metadata", {}).get("volseg", {})
+        folder = meta.get("task")
+        if folder and (self.task is None or Path(self.task.root).resolve() != Path(folder).resolve()):
+            self.case_id = meta.get("case")
+            self.open_task(folder, open_first_case=False)
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def track(self, worker, owner=None, loader: bool = False) -> None:
+        """Keep a running worker so that closing the viewer (or the widget ``owner``) stops it; ``loader``: one of
+        the session's own readers (tasks, cases, dropped files)."""
+        for running in (self._workers, self._loaders) if loader else (self._workers,):
+            running.append(worker)
+            worker.finished.connect(lambda w=worker, r=running: r.remove(w) if w in r else None)
+        if owner is not None:
+            owner.destroyed.connect(lambda *_, w=worker: _stop(w))
+
+    def busy_loading(self) -> bool:
+        """True while a task, a case or dropped files are being read."""
+        return bool(self._loaders)
 
     def shutdown(self, *args) -> None:
         """Stop every running worker (the viewer is closing)."""
         for worker in list(self._workers):
-            stop = getattr(worker, "volseg_stop", None)
-            if stop:
-                stop()
-            worker.quit()
+            _stop(worker)
+
+
+def _stop(worker) -> None:
+    stop = getattr(worker, "volseg_stop", None)
+    if stop:
+        stop()
+    try:
+        worker.quit()
+    except RuntimeError:  # its Qt side is already gone
+        pass
 
 
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def session_for(viewer) -> Session:
-    """The one session of a viewer, created on first use; closing the viewer stops its workers."""
+    """The one session of a viewer, created on first use; it adopts a task opened from a folder beforehand."""
     session = _SESSIONS.get(viewer)
     if session is None:
-        session = Session()
+        session = Session(viewer)
         _SESSIONS[viewer] = session
-        try:
-            viewer.window._qt_window.destroyed.connect(session.shutdown)
-        except (AttributeError, RuntimeError):
-            pass
+        layers = getattr(viewer, "layers", None)
+        if layers is not None:
+            layers.events.inserted.connect(lambda event: session.adopt_layer_task(event.value))
+            for layer in list(layers):
+                session.adopt_layer_task(layer)
     return session

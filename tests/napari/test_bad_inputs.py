@@ -44,11 +44,17 @@ def widgets(make_napari_viewer, tmp_path, monkeypatch):
     return viewer, DataWidget(viewer), TrainWidget(viewer), PredictWidget(viewer)
 
 
+def open_task(qtbot, data, folder) -> None:
+    """Open a task and wait for its worker (tasks are read in workers)."""
+    data.open_task(folder)
+    qtbot.waitUntil(lambda: data.session.task is not None and not data.session.busy_loading(), timeout=60_000)
+
+
 def test_train_refuses_an_unwritable_runs_folder_before_training(
-    widgets, tiny_ct_task, unwritable_dir, monkeypatch, notifications
+    widgets, qtbot, tiny_ct_task, unwritable_dir, monkeypatch, notifications
 ):
     _, data, train, _ = widgets
-    data.open_task(tiny_ct_task)
+    open_task(qtbot, data, tiny_ct_task)
     monkeypatch.setenv("VOLSEG_CACHE", str(unwritable_dir / "cache"))  # runs go to VOLSEG_CACHE/runs
     notifications.clear()
     assert train.start() is None
@@ -59,22 +65,22 @@ def test_train_refuses_an_unwritable_runs_folder_before_training(
     assert list(unwritable_dir.iterdir()) == []
 
 
-def test_train_refuses_bad_settings_from_the_form_before_training(widgets, tiny_ct_task, notifications):
+def test_train_refuses_bad_settings_from_the_form_before_training(widgets, qtbot, tiny_ct_task, notifications):
     _, data, train, _ = widgets
-    data.open_task(tiny_ct_task)
-    train.current_preset = lambda: train.presets["fast-cpu"].with_overrides(lr=-1.0)  # a form field out of range
+    open_task(qtbot, data, tiny_ct_task)
+    train.current_preset = lambda: train.session.presets["fast-cpu"].with_overrides(lr=-1.0)  # out of range
     notifications.clear()
     assert train.start() is None
     assert _messages(notifications) == [("error", "train.lr must be > 0 (got -1.0)")]
     assert train.worker is None and train.start_button.isEnabled()
 
 
-def test_predict_refuses_to_save_into_an_unwritable_folder(widgets, tiny_ct_task, unwritable_dir, notifications):
-    from napari_volseg._napari.state import CaseResult
+def test_predict_refuses_to_save_into_an_unwritable_folder(widgets, qtbot, tiny_ct_task, unwritable_dir, notifications):
+    from napari_volseg.evaluate import CaseResult
     from napari_volseg.io import decathlon
 
     _, data, _, predict = widgets
-    data.open_task(tiny_ct_task)
+    open_task(qtbot, data, tiny_ct_task)
     case = decathlon.load_task(tiny_ct_task).cases[0]
     image = case.load_image()
     predict.session.add_result(CaseResult(case.id, np.zeros(image.data.shape, np.uint8), image.geometry))

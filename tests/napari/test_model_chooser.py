@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a d
 
 
 @pytest.fixture
-def viewer_widgets(make_napari_viewer, tmp_path, monkeypatch, tiny_ct_task):
+def viewer_widgets(make_napari_viewer, qtbot, tmp_path, monkeypatch, tiny_ct_task):
     """A viewer with the tiny CT task open, a shipped model 'organ-pretrained', an empty user cache."""
     from napari_volseg.zoo import registry
 
@@ -30,7 +30,8 @@ def viewer_widgets(make_napari_viewer, tmp_path, monkeypatch, tiny_ct_task):
 
     viewer = make_napari_viewer()
     data, predict, train = DataWidget(viewer), PredictWidget(viewer), TrainWidget(viewer)
-    data.open_task(tiny_ct_task)
+    data.open_task(tiny_ct_task)  # read in a worker
+    qtbot.waitUntil(lambda: data.session.task is not None and not data.session.busy_loading(), timeout=60_000)
     return viewer, predict, train
 
 

@@ -13,9 +13,28 @@ def test_reader_claims_nifti_files_and_task_folders_only(tiny_ct_task, tmp_path)
     assert reader.napari_get_reader(image) is reader.read_nifti
     assert reader.napari_get_reader([image, image.replace("imagesTr", "labelsTr")]) is reader.read_nifti
     assert reader.napari_get_reader(str(tiny_ct_task)) is reader.read_task
+    assert reader.napari_get_reader(str(tiny_ct_task / "imagesTr")) is reader.read_task  # inside a task: the task
     (tmp_path / "x.tif").write_bytes(b"II*\x00")
+    (tmp_path / "notes.txt").write_text("notes")
     assert reader.napari_get_reader(str(tmp_path / "x.tif")) is None
+    assert reader.napari_get_reader(str(tmp_path / "notes.txt")) is None
     assert reader.napari_get_reader(str(tmp_path)) is None
+    assert reader.napari_get_reader(str(tmp_path / "missing.nii.gz")) is None
+
+
+def test_manifest_patterns_and_activation_hook():
+    import npe2
+
+    from napari_volseg._napari import preferences
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("napari-volseg")
+    [contribution] = manifest.contributions.readers
+    assert contribution.filename_patterns == ["*.nii", "*.nii.gz"] and contribution.accepts_directories
+    assert manifest.on_activate == "napari_volseg._napari.preferences:activate"
+    assert callable(preferences.activate)
+    assert manifest.display_name < "napari builtins"  # preselected in napari's Choose-reader dialog
 
 
 def test_image_opens_with_spacing_as_scale_and_geometry_in_metadata(tiny_ct_task):
@@ -27,8 +46,9 @@ def test_image_opens_with_spacing_as_scale_and_geometry_in_metadata(tiny_ct_task
 
 
 def test_label_files_open_as_labels(tiny_ct_task, tmp_path):
-    [(data, _, kind)] = reader.read_nifti(str(tiny_ct_task / "labelsTr" / "spleen_002.nii.gz"))
+    [(data, kwargs, kind)] = reader.read_nifti(str(tiny_ct_task / "labelsTr" / "spleen_002.nii.gz"))
     assert kind == "labels" and data.dtype == np.uint8
+    assert kwargs["name"] == "spleen_002 ground truth"  # not a second "spleen_002" beside the image
     arr = np.zeros((5, 5, 5), np.int16)
     arr[1:3, 1:3, 1:3] = 2
     nib.save(nib.Nifti1Image(arr, np.eye(4)), str(tmp_path / "seg.nii.gz"))

@@ -1,4 +1,9 @@
-"""The plugin inside a real napari viewer (needs OpenGL: run under xvfb-run, as scripts/test.sh does)."""
+"""The plugin inside a real napari viewer (needs OpenGL: run under xvfb-run, as scripts/test.sh does).
+
+"A drop" is simulated as napari delivers one: ``viewer.open(paths, plugin=None)`` (napari's drop handler names no
+plugin, so the reader preference decides; a script's ``viewer.open`` defaults to napari's builtins), called from inside
+the running event loop (a timer fired while qtbot waits).
+"""
 
 import os
 
@@ -8,24 +13,131 @@ import pytest
 pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under xvfb-run)")
 
 
-def test_drag_and_drop_nifti_through_npe2(make_napari_viewer, tiny_ct_task):
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """A fresh install: napari-volseg has not claimed napari's reader preference yet."""
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+
+
+def drop(qtbot, viewer, paths):
+    """``paths`` opened as a drop is: from napari's running event loop, no plugin named."""
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(0, lambda: viewer.open(paths, plugin=None))
+    qtbot.wait(50)
+
+
+def test_first_drop_before_activation_preselects_napari_volseg(make_napari_viewer, fresh, tiny_ct_task):
+    from napari._qt.dialogs.qt_reader_dialog import QtReaderDialog
+    from napari.plugins import _npe2
+
+    make_napari_viewer()
+    path = str(tiny_ct_task / "imagesTr" / "spleen_003.nii.gz")
+    readers = _npe2.get_readers(path)
+    assert "napari-volseg" in readers
+    dialog = QtReaderDialog(pth=path, readers=readers)
+    assert readers[next(k for k, v in readers.items() if v == dialog._get_plugin_choice())] == "VolSeg"
+
+
+def test_after_activation_nifti_and_task_folders_open_without_a_dialog(make_napari_viewer, fresh, tiny_ct_task):
+    from napari.settings import get_settings
+
+    from napari_volseg._napari.preferences import PLUGIN, READER_PATTERNS, activate, claim_reader_preference
+
     viewer = make_napari_viewer()
-    viewer.open(str(tiny_ct_task / "imagesTr" / "spleen_003.nii.gz"), plugin="napari-volseg")
-    viewer.open(str(tiny_ct_task / "labelsTr" / "spleen_003.nii.gz"), plugin="napari-volseg")
+    get_settings().plugins.extension2reader = {"*.nii": "some-other-reader"}  # the user's own choice stays
+    activate()
+    prefs = get_settings().plugins.extension2reader
+    assert prefs["*.nii"] == "some-other-reader" and prefs["*.nii.gz"] == PLUGIN
+    assert prefs[READER_PATTERNS[-1]] == PLUGIN
+    get_settings().plugins.extension2reader = {"*.nii": "some-other-reader"}  # removed later in Preferences
+    assert claim_reader_preference() == {}  # claimed once: the user's removal is kept
+    get_settings().plugins.extension2reader = prefs
+
+    # no plugin named, as a drop: no MultipleReaderError (napari's cue for the Choose-reader dialog)
+    viewer.open(str(tiny_ct_task / "imagesTr" / "spleen_003.nii.gz"), plugin=None)
+    viewer.open(str(tiny_ct_task / "labelsTr" / "spleen_003.nii.gz"), plugin=None)
     image, labels = viewer.layers
+    assert (image.name, labels.name) == ("spleen_003", "spleen_003 ground truth")
     assert image.__class__.__name__ == "Image" and labels.__class__.__name__ == "Labels"
     np.testing.assert_allclose(image.scale, (5.0, 2.0, 2.0), rtol=1e-6)
-    np.testing.assert_allclose(labels.scale, image.scale)
     np.testing.assert_allclose(labels.translate, image.translate)
+    viewer.layers.clear()
+    viewer.open(str(tiny_ct_task), plugin=None)
+    assert [layer.name for layer in viewer.layers] == ["spleen_001", "spleen_001 ground truth"]
 
 
-def test_task_folder_and_sample_data_open(make_napari_viewer, tiny_ct_task, tmp_path, monkeypatch):
+def test_a_text_file_is_not_ours(make_napari_viewer, tmp_path):
+    from napari.plugins import _npe2
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a scan")
+    assert "napari-volseg" not in _npe2.get_readers(str(notes))
+
+
+def test_dropped_task_folder_opens_as_the_task(make_napari_viewer, fresh, qtbot, tiny_ct_task, monkeypatch):
+    from napari_volseg.engine import train as train_module
+
+    class Idle:  # Train's start is what is checked here, not training
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def run(self):
+            yield from ()
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(train_module, "Trainer", Idle)
+    from napari_volseg._napari.preferences import claim_reader_preference
+    from napari_volseg._napari.widgets import VolsegDock
+
+    viewer = make_napari_viewer(show=True)
+    dock = VolsegDock(viewer)
+    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    claim_reader_preference()
+    drop(qtbot, viewer, [str(tiny_ct_task)])
+    data, train = dock.widgets["Data"], dock.widgets["Train"]
+    qtbot.waitUntil(lambda: data.table.rowCount() == 6 and len(viewer.layers) == 2, timeout=60_000)
+    assert [layer.name for layer in viewer.layers] == ["spleen_001", "spleen_001 ground truth"]
+    assert data.session.task.root == tiny_ct_task
+    assert "6 labelled" in data.summary.text()
+    assert train.start() is not None  # Train can start: the dropped folder is the session's task
+    qtbot.waitUntil(lambda: train.worker is None, timeout=10_000)
+
+
+def test_dropped_image_and_label_read_in_a_worker(make_napari_viewer, fresh, qtbot, tiny_ct_task):
+    from napari_volseg._napari.preferences import claim_reader_preference
+    from napari_volseg._napari.state import session_for
+
+    viewer = make_napari_viewer(show=True)
+    session = session_for(viewer)
+    claim_reader_preference()
+    started = []
+    session.status.connect(lambda text: started.append(text) if text else None)
+    drop(qtbot, viewer, [str(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz")])
+    drop(qtbot, viewer, [str(tiny_ct_task / "labelsTr" / "spleen_002.nii.gz")])
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=60_000)
+    assert sorted(layer.name for layer in viewer.layers) == ["spleen_002", "spleen_002 ground truth"]
+    assert started and all(text.startswith("reading spleen_002") for text in started)  # read by the session's worker
+
+
+def test_a_task_opened_by_a_script_becomes_the_session_task(make_napari_viewer, qtbot, tiny_ct_task, tmp_path):
+    from napari_volseg._napari.widgets import DataWidget
+
+    viewer = make_napari_viewer()
+    viewer.open(str(tiny_ct_task), plugin="napari-volseg")  # no event loop running: read at once
+    assert [layer.name for layer in viewer.layers] == ["spleen_001", "spleen_001 ground truth"]
+    data = DataWidget(viewer)  # opened afterwards from the Plugins menu
+    qtbot.waitUntil(lambda: data.table.rowCount() == 6, timeout=60_000)
+    assert data.session.case_id == "spleen_001" and len(viewer.layers) == 2
+
+
+def test_sample_data_opens(make_napari_viewer, tmp_path, monkeypatch):
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path))
     viewer = make_napari_viewer()
-    viewer.open(str(tiny_ct_task), plugin="napari-volseg")
-    assert [layer.name for layer in viewer.layers] == ["spleen_001", "spleen_001 ground truth"]
     viewer.open_sample("napari-volseg", "synthetic-ct")
-    assert len(viewer.layers) == 4
+    assert [layer.name for layer in viewer.layers] == ["spleen_001", "spleen_001 ground truth"]
 
 
 def test_save_labels_layer_through_the_writer(make_napari_viewer, tiny_ct_task, tmp_path):
@@ -37,3 +149,19 @@ def test_save_labels_layer_through_the_writer(make_napari_viewer, tiny_ct_task, 
     out = tmp_path / "edited.nii.gz"
     viewer.layers[0].save(str(out), plugin="napari-volseg")
     np.testing.assert_array_equal(nifti.load(out, label=True).data, nifti.load(source, label=True).data)
+
+
+def test_the_last_case_asked_for_wins(make_napari_viewer, qtbot, tiny_ct_task):
+    """A case still loading must not replace the case the user asked for after it (two quick clicks)."""
+    from napari_volseg._napari.widgets import DataWidget
+
+    viewer = make_napari_viewer()
+    data = DataWidget(viewer)
+    data.open_task(tiny_ct_task)
+    qtbot.waitUntil(lambda: not data.session.busy_loading() and "spleen_001" in viewer.layers, timeout=60_000)
+    data.open_case("spleen_003")  # loads in a worker...
+    data.open_case("spleen_001")  # ...while the case already shown is asked for again
+    qtbot.waitUntil(lambda: not data.session.busy_loading(), timeout=60_000)
+    qtbot.wait(100)
+    assert [layer.name for layer in viewer.layers] == ["spleen_001", "spleen_001 ground truth"]
+    assert data.session.case_id == "spleen_001"

@@ -20,25 +20,89 @@ def widgets(make_napari_viewer, tmp_path, monkeypatch):
     return viewer, DataWidget(viewer), TrainWidget(viewer), PredictWidget(viewer)
 
 
+def open_task(qtbot, data, folder, cases: int = 6):
+    data.open_task(folder)
+    assert data.session.busy_loading()  # read in a worker
+    qtbot.waitUntil(
+        lambda: not data.session.busy_loading() and data.table.rowCount() == cases and len(data.viewer.layers) >= 2,
+        timeout=60_000,
+    )
+
+
+def use_quick_settings(train, **changes):
+    """The session's fast-cpu preset shrunk for tests (the Train form shows it)."""
+    q = quick_preset(**changes)
+    session = train.session
+    session.presets["fast-cpu"] = q
+    session.preset = q
+    session.preset_changed.emit(q)
+    return q
+
+
+def field(form, name):
+    return form.fields[name].get()
+
+
 def test_train_widget_defaults_equal_the_preset_and_config(widgets):
     from napari_volseg.engine.config import TrainConfig, load_preset
 
     _, _, train, _ = widgets
     preset = load_preset("fast-cpu")
     assert train.current_preset() == preset
-    assert train.epochs.value() == preset.train.epochs and train.lr.value() == pytest.approx(preset.train.lr)
-    assert tuple(b.value() for b in train.patch) == preset.train.patch_size == TrainConfig().patch_size
+    assert field(train.form, "epochs") == preset.train.epochs
+    assert field(train.form, "lr") == pytest.approx(preset.train.lr)
+    assert field(train.form, "patch_size") == preset.train.patch_size == TrainConfig().patch_size
     train.preset.setCurrentText("seed-exp2-heart-dice")
     assert train.current_preset() == load_preset("seed-exp2-heart-dice")
-    assert train.model.currentText() == "seed-net2" and train.loss.currentText() == "dice"
+    assert train.model.currentText() == "seed-net2" and field(train.form, "loss") == "dice"
 
 
-def _use_quick_settings(train):
-    q = quick_preset()
-    train.presets["fast-cpu"] = q
-    train.preset.setCurrentText("seed-exp1-heart-ce")
-    train.preset.setCurrentText("fast-cpu")
-    return q
+def test_every_train_and_plan_setting_has_a_field_and_expert_ones_start_folded(widgets):
+    import dataclasses
+
+    from napari_volseg._napari.widgets import PreprocessWidget
+    from napari_volseg.engine.config import PlanSettings, TrainConfig
+
+    viewer, _, train, _ = widgets
+    pre = PreprocessWidget(viewer)
+    assert set(train.form.fields) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(pre.form.fields) == {f.name for f in dataclasses.fields(PlanSettings)}
+    assert not train.form.expander.isExpanded() and not pre.form.expander.isExpanded()
+    assert "batch_size" not in [w.name for w in train.form.basic]  # an expert field sits under Advanced
+
+
+def test_the_plan_set_in_preprocess_is_the_plan_train_trains_with(widgets, qtbot, tiny_ct_task, monkeypatch):
+    """Issue 10 bug 1: the Train widget used to re-plan from its own preset, ignoring Preprocess."""
+    from napari_volseg._napari.widgets import PreprocessWidget
+    from napari_volseg.engine import train as train_module
+
+    viewer, data, train, _ = widgets
+    pre = PreprocessWidget(viewer)
+    open_task(qtbot, data, tiny_ct_task)
+    pre.form.fields["crop"].set(False)
+    pre.form.fields["spacing"].set((4.0, 3.0, 3.0))
+    pre.form.fields["max_voxels"].set(None)
+    pre.form.changed.emit()
+    assert "set in Preprocess" in train.plan_label.text()
+
+    captured = {}
+
+    class Recorder:
+        def __init__(self, task, preset, out, **kwargs):
+            captured["plan"] = preset.plan
+
+        def run(self):
+            yield from ()
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(train_module, "Trainer", Recorder)
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=10_000)
+    assert captured["plan"] == pre.settings()
+    assert captured["plan"].crop is False and captured["plan"].spacing == (4.0, 3.0, 3.0)
+    assert captured["plan"].max_voxels is None
 
 
 def test_full_flow_open_train_predict_table(widgets, qtbot, train_ct_task, tmp_path):
@@ -46,29 +110,31 @@ def test_full_flow_open_train_predict_table(widgets, qtbot, train_ct_task, tmp_p
     from napari_volseg.io import nifti
 
     viewer, data, train, predict = widgets
-    data.open_task(train_ct_task)
-    assert data.table.rowCount() == 6
+    open_task(qtbot, data, train_ct_task)
     assert [layer.name for layer in viewer.layers] == ["spleen_001", "spleen_001 ground truth"]
     np.testing.assert_allclose(viewer.layers[0].scale, (5.0, 1.6, 1.6), rtol=1e-6)
 
-    _use_quick_settings(train)
-    train.epochs.setValue(4)  # 40 steps
+    use_quick_settings(train, epochs=2)  # 20 steps, one validation
     worker = train.start(out=tmp_path / "gui.safetensors")
     assert worker is not None and not train.start_button.isEnabled()
-    qtbot.waitUntil(lambda: train.worker is None, timeout=180_000)
-    assert len(train.plot.loss) == 40 and train.plot.dice
+    qtbot.waitUntil(lambda: train.worker is None, timeout=600_000)
+    assert len(train.plot.loss) == 20 and train.plot.dice
     assert predict.session.checkpoint == tmp_path / "gui.safetensors"
+    assert "best validated weights" in train.status.text() and "nan" not in train.status.text()
 
-    with qtbot.waitSignal(predict.session.results_changed, timeout=5000, raising=False):
-        pass
     predict.predict("validation cases")
-    qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
+    progress_texts = [predict.status.text()]
+    predict.worker.yielded.connect(lambda _: progress_texts.append(predict.status.text()))
+    qtbot.waitUntil(lambda: predict.worker is None, timeout=600_000)
     val_ids = [c.id for c in predict.session.split.val]
+    expected = [f"predicting {i + 1} / {len(val_ids)}: {case_id}…" for i, case_id in enumerate(val_ids)]
+    assert progress_texts[: len(val_ids)] == expected  # each case named while it is predicted
     assert predict.table.rowCount() == len(val_ids) >= 1
     # the table's Dice equals metrics.dice recomputed on the two layers
     for row in range(predict.table.rowCount()):
         case_id = predict.table.item(row, 0).text()
         predict._row_clicked(row, 0)
+        qtbot.waitUntil(lambda case_id=case_id: f"{case_id} prediction" in viewer.layers, timeout=30_000)
         pred_layer = viewer.layers[f"{case_id} prediction"]
         truth_layer = viewer.layers[f"{case_id} ground truth"]
         recomputed, _ = metrics.dice(np.asarray(pred_layer.data), np.asarray(truth_layer.data))
@@ -76,6 +142,7 @@ def test_full_flow_open_train_predict_table(widgets, qtbot, train_ct_task, tmp_p
         assert float(predict.table.item(row_now, 1).text()) == pytest.approx(recomputed, abs=1e-4)
         assert f"{case_id} errors" in viewer.layers
         assert {layer.metadata["volseg"]["case"] for layer in viewer.layers} == {case_id}
+        assert not np.allclose(pred_layer.colormap.map(1), truth_layer.colormap.map(1))  # told apart by colour
     assert predict.mean_label.text().startswith(f"mean Dice over {len(val_ids)} case(s)")
 
     csv = predict.export_csv(tmp_path / "table.csv")
@@ -87,23 +154,32 @@ def test_full_flow_open_train_predict_table(widgets, qtbot, train_ct_task, tmp_p
         out = nifti.load(path, label=True)
         assert out.data.shape == src.data.shape and np.array_equal(out.affine, src.affine)
 
+    # re-opening the task keeps its results; another task has its own (empty) table
+    open_task(qtbot, data, train_ct_task)
+    assert predict.table.rowCount() == len(val_ids)
 
-def test_stop_during_training_returns_to_idle_with_a_loadable_checkpoint(widgets, qtbot, train_ct_task, tmp_path):
+
+def test_stop_before_validation_makes_the_last_weights_the_model(widgets, qtbot, train_ct_task, tmp_path):
     from napari_volseg.engine import checkpoint as ckpt
 
-    viewer, data, train, _ = widgets
-    data.open_task(train_ct_task)
-    _use_quick_settings(train)
-    train.epochs.setValue(100)
+    viewer, data, train, predict = widgets
+    open_task(qtbot, data, train_ct_task)
+    use_quick_settings(train, epochs=100)
     train.start(out=tmp_path / "stop.safetensors")
-    qtbot.waitUntil(lambda: len(train.plot.loss) >= 3, timeout=120_000)
+    assert not train.settings.isExpanded()  # the settings fold away while the chart runs
+    qtbot.waitUntil(lambda: len(train.plot.loss) >= 3, timeout=600_000)
     train.stop_button.click()
     qtbot.waitUntil(lambda: train.worker is None, timeout=30_000)
-    assert train.start_button.isEnabled() and not train.stop_button.isEnabled()
-    assert train.status.text().startswith("stopped at step")
-    last = ckpt.load(ckpt.last_path(tmp_path / "stop.safetensors"))
-    assert last.step <= len(train.plot.loss) + 1
-    last.build_model()
+    assert train.start_button.isEnabled() and not train.stop_button.isEnabled() and train.settings.isExpanded()
+    last = ckpt.last_path(tmp_path / "stop.safetensors")
+    status = train.status.text()
+    assert status.startswith("stopped at step") and "nan" not in status
+    assert "the last weights" in status and last.name in status and str(last.parent) in status
+    assert train.session.checkpoint == last
+    assert predict.chooser.combo.currentText().startswith(last.stem)  # Predict offers the stopped model
+    loaded = ckpt.load(last)
+    assert loaded.step <= len(train.plot.loss) + 1
+    loaded.build_model()
     assert len(viewer.layers) == 2  # nothing lost
 
 
@@ -121,14 +197,14 @@ def test_a_failing_worker_becomes_one_notification_and_idle(widgets, qtbot, trai
 
     monkeypatch.setattr(Trainer, "_run", broken)
     viewer, data, train, _ = widgets
-    data.open_task(train_ct_task)
+    open_task(qtbot, data, train_ct_task)
     train.start(out=tmp_path / "x.safetensors")
     qtbot.waitUntil(lambda: train.worker is None, timeout=30_000)
     assert shown == ["the disk is full"] and train.start_button.isEnabled()
     assert train.status.text() == "failed: the disk is full"
 
 
-def test_bad_checkpoint_and_missing_task_are_notifications(widgets, tmp_path, monkeypatch):
+def test_bad_checkpoint_missing_task_and_empty_export_are_notifications(widgets, tmp_path, monkeypatch):
     from napari_volseg._napari.widgets import predict as predict_module
     from napari_volseg._napari.widgets import train as train_module
 
@@ -140,7 +216,9 @@ def test_bad_checkpoint_and_missing_task_are_notifications(widgets, tmp_path, mo
     assert train.load_checkpoint(tmp_path / "bad.safetensors") is False
     assert train.start() is None
     assert predict.predict() is None
-    assert len(shown) == 3 and all("\n" not in s for s in shown)
+    assert predict.export_csv(tmp_path / "empty.csv") is None and not (tmp_path / "empty.csv").exists()
+    assert shown[-1].startswith("nothing to export yet")
+    assert len(shown) == 4 and all("\n" not in s for s in shown)
 
 
 def test_widgets_import_and_draw_under_pyqt6():
@@ -148,46 +226,79 @@ def test_widgets_import_and_draw_under_pyqt6():
         "import os; os.environ['QT_API']='pyqt6'; os.environ['QT_QPA_PLATFORM']='offscreen';"
         "from qtpy import API_NAME; assert API_NAME == 'PyQt6', API_NAME;"
         "from qtpy.QtWidgets import QApplication; app = QApplication([]);"
-        "import napari_volseg._napari.widgets as w; from napari_volseg._napari.widgets.common import LivePlot;"
-        "p = LivePlot(); p.add_loss(1, 0.5); p.add_dice(1, 0.7); p.resize(300, 150); p.grab(); print('ok')"
+        "import napari_volseg._napari.widgets as w; from napari_volseg._napari.widgets.plot import TrainingPlot;"
+        "p = TrainingPlot(); p.apply_theme('dark'); p.add_loss(1, 0.5); p.add_dice(1, 0.7); p.resize(300, 150);"
+        "p.grab(); print('ok')"
     )
     env = {k: v for k, v in os.environ.items() if k != "QT_API"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
 
 
-def test_preprocess_widget_defaults_preview_and_cache(widgets, qtbot, train_ct_task, tmp_path):
+def test_training_plot_has_axes_legend_and_separate_scales(qtbot):
+    from napari_volseg._napari.widgets.plot import TrainingPlot
+
+    plot = TrainingPlot()
+    qtbot.addWidget(plot)
+    for step in range(1, 30):
+        plot.add_loss(step, 5.0 / step)
+    plot.add_dice(10, 0.4)
+    plot.add_dice(20, 0.7)
+    item = plot.plot
+    assert item.getAxis("left").labelText == "training loss" and item.getAxis("right").labelText == "validation Dice"
+    assert item.getAxis("bottom").labelText == "step"
+    assert [label.text for _, label in plot.legend.items] == ["training loss", "validation Dice"]
+    assert plot.dice_box.viewRange()[1] == pytest.approx([0.0, 1.0], abs=0.05)  # Dice on its own 0..1 axis
+    assert plot.loss_curve.getViewBox() is item.vb and plot.dice_curve.getViewBox() is plot.dice_box
+
+
+def test_preprocess_widget_defaults_preview_and_cache(widgets, qtbot, train_ct_task):
     from napari_volseg._napari.widgets import PreprocessWidget
     from napari_volseg.engine.config import load_preset
 
     viewer, data, _, _ = widgets
     pre = PreprocessWidget(viewer)
     assert pre.settings() == load_preset("fast-cpu").plan
-    data.open_task(train_ct_task)
+    open_task(qtbot, data, train_ct_task)
     pre.preview()
+    qtbot.waitUntil(lambda: "spleen_001 preprocessed" in viewer.layers, timeout=60_000)
     layer = viewer.layers["spleen_001 preprocessed"]
     assert layer.data.ndim == 3 and layer.data.dtype.name == "float32"
+    assert "as the network sees it" in pre.status.text()  # a small task: no cascade, no locator grid
     pre.run()
     qtbot.waitUntil(lambda: pre.worker is None, timeout=60_000)
     assert "6 preprocessed, 0 already cached" in pre.status.text()
-    pre._show_cached()
-    assert "6 of 6 cases cached" in pre.status.text()
+
+
+def test_preview_says_when_it_shows_the_cascade_locator_grid(widgets, qtbot, train_ct_task):
+    import dataclasses
+
+    from napari_volseg._napari.widgets import PreprocessWidget
+
+    viewer, data, _, _ = widgets
+    pre = PreprocessWidget(viewer)
+    open_task(qtbot, data, train_ct_task)
+    settings = dataclasses.replace(pre.settings(), max_voxels=20_000, locator_voxels=5_000, cascade=True)
+    pre.form.show_values(settings)
+    pre.preview()
+    qtbot.waitUntil(lambda: "spleen_001 preprocessed" in viewer.layers, timeout=60_000)
+    assert "cascade's coarse locator grid (stage 1 of 2)" in pre.status.text()
 
 
 def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, train_ct_task, tmp_path, monkeypatch):
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
-    from napari_volseg._napari.state import session_for
-    from napari_volseg._napari.widgets import DataWidget, TrainWidget
+    from napari_volseg._napari.widgets import VolsegDock
 
     viewer = make_napari_viewer()
-    data, train = DataWidget(viewer), TrainWidget(viewer)
-    data.open_task(train_ct_task)
-    _use_quick_settings(train)
-    train.epochs.setValue(100)
+    dock = VolsegDock(viewer)
+    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    data, train = dock.widgets["Data"], dock.widgets["Train"]
+    open_task(qtbot, data, train_ct_task)
+    use_quick_settings(train, epochs=100)
     worker = train.start(out=tmp_path / "closing.safetensors")
     trainer = train.trainer
-    qtbot.waitUntil(lambda: len(train.plot.loss) >= 2, timeout=120_000)
-    session_for(viewer).shutdown()  # what the main window's destroyed signal calls
+    qtbot.waitUntil(lambda: len(train.plot.loss) >= 2, timeout=600_000)
+    viewer.close()  # the dock's widgets are destroyed with the window: their workers stop
     qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)
     assert trainer.stopping
 
@@ -212,7 +323,7 @@ def test_seed_report_presets_train_on_the_cli_split_in_the_gui(widgets, qtbot, t
     monkeypatch.setattr(Trainer, "_run", no_training)
     task_dir = synthetic.write_task(tmp_path / "Task02_Heart", cases=20, kind="mri", spec=TINY_CT)
     viewer, data, train, predict = widgets
-    data.open_task(task_dir)
+    open_task(qtbot, data, task_dir, cases=20)
     train.preset.setCurrentText("seed-exp2-heart-dice")
     train.start(out=tmp_path / "gui.safetensors")
     gui = train.trainer
@@ -226,8 +337,8 @@ def test_seed_report_presets_train_on_the_cli_split_in_the_gui(widgets, qtbot, t
     assert [c.id for c in gui.split.val] == [c.id for c in command_line.split.val] == seed_report
     assert [c.id for c in predict.session.split.val] == seed_report
     assert predict._cases("validation cases") == seed_report
-    shown = {data.table.item(r, 0).text(): data.table.item(r, 4).text() for r in range(data.table.rowCount())}
-    assert sorted(k for k, v in shown.items() if v == "validation") == sorted(seed_report)
+    shown = {data.table.item(r, 0).text(): data.table.item(r, 3).text() for r in range(data.table.rowCount())}
+    assert sorted(k for k, v in shown.items() if v == "val") == sorted(seed_report)
 
 
 def test_mirror_tta_follows_the_checkpoints_preset(widgets):

@@ -31,8 +31,9 @@ from qtpy.QtWidgets import (
 )
 
 from napari_volseg import paths
+from napari_volseg._napari.notify import notify_error
 from napari_volseg._napari.state import session_for
-from napari_volseg._napari.widgets.common import LivePlot, notify_error
+from napari_volseg._napari.widgets.plot import TrainingPlot
 from napari_volseg.classify import digits3d
 from napari_volseg.classify.config import CLASSIFY_PRESETS
 from napari_volseg.classify.data import DIGIT_CLASSES
@@ -68,12 +69,14 @@ class ClassifyWidget(QWidget):
         self.load_button = QPushButton("Load…")
         for button in (self.start_button, self.stop_button, self.load_button):
             buttons.addWidget(button)
-        self.plot = LivePlot(metric="test accuracy")
+        self.plot = TrainingPlot(metric="test accuracy")
+        self.plot.follow_theme(napari_viewer)
         self.status = QLabel("no model: train one or load a checkpoint")
         self.status.setWordWrap(True)
 
         sample_row = QHBoxLayout()
-        self.sample = QSpinBox(minimum=0, maximum=len(digits3d.split()[1]) - 1)
+        # the test set's size as a constant: digits3d.split() reads scikit-learn's digits (about a second)
+        self.sample = QSpinBox(minimum=0, maximum=len(DIGIT_CLASSES) * digits3d.TEST_PER_CLASS - 1)
         self.show_button = QPushButton("Show test digit")
         self.classify_button = QPushButton("Classify")
         sample_row.addWidget(self.sample)

@@ -1,111 +1,56 @@
-"""Small helpers the widgets share: case layers, notifications, a dependency-free live plot."""
+"""Small helpers the widgets share: a prediction layer beside its scan, sortable number cells."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from napari.utils.notifications import show_error
-from qtpy.QtCore import QPointF
-from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
-from qtpy.QtWidgets import QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QAbstractSpinBox, QComboBox, QSizePolicy, QTableWidgetItem, QWidget
 
-from napari_volseg._napari.layers import META_KEY, case_layer_data
-
-ERROR_COLORS = {0: "transparent", 1: "#ff3b30", 2: "#0a84ff", None: "transparent"}
-"""Error layer: 1 = false positive (red), 2 = false negative (blue)."""
+from napari_volseg._napari.layers import META_KEY, label_colors
 
 
-def notify_error(message: str) -> None:
-    show_error(str(message).strip().splitlines()[0] if str(message).strip() else "unknown error")
+def set_labels(viewer, name: str, data: np.ndarray, like, role: str, case_id: str):
+    """Show ``data`` as the ``role`` layer of ``case_id``, aligned with layer ``like``: the layer of that name, else
+    another case's layer of that role (reused: no remove and add), else a new one."""
+    from napari_volseg._napari.loading import add_layer, refill
 
-
-def case_layers(viewer, case_id: str) -> dict[str, object]:
-    """The layers of ``case_id`` by role (image, ground truth, prediction, errors)."""
-    found = {}
-    for layer in viewer.layers:
-        meta = layer.metadata.get(META_KEY, {})
-        if meta.get("case") == case_id:
-            found[meta.get("role")] = layer
-    return found
-
-
-def show_case(viewer, task, case_id: str) -> None:
-    """Open a case: its image and ground truth, replacing the layers of any other case."""
-    for layer in list(viewer.layers):
-        meta = layer.metadata.get(META_KEY, {})
-        if meta.get("case") not in (None, case_id):
-            viewer.layers.remove(layer)
-    have = case_layers(viewer, case_id)
-    case = task.case(case_id)
-    if "image" not in have:
-        for data, kwargs, kind in case_layer_data(task, case):
-            getattr(viewer, f"add_{kind}")(data, **kwargs)
-            if kind == "labels":  # start on the slice with the most foreground
-                z = int(np.argmax((data > 0).sum(axis=(1, 2))))
-                viewer.dims.set_point(0, viewer.layers[case.id].data_to_world([z, 0, 0])[0])
-
-
-def set_labels(viewer, name: str, data: np.ndarray, like, role: str, case_id: str, colors=None):
-    """Add or update a Labels layer aligned with layer ``like``."""
-    if name in viewer.layers:
-        layer = viewer.layers[name]
-        layer.data = data
-        return layer
     meta = {META_KEY: {**like.metadata.get(META_KEY, {}), "role": role, "case": case_id}}
-    kwargs = {"name": name, "scale": like.scale, "translate": like.translate, "metadata": meta, "opacity": 0.6}
-    layer = viewer.add_labels(data, **kwargs)
-    if colors is not None:
-        from napari.utils.colormaps import DirectLabelColormap
+    kwargs = {"name": name, "scale": like.scale, "translate": like.translate, "metadata": meta}
+    layer = viewer.layers[name] if name in viewer.layers else None
+    for candidate in viewer.layers:
+        info = candidate.metadata.get(META_KEY, {})
+        if layer is None and info.get("role") == role and info.get("case") != case_id:
+            layer = candidate
+    if layer is not None:
+        refill(layer, data, kwargs)
+        return layer
+    return add_layer(viewer, data, {**kwargs, "opacity": 0.6, "colormap": label_colors(role)}, "labels")
 
-        layer.colormap = DirectLabelColormap(color_dict=colors)
-    return layer
+
+def compact(widget: QWidget) -> QWidget:
+    """Let a combo or spin box shrink to a narrow dock: its width no longer follows its longest item or range."""
+    if isinstance(widget, QComboBox):
+        widget.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        widget.setMinimumContentsLength(6)
+    elif isinstance(widget, QAbstractSpinBox):  # napari's style sheet asks 90 px of every spin box
+        widget.setStyleSheet("QAbstractSpinBox { min-width: 44px; }")
+        widget.setSizePolicy(QSizePolicy.Ignored, widget.sizePolicy().verticalPolicy())
+    return widget
 
 
-class LivePlot(QWidget):
-    """Training loss per step (orange) and validation Dice (green, 0..1; or another ``metric``) on one small chart."""
+class NumberItem(QTableWidgetItem):
+    """A right-aligned table cell that sorts by number (NaN first), shown as ``—`` when NaN."""
 
-    def __init__(self, parent=None, metric: str = "val Dice"):
-        super().__init__(parent)
-        self.metric = metric
-        self.setMinimumHeight(140)
-        self.loss: list[tuple[int, float]] = []
-        self.dice: list[tuple[int, float]] = []
+    def __init__(self, value: float, digits: int = 4):
+        super().__init__("—" if math.isnan(value) else f"{value:.{digits}f}")
+        self.value = value
+        self.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
 
-    def clear(self) -> None:
-        self.loss.clear()
-        self.dice.clear()
-        self.update()
-
-    def add_loss(self, step: int, value: float) -> None:
-        self.loss.append((step, value))
-        self.update()
-
-    def add_dice(self, step: int, value: float) -> None:
-        self.dice.append((step, value))
-        self.update()
-
-    def paintEvent(self, event):  # noqa: N802 - Qt's name
-        p = QPainter(self)
-        p.setRenderHint(QPainter.Antialiasing)
-        w, h, m = self.width(), self.height(), 24
-        p.fillRect(self.rect(), QColor("#262930"))
-        p.setPen(QPen(QColor("#5a626c"), 1))
-        p.drawRect(m, 6, w - m - 6, h - m - 6)
-        steps = [s for s, _ in self.loss + self.dice] or [1]
-        x_max = max(max(steps), 1)
-        loss_max = max([v for _, v in self.loss] or [1.0]) or 1.0
-
-        def to_point(step, frac):
-            return QPointF(m + (w - m - 6) * step / x_max, 6 + (h - m - 6) * (1 - frac))
-
-        for series, scale, color in ((self.loss, loss_max, "#ff9f0a"), (self.dice, 1.0, "#30d158")):
-            if len(series) >= 1:
-                p.setPen(QPen(QColor(color), 2))
-                poly = QPolygonF([to_point(s, min(1.0, v / scale)) for s, v in series])
-                p.drawPolyline(poly)
-                if len(series) == 1:
-                    p.drawEllipse(poly[0], 2, 2)
-        p.setPen(QColor("#c0c4cc"))
-        last_loss = f"loss {self.loss[-1][1]:.3f}" if self.loss else "loss -"
-        last_dice = f"{self.metric} {self.dice[-1][1]:.3f}" if self.dice else f"{self.metric} -"
-        p.drawText(m, h - 6, f"{last_loss}   {last_dice}   step {x_max if self.loss else 0}")
-        p.end()
+    def __lt__(self, other):
+        if isinstance(other, NumberItem):
+            a = -math.inf if math.isnan(self.value) else self.value
+            b = -math.inf if math.isnan(other.value) else other.value
+            return a < b
+        return super().__lt__(other)

@@ -1,4 +1,7 @@
-"""Data: choose a task folder (or the synthetic task, or download an MSD task), see its cases, open one."""
+"""Data: choose a task folder (or the synthetic task, or download an MSD task), see its cases, open one.
+
+Tasks and cases open in workers (the session's loaders); this widget only asks and shows.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +24,21 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_volseg._napari.state import session_for
-from napari_volseg._napari.widgets.common import notify_error, show_case
-from napari_volseg.errors import VolsegError
-from napari_volseg.io import decathlon
+from napari_volseg._napari.notify import notify_error
+from napari_volseg._napari.state import CaseInfo, session_for
+from napari_volseg._napari.widgets.common import compact
 from napari_volseg.io.download import MSD_MD5
 
-COLUMNS = ("case", "shape (z, y, x)", "spacing mm", "label", "split")
+COLUMNS = ("case", "shape z×y×x", "spacing mm", "split")
+SPLIT_NAMES = {"validation": "val"}
+"""Short enough for a 1366 px screen's dock; the header's tooltip spells them out."""
+
+
+def _row(info: CaseInfo, split: str) -> tuple[str, ...]:
+    """A table row; a case without a label file is a test case (its split says so)."""
+    shape = "×".join(map(str, info.shape)) if info.shape else "?"
+    spacing = "×".join(f"{s:.2f}" for s in info.spacing) if info.spacing else "?"
+    return info.id, shape, spacing, SPLIT_NAMES.get(split, split) if info.labelled else "test"
 
 
 class DataWidget(QWidget):
@@ -35,36 +46,48 @@ class DataWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
+        self.worker = None
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
         self.open_button = QPushButton("Open task folder…")
+        self.open_button.setToolTip("an MSD task folder (with dataset.json); or drop it on the viewer")
         self.synthetic_button = QPushButton("Synthetic task")
-        self.synthetic_kind = QComboBox()
+        self.synthetic_button.setToolTip("a small synthetic task written on first use: no download")
+        self.synthetic_kind = compact(QComboBox())
         self.synthetic_kind.addItems(["ct", "mri"])
         row.addWidget(self.open_button)
         row.addWidget(self.synthetic_button)
         row.addWidget(self.synthetic_kind)
         layout.addLayout(row)
         row = QHBoxLayout()
-        self.download_task = QComboBox()
+        self.download_task = compact(QComboBox())
         self.download_task.addItems(sorted(MSD_MD5))
         self.download_task.setCurrentText("Task09_Spleen")
         self.download_button = QPushButton("Download…")
-        row.addWidget(self.download_task)
+        row.addWidget(self.download_task, 1)
         row.addWidget(self.download_button)
         layout.addLayout(row)
-        self.summary = QLabel("No task open. Drop NIfTI files on the viewer, or open a task.")
+        self.summary = QLabel("No task open. Drop NIfTI files or a task folder on the viewer, or open a task.")
         self.summary.setWordWrap(True)
         layout.addWidget(self.summary)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.horizontalHeaderItem(3).setToolTip(
+            "train: trains the model; val: validation (scores each checkpoint); held out: labelled but kept from "
+            "training and validation alike (Train's test cases setting), for an honest score; test: no labels"
+        )
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
-        self.table.setMinimumHeight(150)
-        layout.addWidget(self.table)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setMinimumHeight(180)
+        layout.addWidget(self.table, 1)
         self.open_case_button = QPushButton("Open selected case")
+        self.open_case_button.setToolTip("or double-click a row")
         layout.addWidget(self.open_case_button)
 
         self.open_button.clicked.connect(self._choose_folder)
@@ -73,34 +96,35 @@ class DataWidget(QWidget):
         self.table.cellDoubleClicked.connect(lambda r, c: self.open_case(self.table.item(r, 0).text()))
         self.open_case_button.clicked.connect(self._open_selected)
         self.session.task_changed.connect(self._fill)
+        self.session.status.connect(self._show_status)
+        if self.session.task is not None:
+            self._fill(self.session.task)
 
     # -- actions --------------------------------------------------------------------------------
 
-    def open_task(self, folder: str | Path) -> None:
-        try:
-            task = decathlon.load_task(folder)
-        except VolsegError as exc:
-            notify_error(exc)
-            return
-        self.session.set_task(task)
-        first = (task.cases or task.test_cases)[0]
-        self.open_case(first.id)
+    def open_task(self, folder: str | Path):
+        """Open an MSD task folder (in a worker); returns the worker."""
+        return self.session.open_task(folder)
 
-    def open_synthetic(self, kind: str = "ct") -> None:
+    def open_synthetic(self, kind: str = "ct"):
         from napari_volseg._napari.sample_data import synthetic_task_dir
 
-        self.open_task(synthetic_task_dir(kind))
+        @thread_worker
+        def work():  # written on first use: a few seconds
+            return synthetic_task_dir(kind)
 
-    def open_case(self, case_id: str) -> None:
+        worker = work()
+        worker.returned.connect(self.open_task)
+        worker.errored.connect(notify_error)
+        self.session.track(worker, owner=self)
+        self._show_status(f"writing the synthetic {kind.upper()} task…")
+        worker.start()
+        return worker
+
+    def open_case(self, case_id: str):
         if self.session.task is None:
-            return
-        try:
-            show_case(self.viewer, self.session.task, case_id)
-        except VolsegError as exc:
-            notify_error(exc)
-            return
-        self.session.case_id = case_id
-        self.session.case_opened.emit(case_id)
+            return None
+        return self.session.open_case(case_id)
 
     def _open_selected(self) -> None:
         rows = self.table.selectionModel().selectedRows()
@@ -117,13 +141,14 @@ class DataWidget(QWidget):
         if target:
             self.download(self.download_task.currentText(), Path(target))
 
-    def download(self, task_name: str, target: Path, base_url: str | None = None):
-        """Download in a worker; bytes show in napari's activity dock; the task opens when done."""
+    def download(self, task_name: str, target: Path, base_url: str | None = None, md5: str | None = None):
+        """Download in a worker; bytes show in napari's activity dock; the task opens when done (``base_url`` and
+        ``md5`` for a mirror or a task outside the MSD ten)."""
         from napari_volseg.engine.events import Downloaded
         from napari_volseg.io import download
 
         bar = progress(total=0, desc=f"downloading {task_name}")
-        kwargs = {"base_url": base_url} if base_url else {}
+        kwargs = {k: v for k, v in (("base_url", base_url), ("md5", md5)) if v}
 
         @thread_worker
         def work():
@@ -131,7 +156,6 @@ class DataWidget(QWidget):
 
         def on_event(event):
             if isinstance(event, Downloaded):
-                bar.close()
                 self.open_task(event.path)
                 return
             if event.total and bar.total != event.total:
@@ -139,37 +163,38 @@ class DataWidget(QWidget):
             bar.n = event.done
             bar.refresh()
 
-        worker = work()
+        self.worker = worker = work()
         worker.yielded.connect(on_event)
-        worker.errored.connect(lambda exc: (bar.close(), notify_error(exc)))
-        self.session.track(worker)
+        worker.errored.connect(notify_error)
+        worker.finished.connect(lambda: (bar.close(), setattr(self, "worker", None)))
+        self.session.track(worker, owner=self)
         worker.start()
         return worker
 
     # -- view -----------------------------------------------------------------------------------
 
-    def _fill(self, task) -> None:
-        cases = task.cases + task.test_cases
+    def _show_status(self, text: str) -> None:
+        if text:
+            self.summary.setText(text)
+        elif self.session.task is not None:
+            self._show_summary(self.session.task)
+
+    def _show_summary(self, task) -> None:
+        labels = ", ".join(f"{k} {v}" for k, v in sorted(task.labels.items()) if k > 0)
         self.summary.setText(
-            f"<b>{task.name}</b> — {len(task.cases)} labelled, {len(task.test_cases)} test cases; "
-            f"{task.kind.upper()}; labels: " + ", ".join(f"{k} {v}" for k, v in sorted(task.labels.items()))
+            f"<b>{task.name}</b>: {len(task.cases)} labelled, {len(task.test_cases)} test cases; "
+            f"{task.kind.upper()}; labels: {labels}. Double-click a case to open it."
         )
+
+    def _fill(self, task) -> None:
+        self._show_summary(task)
         self.table.setSortingEnabled(False)
-        self.table.setRowCount(len(cases))
-        for r, case in enumerate(cases):
-            shape, spacing = _header_geometry(case)
-            values = (case.id, shape, spacing, "yes" if case.label_path else "no", self.session.split_of(case.id))
-            for c, value in enumerate(values):
-                self.table.setItem(r, c, QTableWidgetItem(value))
+        self.table.setRowCount(len(self.session.cases))
+        for r, info in enumerate(self.session.cases):
+            for c, value in enumerate(_row(info, self.session.split_of(info.id))):
+                item = QTableWidgetItem(value)
+                if c in (1, 2):
+                    item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
         self.table.sortItems(0, Qt.AscendingOrder)
-
-
-def _header_geometry(case) -> tuple[str, str]:
-    """Shape and spacing from the NIfTI header only (no voxels read)."""
-    try:
-        geometry = case.geometry()
-    except VolsegError:
-        return "?", "?"
-    shape, spacing = geometry.shape_zyx, geometry.spacing_zyx
-    return " × ".join(str(s) for s in shape), " × ".join(f"{s:.2f}" for s in spacing)

@@ -14,7 +14,9 @@ from napari.qt.threading import thread_worker
 from napari.utils import progress
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QWidget
 
-from napari_volseg._napari.widgets.common import notify_error
+from napari_volseg import paths
+from napari_volseg._napari.notify import notify_error
+from napari_volseg._napari.widgets.common import compact
 from napari_volseg.errors import VolsegError
 from napari_volseg.zoo.registry import ModelEntry, list_models
 
@@ -29,7 +31,7 @@ class ModelChooser(QWidget):
         self.session = session
         self.entries: list[ModelEntry] = []
         self.worker = None
-        self.combo = QComboBox()
+        self.combo = compact(QComboBox())  # a long model name must not widen a narrow dock
         self.combo.setToolTip(
             "pretrained, installed and recently trained models; Load model… opens a checkpoint "
             "(.safetensors) or a MONAI bundle (its configs/inference.json)"
@@ -153,8 +155,10 @@ class ModelChooser(QWidget):
         return self._run(work, f"importing {folder.name}", lambda out: self.session.set_checkpoint(Path(out)))
 
     def _load_dialog(self) -> None:
+        runs = paths.runs_dir()  # where the widgets' training runs (and Stop's last weights) are
+        runs.mkdir(parents=True, exist_ok=True)
         path, _ = QFileDialog.getOpenFileName(
-            self, "Load a model", "", "Checkpoints or MONAI bundles (*.safetensors inference.json metadata.json)"
+            self, "Load a model", str(runs), "Checkpoints or MONAI bundles (*.safetensors inference.json metadata.json)"
         )
         if path:
             self.load(path)

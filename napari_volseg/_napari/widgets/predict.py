@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils import progress
-from qtpy.QtCore import Qt
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -25,8 +24,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_volseg import metrics
+from napari_volseg._napari.layers import ERROR_COLORS, ERROR_NAMES, GROUND_TRUTH, META_KEY, ROLE_COLORS
+from napari_volseg._napari.loading import case_layers
+from napari_volseg._napari.notify import notify_error
 from napari_volseg._napari.state import session_for
-from napari_volseg._napari.widgets.common import ERROR_COLORS, case_layers, notify_error, set_labels, show_case
+from napari_volseg._napari.widgets.common import NumberItem, compact, set_labels
 from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg.engine.events import CasePredicted
 from napari_volseg.errors import VolsegError
@@ -35,20 +37,14 @@ from napari_volseg.io import nifti
 from napari_volseg.outputs import check_writable
 
 
-class NumberItem(QTableWidgetItem):
-    """A table cell that sorts by number, not text."""
+def _swatch(color: str, text: str) -> str:
+    return f'<span style="color:{color}">■</span> {text}'
 
-    def __init__(self, value: float, text: str):
-        super().__init__(text)
-        self.value = value
-        self.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
 
-    def __lt__(self, other):
-        if isinstance(other, NumberItem):
-            a = -math.inf if math.isnan(self.value) else self.value
-            b = -math.inf if math.isnan(other.value) else other.value
-            return a < b
-        return super().__lt__(other)
+LEGEND = "  ".join(
+    [_swatch(ROLE_COLORS["prediction"], "prediction"), _swatch(ROLE_COLORS[GROUND_TRUTH], GROUND_TRUTH)]
+    + [_swatch(ERROR_COLORS[k], f"{v} (errors)") for k, v in ERROR_NAMES.items()]
+)
 
 
 class PredictWidget(QWidget):
@@ -59,25 +55,39 @@ class PredictWidget(QWidget):
         self.worker = None
         layout = QVBoxLayout(self)
         self.chooser = ModelChooser(self.session)
-        layout.addWidget(self.chooser)
         row = QHBoxLayout()
-        self.scope = QComboBox()
+        row.addWidget(QLabel("model"))
+        row.addWidget(self.chooser, 1)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        self.scope = compact(QComboBox())
         self.scope.addItems(["current case", "validation cases", "all cases"])
         self.tta = QCheckBox("mirror TTA")
         self.run_button = QPushButton("Predict")
-        row.addWidget(self.scope)
+        row.addWidget(self.scope, 1)
         row.addWidget(self.tta)
         row.addWidget(self.run_button)
         layout.addLayout(row)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
         self.table = QTableWidget(0, 0)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.setMinimumHeight(150)
-        layout.addWidget(self.table)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.setMinimumHeight(160)
+        self.table.setToolTip("click a row to open that case with its prediction and errors")
+        layout.addWidget(self.table, 1)
         self.mean_label = QLabel("")
         layout.addWidget(self.mean_label)
+        self.legend = QLabel(LEGEND)
+        self.legend.setWordWrap(True)
+        layout.addWidget(self.legend)
         row = QHBoxLayout()
         self.csv_button = QPushButton("Export CSV…")
         self.save_button = QPushButton("Save predictions…")
@@ -93,6 +103,7 @@ class PredictWidget(QWidget):
         self.session.results_changed.connect(self.refresh_table)
         if self.session.checkpoint:
             self._show_model(self.session.checkpoint)
+        self.refresh_table()
 
     def _show_model(self, path) -> None:
         """The model's preset decides whether mirror TTA starts ticked (and whether it can be)."""
@@ -126,16 +137,14 @@ class PredictWidget(QWidget):
         if self.worker is not None:
             return None
         if self.session.checkpoint is None:
-            notify_error("no model: choose one (pretrained, pulled or loaded) or train one first")
+            notify_error("no model: choose one (pretrained, pulled or loaded) or train one first (Train tab)")
             return None
         if self.session.task is None:
-            notify_error("open a task first (Data widget)")
+            notify_error("open a task first (Data tab)")
             return None
         task, checkpoint = self.session.task, self.session.checkpoint
-        case_ids = self._cases(scope)
+        cases = [task.case(case_id) for case_id in self._cases(scope)]
         tta = self.tta.isChecked()  # the rest of the inference settings come from the checkpoint's preset
-
-        cases = [task.case(case_id) for case_id in case_ids]
 
         @thread_worker
         def work():
@@ -143,52 +152,58 @@ class PredictWidget(QWidget):
 
             yield from predict_cases(checkpoint, task, cases, tta=tta)
 
-        bar = progress(total=len(case_ids), desc="predicting")
+        bar = progress(total=len(cases), desc="predicting")
         self.worker = work()
-        self.worker.yielded.connect(lambda event: (bar.update(1), self._on_result(event)))
+        self.worker.yielded.connect(lambda event: self._on_result(bar, cases, event))
         self.worker.errored.connect(notify_error)
-        self.worker.finished.connect(lambda: (bar.close(), self._idle()))
-        self.session.track(self.worker)
+        self.worker.finished.connect(lambda: (bar.close(), self._idle(len(cases))))
+        self.session.track(self.worker, owner=self)
         self.run_button.setEnabled(False)
+        self._show_next(bar, cases, 0)
         self.worker.start()
         return self.worker
 
-    def _idle(self) -> None:
-        self.worker = None
-        self.run_button.setEnabled(True)
+    def _show_next(self, bar, cases: list, done: int) -> None:
+        """Name the case predicted now: "2 / 3: la_018" in the status and the progress bar."""
+        text = f"{done + 1} / {len(cases)}: {cases[done].id}"
+        self.status.setText(f"predicting {text}…")
+        bar.set_description(f"predicting {text}")
 
-    def _on_result(self, event: CasePredicted) -> None:
+    def _on_result(self, bar, cases: list, event: CasePredicted) -> None:
+        bar.update(1)
+        if event.done < event.total:
+            self._show_next(bar, cases, event.done)
         result = event.result
         self.session.add_result(result)
         if result.case == self.session.case_id or len(self.session.results) == 1:
             self.show_result(result.case)
 
-    def show_result(self, case_id: str) -> None:
-        """Open the case with its prediction and error layers next to the ground truth."""
-        task = self.session.task
-        try:
-            show_case(self.viewer, task, case_id)
-        except VolsegError as exc:
-            notify_error(exc)
-            return
-        self.session.case_id = case_id
+    def _idle(self, total: int) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.status.setText(f"predicted {total} case(s); click a row to open one" if total else "")
+
+    def show_result(self, case_id: str):
+        """Open the case, then add its prediction and error layers next to the ground truth."""
+        if self.session.task is None:
+            return None
+        return self.session.open_case(
+            case_id, then=lambda: self._add_result_layers(case_id), keep=("prediction", "errors")
+        )
+
+    def _add_result_layers(self, case_id: str) -> None:
         result = self.session.results.get(case_id)
-        if result is None:
-            return
         layers = case_layers(self.viewer, case_id)
+        if result is None or "image" not in layers:
+            return
         image = layers["image"]
         pred = set_labels(self.viewer, f"{case_id} prediction", result.labels, image, "prediction", case_id)
         pred.metadata["volseg"]["geometry"] = result.geometry
         if result.errors is not None:
-            set_labels(
-                self.viewer,
-                f"{case_id} errors",
-                result.errors,
-                image,
-                "errors",
-                case_id,
-                colors=ERROR_COLORS,
-            )
+            set_labels(self.viewer, f"{case_id} errors", result.errors, image, "errors", case_id)
+        for layer in list(self.viewer.layers):  # another case's result layer that found no use
+            if layer.metadata.get(META_KEY, {}).get("case") not in (None, case_id):
+                self.viewer.layers.remove(layer)
 
     # -- table ------------------------------------------------------------------------------------
 
@@ -205,21 +220,14 @@ class PredictWidget(QWidget):
         for r, result in enumerate(results):
             self.table.setItem(r, 0, QTableWidgetItem(result.case))
             by_label = {s.label: s for s in result.scores}
-            col = 1
-            for label in names:
-                s = by_label.get(label)
-                value = s.dice if s else float("nan")
-                self.table.setItem(r, col, NumberItem(value, "—" if s is None else f"{value:.4f}"))
-                col += 1
-            for label in names:
-                s = by_label.get(label)
-                value = s.hd95 if s else float("nan")
-                self.table.setItem(r, col, NumberItem(value, "—" if math.isnan(value) else f"{value:.2f}"))
-                col += 1
-            pred_ml = sum(s.pred_ml for s in result.scores) if result.scores else float("nan")
-            true_ml = sum(s.true_ml for s in result.scores) if result.scores else float("nan")
-            self.table.setItem(r, col, NumberItem(pred_ml, "—" if math.isnan(pred_ml) else f"{pred_ml:.1f}"))
-            self.table.setItem(r, col + 1, NumberItem(true_ml, "—" if math.isnan(true_ml) else f"{true_ml:.1f}"))
+            nan = float("nan")
+            values = [by_label[k].dice if k in by_label else nan for k in names]
+            values += [by_label[k].hd95 if k in by_label else nan for k in names]
+            digits = [4] * len(names) + [2] * len(names) + [1, 1]
+            values += [sum(s.pred_ml for s in result.scores) if result.scores else nan]
+            values += [sum(s.true_ml for s in result.scores) if result.scores else nan]
+            for c, (value, d) in enumerate(zip(values, digits, strict=True)):
+                self.table.setItem(r, c + 1, NumberItem(value, d))
         self.table.setSortingEnabled(True)
         scored = [metrics.mean_dice(r.scores) for r in results if r.scores]
         self.mean_label.setText(f"mean Dice over {len(scored)} case(s): {np.mean(scored):.4f}" if scored else "")
@@ -229,33 +237,47 @@ class PredictWidget(QWidget):
 
     def rows(self) -> list[dict]:
         """The table as result rows (:data:`napari_volseg.evaluate.ROW_FIELDS`), as the CSV holds them."""
-        names = self.session.task.labels
-        return [row for r in self.session.results.values() for row in score_rows(r.case, r.scores, names)]
+        task = self.session.task
+        if task is None:
+            return []
+        return [row for r in self.session.results.values() for row in score_rows(r.case, r.scores, task.labels)]
 
     def export_csv(self, path: str | Path) -> Path | None:
-        """Write the Dice table; a path that cannot be written is one notification (None)."""
+        """Write the scores as CSV; a path that cannot be written, or nothing scored yet, is one notification and
+        nothing written (None)."""
         from napari_volseg.evaluate import write_csv
 
         try:
-            return write_csv(self.rows(), check_writable(path, what="CSV table"))
+            path = check_writable(path, what="CSV table")
+            rows = self.rows()
+            if not rows:
+                raise VolsegError("nothing to export yet: predict cases with ground truth first")
+            return write_csv(rows, path)
         except VolsegError as exc:
             notify_error(exc)
             return None
 
     def save_predictions(self, folder: str | Path) -> list[Path]:
-        """Write each prediction as ``folder/<case>.nii.gz`` in its scan's geometry; a folder that
-        cannot be written is one notification before any file is written (an empty list)."""
+        """Write each prediction as ``folder/<case>.nii.gz`` in its scan's geometry; a folder that cannot be
+        written, or nothing predicted yet, is one notification before any file is written (an empty list)."""
         try:
             folder = check_writable(folder, folder=True, what="prediction folder")
-            return [
+            if not self.session.results:
+                raise VolsegError("no predictions to save yet: predict first")
+            saved = [
                 nifti.save_labels(r.labels, r.geometry, folder / f"{r.case}.nii.gz")
                 for r in self.session.results.values()
             ]
-        except VolsegError as exc:
+        except (OSError, VolsegError) as exc:
             notify_error(exc)
             return []
+        show_info(f"saved {len(saved)} prediction(s) in {folder}")
+        return saved
 
     def _csv_dialog(self) -> None:
+        if not self.rows():
+            notify_error("nothing to export yet: predict cases with ground truth first")
+            return
         path, _ = QFileDialog.getSaveFileName(self, "Export Dice table", "dice.csv", "CSV (*.csv)")
         if path:
             self.export_csv(path)

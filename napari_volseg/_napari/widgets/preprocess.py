@@ -1,4 +1,6 @@
-"""Preprocess: choose a plan (a preset's, or target spacing / fixed shape), preview it, cache the task."""
+"""Preprocess: the plan settings of the session's preset (a form built from ``PlanSettings``; Train trains with
+them), a preview of the current case on the plan's grid, and filling the cache. Planning reads the task's
+statistics, so every step runs in a worker."""
 
 from __future__ import annotations
 
@@ -6,27 +8,34 @@ import dataclasses
 
 from napari.qt.threading import thread_worker
 from napari.utils import progress
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from napari_volseg import paths, planning, preprocess
+from napari_volseg import planning, preprocess
 from napari_volseg._napari.layers import META_KEY
+from napari_volseg._napari.loading import add_layer, case_layers, refill
+from napari_volseg._napari.notify import notify_error
 from napari_volseg._napari.state import session_for
-from napari_volseg._napari.widgets.common import notify_error
+from napari_volseg._napari.widgets.common import compact
+from napari_volseg._napari.widgets.forms import DataclassForm
 from napari_volseg.cache import PreparedCache
-from napari_volseg.engine.config import PlanSettings, list_presets
+from napari_volseg.engine.config import PlanSettings, Preset
 from napari_volseg.errors import VolsegError
-from napari_volseg.planning import Plan
+
+BASIC = ("resample", "spacing", "max_voxels", "shape", "crop")
+LABELS = {
+    "resample": "resample to",
+    "spacing": "spacing z, y, x mm",
+    "max_voxels": "voxel budget",
+    "shape": "shape z, y, x",
+    "crop": "crop to body",
+    "roi_margin_mm": "ROI margin mm",
+}
+NONE_TEXT = {"max_voxels": "no limit"}
+CHOICES = {"resample": ("spacing", "shape")}
+
+
+def _grid(shape, spacing) -> str:
+    return " × ".join(map(str, shape)) + " voxels at " + " × ".join(f"{s:.2f}" for s in spacing) + " mm"
 
 
 class PreprocessWidget(QWidget):
@@ -34,157 +43,144 @@ class PreprocessWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.presets = list_presets()
         self.worker = None
-        form = QFormLayout()
-        self.preset = QComboBox()
-        self.preset.addItems(list(self.presets))
-        self.resample = QComboBox()
-        self.resample.addItems(["spacing", "shape"])
-        self.spacing = [QDoubleSpinBox(decimals=2, minimum=0.0, maximum=20.0, singleStep=0.25) for _ in range(3)]
-        for box in self.spacing:
-            box.setSpecialValueText("auto")
-        self.max_voxels = QSpinBox(minimum=0, maximum=100_000_000, singleStep=250_000)
-        self.max_voxels.setSpecialValueText("no limit")
-        self.shape = [QSpinBox(minimum=16, maximum=512, singleStep=16) for _ in range(3)]
-        self.crop = QCheckBox("crop to the body / nonzero box")
-        row_spacing, row_shape = QHBoxLayout(), QHBoxLayout()
-        for box in self.spacing:
-            row_spacing.addWidget(box)
-        for box in self.shape:
-            row_shape.addWidget(box)
-        form.addRow("from preset", self.preset)
-        form.addRow("resample to", self.resample)
-        form.addRow("spacing z, y, x mm", row_spacing)
-        form.addRow("voxel budget", self.max_voxels)
-        form.addRow("shape z, y, x", row_shape)
-        form.addRow("", self.crop)
+        top = QFormLayout()
+        self.preset = compact(QComboBox())
+        self.preset.addItems(list(self.session.presets))
+        top.addRow("from preset", self.preset)
+        self.form = DataclassForm(PlanSettings, BASIC, labels=LABELS, none_text=NONE_TEXT, choices=CHOICES)
         buttons = QHBoxLayout()
         self.preview_button = QPushButton("Preview current case")
         self.run_button = QPushButton("Preprocess task")
         buttons.addWidget(self.preview_button)
         buttons.addWidget(self.run_button)
-        self.status = QLabel("")
+        self.status = QLabel("The plan set here is the one Train trains with.")
         self.status.setWordWrap(True)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(top)
+        layout.addWidget(self.form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
-        self.preset.currentTextChanged.connect(self._show_preset)
-        self.preset.setCurrentText(paths.DEFAULT_PRESET)
-        self._show_preset(paths.DEFAULT_PRESET)
+        layout.addStretch(1)
+        self.preset.currentTextChanged.connect(self.session.choose_preset)
+        self.session.preset_changed.connect(self._show_preset)
+        self._show_preset(self.session.preset)
+        self.form.changed.connect(self._changed)
+        self._enable_fields()
         self.preview_button.clicked.connect(self.preview)
         self.run_button.clicked.connect(self.run)
-        self.session.task_changed.connect(lambda task: self._show_cached())
 
-    def _show_preset(self, name: str) -> None:
-        p = self.presets[name].plan
-        self.resample.setCurrentText(p.resample)
-        for box, value in zip(self.spacing, p.spacing or (0.0, 0.0, 0.0), strict=True):
-            box.setValue(float(value))
-        self.max_voxels.setValue(int(p.max_voxels or 0))
-        for box, value in zip(self.shape, p.shape or (64, 128, 128), strict=True):
-            box.setValue(int(value))
-        self.crop.setChecked(p.crop)
+    def _changed(self) -> None:
+        self._enable_fields()
+        self.session.set_plan(self.settings())
+
+    def _enable_fields(self) -> None:
+        """A fixed shape ignores spacing, voxel budget and cascade; a spacing plan ignores the shape."""
+        by_shape = self.form.fields["resample"].get() == "shape"
+        for name, field in self.form.fields.items():
+            if name != "resample" and name != "crop":
+                field.widget.enabled = (name == "shape") == by_shape
+
+    def _show_preset(self, preset: Preset) -> None:
+        self.preset.blockSignals(True)
+        self.preset.setCurrentText(preset.name)
+        self.preset.blockSignals(False)
+        self.form.show_values(preset.plan)
 
     def settings(self) -> PlanSettings:
-        spacing = tuple(b.value() for b in self.spacing)
-        base = self.presets[self.preset.currentText()].plan
-        return dataclasses.replace(
-            base,
-            resample=self.resample.currentText(),
-            spacing=spacing if all(spacing) else None,
-            shape=tuple(b.value() for b in self.shape) if self.resample.currentText() == "shape" else None,
-            max_voxels=self.max_voxels.value() or None,
-            crop=self.crop.isChecked(),
-        )
+        settings = self.form.apply(self.session.preset.plan)
+        if settings.resample != "shape":
+            return dataclasses.replace(settings, shape=None)
+        return settings
 
-    def plan(self) -> Plan:
-        """The plan of the settings shown, from the preset's training split (as the trainer plans);
-        a cascade preset's whole volumes are planned for its locator (the main net sees regions of interest)."""
-        if self.session.task is None:
-            raise VolsegError("open a task first (Data widget)")
-        preset = dataclasses.replace(self.presets[self.preset.currentText()], plan=self.settings())
-        return planning.plan_task(self.session.task, preset)[0]
+    def planned_preset(self) -> Preset:
+        """The session's preset with the plan settings shown; :func:`~napari_volseg.planning.plan_task` plans it
+        from its training split as the trainer does (reading the task's statistics: only in a worker)."""
+        return dataclasses.replace(self.session.preset, plan=self.settings())
 
-    def _show_cached(self) -> None:
-        task = self.session.task
-        if task is None:
-            return
-        try:
-            cache = PreparedCache(self.plan())
-        except VolsegError:
-            return
-        cached = sum(cache.is_cached(c) for c in task.cases)
-        self.status.setText(f"plan {cache.plan.hash}: {cached} of {len(task.cases)} cases cached")
-
-    def preview(self) -> None:
+    def preview(self):
         """Add the current case on the plan's grid as a layer (scaled to the plan's spacing)."""
         task, case_id = self.session.task, self.session.case_id
         if task is None or case_id is None:
-            notify_error("open a case first (Data widget)")
-            return
-        try:
-            plan = self.plan()
+            notify_error("open a case first (Data tab)")
+            return None
+        preset = self.planned_preset()
+
+        @thread_worker
+        def work():
+            plan, cascade = planning.plan_task(task, preset)
             image, label = task.case(case_id).load()
-            prepared = preprocess.apply(plan, image, label)
-        except VolsegError as exc:
-            notify_error(exc)
-            return
+            return plan, cascade, image, preprocess.apply(plan, image, label)
+
+        worker = work()
+        worker.returned.connect(lambda result: self._show_preview(case_id, *result))
+        worker.errored.connect(notify_error)
+        worker.finished.connect(lambda: self.preview_button.setEnabled(True))
+        self.session.track(worker, owner=self)
+        self.preview_button.setEnabled(False)
+        self.status.setText(f"planning and preparing {case_id}…")
+        worker.start()
+        return worker
+
+    def _show_preview(self, case_id, plan, cascade, image, prepared) -> None:
         spacing = plan.target_spacing or tuple(
             s * n / m for s, n, m in zip(image.spacing, prepared.crop_shape, prepared.image.shape[1:], strict=True)
         )
         origin = [
             o + a * s for o, (a, _), s in zip(image.geometry.origin_zyx, prepared.box, image.spacing, strict=True)
         ]
-        name = f"{case_id} preprocessed"
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        self.viewer.add_image(
-            prepared.image[0],
-            name=name,
-            scale=spacing,
-            translate=origin,
-            colormap="magma",
-            metadata={META_KEY: {"case": case_id, "role": "preview"}},
-            visible=True,
-        )
-        self.status.setText(
-            f"{case_id}: {tuple(prepared.image.shape[1:])} voxels at "
-            + " × ".join(f"{s:.2f}" for s in spacing)
-            + " mm (plan "
-            + plan.hash
-            + ")"
-        )
+        data = prepared.image[0]
+        kwargs = {
+            "name": f"{case_id} preprocessed",
+            "scale": spacing,
+            "translate": origin,
+            "metadata": {META_KEY: {"case": case_id, "role": "preview"}},
+            "contrast_limits": (float(data.min()), float(max(data.max(), data.min() + 1e-3))),
+        }
+        kwargs["contrast_limits_range"] = kwargs["contrast_limits"]
+        old = case_layers(self.viewer, case_id).get("preview")
+        if old is not None:
+            refill(old, data, kwargs)
+        else:
+            add_layer(self.viewer, data, {**kwargs, "colormap": "magma", "opacity": 0.7}, "image")
+        grid = _grid(prepared.image.shape[1:], spacing)
+        if cascade:
+            self.status.setText(
+                f"{case_id} on the cascade's coarse locator grid (stage 1 of 2): {grid}. The scans do not fit the "
+                f"voxel budget at their own spacing, so a locator finds the organ on this grid and the main network "
+                f"then trains inside that box at up to full resolution (plan {plan.hash})."
+            )
+        else:
+            self.status.setText(f"{case_id} as the network sees it: {grid} (plan {plan.hash}).")
 
     def run(self):
         task = self.session.task
-        if task is None or self.worker is not None:
-            if task is None:
-                notify_error("open a task first (Data widget)")
+        if task is None:
+            notify_error("open a task first (Data tab)")
             return None
-        try:
-            plan = self.plan()
-        except VolsegError as exc:
-            notify_error(exc)
+        if self.worker is not None:
             return None
-        cache = PreparedCache(plan)
+        preset = self.planned_preset()
 
         @thread_worker
         def work():
+            plan, _ = planning.plan_task(task, preset)
+            cache = PreparedCache(plan)
             yield from cache.fill(task.cases)
+            return cache
 
         bar = progress(total=len(task.cases), desc="preprocessing")
         self.worker = work()
         self.worker.yielded.connect(lambda _: bar.update(1))
-        self.worker.errored.connect(notify_error)
-        self.worker.finished.connect(lambda: (bar.close(), self._done(cache)))
-        self.session.track(self.worker)
+        self.worker.returned.connect(self._done)
+        self.worker.errored.connect(lambda exc: notify_error(exc if isinstance(exc, VolsegError) else f"failed: {exc}"))
+        self.worker.finished.connect(lambda: (bar.close(), setattr(self, "worker", None)))
+        self.session.track(self.worker, owner=self)
+        self.status.setText("planning…")
         self.worker.start()
         return self.worker
 
     def _done(self, cache) -> None:
-        self.worker = None
         self.status.setText(
             f"plan {cache.plan.hash}: {cache.misses} preprocessed, {cache.hits} already cached in {cache.folder}"
         )

@@ -1,4 +1,5 @@
-"""Train / load a model: settings from the engine's config, training in a worker, live curves, Stop."""
+"""Train / load a model: the session's preset (its plan set in Preprocess), a form built from ``TrainConfig``,
+training in a worker with a live chart and time left, Stop that leaves a usable model."""
 
 from __future__ import annotations
 
@@ -12,29 +13,55 @@ from napari.utils import progress
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from napari_volseg import paths
+from napari_volseg._napari.notify import notify_error
 from napari_volseg._napari.state import session_for
-from napari_volseg._napari.widgets.common import LivePlot, notify_error
+from napari_volseg._napari.widgets.common import compact
+from napari_volseg._napari.widgets.forms import DataclassForm
 from napari_volseg._napari.widgets.model_chooser import ModelChooser
+from napari_volseg._napari.widgets.plot import TrainingPlot
+from napari_volseg._napari.widgets.run_status import RunStatus
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import events as ev
-from napari_volseg.engine.config import Preset, list_presets
+from napari_volseg.engine.config import Preset, TrainConfig
 from napari_volseg.engine.infer import available_devices
 from napari_volseg.errors import VolsegError
 from napari_volseg.losses import LOSSES
 from napari_volseg.models import MODEL_PRESETS
 from napari_volseg.outputs import atomic_write, check_writable
+
+BASIC = ("minutes", "epochs", "patch_size", "lr", "loss", "device")
+LABELS = {"alpha": "alpha (Dice weight)", "patch_size": "patch z, y, x", "lr": "learning rate", "minutes": "minutes"}
+NONE_TEXT = {"minutes": "no limit", "batch_voxels": "off", "val_cases": "auto (20 %)", "threads": "all cores"}
+CHOICES = {
+    "loss": LOSSES,
+    "schedule": ("poly", "step", "constant"),
+    "device": tuple(available_devices()),
+    "split": ("seeded", "seed-report"),
+    "mirror_axes": (0, 1, 2),
+}
+
+
+def describe_plan(preset: Preset, edited: bool) -> str:
+    p = preset.plan
+    if p.resample == "shape" and p.shape:
+        grid = "resized to " + " × ".join(map(str, p.shape))
+    else:
+        grid = "spacing " + (" × ".join(f"{s:g}" for s in p.spacing) + " mm" if p.spacing else "of the task")
+        if p.max_voxels:
+            grid += f", ≤ {p.max_voxels / 1e6:g} M voxels"
+        if p.cascade:
+            grid += ", cascade when a scan does not fit"
+    return f"plan: {grid}" + (" (set in Preprocess)" if edited else f" ({preset.name})")
 
 
 class TrainWidget(QWidget):
@@ -42,99 +69,83 @@ class TrainWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.presets = list_presets()
         self.trainer = None
         self.worker = None
         self._bar = None
 
-        form = QFormLayout()
-        self.preset = QComboBox()
-        self.preset.addItems(list(self.presets))
-        self.model = QComboBox()
+        top = QHBoxLayout()
+        self.preset = compact(QComboBox())
+        self.preset.addItems(list(self.session.presets))
+        self.preset.setToolTip("a named set of plan and training settings (napari_volseg/presets)")
+        self.model = compact(QComboBox())
         self.model.addItems(list(MODEL_PRESETS))
-        self.loss = QComboBox()
-        self.loss.addItems(list(LOSSES))
-        self.alpha = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.1)
-        self.epochs = QSpinBox(minimum=1, maximum=100000)
-        self.minutes = QDoubleSpinBox(decimals=1, minimum=0.0, maximum=10000.0, singleStep=1.0)
-        self.minutes.setSpecialValueText("no limit")
-        self.patch = [QSpinBox(minimum=16, maximum=512, singleStep=16) for _ in range(3)]
-        self.lr = QDoubleSpinBox(decimals=5, minimum=1e-5, maximum=1.0, singleStep=1e-4)
-        self.device = QComboBox()
-        self.device.addItems(available_devices())
-        patch_row = QHBoxLayout()
-        for box in self.patch:
-            patch_row.addWidget(box)
-        form.addRow("preset", self.preset)
-        form.addRow("model", self.model)
-        form.addRow("loss", self.loss)
-        form.addRow("alpha (Dice weight)", self.alpha)
-        form.addRow("epochs", self.epochs)
-        form.addRow("minutes", self.minutes)
-        form.addRow("patch z, y, x", patch_row)
-        form.addRow("learning rate", self.lr)
-        form.addRow("device", self.device)
+        self.model.setToolTip("the network: seed-net1 / seed-net2 (the seed report's), cpu-lean (fast on a CPU)")
+        top.addWidget(QLabel("preset"))
+        top.addWidget(self.preset, 1)
+        top.addWidget(QLabel("network"))
+        top.addWidget(self.model, 1)
+        self.form = DataclassForm(TrainConfig, BASIC, labels=LABELS, none_text=NONE_TEXT, choices=CHOICES)
+        self.plan_label = QLabel()
+        self.plan_label.setWordWrap(True)
+        self.settings = QCollapsible("Settings")  # folds away while a run shows its chart
+        self.settings.addWidget(self.form)
+        self.settings.addWidget(self.plan_label)
+        self.settings.expand(animate=False)
 
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
+        self.stop_button.setToolTip("end at the next step; the latest weights become the model")
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
-        files = QHBoxLayout()
-        self.chooser = ModelChooser(self.session)
-        self.save_button = QPushButton("Save checkpoint…")
-        files.addWidget(self.chooser, 1)
-        files.addWidget(self.save_button)
+        self.save_button = QPushButton("Save…")
+        self.save_button.setToolTip("save a copy of the current model's checkpoint")
+        buttons.addWidget(self.save_button)
+        self.chooser = ModelChooser(self.session)  # the model Stop and Finish leave, or a pretrained / loaded one
         self.status = QLabel("idle")
         self.status.setWordWrap(True)
-        self.plot = LivePlot()
+        self.plot = TrainingPlot()
+        self.plot.follow_theme(napari_viewer)
+        self.run = RunStatus()
 
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(top)
+        layout.addWidget(self.settings)
         layout.addLayout(buttons)
-        layout.addWidget(self.plot)
+        models = QHBoxLayout()
+        models.addWidget(QLabel("model"))
+        models.addWidget(self.chooser, 1)
+        layout.addLayout(models)
         layout.addWidget(self.status)
-        layout.addLayout(files)
+        layout.addWidget(self.plot, 1)
 
-        self.preset.currentTextChanged.connect(self._show_preset)
-        self.preset.setCurrentText(paths.DEFAULT_PRESET)
-        self._show_preset(paths.DEFAULT_PRESET)
-        self.start_button.clicked.connect(self.start)
+        self.preset.currentTextChanged.connect(self.session.choose_preset)
+        self.session.preset_changed.connect(self._show_preset)
+        self.session.plan_changed.connect(self._show_plan)
+        self._show_preset(self.session.preset)
+        self.start_button.clicked.connect(lambda: self.start())
         self.stop_button.clicked.connect(self.stop)
         self.save_button.clicked.connect(self._save_dialog)
         self.session.checkpoint_changed.connect(self._show_checkpoint)
 
     # -- settings <-> config ----------------------------------------------------------------------
 
-    def _show_preset(self, name: str) -> None:
-        preset = self.presets[name]
-        t = preset.train
+    def _show_preset(self, preset: Preset) -> None:
+        self.preset.blockSignals(True)
+        self.preset.setCurrentText(preset.name)
+        self.preset.blockSignals(False)
         self.model.setCurrentText(preset.model)
-        self.loss.setCurrentText(t.loss)
-        self.alpha.setValue(t.alpha)
-        self.epochs.setValue(t.epochs)
-        self.minutes.setValue(t.minutes or 0.0)
-        for box, value in zip(self.patch, t.patch_size, strict=True):
-            box.setValue(int(value))
-        self.lr.setValue(t.lr)
-        self.device.setCurrentText(t.device if t.device in available_devices() else "auto")
+        self.form.show_values(preset.train)
+        self._show_plan()
+
+    def _show_plan(self, *_) -> None:
+        self.plan_label.setText(describe_plan(self.session.preset, self.session.plan_edited))
 
     def current_preset(self) -> Preset:
-        """The selected preset with the settings shown in the widget."""
-        base = self.presets[self.preset.currentText()]
-        preset = base.with_overrides(
-            loss=self.loss.currentText(),
-            alpha=self.alpha.value(),
-            epochs=self.epochs.value(),
-            minutes=self.minutes.value() or None,
-            patch_size=tuple(b.value() for b in self.patch),
-            lr=self.lr.value(),
-            device=self.device.currentText(),
-        )
-        if self.minutes.value() == 0.0:
-            preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, minutes=None))
-        return dataclasses.replace(preset, model=self.model.currentText())
+        """The session's preset (with the plan set in Preprocess) and the training settings shown here."""
+        preset = self.session.preset
+        return dataclasses.replace(preset, model=self.model.currentText(), train=self.form.apply(preset.train))
 
     # -- training ---------------------------------------------------------------------------------
 
@@ -143,7 +154,7 @@ class TrainWidget(QWidget):
             return None
         task = self.session.task
         if task is None:
-            notify_error("open a task first (Data widget)")
+            notify_error("open a task first (Data tab, or drop a task folder on the viewer)")
             return None
         from napari_volseg.engine.train import Trainer
 
@@ -162,57 +173,59 @@ class TrainWidget(QWidget):
             yield from trainer.run()
 
         self.plot.clear()
+        self.run.begin(preset)
         self.worker = work()
         self.worker.volseg_stop = trainer.stop
         self.worker.yielded.connect(self._on_event)
-        self.worker.errored.connect(lambda exc: notify_error(exc))
+        self.worker.errored.connect(notify_error)
         self.worker.finished.connect(self._idle)
-        self.session.track(self.worker)
+        self.session.track(self.worker, owner=self)
         self.start_button.setEnabled(False)
         self.stop_button.setEnabled(True)
-        self.status.setText("preparing…")
+        self.settings.collapse(animate=False)
+        self.status.setText("preparing the cases…")
         self.worker.start()
         return self.worker
 
     def stop(self) -> None:
         if self.trainer is not None:
             self.trainer.stop()
+            self.stop_button.setEnabled(False)
             self.status.setText("stopping after this step…")
 
     def _on_event(self, event) -> None:
+        run = self.run
         if isinstance(event, ev.Progress):
-            self.status.setText(f"preprocessing {event.done}/{event.total}: {event.item}")
+            self.status.setText(run.preparing(event))
         elif isinstance(event, ev.Started):
+            run.started(event)
+            self.plot.clear(run.stage_title())
             if self._bar is not None:  # a cascade's main stage follows its locator stage
                 self._bar.close()
-                self.plot.clear()
-            locator = event.stage == "locator"
-            self._bar = progress(total=event.total_steps, desc="training the locator" if locator else "training")
+            self._bar = progress(total=event.total_steps, desc=run.stage_title())
             self._bar.n = event.start_step
-            what = "the coarse locator (cascade stage 1 of 2)" if locator else "the network"
-            self.status.setText(
-                f"training {what} on {event.device}: {len(event.train_cases)} train / "
-                f"{len(event.val_cases)} validation cases, batches of {event.batch_size} × "
-                + "×".join(map(str, event.patch_size))
-            )
+            self.status.setText(run.started_text(event))
         elif isinstance(event, ev.Step):
+            run.step(event)
             self.plot.add_loss(event.step, event.loss)
             if self._bar is not None:
                 self._bar.update(event.step - self._bar.n)
+            self.status.setText(run.step_text())
         elif isinstance(event, ev.Validated):
+            run.validated(event)
             self.plot.add_dice(event.step, event.mean)
-            self.status.setText(f"epoch {event.epoch + 1}: validation Dice {event.mean:.3f}")
+            self.status.setText(run.step_text())
         elif isinstance(event, ev.CheckpointSaved) and event.kind == "best":
             self.session.set_checkpoint(event.path)
         elif isinstance(event, ev.Failed):
             notify_error(event.message)
             self.status.setText(f"failed: {event.message}")
         elif isinstance(event, ev.Finished):
-            how = "stopped" if event.stopped else "finished"
-            self.status.setText(f"{how} at step {event.step}; best validation Dice {event.best_dice:.3f}")
-            if event.best_path:
-                self.session.set_checkpoint(event.best_path)
-            show_info(f"training {how}: best validation Dice {event.best_dice:.3f}")
+            model = run.model_after(event)
+            if model is not None:
+                self.session.set_checkpoint(model)
+            self.status.setText(run.finished_text(event))
+            show_info(run.finished_summary(event))
 
     def _idle(self) -> None:
         if self._bar is not None:
@@ -222,6 +235,7 @@ class TrainWidget(QWidget):
         self.trainer = None
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
+        self.settings.expand(animate=False)
         try:
             import torch
 
@@ -243,15 +257,15 @@ class TrainWidget(QWidget):
         return True
 
     def _show_checkpoint(self, path) -> None:
-        if path is not None and self.worker is None:
-            self.status.setText(f"model: {Path(path).name}")
+        if path is not None and self.worker is None and not self.run.active:
+            self.status.setText(f"model: {Path(path).name} in {Path(path).parent}")
 
     def _save_dialog(self) -> None:
         if self.session.checkpoint is None:
             notify_error("no model yet: train or load one first")
             return
         path, _ = QFileDialog.getSaveFileName(
-            self, "Save checkpoint as", "model.safetensors", "Checkpoints (*.safetensors)"
+            self, "Save checkpoint as", str(Path.home() / self.session.checkpoint.name), "Checkpoints (*.safetensors)"
         )
         if path:
             source = self.session.checkpoint

@@ -1,0 +1,210 @@
+"""Opening tasks, cases and dropped files without freezing the viewer.
+
+Each opener reads in a napari ``thread_worker`` (``dataset.json``, NIfTI headers for the Data table, the volumes)
+and adds the layers on the GUI thread from the finished arrays. When the user asks again before a read finished
+(two row clicks), the last request wins and the stale result is dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from napari.qt.threading import thread_worker
+
+from napari_volseg._napari.layers import META_KEY, case_layer_data, file_layer_data
+from napari_volseg._napari.notify import notify_error, notify_warning
+from napari_volseg._napari.state import CaseInfo, Session
+from napari_volseg.errors import VolsegError
+from napari_volseg.io import decathlon
+
+_tokens = itertools.count(1)
+
+
+def _start(session: Session, kind: str, status: str, work, on_done: Callable) -> object:
+    """Run ``work`` (a thread_worker) and hand its result to ``on_done`` unless a newer ``kind`` request came."""
+    token = next(_tokens)
+    latest = session.requests
+    latest[kind] = token
+    session.status.emit(status)
+    worker = work()
+
+    def finish(result):
+        if latest.get(kind) == token:
+            on_done(result)
+
+    def failed(exc):
+        if latest.get(kind) == token:
+            notify_error(exc if isinstance(exc, VolsegError) else f"{status.rstrip('…')} failed: {exc}")
+
+    worker.returned.connect(finish)
+    worker.errored.connect(failed)
+    worker.finished.connect(lambda: session.status.emit("") if latest.get(kind) == token else None)
+    session.track(worker, loader=True)
+    worker.start()
+    return worker
+
+
+def case_info(case: decathlon.Case) -> CaseInfo:
+    try:
+        geometry = case.geometry()
+        return CaseInfo(case.id, geometry.shape_zyx, geometry.spacing_zyx, case.label_path is not None)
+    except VolsegError:
+        return CaseInfo(case.id, None, None, case.label_path is not None)
+
+
+def _case_payload(task: decathlon.Task, case_id: str) -> tuple[str, list[tuple], int | None]:
+    """Layer data of a case and the slice with the most foreground (None without ground truth); each image layer's
+    kwargs carry its data range (``contrast_limits_range``), so reusing a layer computes nothing on the GUI thread."""
+    layers = case_layer_data(task, task.case(case_id))
+    z = None
+    for data, kwargs, kind in layers:
+        if kind == "labels":
+            z = int(np.argmax((data > 0).sum(axis=(1, 2))))
+        elif not isinstance(kwargs["name"], list):
+            lo, hi = float(data.min()), float(data.max())
+            kwargs["contrast_limits_range"] = (lo, hi if hi > lo else lo + 1.0)
+    return case_id, layers, z
+
+
+def refill(layer, data, kwargs: dict) -> None:
+    """Show ``data`` in an existing layer instead of removing it and adding another: napari's layer removal runs a
+    full garbage collection and a new layer builds its canvas node, each hundreds of ms on the GUI thread."""
+    layer.metadata = kwargs["metadata"]
+    layer.scale = kwargs["scale"]
+    layer.translate = kwargs["translate"]
+    layer.data = data
+    layer.name = kwargs["name"]
+    if "contrast_limits_range" in kwargs:
+        layer.contrast_limits_range = kwargs["contrast_limits_range"]
+    if "contrast_limits" in kwargs:
+        layer.contrast_limits = kwargs["contrast_limits"]
+
+
+def add_layer(viewer, data, kwargs: dict, kind: str):
+    kwargs = {k: v for k, v in kwargs.items() if k != "contrast_limits_range"}
+    return getattr(viewer, f"add_{kind}")(data, **kwargs)
+
+
+def open_task(session: Session, folder: Path, open_first_case: bool = True):
+    """Read ``folder``'s task and its cases' headers; it becomes the session's task; its first case opens."""
+
+    @thread_worker
+    def work():
+        task = decathlon.load_task(folder)
+        cases = [case_info(c) for c in task.cases + task.test_cases]
+        first = None
+        if open_first_case:
+            first = _case_payload(task, sorted(c.id for c in (task.cases or task.test_cases))[0])
+        return task, cases, first
+
+    def done(result):
+        task, cases, first = result
+        session.set_task(task, cases)
+        if first is not None:
+            _show_case(session, *first)
+
+    return _start(session, "task", f"opening {folder.name}…", work, done)
+
+
+def open_case(session: Session, case_id: str, then: Callable | None = None, keep: tuple[str, ...] = ()):
+    """Open a case of the session's task (image and ground truth, other cases' layers reused or removed), then
+    ``then()``; layers of the roles in ``keep`` stay for ``then`` to reuse."""
+    task = session.task
+    if task is None:
+        return None
+    if "image" in case_layers(session.viewer, case_id):
+        session.requests["case"] = next(_tokens)  # a case still loading from an earlier click must not win
+        _show_case(session, case_id, [], None, keep)
+        if then:
+            then()
+        return None
+
+    @thread_worker
+    def work():
+        return _case_payload(task, case_id)
+
+    def done(payload):
+        if session.task is task:
+            _show_case(session, *payload, keep=keep)
+            if then:
+                then()
+
+    return _start(session, "case", f"opening {case_id}…", work, done)
+
+
+def open_files(session: Session, files: list[Path]):
+    """Dropped NIfTI files: ``<case>`` image and ``<case> ground truth`` label layers."""
+
+    @thread_worker
+    def work():
+        return [file_layer_data(f) for f in files]
+
+    def done(layers):
+        viewer = session.viewer
+        for data, kwargs, kind in layers:
+            add_layer(viewer, data, kwargs, kind)
+            for issue in kwargs["metadata"][META_KEY]["issues"]:
+                notify_warning(issue)
+
+    name = files[0].name if len(files) == 1 else f"{len(files)} files"
+    return _start(session, f"files-{next(_tokens)}", f"reading {name}…", work, done)
+
+
+def case_layers(viewer, case_id: str) -> dict[str, object]:
+    """The layers of ``case_id`` by role (image, ground truth, prediction, errors, preview)."""
+    found = {}
+    for layer in viewer.layers:
+        meta = layer.metadata.get(META_KEY, {})
+        if meta.get("case") == case_id:
+            found[meta.get("role")] = layer
+    return found
+
+
+def _other_cases(viewer, case_id: str) -> dict[str, object]:
+    """Layers of cases other than ``case_id`` by role (the last of each role)."""
+    found = {}
+    for layer in viewer.layers:
+        meta = layer.metadata.get(META_KEY, {})
+        if meta.get("case") not in (None, case_id):
+            found[meta.get("role")] = layer
+    return found
+
+
+def _remove_other_cases(viewer, case_id: str, keep: tuple[str, ...] = ()) -> None:
+    for layer in list(viewer.layers):
+        meta = layer.metadata.get(META_KEY, {})
+        if meta.get("case") not in (None, case_id) and meta.get("role") not in keep:
+            viewer.layers.remove(layer)
+
+
+def _show_case(session: Session, case_id: str, layers: list[tuple], z: int | None, keep=()) -> None:
+    """Show a case's layers, reusing the layers of the case shown before (same role, same kind)."""
+    viewer = session.viewer
+    have = case_layers(viewer, case_id)
+    if "image" not in have:
+        stale = _other_cases(viewer, case_id)
+        for data, kwargs, kind in layers:
+            role = kwargs["metadata"][META_KEY]["role"]
+            if role in have:
+                continue
+            old = stale.get(role)
+            if old is not None and old._type_string == kind and not isinstance(kwargs["name"], list):
+                refill(old, data, kwargs)
+            else:
+                add_layer(viewer, data, kwargs, kind)
+        _remove_other_cases(viewer, case_id, keep)
+        viewer.reset_view()
+        if z is not None:  # start on the slice with the most foreground
+            image = case_layers(viewer, case_id)["image"]
+            viewer.dims.set_point(0, image.data_to_world([z, 0, 0])[0])
+    else:
+        _remove_other_cases(viewer, case_id, keep)
+    _opened(session, case_id)
+
+
+def _opened(session: Session, case_id: str) -> None:
+    session.case_id = case_id
+    session.case_opened.emit(case_id)

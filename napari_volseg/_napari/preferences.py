@@ -1,0 +1,48 @@
+"""napari's reader preference for NIfTI files and MSD task folders, claimed once when the plugin activates.
+
+napari's builtin reader also lists ``*.nii`` / ``*.nii.gz`` (through imageio, which cannot read them) and accepts every
+folder, so with two readers napari asks which one to use on every drop. npe2 has no reader priority; what napari
+offers is the user setting ``plugins.extension2reader`` (fnmatch patterns -> plugin), which it consults before asking.
+When napari activates napari-volseg (its first widget, sample, or read) we add our patterns there, once: a user who
+later removes or changes them in Preferences > Plugins keeps that choice (a marker file records that we claimed them).
+"""
+
+from __future__ import annotations
+
+from napari_volseg import paths
+
+PLUGIN = "napari-volseg"
+READER_PATTERNS = ("*.nii", "*.nii.gz", "*/Task[0-9][0-9]*_*/")
+"""NIfTI files, and MSD-style task folders (``.../Task02_Heart/``, the form napari matches folders in)."""
+
+
+def marker_path():
+    return paths.cache_root() / "napari-reader-preference-claimed"
+
+
+def claim_reader_preference() -> dict[str, str]:
+    """Make napari-volseg napari's reader for :data:`READER_PATTERNS` unless the user chose otherwise.
+
+    Returns the patterns set now (empty when nothing changed: claimed before, or each pattern already has a reader).
+    """
+    from napari.settings import get_settings
+
+    marker = marker_path()
+    if marker.exists():
+        return {}
+    plugins = get_settings().plugins
+    current = dict(plugins.extension2reader)
+    added = {p: PLUGIN for p in READER_PATTERNS if p not in current}
+    if added:
+        plugins.extension2reader = {**current, **added}
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("napari-volseg set napari's reader preference for: " + ", ".join(READER_PATTERNS) + "\n")
+    except OSError:  # a read-only cache: claiming again next time changes nothing the user set
+        pass
+    return added
+
+
+def activate(context=None) -> None:
+    """npe2 ``on_activate``: called by napari the first time one of the plugin's contributions is used."""
+    claim_reader_preference()

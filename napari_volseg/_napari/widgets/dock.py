@@ -1,0 +1,61 @@
+"""All steps in one dock: Data, Preprocess, Train, Predict & evaluate and Classify as tabs, each scrollable.
+
+Stacked docks need about 1,500 px of height; as tabs the whole plugin fits a 1366 x 768 laptop screen with
+napari's layer list and notifications in view. The tabs share the viewer's session like separate docks would.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtWidgets import QFrame, QScrollArea, QTabWidget, QVBoxLayout, QWidget
+
+from napari_volseg._napari.widgets.classify import ClassifyWidget
+from napari_volseg._napari.widgets.data import DataWidget
+from napari_volseg._napari.widgets.predict import PredictWidget
+from napari_volseg._napari.widgets.preprocess import PreprocessWidget
+from napari_volseg._napari.widgets.train import TrainWidget
+
+TABS = {
+    "Data": DataWidget,
+    "Preprocess": PreprocessWidget,
+    "Train": TrainWidget,
+    "Predict & evaluate": PredictWidget,
+    "Classify": ClassifyWidget,
+}
+"""Tab title -> widget class (taking the viewer), in the order a user works: the segmentation steps, then the 3D
+digit classifier. A new step is one more entry here (the annotation loop's Annotate tab goes after Predict &
+evaluate); the dock, its tests and the screenshots take every entry."""
+
+
+def scrollable(widget: QWidget) -> QScrollArea:
+    """``widget`` in a frameless scroll area that scrolls vertically when the screen is short."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
+    area.setWidget(widget)
+    return area
+
+
+class VolsegDock(QWidget):
+    """The plugin's one dock widget; ``widgets[title]`` is each tab's widget."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.widgets = {title: cls(napari_viewer) for title, cls in TABS.items()}
+        for title, widget in self.widgets.items():
+            self.tabs.addTab(scrollable(widget), title.replace("&", "&&"))  # a lone & would underline a shortcut
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.tabs)
+        self.setMinimumWidth(360)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        """About a third of a 1366 px screen: the canvas keeps the rest."""
+        return QSize(430, 600)
+
+    def show_tab(self, title: str) -> None:
+        self.tabs.setCurrentIndex(list(self.widgets).index(title))

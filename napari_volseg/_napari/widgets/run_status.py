@@ -1,0 +1,165 @@
+"""What the Train widget says about a run: stage (locator / main), step, elapsed and remaining time, and after the
+run which weights became the model and where they are. Plain Python (no Qt), fed the trainer's events."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from napari_volseg.engine import events as ev
+from napari_volseg.engine.config import Preset
+
+
+def clock(seconds: float) -> str:
+    """``42 s``, ``3:05``, ``1:02:09``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _where(path: Path) -> str:
+    return f"{path.name} in {path.parent}"
+
+
+class RunStatus:
+    """The state of one training run as the widget shows it."""
+
+    def __init__(self, now=time.perf_counter):
+        self.now = now
+        self.active = False
+        self.preset: Preset | None = None
+        self.cascade = False
+        self.stage = ""
+        self.total_steps = 0
+        self.steps = 0
+        self.stage_start = 0.0
+        self.first_step_at: float | None = None
+        self.first_step = 0
+        self.run_start = 0.0
+        self.best: tuple[float, int] | None = None
+        self.validations = 0
+
+    def begin(self, preset: Preset) -> None:
+        self.__init__(self.now)
+        self.active = True
+        self.preset = preset
+        self.run_start = self.now()
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def started(self, event: ev.Started) -> None:
+        self.stage = event.stage or ("main" if self.cascade else "")
+        self.cascade = self.cascade or event.stage == "locator"
+        self.total_steps = event.total_steps
+        self.steps = event.start_step
+        self.first_step = event.start_step
+        self.stage_start = self.now()
+        self.first_step_at = None
+        self.best = None
+        self.validations = 0
+
+    def step(self, event: ev.Step) -> None:
+        if self.first_step_at is None:
+            self.first_step_at = self.now()
+            self.first_step = event.step - 1
+        self.steps = event.step
+
+    def validated(self, event: ev.Validated) -> None:
+        self.validations += 1
+        if math.isfinite(event.mean) and (self.best is None or event.mean > self.best[0]):
+            self.best = (event.mean, event.step)
+
+    # -- texts ----------------------------------------------------------------------------------
+
+    def stage_title(self) -> str:
+        if self.stage == "locator":
+            return "cascade stage 1 of 2: locator (coarse grid)"
+        if self.stage == "main":
+            return "cascade stage 2 of 2: main network"
+        return "training"
+
+    def preparing(self, event: ev.Progress) -> str:
+        prefix = "cascade stage 2 of 2: " if self.cascade else ""
+        return f"{prefix}preparing cases {event.done} / {event.total}: {event.item}"
+
+    def started_text(self, event: ev.Started) -> str:
+        return (
+            f"{self.stage_title()} on {event.device}: {len(event.train_cases)} training / "
+            f"{len(event.val_cases)} validation cases, batches of {event.batch_size} × "
+            + " × ".join(map(str, event.patch_size))
+        )
+
+    def _budget_left(self) -> float | None:
+        """Seconds left of this stage's time budget (a cascade's locator gets ``locator_fraction`` of it)."""
+        minutes = self.preset.train.minutes if self.preset else None
+        if not minutes:
+            return None
+        share = self.preset.plan.locator_fraction if self.cascade else 0.0
+        stage_minutes = minutes * (share if self.stage == "locator" else 1.0 - share)
+        return stage_minutes * 60.0 - (self.now() - (self.first_step_at or self.stage_start))
+
+    def remaining(self) -> float | None:
+        """Seconds left in this stage: the step rate's estimate, capped by the time budget."""
+        estimates = []
+        done = self.steps - self.first_step
+        if self.first_step_at is not None and done > 1:
+            per_step = (self.now() - self.first_step_at) / done
+            estimates.append(per_step * (self.total_steps - self.steps))
+        budget = self._budget_left()
+        if budget is not None:
+            estimates.append(budget)
+        return max(0.0, min(estimates)) if estimates else None
+
+    def step_text(self) -> str:
+        parts = [f"{self.stage_title()}: step {self.steps} / {self.total_steps}"]
+        parts.append(f"{clock(self.now() - self.run_start)} elapsed")
+        left = self.remaining()
+        if left is not None:
+            parts.append(f"about {clock(left)} left" + (" in this stage" if self.stage == "locator" else ""))
+        if self.best is not None:
+            parts.append(f"best validation Dice {self.best[0]:.3f} (step {self.best[1]})")
+        return " · ".join(parts)
+
+    def model_after(self, event: ev.Finished) -> Path | None:
+        """The weights that become the model: the best validated ones if a validation ran, else the last ones."""
+        if event.best_path is not None and self.best is not None:
+            return event.best_path
+        return event.last_path or event.best_path
+
+    def finished_text(self, event: ev.Finished) -> str:
+        self.active = False
+        how = "stopped" if event.stopped else "finished"
+        took = clock(event.seconds)
+        model = self.model_after(event)
+        if model is None:
+            if self.stage == "locator":
+                return (
+                    f"stopped while training the locator (cascade stage 1 of 2) at step {self.steps} of "
+                    f"{self.total_steps} after {took}: no segmentation model yet (the main network had not started)."
+                )
+            return f"{how} after {took}, before training began: no model yet."
+        if model == event.best_path and self.best is not None:
+            which = f"the best validated weights (Dice {self.best[0]:.3f} at step {self.best[1]})"
+        elif event.best_path is not None and model == event.best_path:
+            which = f"the weights of step {event.step}"
+        else:
+            which = f"the last weights (step {event.step}; not validated yet)"
+        text = f"{how} at step {event.step} after {took}. Model: {which}, {_where(model)}."
+        if model != event.last_path and event.last_path is not None and event.stopped:
+            text += f" The last weights (step {event.step}) are in {event.last_path.name}."
+        return text
+
+    def finished_summary(self, event: ev.Finished) -> str:
+        """One line for the notification."""
+        how = "stopped" if event.stopped else "finished"
+        model = self.model_after(event)
+        if model is None:
+            return f"training {how}: no model yet"
+        dice = (
+            f", best validation Dice {self.best[0]:.3f}" if self.best is not None and model == event.best_path else ""
+        )
+        return f"training {how} at step {event.step}{dice}: model {model.name}"

@@ -1,0 +1,81 @@
+"""What the Train widget says about a run (plain Python): stages, time left, the model after Stop, never "nan"."""
+
+from pathlib import Path
+
+from napari_volseg._napari.widgets.run_status import RunStatus, clock
+from napari_volseg.engine import events as ev
+from napari_volseg.engine.config import load_preset
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def started(stage="", total=100):
+    return ev.Started(total, 4, "cpu", ["a", "b"], ["c"], 0, 2, (32, 64, 64), stage)
+
+
+def finished(step, best_path=None, last_path=None, stopped=True, best=float("nan")):
+    return ev.Finished(step, best, best_path, last_path, stopped, 30.0)
+
+
+def test_clock():
+    assert (clock(42), clock(185), clock(3729)) == ("42 s", "3:05", "1:02:09")
+
+
+def test_stop_before_any_validation_keeps_the_last_weights_and_names_the_file():
+    run = RunStatus(Clock())
+    run.begin(load_preset("fast-cpu"))
+    run.started(started())
+    run.step(ev.Step(1, 0, 0.9, 0.01, 1.0))
+    last = Path("/runs/x.last.safetensors")
+    event = finished(7, last_path=last)
+    assert run.model_after(event) == last
+    text = run.finished_text(event)
+    assert text.startswith("stopped at step 7") and "the last weights" in text and "x.last.safetensors in /runs" in text
+    assert "nan" not in text and "nan" not in run.finished_summary(event)
+
+
+def test_after_a_validation_the_best_weights_are_the_model():
+    run = RunStatus(Clock())
+    run.begin(load_preset("fast-cpu"))
+    run.started(started())
+    run.validated(ev.Validated(50, 1, {"c": 0.8}, 0.8, 10.0))
+    best, last = Path("/runs/x.safetensors"), Path("/runs/x.last.safetensors")
+    event = finished(60, best_path=best, last_path=last, best=0.8)
+    assert run.model_after(event) == best
+    text = run.finished_text(event)
+    assert "best validated weights (Dice 0.800 at step 50)" in text and "x.last.safetensors" in text
+
+
+def test_stop_during_the_locator_stage_says_so():
+    run = RunStatus(Clock())
+    run.begin(load_preset("fast-cpu"))
+    run.started(started("locator", 230))
+    run.step(ev.Step(12, 0, 0.9, 0.01, 1.0, "locator"))
+    event = finished(0)
+    assert run.model_after(event) is None
+    text = run.finished_text(event)
+    assert "locator (cascade stage 1 of 2) at step 12 of 230" in text and "no segmentation model yet" in text
+    assert "step 0" not in text and "nan" not in text
+
+
+def test_stage_titles_elapsed_and_time_left():
+    now = Clock()
+    run = RunStatus(now)
+    run.begin(load_preset("fast-cpu"))  # 10 minutes, locator gets a fifth
+    run.started(started("locator", 1000))
+    assert run.stage_title() == "cascade stage 1 of 2: locator (coarse grid)"
+    for step in range(1, 11):
+        now.t += 1.0
+        run.step(ev.Step(step, 0, 0.5, 0.01, now.t, "locator"))
+    text = run.step_text()
+    assert "step 10 / 1000" in text and "10 s elapsed" in text
+    assert "about 1:51 left in this stage" in text  # the 2-minute locator budget, not 990 steps at 1 s
+    assert run.preparing(ev.Progress(3, 15, "la_003")).startswith("cascade stage 2 of 2: preparing cases 3 / 15")
+    run.started(started("", 500))
+    assert run.stage_title() == "cascade stage 2 of 2: main network"
