@@ -67,7 +67,12 @@ def learning_rate(preset: Preset, step: int, total_steps: int, epoch: int, time_
 
 
 class Trainer:
-    """Train ``preset`` on ``task``; the best checkpoint goes to ``out``, the resumable last one beside it."""
+    """Train ``preset`` on ``task``; the best checkpoint goes to ``out``, the resumable last one beside it.
+
+    ``init_from`` (fine-tuning): start from that checkpoint's weights, plan, architecture and (for a
+    cascade) locator, with a fresh optimizer and step count. ``case_weights`` (case id -> weight,
+    default 1): how often each training case is drawn relative to the others.
+    """
 
     def __init__(
         self,
@@ -79,6 +84,8 @@ class Trainer:
         cache_root: Path | None = None,
         train_cases: list[Case] | None = None,
         val_cases: list[Case] | None = None,
+        init_from: ckpt.Checkpoint | None = None,
+        case_weights: dict[str, float] | None = None,
     ):
         self.task = task
         self.preset = preset
@@ -86,6 +93,8 @@ class Trainer:
         self.last = ckpt.last_path(self.out)
         self.resume = resume
         self.cache_root = cache_root
+        self.init_from = init_from
+        self.case_weights = case_weights
         self._stop = threading.Event()
         self.dist = distributed.env_context()
         self.network: torch.nn.Module | None = None
@@ -125,9 +134,9 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------
 
-    def _plan(self, resumed: ckpt.Checkpoint | None, boxes: dict | None) -> preprocess.Plan:
-        if resumed is not None:
-            return resumed.plan
+    def _plan(self, base: ckpt.Checkpoint | None, boxes: dict | None) -> preprocess.Plan:
+        if base is not None:
+            return base.plan
         extents = None
         if boxes:  # a cascade: the voxel budget is spent on the regions of interest, not whole volumes
             spacings = {c.id: c.geometry().spacing_zyx for c in self.train_cases}
@@ -188,7 +197,8 @@ class Trainer:
         for i, case in enumerate(cases):
             if i < len(self.train_cases):
                 truth = nifti.load(case.label_path)
-                boxes[case.id] = preprocess.roi_box(truth.data > 0, truth.spacing, locator.margin_mm)
+                annotated_fg = (truth.data > 0) & (truth.data != case.unlabelled)
+                boxes[case.id] = preprocess.roi_box(annotated_fg, truth.spacing, locator.margin_mm)
             else:
                 image, _ = case.load()
                 boxes[case.id] = locate(model, locator, image, self.preset.infer, device)
@@ -206,6 +216,10 @@ class Trainer:
                 train.append(train_case(case.id, prepared, rng))
             else:
                 _, truth = case.load()
+                if case.unlabelled is not None and (truth.data == case.unlabelled).any():
+                    raise VolsegError(
+                        f"validation case {case.id} has unlabelled voxels: mark it \"sparse\": true in dataset.json"
+                    )
                 val.append((case, prepared, truth))
             yield Progress(done=i + 1, total=len(cases), item=case.id)
         yield (train, val)
@@ -216,7 +230,10 @@ class Trainer:
         set_threads(t.threads)
         device = resolve_device(t.device)
         torch.manual_seed(t.seed)
-        cascade = preprocess.needs_cascade(self.task, self.preset.plan, self.train_cases)
+        if self.init_from is not None:
+            cascade = self.init_from.locator is not None
+        else:
+            cascade = preprocess.needs_cascade(self.task, self.preset.plan, self.train_cases)
         resumed = None
         resume_locator = False
         if self.resume:
@@ -229,7 +246,8 @@ class Trainer:
             else:
                 raise VolsegError(f"nothing to resume: {self.last} does not exist")
         device = distributed.init(self.dist, device)
-        locator = resumed.locator if resumed else None
+        base = resumed or self.init_from  # the checkpoint whose plan, architecture and weights carry on
+        locator = base.locator if base else None
         if cascade and locator is None:
             locator = yield from self._train_locator(resume_locator)
             if locator is None:
@@ -248,7 +266,7 @@ class Trainer:
                     boxes = item
                 else:
                     yield item
-        plan = self._plan(resumed, boxes)
+        plan = self._plan(base, boxes)
         train = val = None
         if not self.dist.main:
             distributed.barrier(self.dist)  # rank 0 fills the preprocessing cache first
@@ -263,12 +281,10 @@ class Trainer:
         if self.dist.main:
             distributed.barrier(self.dist)
 
-        config = (
-            resumed.model_config if resumed else model_config(self.preset.model, plan.in_channels, plan.num_classes)
-        )
+        config = base.model_config if base else model_config(self.preset.model, plan.in_channels, plan.num_classes)
         model = build_model(config)
-        if resumed:
-            model.load_state_dict(resumed.state)
+        if base:
+            model.load_state_dict(base.state)
         model.to(device)
         memory_format = torch.channels_last_3d if t.channels_last else torch.contiguous_format
         model.to(memory_format=memory_format)  # before DDP wraps it: its buckets follow the parameters' layout
@@ -297,6 +313,7 @@ class Trainer:
             mirror_axes=t.mirror_axes,
             workers=t.loader_threads if t.loader_threads is not None else (4 if gpu else 0),
             pin_memory=gpu,
+            case_weights=[self.case_weights.get(c.id, 1.0) for c in train] if self.case_weights else None,
         )
         if t.compile:
             model = torch.compile(model)

@@ -18,19 +18,29 @@ import numpy as np
 from napari_volseg.errors import GeometryMismatchError, LabelValueError, TaskFormatError
 from napari_volseg.io import nifti
 
+UNLABELLED_KEY = "unlabelled"
+"""The ``dataset.json`` key that declares the label value of voxels nobody annotated (sparse labels),
+e.g. ``"unlabelled": 255``; a training entry whose label holds it says ``"sparse": true``."""
+
 # The seed report's fixed splits (train, validation), taken in dataset.json order as the report did.
 SEED_SPLITS: dict[str, tuple[int, int]] = {"heart": (16, 4), "spleen": (32, 9)}
 
 
 @dataclass(frozen=True)
 class Case:
-    """One case of a task: an image file and, for training cases, its label file."""
+    """One case of a task: an image file and, for training cases, its label file.
+
+    ``sparse``: the label leaves some voxels unannotated (value ``unlabelled``); such a case trains
+    but never validates.
+    """
 
     id: str
     image_path: Path
     label_path: Path | None
     label_names: dict[int, str] = field(default_factory=dict, compare=False, repr=False)
     modalities: dict[int, str] = field(default_factory=dict, compare=False, repr=False)
+    unlabelled: int | None = field(default=None, compare=False, repr=False)
+    sparse: bool = field(default=False, compare=False)
 
     def geometry(self) -> nifti.Geometry:
         """The image's geometry from its header alone (shape and spacing without reading voxels)."""
@@ -53,9 +63,11 @@ class Case:
         vol = nifti.load(self.label_path, label=True)
         if self.label_names:
             present = {int(v) for v in np.unique(vol.data)}
-            unknown = sorted(present - set(self.label_names))
+            unknown = sorted(present - set(self.label_names) - {self.unlabelled})
             if unknown:
                 named = ", ".join(f"{k} {v}" for k, v in sorted(self.label_names.items()))
+                if self.unlabelled is not None:
+                    named += f"; unlabelled {self.unlabelled}"
                 raise LabelValueError(
                     f"{self.label_path.name} holds label value(s) {unknown} not named in dataset.json ({named})"
                 )
@@ -100,6 +112,8 @@ class Task:
     labels: dict[int, str]
     cases: list[Case]
     test_cases: list[Case]
+    unlabelled: int | None = None
+    """The declared label value of unannotated voxels (``dataset.json`` key ``"unlabelled"``), if any."""
 
     @property
     def num_classes(self) -> int:
@@ -125,6 +139,8 @@ class Task:
         ``mode="seeded"``: a shuffle by ``seed`` (same seed, same split), ``val_cases`` cases (or
         ``val_fraction`` of them, at least one) for validation. ``mode="seed-report"``: the seed
         report's fixed split for this task (16/4 heart, 32/9 spleen) in ``dataset.json`` order.
+        Sparse cases (some voxels unlabelled) always train: validation draws only from fully
+        labelled ones, and a task with none of those trains on everything with no validation.
         """
         cases = list(self.cases)
         if mode == "seed-report":
@@ -139,12 +155,17 @@ class Task:
             return Split(train=cases[:n_train], val=cases[n_train : n_train + n_val])
         if mode != "seeded":
             raise TaskFormatError(f"unknown split mode {mode!r} (use 'seeded' or 'seed-report')")
+        full = [c for c in cases if not c.sparse]
+        if cases and not full:
+            return Split(train=cases, val=[])
         if len(cases) < 2:
             raise TaskFormatError(f"task {self.name} needs at least 2 labelled cases to split, has {len(cases)}")
-        n_val = val_cases if val_cases is not None else max(1, round(len(cases) * val_fraction))
+        n_val = val_cases if val_cases is not None else min(len(full), max(1, round(len(cases) * val_fraction)))
         if not 1 <= n_val < len(cases):
             raise TaskFormatError(f"cannot hold out {n_val} of {len(cases)} cases for validation")
-        order = sorted(cases, key=lambda c: c.id)
+        if n_val > len(full):
+            raise TaskFormatError(f"cannot hold out {n_val} cases for validation: only {len(full)} are fully labelled")
+        order = sorted(full, key=lambda c: c.id)
         random.Random(seed).shuffle(order)
         val_ids = {c.id for c in order[:n_val]}
         return Split(train=[c for c in cases if c.id not in val_ids], val=[c for c in cases if c.id in val_ids])
@@ -199,6 +220,7 @@ def load_task(folder: str | os.PathLike) -> Task:
         raise TaskFormatError(f"{root.name}/dataset.json must hold a JSON object")
     labels = _int_keyed(meta.get("labels", {"0": "background", "1": "foreground"}), "labels")
     modalities = _int_keyed(meta.get("modality", {"0": "unknown"}), "modality")
+    unlabelled = _unlabelled_value(meta, labels, root.name)
     training = meta.get("training", [])
     if not isinstance(training, list):
         raise TaskFormatError(f"{root.name}/dataset.json: 'training' must be a list")
@@ -213,13 +235,14 @@ def load_task(folder: str | os.PathLike) -> Task:
         for p in (image, label):
             if p is not None and not p.is_file():
                 missing.append(os.path.relpath(p, root.resolve()))
-        cases.append(Case(case_id_of(image), image, label, labels, modalities))
+        sparse = bool(entry.get("sparse", False)) and label is not None
+        cases.append(Case(case_id_of(image), image, label, labels, modalities, unlabelled, sparse))
     test_cases = []
     for i, rel in enumerate(meta.get("test", []) or []):
         image = _inside(root, rel if isinstance(rel, str) else (rel or {}).get("image", ""), f"test[{i}]")
         if not image.is_file():
             missing.append(os.path.relpath(image, root.resolve()))
-        test_cases.append(Case(case_id_of(image), image, None, labels, modalities))
+        test_cases.append(Case(case_id_of(image), image, None, labels, modalities, unlabelled))
     if missing:
         raise TaskFormatError(
             f"{root.name}: {len(missing)} file(s) listed in dataset.json are missing, e.g. {missing[0]}"
@@ -234,7 +257,21 @@ def load_task(folder: str | os.PathLike) -> Task:
         labels=labels,
         cases=cases,
         test_cases=test_cases,
+        unlabelled=unlabelled,
     )
+
+
+def _unlabelled_value(meta: dict, labels: dict[int, str], where: str) -> int | None:
+    value = meta.get(UNLABELLED_KEY)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TaskFormatError(f"{where}/dataset.json: '{UNLABELLED_KEY}' must be a non-negative integer, got {value!r}")
+    if value in labels:
+        raise TaskFormatError(
+            f"{where}/dataset.json: '{UNLABELLED_KEY}' value {value} is also the label of {labels[value]!r}"
+        )
+    return value
 
 
 def is_task_folder(path: str | os.PathLike) -> bool:
