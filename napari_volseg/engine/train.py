@@ -218,7 +218,7 @@ class Trainer:
                 _, truth = case.load()
                 if case.unlabelled is not None and (truth.data == case.unlabelled).any():
                     raise VolsegError(
-                        f"validation case {case.id} has unlabelled voxels: mark it \"sparse\": true in dataset.json"
+                        f'validation case {case.id} has unlabelled voxels: mark it "sparse": true in dataset.json'
                     )
                 val.append((case, prepared, truth))
             yield Progress(done=i + 1, total=len(cases), item=case.id)
