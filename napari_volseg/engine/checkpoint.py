@@ -2,7 +2,8 @@
 
 Tensors: the model's state (``model.*``), a cascade's locator net (``locator.*``) and, for
 resumable checkpoints, the optimizer's (``optim.*``). Metadata (JSON strings): format tag, model
-config, preprocessing plan, label names, preset, training history, step/epoch, package version. Writes go to a temporary file that is
+config, preprocessing plan, label names, preset, training history, step/epoch, the training cases' ids,
+package version. Writes go to a temporary file that is
 renamed into place, so an interrupted save never leaves a broken checkpoint behind.
 """
 
@@ -80,6 +81,8 @@ class Checkpoint:
     optimizer: dict | None = None
     path: Path | None = None
     locator: Locator | None = None
+    train_cases: list[str] = field(default_factory=list)
+    """Ids of the cases the weights were trained on (fine-tuning samples the others more often)."""
 
     def build_model(self) -> UNet3D:
         return _build(self.model_config, self.state)
@@ -104,6 +107,7 @@ def save(
     task: str = "",
     optimizer: torch.optim.Optimizer | None = None,
     locator: Locator | None = None,
+    train_cases: list[str] | None = None,
 ) -> Path:
     """Write a checkpoint atomically; ``optimizer`` makes it resumable."""
     path = Path(path)
@@ -121,6 +125,7 @@ def save(
         "best_dice": json.dumps(best_dice),
         "task": task,
         "version": __version__,
+        "train_cases": json.dumps(list(train_cases or [])),
     }
     if locator is not None:
         tensors.update({f"locator.{k}": v.detach().cpu().clone() for k, v in locator.state.items()})
@@ -209,16 +214,25 @@ def load(path: str | os.PathLike) -> Checkpoint:
         optimizer=optimizer,
         path=path,
         locator=locator,
+        train_cases=json.loads(meta.get("train_cases", "[]")),
     )
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """A checkpoint's metadata strings from its header alone (no tensor is read); {} if it is not one of ours."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        return {}
+    return meta if meta.get("format") == FORMAT else {}
 
 
 def read_preset(path: str | os.PathLike) -> dict:
     """The preset a checkpoint was trained with, from its header alone (no tensor is read); {} if unreadable."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        return json.loads(meta.get("preset", "{}")) if meta.get("format") == FORMAT else {}
-    except (SafetensorError, OSError, ValueError):
+        return json.loads(read_metadata(path).get("preset", "{}"))
+    except ValueError:
         return {}
 
 

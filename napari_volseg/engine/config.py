@@ -101,6 +101,18 @@ class InferConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning a checkpoint on a task's labelled cases (the annotation loop)."""
+
+    minutes: float = 2.0
+    recent_weight: float = 3.0
+    """Cases the checkpoint was not trained on (newly accepted ones) are drawn this many times as often."""
+    lr_scale: float = 0.5
+    """The checkpoint preset's learning rate times this: continuing from trained weights, a full-size
+    first step would undo part of what they learned. A judgement, not a measured optimum."""
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     description: str = ""

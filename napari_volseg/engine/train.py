@@ -331,6 +331,7 @@ class Trainer:
             "preset": preset_dict,
             "task": self.task.name,
             "locator": locator,
+            "train_cases": [c.id for c in train],
         }
         yield Started(
             total_steps=total_steps,

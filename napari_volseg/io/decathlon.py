@@ -83,10 +83,10 @@ class Case:
         return image, label
 
 
-def check_same_grid(image: nifti.Volume, label: nifti.Volume, name: str = "") -> None:
+def check_same_grid(image: nifti.Volume | nifti.Geometry, label: nifti.Volume | nifti.Geometry, name: str = "") -> None:
     """Raise :class:`GeometryMismatchError` unless image and label share shape and affine."""
     who = f"{name}: " if name else ""
-    gi, gl = image.geometry, label.geometry
+    gi, gl = getattr(image, "geometry", image), getattr(label, "geometry", label)
     if gi.source_shape != gl.source_shape:
         raise GeometryMismatchError(f"{who}image shape {gi.source_shape} differs from label shape {gl.source_shape}")
     tol = 1e-3 * max(1.0, max(gi.spacing_zyx))

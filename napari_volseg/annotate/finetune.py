@@ -1,0 +1,83 @@
+"""Fine-tuning: continue from a checkpoint on all of a task's labelled cases, with the checkpoint's plan.
+
+The validation cases are the checkpoint's own (from its history) while they stay fully labelled, so
+the validation Dice of successive model versions is measured on the same cases; every other labelled
+case trains, and the cases the checkpoint was not trained on (the newly accepted ones) are drawn
+:attr:`~napari_volseg.engine.config.FinetuneConfig.recent_weight` times as often.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from napari_volseg.engine import checkpoint as ckpt
+from napari_volseg.engine.config import FinetuneConfig, Preset, preset_from_dict
+from napari_volseg.engine.train import Trainer
+from napari_volseg.errors import VolsegError
+from napari_volseg.io.decathlon import Case, Task
+
+
+def checkpoint_preset(checkpoint: ckpt.Checkpoint) -> Preset:
+    """The preset a checkpoint was trained with (its patch and batch as trained)."""
+    if not checkpoint.preset:
+        raise VolsegError(f"{checkpoint.path.name if checkpoint.path else 'the checkpoint'} records no training preset")
+    return preset_from_dict(checkpoint.preset, where="checkpoint preset")
+
+
+def validation_ids(checkpoint: ckpt.Checkpoint) -> list[str]:
+    """The cases the checkpoint was validated on (its latest validation record), in recorded order."""
+    for record in reversed(checkpoint.history):
+        if record.get("val_cases"):
+            return list(record["val_cases"])
+    return []
+
+
+def split_for_finetuning(checkpoint: ckpt.Checkpoint, task: Task) -> tuple[list[Case], list[Case], list[str]]:
+    """``(train, val, recent ids)``: the checkpoint's validation cases that are still fully labelled, all
+    other labelled cases to train, and which of those the checkpoint has not been trained on."""
+    if not task.cases:
+        raise VolsegError(f"task {task.name} has no labelled cases to fine-tune on")
+    wanted = set(validation_ids(checkpoint))
+    val = [c for c in task.cases if c.id in wanted and not c.sparse]
+    if not wanted:
+        split = task.split(seed=checkpoint_preset(checkpoint).train.seed) if len(task.cases) > 1 else None
+        val = split.val if split else []
+    val_ids = {c.id for c in val}
+    train = [c for c in task.cases if c.id not in val_ids]
+    if not train:
+        raise VolsegError(f"task {task.name} has no labelled case left to train on besides the validation cases")
+    known = set(checkpoint.train_cases)
+    recent = [c.id for c in train if known and c.id not in known]
+    return train, val, recent
+
+
+def finetuner(
+    model: str | os.PathLike | ckpt.Checkpoint,
+    task: Task,
+    out: str | os.PathLike,
+    config: FinetuneConfig | None = None,
+    **train_overrides,
+) -> Trainer:
+    """A :class:`Trainer` that fine-tunes ``model`` on ``task`` for ``config.minutes`` and writes ``out``
+    (a new file: the checkpoint it starts from is never overwritten). ``train_overrides`` (``device=``,
+    ``threads=``, ...) change single training settings."""
+    config = config or FinetuneConfig()
+    checkpoint = model if isinstance(model, ckpt.Checkpoint) else ckpt.load(model)
+    out = Path(out)
+    if checkpoint.path is not None and out.resolve() == Path(checkpoint.path).resolve():
+        raise VolsegError(f"--out {out.name} is the checkpoint being fine-tuned; name a new file")
+    if config.minutes <= 0:
+        raise VolsegError(f"fine-tuning needs a positive number of minutes, got {config.minutes}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(out.parent, os.W_OK):
+        raise VolsegError(f"cannot write into {out.parent}")
+    base = checkpoint_preset(checkpoint)
+    # the time budget ends the run and drives the poly schedule; epochs no longer limit it
+    preset = base.with_overrides(minutes=config.minutes, epochs=10**6, lr=base.train.lr * config.lr_scale)
+    preset = preset.with_overrides(**train_overrides)
+    train, val, recent = split_for_finetuning(checkpoint, task)
+    weights = {case_id: config.recent_weight for case_id in recent}
+    return Trainer(
+        task, preset, out, train_cases=train, val_cases=val, init_from=checkpoint, case_weights=weights or None
+    )
