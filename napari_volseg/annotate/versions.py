@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from napari_volseg.engine import checkpoint as ckpt
 
 VERSION_PREFIX = "v"
+_NUMBERED = re.compile(rf"{VERSION_PREFIX}(\d+)\.safetensors")
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,7 @@ def list_versions(folder: str | os.PathLike) -> list[Version]:
 
 
 def next_version_path(folder: str | os.PathLike) -> Path:
-    """``folder/v001.safetensors``, ``v002``, ...: the first number not taken."""
+    """``folder/v001.safetensors``, ``v002``, ...: one past the highest number there."""
     folder = Path(folder)
-    n = 1
-    while (folder / f"{VERSION_PREFIX}{n:03d}.safetensors").exists():
-        n += 1
-    return folder / f"{VERSION_PREFIX}{n:03d}.safetensors"
+    taken = [int(m.group(1)) for p in folder.glob("*.safetensors") if (m := _NUMBERED.fullmatch(p.name))]
+    return folder / f"{VERSION_PREFIX}{max(taken, default=0) + 1:03d}.safetensors"

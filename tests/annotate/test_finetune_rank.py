@@ -1,0 +1,85 @@
+"""Fine-tuning from a checkpoint, model versions and the uncertainty ranking on the tiny synthetic task."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_volseg.annotate import finetune, uncertainty, versions
+from napari_volseg.annotate.accept import accept
+from napari_volseg.engine import checkpoint as ckpt
+from napari_volseg.engine import events as ev
+from napari_volseg.engine.config import FinetuneConfig
+from napari_volseg.engine.infer import Predictor
+from napari_volseg.engine.patches import BatchStream, TrainCase
+from napari_volseg.errors import VolsegError
+from napari_volseg.io import decathlon
+
+
+def test_finetuning_starts_from_the_given_weights_and_keeps_the_validation_cases(
+    annotate_task, tiny_checkpoint, tmp_path
+):
+    parent = ckpt.load(tiny_checkpoint)
+    task = decathlon.load_task(annotate_task)
+    new_case = task.test_cases[0]
+    accept(task, new_case.id, np.zeros(new_case.geometry().shape_zyx, np.uint8))
+    task = decathlon.load_task(annotate_task)
+    out = tmp_path / "v002.safetensors"
+    # learning rate 0: the weights written must be exactly the ones it started from
+    trainer = finetune.finetuner(
+        tiny_checkpoint, task, out, FinetuneConfig(minutes=5), lr=0.0, iterations_per_epoch=2, val_every=1, epochs=1
+    )
+    assert trainer.case_weights == {new_case.id: FinetuneConfig().recent_weight}
+    events = list(trainer.run())
+    finished = events[-1]
+    assert isinstance(finished, ev.Finished) and finished.best_path == out, events[-1]
+    started = next(e for e in events if isinstance(e, ev.Started))
+    assert started.val_cases == finetune.validation_ids(parent)
+    assert sorted(started.train_cases) == sorted(set(c.id for c in task.cases) - set(started.val_cases))
+    child = ckpt.load(out)
+    assert child.plan == parent.plan and child.model_config == parent.model_config
+    for key, value in parent.state.items():
+        assert torch.equal(child.state[key], value), key
+    assert child.best_dice == pytest.approx(parent.best_dice, abs=1e-6)  # same weights, same validation cases
+    assert new_case.id in child.train_cases
+    listed = versions.list_versions(tmp_path)
+    assert [v.path.name for v in listed] == ["v002.safetensors"] and listed[0].train_cases == len(child.train_cases)
+    assert versions.next_version_path(tmp_path).name == "v003.safetensors"
+
+
+def test_finetuning_refuses_to_overwrite_its_own_checkpoint(annotate_task, tiny_checkpoint):
+    with pytest.raises(VolsegError, match="name a new file"):
+        finetune.finetuner(tiny_checkpoint, decathlon.load_task(annotate_task), tiny_checkpoint)
+
+
+def test_recent_cases_are_drawn_by_their_weight():
+    cases = [
+        TrainCase(name, np.full((1, 8, 8, 8), value, np.float32), np.zeros((8, 8, 8), np.uint8), {}, np.zeros(1))
+        for name, value in (("recent", 1.0), ("old", 0.0))
+    ]
+    stream = BatchStream(cases, (8, 8, 8), batch_size=1, fg_fraction=0.0, seed=0, augment=False, case_weights=[3, 1])
+    recent = sum(float(stream.make(step)[0].mean()) for step in range(400)) / 400
+    assert 0.68 < recent < 0.82  # 3 : 1 -> 75 %
+
+
+def test_expected_edit_share_ranks_unsure_and_empty_predictions_first():
+    sure = np.zeros((4, 8, 8), np.float32)
+    sure[1:3, 2:6, 2:6] = 0.99
+    unsure = sure.copy()
+    unsure[1:3, 2:6, 2:6] = 0.6
+    assert uncertainty.expected_edit_share(sure) == pytest.approx(0.01, rel=1e-3)
+    assert uncertainty.expected_edit_share(unsure) == pytest.approx(0.4, rel=1e-3)
+    assert math.isinf(uncertainty.expected_edit_share(np.zeros((4, 8, 8), np.float32)))
+    three = np.stack([1 - sure, sure * 0.5, sure * 0.5])  # foreground split between two classes
+    assert uncertainty.expected_edit_share(three) > uncertainty.expected_edit_share(sure)
+
+
+def test_rank_cases_scores_every_unlabelled_case(annotate_task, tiny_checkpoint):
+    task = decathlon.load_task(annotate_task)
+    items = list(uncertainty.rank_cases(Predictor(tiny_checkpoint), task.test_cases))
+    progress, ranking = items[:-1], items[-1]
+    assert [p.item for p in progress] == [c.id for c in task.test_cases]
+    assert sorted(r.case_id for r in ranking) == sorted(c.id for c in task.test_cases)
+    scores = [r.score for r in ranking]
+    assert scores == sorted(scores, reverse=True) and all(s > 0 for s in scores)
