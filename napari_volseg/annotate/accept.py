@@ -67,6 +67,8 @@ def accept(task: Task, case_id: str, labels_zyx: np.ndarray) -> Accepted:
     """Write ``labels_zyx`` (canonical ``(z, y, x)``, the scan's shape) as ``case_id``'s label; returns
     what :func:`undo` needs. A sparse label makes the task declare ``"unlabelled"`` if it did not."""
     root = task.root
+    if not os.access(root, os.W_OK):
+        raise TaskFormatError(f"cannot write into {root}: accepting labels needs a task folder you can write to")
     case = task.case(case_id)
     geometry = case.geometry()
     labels_zyx = np.asarray(labels_zyx)

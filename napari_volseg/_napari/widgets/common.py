@@ -28,8 +28,10 @@ def case_layers(viewer, case_id: str) -> dict[str, object]:
     return found
 
 
-def show_case(viewer, task, case_id: str) -> None:
-    """Open a case: its image and ground truth, replacing the layers of any other case."""
+def show_case(viewer, task, case_id: str, layer_data: list[tuple] | None = None) -> None:
+    """Open a case: its image and ground truth, replacing the layers of any other case.
+
+    ``layer_data`` (from :func:`case_layer_data`, loaded in a worker) saves reading the files here."""
     for layer in list(viewer.layers):
         meta = layer.metadata.get(META_KEY, {})
         if meta.get("case") not in (None, case_id):
@@ -37,7 +39,7 @@ def show_case(viewer, task, case_id: str) -> None:
     have = case_layers(viewer, case_id)
     case = task.case(case_id)
     if "image" not in have:
-        for data, kwargs, kind in case_layer_data(task, case):
+        for data, kwargs, kind in layer_data or case_layer_data(task, case):
             getattr(viewer, f"add_{kind}")(data, **kwargs)
             if kind == "labels":  # start on the slice with the most foreground
                 z = int(np.argmax((data > 0).sum(axis=(1, 2))))
