@@ -1,7 +1,8 @@
 """Fine-tuning: continue from a checkpoint on all of a task's labelled cases, with the checkpoint's plan.
 
 The validation cases are the checkpoint's own (from its history) while they stay fully labelled, so
-the validation Dice of successive model versions is measured on the same cases; every other labelled
+the validation Dice of successive model versions is measured on the same cases (a checkpoint trained
+without validation is fine-tuned without it, as the latest weights); every other labelled
 case trains, and the cases the checkpoint was not trained on (the newly accepted ones) are drawn
 :attr:`~napari_volseg.engine.config.FinetuneConfig.recent_weight` times as often.
 """
@@ -40,9 +41,6 @@ def split_for_finetuning(checkpoint: ckpt.Checkpoint, task: Task) -> tuple[list[
         raise VolsegError(f"task {task.name} has no labelled cases to fine-tune on")
     wanted = set(validation_ids(checkpoint))
     val = [c for c in task.cases if c.id in wanted and not c.sparse]
-    if not wanted:
-        split = task.split(seed=checkpoint_preset(checkpoint).train.seed) if len(task.cases) > 1 else None
-        val = split.val if split else []
     val_ids = {c.id for c in val}
     train = [c for c in task.cases if c.id not in val_ids]
     if not train:

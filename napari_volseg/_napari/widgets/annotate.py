@@ -15,23 +15,19 @@ import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import (
-    QAbstractItemView,
-    QDoubleSpinBox,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QTableWidgetItem, QVBoxLayout, QWidget
 
 from napari_volseg import paths
 from napari_volseg._napari.layers import case_layer_data
 from napari_volseg._napari.state import session_for
-from napari_volseg._napari.widgets.common import case_layers, notify_error, set_labels, show_case
+from napari_volseg._napari.widgets.common import (
+    button_row,
+    case_layers,
+    make_table,
+    notify_error,
+    set_labels,
+    show_case,
+)
 from napari_volseg.annotate import accept as accepting
 from napari_volseg.annotate import sparse, versions
 from napari_volseg.annotate.edits import edit_stats
@@ -50,25 +46,6 @@ def annotation_colors(num_classes: int, unlabelled: int) -> dict:
     colors = {0: "transparent", None: "#ff00ff", unlabelled: UNLABELLED_COLOR}
     colors.update({k: CLASS_COLORS[(k - 1) % len(CLASS_COLORS)] for k in range(1, num_classes)})
     return colors
-
-
-def _table(columns: tuple[str, ...]) -> QTableWidget:
-    table = QTableWidget(0, len(columns))
-    table.setHorizontalHeaderLabels(columns)
-    table.setSelectionBehavior(QAbstractItemView.SelectRows)
-    table.setSelectionMode(QAbstractItemView.SingleSelection)
-    table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-    table.verticalHeader().setVisible(False)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-    table.setMinimumHeight(110)
-    return table
-
-
-def _button_row(*labels: str) -> tuple[QHBoxLayout, list[QPushButton]]:
-    row, buttons = QHBoxLayout(), [QPushButton(text) for text in labels]
-    for button in buttons:
-        row.addWidget(button)
-    return row, buttons
 
 
 class AnnotateWidget(QWidget):
@@ -90,22 +67,22 @@ class AnnotateWidget(QWidget):
         self.model_label.setWordWrap(True)
         layout.addWidget(self.model_label)
         layout.addWidget(QLabel("<b>Cases to annotate</b> (most uncertain first once ranked)"))
-        self.cases = _table(("case", "uncertainty", "predicted mL"))
+        self.cases = make_table(("case", "uncertainty", "predicted mL"))
         layout.addWidget(self.cases)
-        row, (self.rank_button, self.predict_button, self.scratch_button) = _button_row(
+        row, (self.rank_button, self.predict_button, self.scratch_button) = button_row(
             "Rank by uncertainty", "Predict", "Annotate from scratch"
         )
         layout.addLayout(row)
-        row, (self.unlabelled_button, self.finish_button) = _button_row("Paint unlabelled", "Finish slice")
+        row, (self.unlabelled_button, self.finish_button) = button_row("Paint unlabelled", "Finish slice")
         self.finish_button.setToolTip("mark the rest of the current axial slice as background")
         layout.addLayout(row)
-        row, (self.accept_button, self.undo_button) = _button_row("Accept", "Undo accept")
+        row, (self.accept_button, self.undo_button) = button_row("Accept", "Undo accept")
         layout.addLayout(row)
         self.edits_label = QLabel("")
         self.edits_label.setWordWrap(True)
         layout.addWidget(self.edits_label)
         layout.addWidget(QLabel("<b>Model versions</b> (double-click to use)"))
-        self.versions = _table(("version", "val Dice", "train cases"))
+        self.versions = make_table(("version", "val Dice", "train cases"))
         layout.addWidget(self.versions)
         row = QHBoxLayout()
         self.minutes = QDoubleSpinBox(decimals=1, minimum=0.1, maximum=600.0, singleStep=1.0, suffix=" min")
@@ -306,10 +283,9 @@ class AnnotateWidget(QWidget):
         layer.selected_label = 1
         layer.mode = "paint"
         self.viewer.layers.selection.active = layer
-        found = np.nonzero(((suggestion > 0) & (suggestion != self.unlabelled)).sum(axis=(1, 2)))[0]
-        if len(found):
-            z = int(found[np.argmax(((suggestion > 0) & (suggestion != self.unlabelled))[found].sum(axis=(1, 2)))])
-            self.viewer.dims.set_point(0, layer.data_to_world([z, 0, 0])[0])
+        per_slice = ((suggestion > 0) & (suggestion != self.unlabelled)).sum(axis=(1, 2))
+        if per_slice.any():  # start on the slice with the most foreground
+            self.viewer.dims.set_point(0, layer.data_to_world([int(np.argmax(per_slice)), 0, 0])[0])
         self.status.setText(f"{case_id}: correct the annotation with the brush, eraser and fill, then Accept")
 
     # -- editing ----------------------------------------------------------------------------------

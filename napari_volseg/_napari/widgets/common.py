@@ -6,7 +6,14 @@ import numpy as np
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QPointF, Qt
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
-from qtpy.QtWidgets import QWidget
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QPushButton,
+    QTableWidget,
+    QWidget,
+)
 
 from napari_volseg._napari.layers import META_KEY, case_layer_data
 
@@ -115,3 +122,24 @@ class LivePlot(QWidget):
 def align_right(item):
     item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
     return item
+
+
+def make_table(columns: tuple[str, ...]) -> QTableWidget:
+    """A read-only table selecting whole rows, one at a time."""
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(columns)
+    table.setSelectionBehavior(QAbstractItemView.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SingleSelection)
+    table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+    table.verticalHeader().setVisible(False)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+    table.setMinimumHeight(110)
+    return table
+
+
+def button_row(*labels: str) -> tuple[QHBoxLayout, list[QPushButton]]:
+    """A row of push buttons with these labels."""
+    row, buttons = QHBoxLayout(), [QPushButton(text) for text in labels]
+    for button in buttons:
+        row.addWidget(button)
+    return row, buttons
