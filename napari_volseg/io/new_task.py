@@ -114,6 +114,7 @@ def find_cases(
 
 
 def _link(source: Path, target: Path) -> None:
+    source = source.resolve()  # a symlinked scan: link the file itself (a link to a link would leave the task)
     try:
         os.link(source, target)
     except OSError:  # another file system, or links not allowed: copy

@@ -92,3 +92,14 @@ def test_out_must_be_new_and_classes_well_formed(own_files, tmp_path):
         write_task_from_files(images, tmp_path / "T", name="T", modality="CT", classes="spleen")
     with pytest.raises(TaskFormatError, match="CT or MRI"):
         write_task_from_files(images, tmp_path / "T", name="T", modality="PET", classes="bg,fg")
+
+
+def test_a_symlinked_scan_is_linked_as_the_file_itself(own_files, tmp_path):
+    images, _ = own_files
+    real = tmp_path / "elsewhere.nii.gz"
+    shutil.move(images / "scan 0.nii.gz", real)
+    (images / "scan 0.nii.gz").symlink_to(real)
+    out = write_task_from_files(images, tmp_path / "T", name="T", modality="CT", classes="bg,fg")
+    copied = out / "imagesTs" / "scan 0.nii.gz"
+    assert not copied.is_symlink() and copied.stat().st_ino == real.stat().st_ino
+    assert decathlon.load_task(out).case("scan 0").load_image().data.ndim == 3
