@@ -100,36 +100,43 @@ def heart(checkpoint: str = "") -> None:
 
 
 def annotate() -> None:
-    """The Annotate widget mid-correction on the synthetic MRI task: a first model trained from the widget,
-    the unlabelled cases ranked, one accepted, the next (most uncertain) open with a brush stroke on it."""
+    """The Annotate widget mid-correction on the synthetic MRI task: a first model (150 steps of fast-cpu),
+    the unlabelled cases ranked, one accepted, the next (most uncertain) open with one slice corrected."""
     import tempfile
 
     from napari_volseg._napari.widgets import AnnotateWidget, DataWidget
-    from napari_volseg.io import synthetic
+    from napari_volseg.engine.config import load_preset
+    from napari_volseg.engine.train import Trainer
+    from napari_volseg.io import decathlon, synthetic
 
     root = synthetic.write_task(Path(tempfile.mkdtemp()) / "Task97_Annotate", cases=6, kind="mri", test_cases=5)
+    task = decathlon.load_task(root)
+    preset = load_preset("fast-cpu").with_overrides(epochs=6, minutes=0.0)  # 150 steps, whatever the load
+    for _ in Trainer(task, preset, root / "models" / "v001.safetensors").run():
+        pass
     viewer = napari.Viewer(show=True, title="napari-volseg")
     viewer.window._qt_window.resize(1500, 1000)
     data, annotate = DataWidget(viewer), AnnotateWidget(viewer)
     viewer.window.add_dock_widget(data, name="Data", area="right")
     viewer.window.add_dock_widget(annotate, name="Annotate", area="right", tabify=True)
     data.open_task(root)
-    annotate.minutes.setValue(1.5)
-    annotate.train()
-    wait_for(lambda: annotate.worker is None, 900)
+    annotate.session.set_checkpoint(root / "models" / "v001.safetensors")
     annotate.rank()
     wait_for(lambda: annotate.worker is None and annotate.case_id is not None, 600)
+
+    def truth(case_id: str):  # synthetic case i is drawn from seed i: what a careful user would paint
+        return synthetic.mri_case(int(case_id[-3:]) - 1)[1]
+
     first = annotate.case_id
-    # the corrections of the first case, as a user would finish them: its truth (case i is drawn from seed i)
-    viewer.layers[f"{first} annotation"].data = synthetic.mri_case(int(first[-3:]) - 1)[1]
+    viewer.layers[f"{first} annotation"].data = truth(first)
     annotate.accept()
     annotate.predict(annotate._selected_case())
     wait_for(lambda: annotate.worker is None and annotate.case_id != first, 600)
     layer = viewer.layers[f"{annotate.case_id} annotation"]
-    z = int(round(layer.world_to_data(viewer.dims.point)[0]))
-    data_now = layer.data.copy()
-    data_now[z, 40:52, 30:44] = 1  # the brush stroke being painted
-    layer.data = data_now
+    z = annotate.current_slice()
+    corrected = layer.data.copy()
+    corrected[z] = truth(annotate.case_id)[z]  # this slice corrected so far
+    layer.data = corrected
     viewer.reset_view()
     shot(viewer, "annotate-widget")
     viewer.close()
