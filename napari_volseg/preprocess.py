@@ -270,7 +270,7 @@ def ct_statistics(cases: list[Case], per_case: int = 20000, seed: int = 0) -> tu
     samples = []
     for case in cases:
         image, label = case.load()
-        fg = _channels(image)[0][label.data > 0]
+        fg = _channels(image)[0][(label.data > 0) & (label.data != case.unlabelled)]  # annotated foreground
         if fg.size:
             samples.append(rng.choice(fg, size=min(per_case, fg.size), replace=False))
     if not samples:
