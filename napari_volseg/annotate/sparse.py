@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_volseg.io.decathlon import Case, Task
+
 
 def keep_slices(label_zyx: np.ndarray, every: int, unlabelled: int = 255, offset: int | None = None) -> np.ndarray:
     """Every ``every``-th axial (z) slice of a dense label kept, the rest set to ``unlabelled``.
@@ -29,3 +31,8 @@ def finish_slice(label_zyx: np.ndarray, z: int, unlabelled: int) -> int:
 def unlabelled_volume(shape_zyx: tuple[int, int, int], unlabelled: int) -> np.ndarray:
     """A label volume with nothing annotated yet: every voxel ``unlabelled``."""
     return np.full(shape_zyx, unlabelled, dtype=np.min_scalar_type(unlabelled))
+
+
+def cases_to_annotate(task: Task) -> list[Case]:
+    """The cases a user still has work on: unlabelled ones (``imagesTs/``), then sparsely labelled ones."""
+    return list(task.test_cases) + [c for c in task.cases if c.sparse]

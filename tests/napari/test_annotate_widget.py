@@ -72,10 +72,12 @@ def test_sparse_annotation_from_scratch_then_train_from_annotations(annotate, qt
     assert stats.voxels == 48 * 48 and stats.slices == 1
     meta = json.loads((annotate_task / "dataset.json").read_text())
     assert meta["unlabelled"] == 255 and [e for e in meta["training"] if e.get("sparse")]
+    assert widget.cases.rowCount() == 2  # a sparse case is still to annotate
     widget.minutes.setValue(0.1)
     widget.train()
     assert widget.stop_button.isEnabled()
-    _wait(qtbot, widget, timeout=240_000)
+    # trained, then the open case comes back as the new model's dense prediction
+    qtbot.waitUntil(lambda: widget.worker is None and 255 not in np.asarray(layer.data), timeout=240_000)
     assert widget.session.checkpoint == annotate_task / "models" / "v001.safetensors"
     assert widget.versions.rowCount() == 1 and widget.train_button.text() == "Fine-tune"
 

@@ -66,7 +66,7 @@ class AnnotateWidget(QWidget):
         self.model_label = QLabel("model: none")
         self.model_label.setWordWrap(True)
         layout.addWidget(self.model_label)
-        layout.addWidget(QLabel("<b>Cases to annotate</b> (most uncertain first once ranked)"))
+        layout.addWidget(QLabel("<b>Cases to annotate</b>: unlabelled, then sparse (most uncertain first once ranked)"))
         self.cases = make_table(("case", "uncertainty", "predicted mL"))
         layout.addWidget(self.cases)
         row, (self.rank_button, self.predict_button, self.scratch_button) = button_row(
@@ -130,7 +130,7 @@ class AnnotateWidget(QWidget):
         self.train_button.setText("Fine-tune" if checkpoint else "Train from annotations")
         if task is None:
             return
-        left = [c.id for c in task.test_cases]
+        left = [c.id for c in sparse.cases_to_annotate(task)]
         ranked = [r for r in self.ranking if r.case_id in left]
         rows = [(r.case_id, r.score, r.predicted_ml) for r in ranked]
         rows += [(c, math.nan, math.nan) for c in left if c not in {r.case_id for r in ranked}]
@@ -207,7 +207,8 @@ class AnnotateWidget(QWidget):
         if not self._ready():
             return None
         task, checkpoint = self.session.task, self.session.checkpoint
-        if not task.test_cases:
+        cases = sparse.cases_to_annotate(task)
+        if not cases:
             notify_error("every case is labelled: nothing left to rank")
             return None
 
@@ -218,7 +219,7 @@ class AnnotateWidget(QWidget):
 
             predictor = Predictor(checkpoint)
             try:
-                yield from rank_cases(predictor, task.test_cases)
+                yield from rank_cases(predictor, cases)
             finally:
                 predictor.release()
 
@@ -350,7 +351,8 @@ class AnnotateWidget(QWidget):
 
     def train(self):
         """Fine-tune the model in use on every labelled case (or train a first model from the default
-        preset when there is none yet) for the minutes set; the result is the next model version."""
+        preset when there is none yet) for the minutes set; the result is the next model version, and
+        the open case comes back predicted by it."""
         if not self._ready(need_model=False):
             return None
         task, checkpoint = self.session.task, self.session.checkpoint
@@ -389,7 +391,11 @@ class AnnotateWidget(QWidget):
                 dice = "-" if math.isnan(event.best_dice) else f"{event.best_dice:.3f}"
                 self.status.setText(f"new model {event.best_path.name}: validation Dice {dice}")
 
-        worker = self._run(work, on_yield, desc="fine-tuning" if checkpoint else "training")
+        def then():  # the open case again, predicted densely by the new model
+            if self.case_id is not None and self.session.checkpoint != checkpoint:
+                self.predict(self.case_id)
+
+        worker = self._run(work, on_yield, desc="fine-tuning" if checkpoint else "training", then=then)
         if worker is not None:
             self.trainer = trainer
             worker.volseg_stop = trainer.stop
