@@ -4,7 +4,7 @@ Trains a preset under a wall-clock budget on Task02_Heart (12 train / 3 validati
 Task04_Hippocampus (seeded split), then predicts each validation case from its NIfTI file and
 scores it on the source grid. Prints a table and ends with one JSON line of the figures.
 
-    python bench/accuracy.py [--preset fast-cpu] [--heart-minutes 20] [--hippo-minutes 10] [--tasks heart,hippo]
+    python bench/accuracy.py [--preset NAME (default fast-cpu)] [--heart-minutes 20] [--hippo-minutes 10] [--tasks heart,hippo]
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_volseg import metrics
+from napari_volseg import metrics, paths
 from napari_volseg.engine import events as ev
 from napari_volseg.engine.config import load_preset
-from napari_volseg.engine.infer import Predictor
+from napari_volseg.engine.predict import predict_cases
 from napari_volseg.engine.train import Trainer
 from napari_volseg.io import decathlon
 
@@ -56,23 +56,19 @@ def run_task(key: str, preset_name: str, minutes: float, out: Path, threads: int
         elif isinstance(event, ev.Finished):
             train_seconds = event.seconds
     s_per_it = (steps[-1][1] - steps[0][1]) / max(1, steps[-1][0] - steps[0][0]) if len(steps) > 1 else float("nan")
-    split = task.split(seed=preset.train.seed, val_cases=n_val)
-    predictor = Predictor(ckpt_path)
     rows, infer_s = [], []
-    for case in split.val:
-        image, truth = case.load()
-        t = time.perf_counter()
-        pred = predictor.predict(image).labels
-        infer_s.append(time.perf_counter() - t)
-        scores = metrics.score_case(pred, truth.data, task.num_classes, truth.spacing)
+    split = decathlon.training_split(task, preset.train)
+    for event in predict_cases(ckpt_path, task, split.val):
+        result = event.result
+        infer_s.append(result.seconds)
         rows.append(
             {
-                "case": case.id,
-                "dice": [round(s.dice, 4) for s in scores],
-                "mean": round(metrics.mean_dice(scores), 4),
-                "hd95": [round(s.hd95, 2) for s in scores],
-                "infer_s": round(infer_s[-1], 2),
-                "voxels": int(np.prod(image.data.shape[-3:])),
+                "case": result.case,
+                "dice": [round(s.dice, 4) for s in result.scores],
+                "mean": round(metrics.mean_dice(result.scores), 4),
+                "hd95": [round(s.hd95, 2) for s in result.scores],
+                "infer_s": round(result.seconds, 2),
+                "voxels": int(np.prod(result.geometry.shape_zyx)),
             }
         )
     return {
@@ -92,7 +88,7 @@ def run_task(key: str, preset_name: str, minutes: float, out: Path, threads: int
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="fast-cpu")
+    parser.add_argument("--preset", default=paths.DEFAULT_PRESET)
     parser.add_argument("--heart-minutes", type=float, default=20.0)
     parser.add_argument("--hippo-minutes", type=float, default=10.0)
     parser.add_argument("--tasks", default="heart,hippo")

@@ -93,7 +93,8 @@ def held_out_dice(checkpoint: Path, cases: list[decathlon.Case], num_classes: in
 
 def sparse_part(out: Path, minutes: float, ks: list[int], threads: int | None) -> list[dict]:
     source = decathlon.load_task(SHARED / TASKS["heart"])
-    split = source.split(seed=0, val_cases=3)
+    preset = load_preset(PRESET).with_overrides(minutes=minutes, threads=threads, val_cases=3)
+    split = decathlon.training_split(source, preset.train)
     rows = []
     for k in [1] + ks:
         labelled = {c: None for c in split.val}  # validation stays dense
@@ -103,11 +104,10 @@ def sparse_part(out: Path, minutes: float, ks: list[int], threads: int | None) -
             labelled[case] = keep_slices(label, k) if k > 1 else None
             annotated.append(1.0 if k == 1 else float((labelled[case] != 255).any(axis=(1, 2)).mean()))
         task = build_task(out / f"heart-every-{k}", source, labelled, [])
-        train = [task.case(c.id) for c in split.train]
         val = [task.case(c.id) for c in split.val]
-        preset = load_preset(PRESET).with_overrides(minutes=minutes, threads=threads)
+        same = decathlon.Split(train=[task.case(c.id) for c in split.train], val=val)  # the source's split
         tag = "dense" if k == 1 else f"every {k}th slice"
-        best, steps = run(Trainer(task, preset, task.root / "model.safetensors", train_cases=train, val_cases=val), tag)
+        best, steps = run(Trainer(task, preset, task.root / "model.safetensors", split=same), tag)
         dice = held_out_dice(best, val, source.num_classes)
         rows.append(
             {
@@ -132,17 +132,10 @@ def loop_part(out: Path, key: str, args) -> dict:
     held, start, pool = order[: args.held_out], order[args.held_out : args.held_out + 3], order[args.held_out + 3 :]
     pool = pool[: args.pool]
     truth = {c.id: c for c in pool}
-    preset = load_preset(PRESET).with_overrides(threads=args.threads)
+    preset = load_preset(PRESET).with_overrides(threads=args.threads, val_cases=0)  # no validation: the last weights
     base = build_task(out / f"{key}-start", source, {c: None for c in start}, [])
     v0, _ = run(
-        Trainer(
-            base,
-            preset.with_overrides(minutes=args.start_minutes),
-            base.root / "v000.safetensors",
-            train_cases=base.cases,
-            val_cases=[],
-        ),
-        "3 cases",
+        Trainer(base, preset.with_overrides(minutes=args.start_minutes), base.root / "v000.safetensors"), "3 cases"
     )
     dice0 = held_out_dice(v0, held, source.num_classes)
     result = {"task": source.name, "held_out": len(held), "pool": len(pool), "start_dice": dice0, "orders": {}}
@@ -185,13 +178,7 @@ def loop_part(out: Path, key: str, args) -> dict:
     total = args.start_minutes + args.rounds * args.finetune_minutes
     everything = build_task(out / f"{key}-all", source, {c: None for c in start + pool}, [])
     reference, _ = run(
-        Trainer(
-            everything,
-            preset.with_overrides(minutes=total),
-            everything.root / "all.safetensors",
-            train_cases=everything.cases,
-            val_cases=[],
-        ),
+        Trainer(everything, preset.with_overrides(minutes=total), everything.root / "all.safetensors"),
         f"all {len(everything.cases)} cases",
     )
     result["reference"] = {

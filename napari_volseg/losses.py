@@ -12,10 +12,11 @@ from __future__ import annotations
 from monai.losses import DiceLoss
 from torch import nn
 
+from napari_volseg.engine.config import LOSSES
 from napari_volseg.errors import VolsegError
 from napari_volseg.preprocess import UNLABELLED
 
-LOSSES = ("ce", "dice", "dicece")
+__all__ = ["LOSSES", "make_loss"]
 
 
 class CrossEntropy(nn.Module):

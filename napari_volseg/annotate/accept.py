@@ -18,6 +18,7 @@ from napari_volseg.errors import GeometryMismatchError, LabelValueError, TaskFor
 from napari_volseg.io import nifti
 from napari_volseg.io.decathlon import UNLABELLED_KEY, Task, write_dataset_json
 from napari_volseg.io.new_task import DEFAULT_UNLABELLED, nifti_suffix
+from napari_volseg.outputs import check_writable
 
 BACKUP_DIR = "backups"
 
@@ -67,8 +68,7 @@ def accept(task: Task, case_id: str, labels_zyx: np.ndarray) -> Accepted:
     """Write ``labels_zyx`` (canonical ``(z, y, x)``, the scan's shape) as ``case_id``'s label; returns
     what :func:`undo` needs. A sparse label makes the task declare ``"unlabelled"`` if it did not."""
     root = task.root
-    if not os.access(root, os.W_OK):
-        raise TaskFormatError(f"cannot write into {root}: accepting labels needs a task folder you can write to")
+    check_writable(root, folder=True, what="task folder (accepting labels writes into it)")
     case = task.case(case_id)
     geometry = case.geometry()
     labels_zyx = np.asarray(labels_zyx)

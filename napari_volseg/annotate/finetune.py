@@ -13,17 +13,10 @@ import os
 from pathlib import Path
 
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine.config import FinetuneConfig, Preset, preset_from_dict
+from napari_volseg.engine.config import FinetuneConfig
 from napari_volseg.engine.train import Trainer
 from napari_volseg.errors import VolsegError
-from napari_volseg.io.decathlon import Case, Task
-
-
-def checkpoint_preset(checkpoint: ckpt.Checkpoint) -> Preset:
-    """The preset a checkpoint was trained with (its patch and batch as trained)."""
-    if not checkpoint.preset:
-        raise VolsegError(f"{checkpoint.path.name if checkpoint.path else 'the checkpoint'} records no training preset")
-    return preset_from_dict(checkpoint.preset, where="checkpoint preset")
+from napari_volseg.io.decathlon import Split, Task
 
 
 def validation_ids(checkpoint: ckpt.Checkpoint) -> list[str]:
@@ -34,9 +27,9 @@ def validation_ids(checkpoint: ckpt.Checkpoint) -> list[str]:
     return []
 
 
-def split_for_finetuning(checkpoint: ckpt.Checkpoint, task: Task) -> tuple[list[Case], list[Case], list[str]]:
-    """``(train, val, recent ids)``: the checkpoint's validation cases that are still fully labelled, all
-    other labelled cases to train, and which of those the checkpoint has not been trained on."""
+def finetuning_split(checkpoint: ckpt.Checkpoint, task: Task) -> tuple[Split, list[str]]:
+    """``(split, recent ids)``: the checkpoint's validation cases that are still fully labelled validate,
+    all other labelled cases train, and ``recent`` names those the checkpoint has not been trained on."""
     if not task.cases:
         raise VolsegError(f"task {task.name} has no labelled cases to fine-tune on")
     wanted = set(validation_ids(checkpoint))
@@ -47,7 +40,7 @@ def split_for_finetuning(checkpoint: ckpt.Checkpoint, task: Task) -> tuple[list[
         raise VolsegError(f"task {task.name} has no labelled case left to train on besides the validation cases")
     known = set(checkpoint.train_cases)
     recent = [c.id for c in train if known and c.id not in known]
-    return train, val, recent
+    return Split(train=train, val=val), recent
 
 
 def finetuner(
@@ -65,17 +58,10 @@ def finetuner(
     out = Path(out)
     if checkpoint.path is not None and out.resolve() == Path(checkpoint.path).resolve():
         raise VolsegError(f"--out {out.name} is the checkpoint being fine-tuned; name a new file")
-    if config.minutes <= 0:
-        raise VolsegError(f"fine-tuning needs a positive number of minutes, got {config.minutes}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(out.parent, os.W_OK):
-        raise VolsegError(f"cannot write into {out.parent}")
-    base = checkpoint_preset(checkpoint)
+    base = checkpoint.preset  # as trained: its patch and batch
     # the time budget ends the run and drives the poly schedule; epochs no longer limit it
     preset = base.with_overrides(minutes=config.minutes, epochs=10**6, lr=base.train.lr * config.lr_scale)
     preset = preset.with_overrides(**train_overrides)
-    train, val, recent = split_for_finetuning(checkpoint, task)
+    split, recent = finetuning_split(checkpoint, task)
     weights = {case_id: config.recent_weight for case_id in recent}
-    return Trainer(
-        task, preset, out, train_cases=train, val_cases=val, init_from=checkpoint, case_weights=weights or None
-    )
+    return Trainer(task, preset, out, split=split, init_from=checkpoint, case_weights=weights or None)

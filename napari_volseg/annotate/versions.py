@@ -28,8 +28,8 @@ class Version:
 def read_version(path: str | os.PathLike) -> Version | None:
     """The version a checkpoint file is, or None when it is not a napari-volseg checkpoint."""
     path = Path(path)
-    meta = ckpt.read_metadata(path)
-    if not meta:
+    meta = ckpt.read_meta(path)
+    if meta.get("format") != ckpt.FORMAT:
         return None
     try:
         dice = float(json.loads(meta.get("best_dice", "NaN")))

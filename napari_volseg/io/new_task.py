@@ -22,6 +22,7 @@ import numpy as np
 from napari_volseg.errors import LabelValueError, TaskFormatError, UnsupportedShapeError
 from napari_volseg.io import nifti
 from napari_volseg.io.decathlon import UNLABELLED_KEY, case_id_of, check_same_grid, write_dataset_json
+from napari_volseg.outputs import check_writable
 
 MODALITIES = ("CT", "MRI")
 DEFAULT_UNLABELLED = 255
@@ -148,11 +149,10 @@ def write_task_from_files(
         raise TaskFormatError(f"modality must be CT or MRI, got {modality!r}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TaskFormatError(f"{out} already exists and is not an empty folder; choose a new --out")
+    check_writable(out, folder=True, what="task folder")  # before reading every scan
     labels_by_value = parse_classes(classes) if isinstance(classes, str) else dict(classes)
     cases = find_cases(images, labels, labels_by_value, DEFAULT_UNLABELLED, progress)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(out.parent, os.W_OK):
-        raise TaskFormatError(f"cannot write into {out.parent}")
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         training, test = [], []

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import cascade_preset
 
 from napari_volseg.annotate import finetune, uncertainty, versions
 from napari_volseg.annotate.accept import accept
@@ -13,6 +14,7 @@ from napari_volseg.engine import events as ev
 from napari_volseg.engine.config import FinetuneConfig
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.engine.patches import BatchStream, TrainCase
+from napari_volseg.engine.train import Trainer
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon
 
@@ -26,9 +28,9 @@ def test_finetuning_starts_from_the_given_weights_and_keeps_the_validation_cases
     accept(task, new_case.id, np.zeros(new_case.geometry().shape_zyx, np.uint8))
     task = decathlon.load_task(annotate_task)
     out = tmp_path / "v002.safetensors"
-    # learning rate 0: the weights written must be exactly the ones it started from
+    # a vanishing learning rate (0 is refused): the weights written must be the ones it started from
     trainer = finetune.finetuner(
-        tiny_checkpoint, task, out, FinetuneConfig(minutes=5), lr=0.0, iterations_per_epoch=2, val_every=1, epochs=1
+        tiny_checkpoint, task, out, FinetuneConfig(minutes=5), lr=1e-30, iterations_per_epoch=2, val_every=1, epochs=1
     )
     assert trainer.case_weights == {new_case.id: FinetuneConfig().recent_weight}
     events = list(trainer.run())
@@ -40,12 +42,31 @@ def test_finetuning_starts_from_the_given_weights_and_keeps_the_validation_cases
     child = ckpt.load(out)
     assert child.plan == parent.plan and child.model_config == parent.model_config
     for key, value in parent.state.items():
-        assert torch.equal(child.state[key], value), key
+        assert torch.allclose(child.state[key], value, rtol=0, atol=1e-20), key
     assert child.best_dice == pytest.approx(parent.best_dice, abs=1e-6)  # same weights, same validation cases
     assert new_case.id in child.train_cases
     listed = versions.list_versions(tmp_path)
     assert [v.path.name for v in listed] == ["v002.safetensors"] and listed[0].train_cases == len(child.train_cases)
     assert versions.next_version_path(tmp_path).name == "v003.safetensors"
+
+
+def test_finetuning_a_cascade_keeps_its_locator_and_gives_the_main_net_the_whole_budget(train_ct_task, tmp_path):
+    task = decathlon.load_task(train_ct_task)
+    parent_path = tmp_path / "cascade.safetensors"
+    preset = cascade_preset(epochs=2, iterations_per_epoch=2, val_every=1)
+    assert isinstance(list(Trainer(task, preset, parent_path, cache_root=tmp_path / "cache").run())[-1], ev.Finished)
+    parent = ckpt.load(parent_path)
+    out = tmp_path / "v002.safetensors"
+    trainer = finetune.finetuner(parent, task, out, FinetuneConfig(minutes=5), epochs=2, iterations_per_epoch=2)
+    trainer.cache_root = tmp_path / "cache"
+    events = list(trainer.run())
+    assert isinstance(events[-1], ev.Finished), events[-1]
+    starts = [e for e in events if isinstance(e, ev.Started)]
+    assert [(s.stage, s.total_steps) for s in starts] == [("", 4)]  # no locator stage; all 2 epochs for the net
+    child = ckpt.load(out)
+    assert child.plan == parent.plan and child.locator.plan == parent.locator.plan
+    for key, value in parent.locator.state.items():
+        assert torch.equal(child.locator.state[key], value), key
 
 
 def test_finetuning_refuses_to_overwrite_its_own_checkpoint(annotate_task, tiny_checkpoint):

@@ -10,10 +10,12 @@ from conftest import quick_preset
 from napari_volseg import losses, preprocess
 from napari_volseg.annotate.sparse import finish_slice, keep_slices
 from napari_volseg.engine import events as ev
+from napari_volseg.engine.config import TrainConfig
 from napari_volseg.engine.patches import sample_patch, train_case
 from napari_volseg.engine.train import Trainer
 from napari_volseg.errors import LabelValueError, TaskFormatError
 from napari_volseg.io import decathlon, nifti
+from napari_volseg.planning import Plan
 
 
 def sparsify(root, case_ids, every=4):
@@ -36,6 +38,8 @@ def test_declared_unlabelled_value_loads_and_nothing_else_does(annotate_task):
     assert 255 in task.case("spleen_001").load_label().data
     meta = json.loads((annotate_task / "dataset.json").read_text())
     meta.pop("unlabelled")
+    for entry in meta["training"]:
+        entry.pop("sparse", None)
     decathlon.write_dataset_json(annotate_task, meta)
     undeclared = decathlon.load_task(annotate_task)
     with pytest.raises(LabelValueError, match=r"\[255\]"):
@@ -46,13 +50,56 @@ def test_declared_unlabelled_value_loads_and_nothing_else_does(annotate_task):
         decathlon.load_task(annotate_task)
 
 
-def test_sparse_cases_never_validate(annotate_task):
+def test_sparse_cases_never_validate_or_test(annotate_task):
     task = sparsify(annotate_task, {"spleen_001", "spleen_002", "spleen_003"})
     for seed in range(5):
-        split = task.split(seed=seed, val_cases=1)
-        assert [c.id for c in split.val] == ["spleen_004"]
+        split = decathlon.training_split(task, TrainConfig(seed=seed, val_cases=1))
+        assert [c.id for c in split.val] == ["spleen_004"] and len(split.train) == 3
+    default = decathlon.training_split(task, TrainConfig())  # a fifth of 4 rounds to 1, the one dense case
+    assert [c.id for c in default.val] == ["spleen_004"]
+    tested = decathlon.training_split(task, TrainConfig(val_cases=0, test_cases=1))
+    assert [c.id for c in tested.test] == ["spleen_004"] and tested.val == []
+    with pytest.raises(TaskFormatError, match="only 1 of 4 are fully labelled"):
+        decathlon.training_split(task, TrainConfig(val_cases=1, test_cases=1))
     all_sparse = sparsify(annotate_task, {"spleen_004"})
-    assert all_sparse.split().val == [] and len(all_sparse.split().train) == 4
+    split = decathlon.training_split(all_sparse, TrainConfig())
+    assert split.val == [] and len(split.train) == 4
+
+
+def test_unlabelled_voxels_need_a_sparse_entry(annotate_task):
+    task = sparsify(annotate_task, {"spleen_001"})
+    meta = json.loads((annotate_task / "dataset.json").read_text())
+    next(e for e in meta["training"] if "spleen_001" in e["label"]).pop("sparse")
+    decathlon.write_dataset_json(annotate_task, meta)
+    with pytest.raises(LabelValueError, match='"sparse": true'):
+        decathlon.load_task(annotate_task).case("spleen_001").load_label()
+    assert task.case("spleen_002").load_label() is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"unlabelled": "255"}, "whole number"),
+        ({"unlabelled": True}, "whole number"),
+        ({"unlabelled": 70000}, "whole number"),
+        ({"unlabelled": 300, "labels": {"0": "background", "255": "organ"}}, "below 255"),
+        ({"sparse": "yes"}, "true or false"),
+        ({"sparse": True, "unlabelled": None}, "declares no 'unlabelled'"),
+    ],
+)
+def test_bad_sparse_declarations_are_one_line(annotate_task, change, message):
+    meta = json.loads((annotate_task / "dataset.json").read_text())
+    meta["unlabelled"] = 255
+    for key, value in change.items():
+        if key == "sparse":
+            meta["training"][0]["sparse"] = value
+        elif value is None:
+            meta.pop(key)
+        else:
+            meta[key] = value
+    decathlon.write_dataset_json(annotate_task, meta)
+    with pytest.raises(TaskFormatError, match=message):
+        decathlon.load_task(annotate_task)
 
 
 def test_a_single_annotated_slice_survives_a_coarser_plan_grid():
@@ -61,7 +108,7 @@ def test_a_single_annotated_slice_survives_a_coarser_plan_grid():
     label[9, 2:6, 2:6] = 1
     geometry = nifti.geometry_from_spacing((32, 8, 8), (1.0, 1.0, 1.0))
     image = nifti.Volume(np.random.default_rng(0).normal(size=(32, 8, 8)).astype(np.float32), geometry)
-    plan = preprocess.Plan(target_spacing=(4.0, 1.0, 1.0), crop=False)
+    plan = Plan(target_spacing=(4.0, 1.0, 1.0), crop=False)
     prepared = preprocess.apply(plan, image, nifti.Volume(label, geometry), unlabelled=255)
     assert prepared.label.shape == (8, 8, 8)
     annotated = np.nonzero((prepared.label != preprocess.UNLABELLED).any(axis=(1, 2)))[0]

@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_volseg.errors import GeometryMismatchError, LabelValueError, TaskFormatError
+from napari_volseg.errors import GeometryMismatchError, LabelValueError, OutputError, TaskFormatError
 from napari_volseg.io import decathlon, nifti
 from napari_volseg.io.new_task import write_task_from_files
 
@@ -103,3 +103,13 @@ def test_a_symlinked_scan_is_linked_as_the_file_itself(own_files, tmp_path):
     copied = out / "imagesTs" / "scan 0.nii.gz"
     assert not copied.is_symlink() and copied.stat().st_ino == real.stat().st_ino
     assert decathlon.load_task(out).case("scan 0").load_image().data.ndim == 3
+
+
+def test_an_unwritable_destination_is_one_line_before_any_scan_is_read(own_files, unwritable_dir, monkeypatch):
+    images, labels = own_files
+    monkeypatch.setattr(nifti, "read_geometry", lambda *a: pytest.fail("read a scan before checking the destination"))
+    with pytest.raises(OutputError, match="no permission"):
+        write_task_from_files(
+            images, unwritable_dir / "Task50_Mine", name="Mine", modality="CT", classes="background,spleen"
+        )
+    assert list(unwritable_dir.iterdir()) == []

@@ -367,9 +367,8 @@ class AnnotateWidget(QWidget):
                 from napari_volseg.engine.config import load_preset
                 from napari_volseg.engine.train import Trainer
 
-                split = task.split() if len(task.cases) > 1 else decathlon.Split(train=task.cases, val=[])
                 preset = load_preset(paths.DEFAULT_PRESET).with_overrides(minutes=minutes)
-                trainer = Trainer(task, preset, out, train_cases=split.train, val_cases=split.val)
+                trainer = Trainer(task, preset, out)  # the split's owner: sparse cases train, one case alone too
         except VolsegError as exc:
             notify_error(exc)
             return None
