@@ -353,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="task folder to create (must not exist yet)")
 
     p = sub.add_parser("finetune", help="continue training a checkpoint on a task's labelled cases")
-    p.add_argument("--model", required=True, type=Path, help="checkpoint to start from (.safetensors)")
+    p.add_argument(
+        "--model", required=True, type=Path, help="checkpoint (.safetensors) or model name (see `volseg models`)"
+    )
     p.add_argument("--data", required=True, type=Path, help="MSD task folder")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (default 2)")
     p.add_argument("--out", required=True, type=Path, help="new checkpoint to write (.safetensors)")

@@ -17,6 +17,7 @@ from napari_volseg.engine.config import FinetuneConfig
 from napari_volseg.engine.train import Trainer
 from napari_volseg.errors import VolsegError
 from napari_volseg.io.decathlon import Split, Task
+from napari_volseg.zoo import registry
 
 
 def validation_ids(checkpoint: ckpt.Checkpoint) -> list[str]:
@@ -50,14 +51,21 @@ def finetuner(
     config: FinetuneConfig | None = None,
     **train_overrides,
 ) -> Trainer:
-    """A :class:`Trainer` that fine-tunes ``model`` on ``task`` for ``config.minutes`` and writes ``out``
-    (a new file: the checkpoint it starts from is never overwritten). ``train_overrides`` (``device=``,
-    ``threads=``, ...) change single training settings."""
+    """A :class:`Trainer` that fine-tunes ``model`` (a checkpoint, its file or a model name such as
+    ``msd-heart``) on ``task`` for ``config.minutes`` and writes ``out`` (a new file: the checkpoint
+    it starts from is never overwritten). ``train_overrides`` (``device=``, ``threads=``, ...) change
+    single training settings."""
     config = config or FinetuneConfig()
-    checkpoint = model if isinstance(model, ckpt.Checkpoint) else ckpt.load(model)
+    checkpoint = model if isinstance(model, ckpt.Checkpoint) else ckpt.load(registry.resolve(model))
     out = Path(out)
     if checkpoint.path is not None and out.resolve() == Path(checkpoint.path).resolve():
         raise VolsegError(f"--out {out.name} is the checkpoint being fine-tuned; name a new file")
+    plan, channels = checkpoint.plan, max(1, len(task.modalities))
+    if (plan.num_classes, plan.in_channels) != (task.num_classes, channels):
+        raise VolsegError(
+            f"the model segments {plan.num_classes - 1} structure(s) in {plan.in_channels}-channel scans; "
+            f"task {task.name} has {task.num_classes - 1} in {channels}-channel scans"
+        )
     base = checkpoint.preset  # as trained: its patch and batch
     # the time budget ends the run and drives the poly schedule; epochs no longer limit it
     preset = base.with_overrides(minutes=config.minutes, epochs=10**6, lr=base.train.lr * config.lr_scale)

@@ -1,11 +1,12 @@
 """Fine-tuning from a checkpoint, model versions and the uncertainty ranking on the tiny synthetic task."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
-from conftest import cascade_preset
+from conftest import TINY_CT, cascade_preset
 
 from napari_volseg.annotate import finetune, uncertainty, versions
 from napari_volseg.annotate.accept import accept
@@ -16,7 +17,8 @@ from napari_volseg.engine.infer import Predictor
 from napari_volseg.engine.patches import BatchStream, TrainCase
 from napari_volseg.engine.train import Trainer
 from napari_volseg.errors import VolsegError
-from napari_volseg.io import decathlon
+from napari_volseg.io import decathlon, synthetic
+from napari_volseg.zoo import registry
 
 
 def test_finetuning_starts_from_the_given_weights_and_keeps_the_validation_cases(
@@ -67,6 +69,18 @@ def test_finetuning_a_cascade_keeps_its_locator_and_gives_the_main_net_the_whole
     assert child.plan == parent.plan and child.locator.plan == parent.locator.plan
     for key, value in parent.locator.state.items():
         assert torch.equal(child.locator.state[key], value), key
+
+
+def test_a_shipped_model_is_fine_tuned_by_name_on_a_task_like_its_own(tmp_path):
+    mri = decathlon.load_task(synthetic.write_task(tmp_path / "Task93_Heartish", cases=2, kind="mri", spec=TINY_CT))
+    trainer = finetune.finetuner("msd-heart", mri, tmp_path / "v001.safetensors")
+    assert trainer.init_from.path == registry.resolve("msd-heart") and trainer.init_from.locator is not None
+    ct = decathlon.load_task(synthetic.write_task(tmp_path / "Task94_Other", cases=2, kind="ct", spec=TINY_CT))
+    meta = json.loads((ct.root / "dataset.json").read_text())
+    meta["labels"]["2"] = "tumour"
+    decathlon.write_dataset_json(ct.root, meta)
+    with pytest.raises(VolsegError, match="segments 1 structure"):
+        finetune.finetuner("msd-heart", decathlon.load_task(ct.root), tmp_path / "v002.safetensors")
 
 
 def test_finetuning_refuses_to_overwrite_its_own_checkpoint(annotate_task, tiny_checkpoint):
