@@ -6,13 +6,16 @@ of the plugin's dock in use. Run under Xvfb with a screen of the size shot, e.g.
 
 Data and Preprocess show the real MSD heart task when it is beside the checkout (else the synthetic CT task);
 Train and Predict train on the synthetic CT task for a minute from the Train tab, Stop, and predict with the
-stopped model; Classify trains the fast 3D digit classifier as long, Stops, and classifies a test digit. Nothing is
-staged by hand: every state is reached through the widgets.
+stopped model; Classify trains the fast 3D digit classifier as long, Stops, and classifies a test digit; Annotate
+ranks the unlabelled scans of a synthetic MRI task with a first model, accepts one and corrects a slice of the next
+(``--only annotate`` retakes that shot alone). Nothing is staged by hand but the Annotate shot's first model (150
+steps, trained before the window opens): every state is reached through the widgets.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -44,6 +47,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1366x768", help="window size WIDTHxHEIGHT (the Xvfb screen's)")
     parser.add_argument("--train-seconds", type=float, default=60.0)
+    parser.add_argument("--only", choices=["annotate"], help="retake this shot alone")
     parser.add_argument(
         "--heart-checkpoint",
         type=Path,
@@ -52,13 +56,23 @@ def main() -> int:
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
-    from napari_volseg._napari.sample_data import synthetic_task_dir
     from napari_volseg._napari.widgets import VolsegDock
 
     viewer = napari.Viewer(show=True, title="napari-volseg")
     viewer.window.set_geometry(0, 0, width, height)
     dock = VolsegDock(viewer)
     viewer.window.add_dock_widget(dock, name="napari-volseg", area="right")
+    if args.only is None:
+        segmentation_and_classify(viewer, dock, args)
+    annotate(viewer, dock, args.size)
+    viewer.close()
+    return 0
+
+
+def segmentation_and_classify(viewer, dock, args) -> None:
+    """The Data, Preprocess, Train, Predict & evaluate and Classify shots (and predict-heart with a heart model)."""
+    from napari_volseg._napari.sample_data import synthetic_task_dir
+
     data, pre, train, predict, classify = (
         dock.widgets[t] for t in ("Data", "Preprocess", "Train", "Predict & evaluate", "Classify")
     )
@@ -122,8 +136,53 @@ def main() -> int:
         wait_for(lambda: any(layer.name.endswith("errors") for layer in viewer.layers), 60)
         viewer.reset_view()
         shot(viewer, "predict-heart")
-    viewer.close()
-    return 0
+
+
+def annotate(viewer, dock, size: str) -> None:
+    """The Annotate tab mid-correction on a synthetic MRI task with five unlabelled scans: a first model (150 steps
+    of fast-cpu), the unlabelled scans ranked, one accepted, the next (most uncertain) open with one slice corrected
+    as a careful user would paint it."""
+    import tempfile
+
+    from napari_volseg.engine.config import load_preset
+    from napari_volseg.engine.train import Trainer
+    from napari_volseg.io import decathlon, synthetic
+
+    root = synthetic.write_task(Path(tempfile.mkdtemp()) / "Task97_Annotate", cases=6, kind="mri", test_cases=5)
+    model = root / "models" / "v001.safetensors"
+    preset = load_preset("fast-cpu")
+    preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, epochs=6, minutes=None))  # 150 steps
+    for _ in Trainer(decathlon.load_task(root), preset, model).run():
+        pass
+    data, annotate = dock.widgets["Data"], dock.widgets["Annotate"]
+    session = data.session
+    viewer.layers.clear()
+    data.open_task(root)
+    wait_for(
+        lambda: session.task is not None and Path(session.task.root).resolve() == root.resolve() and viewer.layers, 120
+    )
+    session.set_checkpoint(model)
+    dock.show_tab("Annotate")
+    annotate.rank()
+    wait_for(lambda: annotate.worker is None and annotate.case_id is not None, 600)
+
+    def truth(case_id: str):  # synthetic case i is drawn from seed i
+        return synthetic.mri_case(int(case_id[-3:]) - 1)[1]
+
+    first = annotate.case_id
+    viewer.layers[f"{first} annotation"].data = truth(first)
+    annotate.accept()
+    wait_for(lambda: annotate.writer is None and not session.busy_loading() and annotate.cases.rowCount() == 4, 120)
+    annotate.cases.selectRow(0)
+    annotate.predict(annotate._selected_case())
+    wait_for(lambda: annotate.worker is None and annotate.case_id != first, 600)
+    layer = viewer.layers[f"{annotate.case_id} annotation"]
+    z = annotate.current_slice()
+    corrected = layer.data.copy()
+    corrected[z] = truth(annotate.case_id)[z]  # this slice corrected so far
+    layer.data = corrected
+    viewer.reset_view()
+    shot(viewer, f"annotate-{size}")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,18 @@ def label_colors(role: str, values: int = 16):
     return DirectLabelColormap(color_dict=colors)
 
 
+CLASS_COLORS = ("#ff9f0a", "#30d158", "#0a84ff", "#ff375f", "#bf5af2", "#64d2ff", "#ffd60a")
+UNLABELLED_COLOR = "#c0c4cc55"
+
+
+def annotation_colors(num_classes: int, unlabelled: int) -> dict:
+    """An annotation layer's colours (value -> colour): background clear, classes 1.. from a fixed palette, the
+    task's ``unlabelled`` value a grey veil (voxels nobody has annotated yet)."""
+    colors = {0: "transparent", None: "#ff00ff", unlabelled: UNLABELLED_COLOR}
+    colors.update({k: CLASS_COLORS[(k - 1) % len(CLASS_COLORS)] for k in range(1, num_classes)})
+    return colors
+
+
 def case_layer_data(task, case) -> list[tuple]:
     """LayerData of one task case: its image and, for a labelled case, the ground truth."""
     image, label = case.load()

@@ -1,10 +1,10 @@
-"""npe2 reader: ``.nii`` / ``.nii.gz`` files and MSD task folders, nothing else.
+"""npe2 reader: ``.nii`` / ``.nii.gz`` files, MSD task folders and folders of NIfTI scans, nothing else.
 
 Read from a drop or File > Open (napari's event loop is running), the files load in a worker of the viewer's
 session and the reader returns napari's "handled, no layers" sentinel ``[(None,)]``: the layers appear when the
 arrays are ready and the viewer never freezes. A dropped task folder opens as the session's task (Data table
-filled, Train ready). Called from a script or a test (no event loop running) it reads at once and returns the
-layers, as any reader does.
+filled, Train ready); a dropped folder of scans without ``dataset.json`` offers "New task from images…". Called
+from a script or a test (no event loop running) it reads at once and returns the layers, as any reader does.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def napari_get_reader(path: str | list[str]) -> Callable | None:
         return read_nifti
     if len(paths) == 1 and Path(paths[0]).is_dir() and task_folder_of(paths[0]) is not None:
         return read_task
+    if len(paths) == 1 and _is_scans_folder(Path(paths[0])):
+        return read_scans_folder
     return None
 
 
@@ -57,6 +59,31 @@ def _session():
 
     viewer = napari.current_viewer()
     return session_for(viewer) if viewer is not None else None
+
+
+def _is_scans_folder(path: Path) -> bool:
+    """A folder holding NIfTI files (and no ``dataset.json``: task folders are matched first)."""
+    try:
+        return path.is_dir() and any(nifti.is_nifti_path(p) for p in path.iterdir())
+    except OSError:
+        return False
+
+
+def read_scans_folder(path: str | list[str]) -> list[tuple]:
+    """A folder of NIfTI files without ``dataset.json``: offer to make it a task (nothing opens yet).
+
+    From a drop the offer waits until the drop has finished (the dialog is modal); the task is then written and
+    opened in workers of the viewer's session."""
+    from napari_volseg._napari.widgets.new_task import offer
+
+    folder = Path(path if isinstance(path, str) else path[0])
+    if _from_event_loop():
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, lambda: offer(folder))
+    else:
+        offer(folder)
+    return [(None,)]
 
 
 def read_nifti(path: str | list[str]) -> list[tuple]:
@@ -91,4 +118,4 @@ def _notify(message: str) -> None:
     show_warning(message)
 
 
-__all__ = ["VolsegError", "napari_get_reader", "read_nifti", "read_task", "task_folder_of"]
+__all__ = ["VolsegError", "napari_get_reader", "read_nifti", "read_scans_folder", "read_task", "task_folder_of"]

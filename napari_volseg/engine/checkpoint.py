@@ -3,7 +3,7 @@
 Tensors: the model's state (``model.*``), a cascade's locator net (``locator.*``) and, for
 resumable checkpoints, the optimizer's (``optim.*``). Metadata (JSON strings): format tag, model
 config, preprocessing plan, label names, the preset as trained (its effective patch and batch),
-training history, step/epoch, package version. Loading gives typed values back (a
+training history, step/epoch, the training cases' ids, package version. Loading gives typed values back (a
 :class:`~napari_volseg.engine.config.Preset`, a :class:`~napari_volseg.planning.Plan`), built by
 the same functions that read preset files, so their checks apply to checkpoints too. Writes go to
 a temporary file that is renamed into place, so an interrupted save never leaves a broken
@@ -91,6 +91,8 @@ class Checkpoint:
     optimizer: dict | None = None
     path: Path | None = None
     locator: Locator | None = None
+    train_cases: list[str] = field(default_factory=list)
+    """Ids of the cases the weights were trained on (fine-tuning samples the others more often)."""
 
     def build_model(self) -> UNet3D:
         return build_net(self.model_config, self.state)
@@ -114,6 +116,7 @@ def save(
     task: str = "",
     optimizer: torch.optim.Optimizer | None = None,
     locator: Locator | None = None,
+    train_cases: list[str] | None = None,
 ) -> Path:
     """Write a checkpoint atomically; ``optimizer`` makes it resumable."""
     path = Path(path)
@@ -131,6 +134,7 @@ def save(
         "best_dice": json.dumps(best_dice),
         "task": task,
         "version": __version__,
+        "train_cases": json.dumps(list(train_cases or [])),
     }
     if locator is not None:
         tensors.update({f"locator.{k}": v.detach().cpu().clone() for k, v in locator.state.items()})
@@ -204,6 +208,9 @@ def load(path: str | os.PathLike) -> Checkpoint:
         plan = Plan.from_dict(json.loads(meta["plan"]))
         labels = {int(k): v for k, v in json.loads(meta["labels"]).items()}
         preset = _preset(json.loads(meta.get("preset", "{}")))
+        train_cases = json.loads(meta.get("train_cases", "[]"))
+        if not isinstance(train_cases, list) or not all(isinstance(c, str) for c in train_cases):
+            raise TypeError("train_cases must be a list of case ids")
         locator = None
         if "locator" in meta:
             info = json.loads(meta["locator"])
@@ -243,6 +250,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         optimizer=optimizer,
         path=path,
         locator=locator,
+        train_cases=train_cases,
     )
 
 

@@ -1,4 +1,4 @@
-"""Small helpers the widgets share: a prediction layer beside its scan, sortable number cells."""
+"""Small helpers the widgets share: a prediction layer beside its scan, read-only tables, sortable number cells."""
 
 from __future__ import annotations
 
@@ -6,15 +6,31 @@ import math
 
 import numpy as np
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QAbstractSpinBox, QComboBox, QSizePolicy, QTableWidgetItem, QWidget
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QAbstractSpinBox,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QPushButton,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
 from napari_volseg._napari.layers import META_KEY, label_colors
 
 
-def set_labels(viewer, name: str, data: np.ndarray, like, role: str, case_id: str):
+def set_labels(viewer, name: str, data: np.ndarray, like, role: str, case_id: str, colors: dict | None = None):
     """Show ``data`` as the ``role`` layer of ``case_id``, aligned with layer ``like``: the layer of that name, else
-    another case's layer of that role (reused: no remove and add), else a new one."""
+    another case's layer of that role (reused: no remove and add), else a new one. ``colors`` (label value -> colour)
+    replaces the role's colours, e.g. a class palette with a veil for unlabelled voxels."""
+    from napari.utils.colormaps import DirectLabelColormap
+
     from napari_volseg._napari.loading import add_layer, refill
+
+    colormap = DirectLabelColormap(color_dict=colors) if colors is not None else label_colors(role)
 
     meta = {META_KEY: {**like.metadata.get(META_KEY, {}), "role": role, "case": case_id}}
     kwargs = {"name": name, "scale": like.scale, "translate": like.translate, "metadata": meta}
@@ -25,8 +41,35 @@ def set_labels(viewer, name: str, data: np.ndarray, like, role: str, case_id: st
             layer = candidate
     if layer is not None:
         refill(layer, data, kwargs)
+        if colors is not None:
+            layer.colormap = colormap
         return layer
-    return add_layer(viewer, data, {**kwargs, "opacity": 0.6, "colormap": label_colors(role)}, "labels")
+    return add_layer(viewer, data, {**kwargs, "opacity": 0.6, "colormap": colormap}, "labels")
+
+
+def button_row(*labels: str) -> tuple[QHBoxLayout, list[QPushButton]]:
+    """A row of push buttons with these labels."""
+    row, buttons = QHBoxLayout(), [QPushButton(text) for text in labels]
+    for button in buttons:
+        row.addWidget(button)
+    return row, buttons
+
+
+def make_table(columns: tuple[str, ...] = (), min_height: int = 110) -> QTableWidget:
+    """A read-only table with these column headers that selects one whole row at a time; columns fit their
+    contents and the last one takes the rest of the width."""
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(columns)
+    table.setSelectionBehavior(QAbstractItemView.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SingleSelection)
+    table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+    table.verticalHeader().setVisible(False)
+    table.verticalHeader().setDefaultSectionSize(22)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeToContents)
+    header.setStretchLastSection(True)
+    table.setMinimumHeight(min_height)
+    return table
 
 
 def compact(widget: QWidget) -> QWidget:

@@ -11,14 +11,11 @@ from napari.qt.threading import thread_worker
 from napari.utils import progress
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -26,7 +23,8 @@ from qtpy.QtWidgets import (
 
 from napari_volseg._napari.notify import notify_error
 from napari_volseg._napari.state import CaseInfo, session_for
-from napari_volseg._napari.widgets.common import compact
+from napari_volseg._napari.widgets.common import compact, make_table
+from napari_volseg._napari.widgets.new_task import DROPS, NewTaskDialog, make_task
 from napari_volseg.io.download import MSD_MD5
 
 COLUMNS = ("case", "shape z×y×x", "spacing mm", "split")
@@ -60,6 +58,9 @@ class DataWidget(QWidget):
         row.addWidget(self.synthetic_kind)
         layout.addLayout(row)
         row = QHBoxLayout()
+        self.new_task_button = QPushButton("New task from images…")
+        self.new_task_button.setToolTip("a folder of your own NIfTI scans (and labels) becomes a task; or drop it")
+        row.addWidget(self.new_task_button)
         self.download_task = compact(QComboBox())
         self.download_task.addItems(sorted(MSD_MD5))
         self.download_task.setCurrentText("Task09_Spleen")
@@ -70,21 +71,11 @@ class DataWidget(QWidget):
         self.summary = QLabel("No task open. Drop NIfTI files or a task folder on the viewer, or open a task.")
         self.summary.setWordWrap(True)
         layout.addWidget(self.summary)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table = make_table(COLUMNS, min_height=180)
         self.table.horizontalHeaderItem(3).setToolTip(
             "train: trains the model; val: validation (scores each checkpoint); held out: labelled but kept from "
             "training and validation alike (Train's test cases setting), for an honest score; test: no labels"
         )
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setStretchLastSection(True)
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(22)
-        self.table.setMinimumHeight(180)
         layout.addWidget(self.table, 1)
         self.open_case_button = QPushButton("Open selected case")
         self.open_case_button.setToolTip("or double-click a row")
@@ -97,6 +88,8 @@ class DataWidget(QWidget):
         self.open_case_button.clicked.connect(self._open_selected)
         self.session.task_changed.connect(self._fill)
         self.session.status.connect(self._show_status)
+        self.new_task_button.clicked.connect(lambda: self.new_task())
+        DROPS.folder_dropped.connect(self.new_task)
         if self.session.task is not None:
             self._fill(self.session.task)
 
@@ -105,6 +98,13 @@ class DataWidget(QWidget):
     def open_task(self, folder: str | Path):
         """Open an MSD task folder (in a worker); returns the worker."""
         return self.session.open_task(folder)
+
+    def new_task(self, images: Path | None = None):
+        """Ask for ``volseg new-task``'s fields, write the task in a worker, then open it (in the session's)."""
+        dialog = NewTaskDialog(self, images)
+        if dialog.exec():
+            return make_task(dialog.values(), self.open_task, self.session)
+        return None
 
     def open_synthetic(self, kind: str = "ct"):
         from napari_volseg._napari.sample_data import synthetic_task_dir

@@ -1,4 +1,4 @@
-"""All steps in one dock: Data, Preprocess, Train, Predict & evaluate and Classify as tabs, each scrollable.
+"""All steps in one dock: Data, Preprocess, Train, Predict & evaluate, Annotate and Classify as tabs, each scrollable.
 
 Stacked docks need about 1,500 px of height; as tabs the whole plugin fits a 1366 x 768 laptop screen with
 napari's layer list and notifications in view. The tabs share the viewer's session like separate docks would.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QFrame, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
+from napari_volseg._napari.widgets.annotate import AnnotateWidget
 from napari_volseg._napari.widgets.classify import ClassifyWidget
 from napari_volseg._napari.widgets.data import DataWidget
 from napari_volseg._napari.widgets.predict import PredictWidget
@@ -20,11 +21,12 @@ TABS = {
     "Preprocess": PreprocessWidget,
     "Train": TrainWidget,
     "Predict & evaluate": PredictWidget,
+    "Annotate": AnnotateWidget,
     "Classify": ClassifyWidget,
 }
-"""Tab title -> widget class (taking the viewer), in the order a user works: the segmentation steps, then the 3D
-digit classifier. A new step is one more entry here (the annotation loop's Annotate tab goes after Predict &
-evaluate); the dock, its tests and the screenshots take every entry."""
+"""Tab title -> widget class (taking the viewer), in the order a user works: the segmentation steps, the annotation
+loop (correct predictions, accept, fine-tune), then the 3D digit classifier. A new step is one more entry here; the
+dock, its tests and the screenshots take every entry."""
 
 
 def scrollable(widget: QWidget) -> QScrollArea:

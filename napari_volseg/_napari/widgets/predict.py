@@ -9,15 +9,12 @@ from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -28,7 +25,7 @@ from napari_volseg._napari.layers import ERROR_COLORS, ERROR_NAMES, GROUND_TRUTH
 from napari_volseg._napari.loading import case_layers
 from napari_volseg._napari.notify import notify_error
 from napari_volseg._napari.state import session_for
-from napari_volseg._napari.widgets.common import NumberItem, compact, set_labels
+from napari_volseg._napari.widgets.common import NumberItem, compact, make_table, set_labels
 from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg.engine.events import CasePredicted
 from napari_volseg.errors import VolsegError
@@ -71,16 +68,7 @@ class PredictWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
-        self.table = QTableWidget(0, 0)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(22)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setStretchLastSection(True)
-        self.table.setMinimumHeight(160)
+        self.table = make_table(min_height=160)
         self.table.setToolTip("click a row to open that case with its prediction and errors")
         layout.addWidget(self.table, 1)
         self.mean_label = QLabel("")
