@@ -115,6 +115,10 @@ def open_case(session: Session, case_id: str, then: Callable | None = None, keep
     task = session.task
     if task is None:
         return None
+    lost = session.unsaved_work(case_id) if session.unsaved_work else None
+    if lost:
+        notify_error(lost)
+        return None
     if "image" in case_layers(session.viewer, case_id):
         session.requests["case"] = next(_tokens)  # a case still loading from an earlier click must not win
         _show_case(session, case_id, [], None, keep)

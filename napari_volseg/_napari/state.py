@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,9 @@ class Session:
         self._loaders: list = []
         self.requests: dict[str, int] = {}
         """The latest open request of each kind (task, case): a loader whose request is stale drops its result."""
+        self.unsaved_work: Callable[[str | None], str | None] | None = None
+        """Asked before a case's layers are replaced: given the case about to open (``None``: any case), one line
+        saying what work that would lose, or ``None`` (set by the Annotate tab for unaccepted edits)."""
 
     @property
     def viewer(self):

@@ -32,7 +32,9 @@ def _written(qtbot, widget):
     qtbot.waitUntil(lambda: widget.writer is None and not widget.session.busy_loading(), timeout=60_000)
 
 
-def test_rank_opens_the_most_uncertain_case_and_accept_then_undo(annotate, qtbot, tiny_checkpoint, annotate_task):
+def test_rank_opens_the_most_uncertain_case_and_accept_then_undo(
+    annotate, qtbot, tiny_checkpoint, annotate_task, monkeypatch
+):
     viewer, widget = annotate
     widget.session.set_checkpoint(tiny_checkpoint)
     assert widget.cases.rowCount() == 2 and widget.train_button.text() == "Fine-tune"
@@ -47,10 +49,22 @@ def test_rank_opens_the_most_uncertain_case_and_accept_then_undo(annotate, qtbot
     corrected = np.zeros_like(np.asarray(layer.data))
     corrected[3:6, 10:20, 10:20] = 1  # what a brush would leave: 300 voxels on 3 slices
     layer.data = corrected
+    changed = int((corrected != widget.suggested).sum())
+    # unaccepted edits are never lost: opening another case (Data or Predict tab) is refused with one line
+    from napari_volseg._napari import loading
+
+    refused = []
+    monkeypatch.setattr(loading, "notify_error", refused.append)
+    other = widget.session.task.cases[0].id
+    assert widget.session.open_case(other) is None and f"{top} annotation" in viewer.layers
+    assert refused == [
+        f"{top} has annotation edits not yet accepted: Accept them (Annotate tab) or delete the layer "
+        f"'{top} annotation' to discard them, then open another case"
+    ]
     assert widget.accept() is not None  # written in a worker
     _written(qtbot, widget)
+    assert widget.unsaved(other) is None  # accepted: switching cases loses nothing now
     stats = widget.last_edits
-    changed = int((corrected != widget.suggested).sum())
     assert stats.voxels == changed and stats.label_voxels == 300
     assert widget.edits_label.text().startswith(f"accepted {top}: edited {changed:,} voxels")
     label_file = annotate_task / "labelsTr" / f"{top}.nii.gz"

@@ -150,6 +150,19 @@ class AnnotateWidget(QWidget):
         item = self.cases.item(row, 0)
         return item.text() if item else None
 
+    def unsaved(self, case_id: str | None) -> str | None:
+        """What opening ``case_id`` (``None``: a new annotation) would lose: the open annotation's edits since
+        it was suggested or last accepted, if any (the session asks this before replacing a case's layers)."""
+        layer = self.annotation_layer()
+        if layer is None or case_id == self.case_id or self.suggested is None:
+            return None
+        if np.array_equal(np.asarray(layer.data), self.suggested):
+            return None
+        return (
+            f"{self.case_id} has annotation edits not yet accepted: Accept them (Annotate tab) or delete the layer "
+            f"'{layer.name}' to discard them, then open another case"
+        )
+
     def annotation_layer(self):
         return case_layers(self.viewer, self.case_id).get("annotation") if self.case_id else None
 
@@ -242,6 +255,10 @@ class AnnotateWidget(QWidget):
         the annotation layer of the case before is reused."""
         if case_id is None or not self._ready(need_model=predict):
             return None
+        lost = self.unsaved(None)
+        if lost:
+            notify_error(lost)
+            return None
         task, checkpoint, unlabelled = self.session.task, self.session.checkpoint, self.unlabelled
 
         @thread_worker
@@ -269,6 +286,7 @@ class AnnotateWidget(QWidget):
         task = self.session.task
         self.case_id = case_id
         self.suggested = suggestion.copy()
+        self.session.unsaved_work = self.unsaved  # its edits are guarded from now on
         image = case_layers(self.viewer, case_id)["image"]
         colors = annotation_colors(task.num_classes, self.unlabelled)
         layer = set_labels(self.viewer, f"{case_id} annotation", suggestion, image, "annotation", case_id, colors)
@@ -319,6 +337,8 @@ class AnnotateWidget(QWidget):
         def on_return(result):
             done, stats = result
             self.accepted.append(done)
+            if self.case_id == case_id:
+                self.suggested = labels  # accepted: nothing of it is unsaved now
             self.last_edits = stats
             text = f"accepted {case_id}: {stats.summary()}" + (" — sparse" if done.sparse else "")
             self.edits_label.setText(text)
