@@ -1,101 +1,233 @@
-"""Accuracy per CPU-minute on the real MSD cases in ../shared/data.
+"""Accuracy on cases no part of training saw: Dice per CPU-minute on the real MSD cases in ../shared/data.
 
-Trains a preset under a wall-clock budget on Task02_Heart (12 train / 3 validation) and
-Task04_Hippocampus (seeded split), then predicts each validation case from its NIfTI file and
-scores it on the source grid. Prints a table and ends with one JSON line of the figures.
+For each split the task's labelled cases are dealt into ``--folds`` folds (shuffled by ``--seed``);
+fold *i* is held out (neither training nor checkpoint selection nor the post-processing decision
+sees it), ``--val-cases`` of the rest validate in the run (its own figure, printed beside the
+held-out one) and the others train. Each split trains once per budget (``--minutes 5,10,20`` or a
+deterministic ``--steps N``, which is what to compare recipes with while the cores are shared).
+Every in-run validation's 'last' checkpoint is kept as a snapshot and scored on the held-out cases,
+giving a curve of held-out Dice against training seconds and the time to reach ``--target``.
 
-    python bench/accuracy.py [--preset fast-cpu] [--heart-minutes 20] [--hippo-minutes 10] [--tasks heart,hippo]
+Reported per split and budget: held-out mean Dice of the final checkpoint with its post-processing
+(and raw, and with largest-component everywhere), the in-run validation Dice, the mean predicted /
+true volume ratio, false-positive / false-negative voxels, the curve; across splits the mean and
+spread. Ends with one JSON line.
+
+    python bench/accuracy.py --tasks heart [--minutes 5,10,20 | --steps 1070] [--splits 0,1] [--preset fast-cpu]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import random
 import resource
+import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from napari_volseg import metrics
+from napari_volseg import postprocess as post
 from napari_volseg.engine import events as ev
+from napari_volseg.engine.checkpoint import load as load_checkpoint
 from napari_volseg.engine.config import load_preset
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.engine.train import Trainer
 from napari_volseg.io import decathlon
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-TASKS = {"heart": ("Task02_Heart", 3), "hippo": ("Task04_Hippocampus", 20)}
+
+
+@dataclass(frozen=True)
+class Spec:
+    folder: str
+    folds: int
+    val_cases: int
+    minutes: str
+
+
+TASKS = {
+    "heart": Spec("Task02_Heart", folds=5, val_cases=3, minutes="20"),
+    "hippo": Spec("Task04_Hippocampus", folds=10, val_cases=20, minutes="10"),
+}
 
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def run_task(key: str, preset_name: str, minutes: float, out: Path, threads: int | None) -> dict:
-    folder, n_val = TASKS[key]
-    task = decathlon.load_task(SHARED / folder)
-    preset = load_preset(preset_name).with_overrides(minutes=minutes, val_cases=n_val, threads=threads)
-    ckpt_path = out / f"{key}.safetensors"
-    steps, locator_steps = [], []
-    t0 = time.perf_counter()
-    train_seconds = None
-    for event in Trainer(task, preset, ckpt_path, cache_root=out / "cache").run():
-        if isinstance(event, ev.Step):
-            (locator_steps if event.stage else steps).append((event.step, event.seconds))
-        elif isinstance(event, ev.Validated):
-            stage = f" ({event.stage})" if event.stage else ""
-            print(
-                f"  [{key}{stage}] step {event.step:5d}  {event.seconds / 60:5.1f} min  val Dice {event.mean:.4f}",
-                flush=True,
-            )
-        elif isinstance(event, ev.Failed):
-            raise SystemExit(f"{key}: {event.message}")
-        elif isinstance(event, ev.Finished):
-            train_seconds = event.seconds
-    s_per_it = (steps[-1][1] - steps[0][1]) / max(1, steps[-1][0] - steps[0][0]) if len(steps) > 1 else float("nan")
-    split = task.split(seed=preset.train.seed, val_cases=n_val)
-    predictor = Predictor(ckpt_path)
-    rows, infer_s = [], []
-    for case in split.val:
-        image, truth = case.load()
+def split_cases(task: decathlon.Task, folds: int, fold: int, n_val: int, seed: int):
+    """(train, validation, held-out) cases of split ``fold`` of a ``folds``-fold deal shuffled by ``seed``."""
+    order = sorted(task.cases, key=lambda c: c.id)
+    random.Random(seed).shuffle(order)
+    held = order[fold::folds]
+    rest = [c for c in order if c not in held]
+    return rest[n_val:], rest[:n_val], held
+
+
+def score(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> dict:
+    """Per foreground class: Dice, predicted/true volume ratio, false positives and negatives (voxels)."""
+    out = {"dice": [], "ratio": [], "fp": [], "fn": []}
+    for k in range(1, num_classes):
+        p, t = pred == k, truth == k
+        inter = int(np.logical_and(p, t).sum())
+        out["dice"].append(2 * inter / max(1, int(p.sum()) + int(t.sum())))
+        out["ratio"].append(int(p.sum()) / max(1, int(t.sum())))
+        out["fp"].append(int(p.sum()) - inter)
+        out["fn"].append(int(t.sum()) - inter)
+    return out
+
+
+def evaluate(path: Path, cases: list, num_classes: int, loaded: dict) -> dict:
+    """Held-out figures of one checkpoint: raw, largest-component everywhere, and as its decision says."""
+    predictor = Predictor(path, postprocess=False)
+    decision = predictor.checkpoint.postprocess
+    every = tuple(range(1, num_classes))
+    rows, seconds = [], []
+    for case in cases:
+        if case.id not in loaded:
+            loaded[case.id] = case.load()
+        image, truth = loaded[case.id]
         t = time.perf_counter()
-        pred = predictor.predict(image).labels
-        infer_s.append(time.perf_counter() - t)
-        scores = metrics.score_case(pred, truth.data, task.num_classes, truth.spacing)
+        raw = predictor.predict(image).labels
+        decided = post.apply(raw, decision)
+        seconds.append(time.perf_counter() - t)
         rows.append(
             {
                 "case": case.id,
-                "dice": [round(s.dice, 4) for s in scores],
-                "mean": round(metrics.mean_dice(scores), 4),
-                "hd95": [round(s.hd95, 2) for s in scores],
-                "infer_s": round(infer_s[-1], 2),
-                "voxels": int(np.prod(image.data.shape[-3:])),
+                "raw": score(raw, truth.data, num_classes),
+                "lcc": score(post.keep_largest(raw, every), truth.data, num_classes),
+                "final": score(decided, truth.data, num_classes),
             }
         )
+    predictor.release()
+
+    def mean(kind: str, key: str) -> float:
+        return round(float(np.mean([np.mean(r[kind][key]) for r in rows])), 4)
+
     return {
-        "task": folder,
-        "preset": preset_name,
-        "minutes": minutes,
-        "steps": steps[-1][0] if steps else 0,
-        "locator_steps": locator_steps[-1][0] if locator_steps else 0,
-        "s_per_iteration": round(s_per_it, 3),
-        "train_wall_min": round((train_seconds or 0) / 60, 2),
-        "mean_dice": round(float(np.mean([r["mean"] for r in rows])), 4),
-        "cases": rows,
-        "infer_s_per_case": round(float(np.mean(infer_s)), 2),
-        "total_min": round((time.perf_counter() - t0) / 60, 2),
+        "dice": mean("final", "dice"),
+        "dice_raw": mean("raw", "dice"),
+        "dice_lcc": mean("lcc", "dice"),
+        "volume_ratio": mean("final", "ratio"),
+        "fp_over_fn": round(
+            float(
+                np.sum([np.sum(r["final"]["fp"]) for r in rows])
+                / max(1, np.sum([np.sum(r["final"]["fn"]) for r in rows]))
+            ),
+            2,
+        ),
+        "postprocess": list(decision.largest_component),
+        "cases": {r["case"]: [round(d, 4) for d in r["final"]["dice"]] for r in rows},
+        "ratios": {r["case"]: [round(d, 3) for d in r["final"]["ratio"]] for r in rows},
+        "infer_s_per_case": round(float(np.mean(seconds)), 2),
+    }
+
+
+def train_and_score(key: str, args, fold: int, budget: str, out: Path, loaded: dict) -> dict:
+    spec = TASKS[key]
+    task = decathlon.load_task(SHARED / spec.folder)
+    n_val = spec.val_cases if args.val_cases is None else args.val_cases
+    train, val, held = split_cases(task, spec.folds, fold, n_val, args.seed)
+    preset = load_preset(args.preset).with_overrides(threads=args.threads)
+    if budget.startswith("steps="):
+        epochs = max(1, math.ceil(int(budget[6:]) / preset.train.iterations_per_epoch))
+        preset = replace(preset, train=replace(preset.train, minutes=None, epochs=epochs))
+    else:
+        preset = preset.with_overrides(minutes=float(budget))
+    run = out / f"{key}-split{fold}-{budget.replace('=', '')}"
+    run.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run / "model.safetensors"
+    snapshots, vals = [], []
+    steps = locator_steps = 0
+    t0 = time.perf_counter()
+    for event in Trainer(task, preset, ckpt_path, cache_root=out / "cache", train_cases=train, val_cases=val).run():
+        if isinstance(event, ev.Step):
+            if event.stage:
+                locator_steps = event.step
+            else:
+                steps = event.step
+        elif isinstance(event, ev.Validated) and not event.stage:
+            vals.append({"step": event.step, "seconds": round(time.perf_counter() - t0, 1), "val": event.mean})
+            print(
+                f"  [{key} split {fold} {budget}] step {event.step:5d} {vals[-1]['seconds'] / 60:5.1f} min  "
+                f"in-run val Dice {event.mean:.4f}",
+                flush=True,
+            )
+        elif isinstance(event, ev.CheckpointSaved) and event.kind == "last":
+            snap = run / f"snap-{event.step:05d}.safetensors"
+            shutil.copyfile(event.path, snap)
+            snapshots.append((event.step, time.perf_counter() - t0, snap))
+        elif isinstance(event, ev.Failed):
+            raise SystemExit(f"{key}: {event.message}")
+    train_s = time.perf_counter() - t0
+    curve = []
+    for step, seconds, snap in snapshots:
+        figures = evaluate(snap, held, task.num_classes, loaded)
+        curve.append({"step": step, "train_min": round(seconds / 60, 2), "heldout": figures["dice"]})
+    final = evaluate(ckpt_path, held, task.num_classes, loaded)
+    last = evaluate(snapshots[-1][2], held, task.num_classes, loaded) if snapshots else None
+    chosen = load_checkpoint(ckpt_path)
+    reach = next((c["train_min"] for c in curve if c["heldout"] >= args.target), None)
+    result = {
+        "split": fold,
+        "budget": budget,
+        "train": len(train),
+        "val": [c.id for c in val],
+        "heldout_cases": [c.id for c in held],
+        "steps": steps,
+        "locator_steps": locator_steps,
+        "train_min": round(train_s / 60, 2),
+        "s_per_step": round(train_s / max(1, steps + locator_steps), 3),
+        "checkpoint_step": chosen.step,
+        "val_dice_selected": round(chosen.best_dice, 4) if not math.isnan(chosen.best_dice) else None,
+        "val_dice_last": round(vals[-1]["val"], 4) if vals else None,
+        "heldout": final,
+        "heldout_last": {k: last[k] for k in ("dice", "dice_raw", "dice_lcc", "volume_ratio")} if last else None,
+        "curve": curve,
+        f"min_to_{args.target}": reach,
+    }
+    print(
+        f"  [{key} split {fold} {budget}] held-out Dice {final['dice']} (raw {final['dice_raw']}, "
+        f"lcc {final['dice_lcc']}, pp {final['postprocess']}), volume ratio {final['volume_ratio']}, "
+        f"in-run val {result['val_dice_selected']}, {steps}+{locator_steps} steps in {result['train_min']} min",
+        flush=True,
+    )
+    return result
+
+
+def summarise(runs: list[dict]) -> dict:
+    dice = [r["heldout"]["dice"] for r in runs]
+    val = [r["val_dice_selected"] for r in runs if r["val_dice_selected"] is not None]
+    return {
+        "heldout_dice_mean": round(float(np.mean(dice)), 4),
+        "heldout_dice_per_split": dice,
+        "heldout_dice_spread": round(float(np.max(dice) - np.min(dice)), 4),
+        "heldout_dice_raw_mean": round(float(np.mean([r["heldout"]["dice_raw"] for r in runs])), 4),
+        "heldout_dice_last_mean": round(
+            float(np.mean([r["heldout_last"]["dice"] for r in runs if r["heldout_last"]])), 4
+        ),
+        "in_run_val_dice_mean": round(float(np.mean(val)), 4) if val else None,
+        "volume_ratio_mean": round(float(np.mean([r["heldout"]["volume_ratio"] for r in runs])), 3),
+        "steps_mean": round(float(np.mean([r["steps"] + r["locator_steps"] for r in runs])), 1),
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="fast-cpu")
-    parser.add_argument("--heart-minutes", type=float, default=20.0)
-    parser.add_argument("--hippo-minutes", type=float, default=10.0)
     parser.add_argument("--tasks", default="heart,hippo")
+    parser.add_argument("--minutes", default=None, help="comma-separated budgets (default: heart 20, hippocampus 10)")
+    parser.add_argument("--steps", type=int, default=None, help="a step budget (locator + main) instead of minutes")
+    parser.add_argument("--splits", default="0,1", help="which held-out folds to run, e.g. 0,1 or 0-4")
+    parser.add_argument("--seed", type=int, default=0, help="shuffles the cases before they are dealt into folds")
+    parser.add_argument("--val-cases", type=int, default=None, help="in-run validation cases (heart 3, hippo 20)")
+    parser.add_argument("--target", type=float, default=0.85, help="report the training minutes to this Dice")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -103,36 +235,29 @@ def main() -> int:
         print(f"no real data at {SHARED}; nothing to measure", file=sys.stderr)
         return 1
     out = args.out or Path(tempfile.mkdtemp(prefix="volseg-bench-"))
-    results = {}
+    if "-" in args.splits:
+        lo, hi = (int(v) for v in args.splits.split("-"))
+        folds = list(range(lo, hi + 1))
+    else:
+        folds = [int(v) for v in args.splits.split(",")]
+    summary = {"bench": "accuracy", "preset": args.preset, "out": str(out)}
     for key in args.tasks.split(","):
-        minutes = args.heart_minutes if key == "heart" else args.hippo_minutes
-        results[key] = run_task(key, args.preset, minutes, out, args.threads)
-    print(f"\n{'task':<20}{'case':<18}{'Dice per class':<22}{'HD95 mm':<20}{'infer s':>8}")
-    for r in results.values():
-        for c in r["cases"]:
-            print(f"{r['task']:<20}{c['case']:<18}{str(c['dice']):<22}{str(c['hd95']):<20}{c['infer_s']:>8}")
-        print(
-            f"{r['task']:<20}{'MEAN':<18}{r['mean_dice']:<22}{'':<20}{r['infer_s_per_case']:>8}"
-            f"   ({r['steps']} steps + {r['locator_steps']} locator steps, {r['s_per_iteration']} s/it, "
-            f"{r['train_wall_min']} min training)"
-        )
-    summary = {"bench": "accuracy", "peak_rss_gb": round(peak_rss_gb(), 2)}
-    for key, r in results.items():
+        budgets = [f"steps={args.steps}"] if args.steps else (args.minutes or TASKS[key].minutes).split(",")
+        loaded: dict = {}
+        runs = [train_and_score(key, args, fold, budget, out, loaded) for budget in budgets for fold in folds]
         summary[key] = {
-            k: r[k]
-            for k in (
-                "task",
-                "preset",
-                "minutes",
-                "steps",
-                "locator_steps",
-                "s_per_iteration",
-                "mean_dice",
-                "infer_s_per_case",
-                "train_wall_min",
-            )
+            "task": TASKS[key].folder,
+            "by_budget": {b: summarise([r for r in runs if r["budget"] == b]) for b in budgets},
+            "runs": runs,
         }
-        summary[key]["dice_per_case"] = {c["case"]: c["mean"] for c in r["cases"]}
+        for b, s in summary[key]["by_budget"].items():
+            print(
+                f"{TASKS[key].folder} {b}: held-out Dice {s['heldout_dice_mean']} per split {s['heldout_dice_per_split']} "
+                f"(raw {s['heldout_dice_raw_mean']}, last checkpoint {s['heldout_dice_last_mean']}); in-run val "
+                f"{s['in_run_val_dice_mean']}; volume ratio {s['volume_ratio_mean']}; {s['steps_mean']} steps"
+            )
+    summary["peak_rss_gb"] = round(peak_rss_gb(), 2)
+    (out / "accuracy.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
     return 0
 

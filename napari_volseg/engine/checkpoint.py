@@ -2,7 +2,8 @@
 
 Tensors: the model's state (``model.*``), a cascade's locator net (``locator.*``) and, for
 resumable checkpoints, the optimizer's (``optim.*``). Metadata (JSON strings): format tag, model
-config, preprocessing plan, label names, preset, training history, step/epoch, package version. Writes go to a temporary file that is
+config, preprocessing plan, label names, preset, training history, step/epoch, package version,
+the post-processing decided on validation (``postprocess``, :mod:`napari_volseg.postprocess`). Writes go to a temporary file that is
 renamed into place, so an interrupted save never leaves a broken checkpoint behind.
 """
 
@@ -19,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from napari_volseg import __version__
+from napari_volseg import postprocess as post
 from napari_volseg.errors import VolsegError
 from napari_volseg.models import ModelConfig, UNet3D
 from napari_volseg.preprocess import Plan
@@ -80,6 +82,8 @@ class Checkpoint:
     optimizer: dict | None = None
     path: Path | None = None
     locator: Locator | None = None
+    postprocess: post.PostProcess = field(default_factory=post.PostProcess)
+    """What :class:`~napari_volseg.engine.infer.Predictor` does to every prediction, decided on validation."""
 
     def build_model(self) -> UNet3D:
         return _build(self.model_config, self.state)
@@ -104,6 +108,7 @@ def save(
     task: str = "",
     optimizer: torch.optim.Optimizer | None = None,
     locator: Locator | None = None,
+    postprocess: post.PostProcess | None = None,
 ) -> Path:
     """Write a checkpoint atomically; ``optimizer`` makes it resumable."""
     path = Path(path)
@@ -122,6 +127,8 @@ def save(
         "task": task,
         "version": __version__,
     }
+    if postprocess is not None:
+        meta[post.METADATA_KEY] = post.to_metadata(postprocess)
     if locator is not None:
         tensors.update({f"locator.{k}": v.detach().cpu().clone() for k, v in locator.state.items()})
         meta["locator"] = locator.meta()
@@ -172,6 +179,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         model_config = ModelConfig(**json.loads(meta["model_config"]))
         plan = Plan.from_dict(json.loads(meta["plan"]))
         labels = {int(k): v for k, v in json.loads(meta["labels"]).items()}
+        postprocess = post.from_metadata(meta.get(post.METADATA_KEY))
         locator = None
         if "locator" in meta:
             info = json.loads(meta["locator"])
@@ -209,6 +217,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         optimizer=optimizer,
         path=path,
         locator=locator,
+        postprocess=postprocess,
     )
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_volseg import metrics, preprocess
+from napari_volseg import postprocess as post
+from napari_volseg import preprocess
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import distributed
 from napari_volseg.engine.config import Preset
@@ -375,7 +376,7 @@ class Trainer:
                         "seconds": time.perf_counter() - started,
                     }
                     if val and not stopped:
-                        scores = self._validate(net, val, patch, device)
+                        scores, save_kwargs["postprocess"] = self._validate(net, val, patch, device)
                         mean = float(np.mean(list(scores.values())))
                         record.update(val_dice=mean, val_cases=scores)
                         yield Validated(
@@ -425,13 +426,14 @@ class Trainer:
             history=history,
         )
 
-    def _validate(self, model, val, patch, device) -> dict[str, float]:
-        scores = {}
+    def _validate(self, model, val, patch, device) -> tuple[dict[str, float], post.PostProcess]:
+        """Mean Dice per validation case (raw predictions) and the post-processing they call for."""
+        scores, per_case = {}, []
         # validation predicts as `volseg predict` will with this preset (overlap, batch, mirroring)
         infer = self.preset.infer
         for case, prepared, truth in val:
             probs = window_probabilities(model, prepared.image, patch, infer, device, self.preset.train.mirror_axes)
             pred = preprocess.invert(probs, prepared)
-            case_scores = metrics.score_case(pred, truth.data, int(probs.shape[0]), truth.spacing, with_hd95=False)
-            scores[case.id] = metrics.mean_dice(case_scores)
-        return scores
+            per_case.append(post.class_dice(pred, truth.data, int(probs.shape[0])))
+            scores[case.id] = float(np.mean([raw for raw, _ in per_case[-1].values()]))
+        return scores, post.decide(per_case)
