@@ -60,3 +60,17 @@ def test_plan_hash_and_cache(tiny_ct_task, tmp_path):
 def test_plan_refuses_nonsense():
     with pytest.raises(preprocess.VolsegError):
         preprocess.Plan(resample="spacing", target_spacing=None)
+
+
+def test_a_region_of_interest_is_z_scored_by_the_whole_volume_whatever_box_is_cut(heart_dir):
+    task = decathlon.load_task(heart_dir)
+    image, _ = task.cases[0].load()
+    plan = preprocess.Plan(target_spacing=image.spacing)
+    small = preprocess.apply(plan, image, box=((40, 80), (100, 160), (100, 160)))
+    large = preprocess.apply(plan, image, box=((20, 100), (60, 200), (60, 200)))
+    # the same voxels get the same values: a larger box (a generous locator) no longer brightens them
+    np.testing.assert_allclose(small.image, large.image[:, 20:60, 40:100, 40:100], atol=1e-5)
+    legacy = preprocess.Plan.from_dict({k: v for k, v in plan.to_dict().items() if k != "zscore_region"})
+    assert legacy.zscore_region == "box"  # checkpoints from before keep the normalisation they were trained with
+    old_small = preprocess.apply(legacy, image, box=((40, 80), (100, 160), (100, 160)))
+    assert abs(float(old_small.image.mean())) < 1e-3 and abs(float(small.image.mean())) > 0.3
