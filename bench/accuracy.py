@@ -13,7 +13,10 @@ Reported per split and budget: held-out mean Dice of the final checkpoint with i
 true volume ratio, false-positive / false-negative voxels, the curve; across splits the mean and
 spread. Ends with one JSON line.
 
-    python bench/accuracy.py --tasks heart [--minutes 5,10,20 | --steps 1070] [--splits 0,1] [--preset fast-cpu]
+    python bench/accuracy.py --tasks heart [--minutes 5,10,20 | --steps 1075] [--splits 0,1] [--preset fast-cpu]
+
+``--reuse-locator EARLIER_OUT`` trains only a cascade's main net, on the locator an earlier run of the same
+splits and step budget trained (comparisons of main-stage changes then differ in nothing else).
 """
 
 from __future__ import annotations
@@ -143,10 +146,19 @@ def train_and_score(key: str, args, fold: int, budget: str, out: Path, loaded: d
     run = out / f"{key}-split{fold}-{budget.replace('=', '')}"
     run.mkdir(parents=True, exist_ok=True)
     ckpt_path = run / "model.safetensors"
+    resume = False
+    if args.reuse_locator:  # A/B of main-stage changes: the same trained locator, not a retrained one
+        source = args.reuse_locator / f"{key}-split{fold}-{budget.replace('=', '')}"
+        for name in ("model.locator.safetensors", "model.locator.last.safetensors"):
+            shutil.copyfile(source / name, run / name)
+        resume = True
     snapshots, vals = [], []
     steps = locator_steps = 0
     t0 = time.perf_counter()
-    for event in Trainer(task, preset, ckpt_path, cache_root=out / "cache", train_cases=train, val_cases=val).run():
+    trainer = Trainer(
+        task, preset, ckpt_path, resume=resume, cache_root=out / "cache", train_cases=train, val_cases=val
+    )
+    for event in trainer.run():
         if isinstance(event, ev.Step):
             if event.stage:
                 locator_steps = event.step
@@ -230,6 +242,12 @@ def main() -> int:
     parser.add_argument("--target", type=float, default=0.85, help="report the training minutes to this Dice")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--reuse-locator",
+        type=Path,
+        default=None,
+        help="an earlier --out of the same budgets and splits: train only the cascade's main net, on its locator",
+    )
     args = parser.parse_args()
     if not (SHARED / "Task02_Heart").is_dir():
         print(f"no real data at {SHARED}; nothing to measure", file=sys.stderr)

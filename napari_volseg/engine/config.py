@@ -82,7 +82,9 @@ class TrainConfig:
     """Threads that cut and augment the next batches while the device trains on this one; ``None``:
     4 on a GPU, 0 on the CPU (where they would only take cores from the convolutions)."""
     channels_last: bool = False
-    """Train in ``channels_last_3d`` memory format (can speed up cuDNN convolutions under AMP)."""
+    """Train in ``channels_last_3d`` memory format. On the CPU oneDNN's backward convolutions at 8-16
+    channels are far faster in it (a cpu-lean step at 64³: 2.0x, hippocampus-sized batches 1.3x, both
+    measured side by side on shared cores); it can also speed up cuDNN convolutions under AMP."""
     compile: bool = False
     """Wrap the training forward pass in ``torch.compile`` (GPU; no gain measured on the CPU)."""
 
