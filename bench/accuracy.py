@@ -16,7 +16,7 @@ spread. Ends with one JSON line.
     python bench/accuracy.py --tasks heart [--minutes 5,10,20 | --steps 1075] [--splits 0,1] [--preset fast-cpu]
 
 ``--reuse-locator EARLIER_OUT`` trains only a cascade's main net, on the locator an earlier run of the same
-splits and step budget trained (comparisons of main-stage changes then differ in nothing else).
+split trained (comparisons of main-stage changes then differ in nothing else).
 """
 
 from __future__ import annotations
@@ -148,7 +148,9 @@ def train_and_score(key: str, args, fold: int, budget: str, out: Path, loaded: d
     ckpt_path = run / "model.safetensors"
     resume = False
     if args.reuse_locator:  # A/B of main-stage changes: the same trained locator, not a retrained one
-        source = args.reuse_locator / f"{key}-split{fold}-{budget.replace('=', '')}"
+        source = args.reuse_locator
+        if not (source / "model.locator.safetensors").is_file():
+            source = source / f"{key}-split{fold}-{budget.replace('=', '')}"
         for name in ("model.locator.safetensors", "model.locator.last.safetensors"):
             shutil.copyfile(source / name, run / name)
         resume = True
@@ -246,7 +248,8 @@ def main() -> int:
         "--reuse-locator",
         type=Path,
         default=None,
-        help="an earlier --out of the same budgets and splits: train only the cascade's main net, on its locator",
+        help="an earlier --out of the same budgets and splits (or one run folder of it): train only the cascade's "
+        "main net, on that run's locator (it is not trained further if this budget's locator stage is shorter)",
     )
     args = parser.parse_args()
     if not (SHARED / "Task02_Heart").is_dir():

@@ -293,6 +293,7 @@ def plan_for_task(
     crop: bool = True,
     max_voxels: int | None = None,
     extents_mm: tuple[float, float, float] | None = None,
+    zscore_region: str = "volume",
 ) -> Plan:
     """Plan a task from its training cases (headers for spacing; CT foreground for intensity statistics).
 
@@ -309,6 +310,7 @@ def plan_for_task(
         crop=crop if resample == "spacing" else False,
         num_classes=task.num_classes,
         in_channels=in_channels,
+        zscore_region=zscore_region,
     )
     if resample == "spacing":
         spacing = np.array(target_spacing if target_spacing is not None else task_spacing(cases), dtype=float)
@@ -367,6 +369,7 @@ def plan_from_settings(
         crop=settings.crop,
         max_voxels=settings.max_voxels,
         extents_mm=extents_mm,
+        zscore_region=settings.zscore_region,
     )
 
 

@@ -43,6 +43,9 @@ class PlanSettings:
     locator_fraction: float = 0.2
     """The locator's share of the training time (or epochs)."""
     roi_margin_mm: float = 20.0
+    zscore_region: str = "volume"
+    """A z-scored region of interest takes the mean and std of the whole volume (``"volume"``) or of
+    the box itself (``"box"``, as before): see :attr:`napari_volseg.preprocess.Plan.zscore_region`."""
 
 
 @dataclass(frozen=True)
