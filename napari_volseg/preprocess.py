@@ -53,7 +53,8 @@ class Plan:
     """Where a z-score's mean and std come from when a region of interest is cut (a cascade's main
     net): ``"volume"``, the whole volume's crop, so an image looks the same to the net whatever box
     is cut from it; ``"box"``, the box itself (checkpoints from before this field: a locator's box
-    larger than the training boxes then brightened the atrium by 0.2-0.5 SD and predictions grew)."""
+    larger than the training boxes then brightened the atrium by 0.2-0.5 SD: the likely cause of predictions
+    larger than the truth)."""
 
     def __post_init__(self):
         if self.resample not in ("spacing", "shape"):
