@@ -14,6 +14,7 @@ from pathlib import Path
 
 from napari_volseg import __version__, paths
 from napari_volseg.errors import VolsegError
+from napari_volseg.outputs import check_writable
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Command] = {}
@@ -38,31 +39,37 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("download")
-def _download(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def _follow_download(events, desc: str) -> Path:
+    """Show a download's events as a tqdm byte bar; the path it ends with."""
+    from napari_volseg.engine.events import Downloaded
 
-    from napari_volseg.io import download
-
-    bar = tqdm(unit="B", unit_scale=True, desc=args.task, disable=None)
-
-    def progress(done: int, total: int | None) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
+    bar = _progress_bar(desc, unit="B", unit_scale=True)
     try:
-        folder = download.download_task(args.task, args.out, base_url=args.base_url, md5=args.md5, progress=progress)
+        for event in events:
+            if isinstance(event, Downloaded):
+                return event.path
+            bar.total, bar.n = event.total, event.done
+            bar.refresh()
     finally:
         bar.close()
+    raise VolsegError(f"{desc}: the download ended without a result")
+
+
+@command("download")
+def _download(args: argparse.Namespace) -> int:
+    from napari_volseg.io import download
+
+    folder = _follow_download(
+        download.download_task(args.task, args.out, base_url=args.base_url, md5=args.md5), args.task
+    )
     print(f"{args.task} is ready in {folder}")
     return 0
 
 
-def _progress_bar(desc: str, total: int | None = None, unit: str = "it"):
+def _progress_bar(desc: str, total: int | None = None, unit: str = "it", unit_scale: bool = False):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit_scale, disable=None, leave=False)
 
 
 @command("train")
@@ -124,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
 
 @command("predict")
 def _predict(args: argparse.Namespace) -> int:
-    from napari_volseg.engine.infer import predict_files
+    from napari_volseg.engine.infer import output_name, predict_files
 
     # unset flags keep what the checkpoint's preset predicts with
     overrides = {"overlap": args.overlap, "tta": args.tta, "device": args.device}
@@ -133,7 +140,7 @@ def _predict(args: argparse.Namespace) -> int:
         if bar is None:
             bar = _progress_bar("predict", total=event.total, unit="case")
         bar.update(1)
-        bar.write(f"wrote {args.out / event.item.replace('.nii.gz', '').replace('.nii', '')}.nii.gz")
+        bar.write(f"wrote {args.out / output_name(Path(event.item))}")
     if bar:
         bar.close()
     return 0
@@ -143,6 +150,8 @@ def _predict(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from napari_volseg.evaluate import evaluate_folder, write_csv
 
+    if args.csv:
+        check_writable(args.csv, what="CSV table")
     rows, summary = evaluate_folder(args.pred, args.truth)
     for row in rows:
         print(
@@ -158,24 +167,23 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 @command("preprocess")
 def _preprocess(args: argparse.Namespace) -> int:
-    from napari_volseg import preprocess
+    from napari_volseg import planning
+    from napari_volseg.cache import PreparedCache
     from napari_volseg.engine.config import load_preset
     from napari_volseg.io.decathlon import load_task
 
     preset = load_preset(args.preset)
     task = load_task(args.data)
-    settings = preprocess.cached_settings(task, preset.plan)
-    if settings is not preset.plan:
+    plan, cascade = planning.plan_task(task, preset)
+    if cascade:
         print(
             f"{preset.name} trains {task.name} as a cascade: caching the locator's coarse grid "
             "(regions of interest are cut while training)",
             file=sys.stderr,
         )
-    plan = preprocess.plan_from_settings(task, settings)
-    cache = preprocess.PreparedCache(plan)
+    cache = PreparedCache(plan)
     bar = _progress_bar("preprocess", total=len(task.cases), unit="case")
-    for case in task.cases:
-        cache.get(case)
+    for _ in cache.fill(task.cases):
         bar.update(1)
     bar.close()
     print(f"plan {plan.hash}: {cache.misses} case(s) preprocessed, {cache.hits} already cached, in {cache.folder}")
@@ -185,9 +193,44 @@ def _preprocess(args: argparse.Namespace) -> int:
 @command("models")
 def _models(args: argparse.Namespace) -> int:
     from napari_volseg.models import MODEL_PRESETS, build_model, count_parameters
+    from napari_volseg.models.registry import CLASSIFIER_PRESETS
+    from napari_volseg.zoo.registry import list_models
 
-    for name, (config, description) in MODEL_PRESETS.items():
-        print(f"{name:<12} {count_parameters(build_model(config)):>12,} parameters  {description}")
+    print("architectures (volseg train --preset ..., model:; volseg classify)")
+    for name, (config, description) in {**MODEL_PRESETS, **CLASSIFIER_PRESETS}.items():
+        print(f"  {name:<12} {count_parameters(build_model(config)):>12,} parameters  {description}")
+    print("models (volseg predict --model NAME)")
+    for entry in list_models(args.index, runs=False):
+        where = entry.path if entry.path else f"volseg pull {entry.name}"
+        print(f"  {entry.label:<32} {entry.about}  [{where}]")
+    return 0
+
+
+@command("pull")
+def _pull(args: argparse.Namespace) -> int:
+    from napari_volseg.zoo.pull import pull
+
+    path = _follow_download(pull(args.name, args.index), args.name)
+    print(f"{args.name} is installed: {path}")
+    return 0
+
+
+@command("export")
+def _export(args: argparse.Namespace) -> int:
+    from napari_volseg.zoo.export import export
+
+    for path in export(args.model, args.format, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+@command("import")
+def _import(args: argparse.Namespace) -> int:
+    from napari_volseg.zoo.bundle_import import import_bundle
+
+    path = import_bundle(args.monai_bundle, args.out)
+    name = path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.name
+    print(f"imported {args.monai_bundle} as {path}; predict with `volseg predict --model {name} ...`")
     return 0
 
 
@@ -198,6 +241,13 @@ def _presets(args: argparse.Namespace) -> int:
     for name, preset in list_presets().items():
         print(f"{name:<24} [{preset.model}] {preset.description}")
     return 0
+
+
+@command("classify")
+def _classify(args: argparse.Namespace) -> int:
+    from napari_volseg.classify.cli import run
+
+    return run(args)
 
 
 @command("demo")
@@ -260,7 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from NAME.last.safetensors")
 
     p = sub.add_parser("predict", help="segment NIfTI files (or folders) with a checkpoint")
-    p.add_argument("--model", required=True, type=Path, help="checkpoint (.safetensors)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model name (see `volseg models`), checkpoint (.safetensors) or MONAI bundle folder",
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder: OUT/<case>.nii.gz in each input's geometry")
     p.add_argument("inputs", nargs="+", help="NIfTI files, or folders of them (an MSD task: imagesTs/ or imagesTr/)")
     p.add_argument("--overlap", type=float, default=None, help="sliding-window overlap (default: the model's, 0.25)")
@@ -282,8 +336,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path, help="MSD task folder")
     p.add_argument("--preset", default=paths.DEFAULT_PRESET, help="training preset whose plan to use")
 
-    sub.add_parser("models", help="list model presets with their parameter counts")
+    p = sub.add_parser("models", help="list architectures (with parameter counts) and pretrained / installed models")
+    p.add_argument("--index", default=None, help="model index (JSON file or URL) listing models to pull")
+
+    p = sub.add_parser("pull", help="download a model named in the model index (SHA-256 checked, resumable)")
+    p.add_argument("name", help="model name, as `volseg models` lists it")
+    p.add_argument("--index", default=None, help="model index (JSON file or URL; default: the one shipped)")
+
+    p = sub.add_parser("export", help="export a model as ONNX, TorchScript, a bioimage.io package or a MONAI bundle")
+    p.add_argument("--model", required=True, help="model name or checkpoint (.safetensors)")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript", "bioimageio", "monai-bundle"))
+    p.add_argument(
+        "--out", required=True, type=Path, help="file (onnx, torchscript; the plan goes beside it) or folder"
+    )
+
+    p = sub.add_parser("import", help="import a MONAI bundle (UNet, BasicUNet, SegResNet) as a napari-volseg model")
+    p.add_argument("--monai-bundle", required=True, type=Path, help="bundle folder (configs/, models/model.pt)")
+    p.add_argument("--out", type=Path, default=None, help="model file to write (default: the user's models folder)")
     sub.add_parser("presets", help="list training presets, one line each")
+
+    from napari_volseg.classify.cli import add_parser as add_classify_parser
+
+    add_classify_parser(sub)
 
     p = sub.add_parser("demo", help="open napari on the synthetic task (or --headless: the same flow, no window)")
     p.add_argument("--headless", action="store_true", help="no window: write a screenshot and a metrics JSON")
@@ -301,6 +375,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except VolsegError as exc:
         print(f"volseg: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the environment, not a bug: a full disk, a vanished or unreadable file
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"volseg: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("volseg: interrupted", file=sys.stderr)

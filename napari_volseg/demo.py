@@ -8,14 +8,14 @@ prediction); ``metrics.json`` holds per-case Dice and the run's figures.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from napari_volseg import metrics, overview, paths
+from napari_volseg import overview, paths
 from napari_volseg.io import decathlon
+from napari_volseg.outputs import atomic_write, check_writable
 
 DEMO_MINUTES = 2.0
 
@@ -40,11 +40,12 @@ def run_headless(
     """Train ``preset`` for ``minutes`` on the demo task, predict its validation cases, write the results."""
     from napari_volseg.engine import events as ev
     from napari_volseg.engine.config import load_preset
-    from napari_volseg.engine.infer import Predictor
+    from napari_volseg.engine.predict import predict_cases
     from napari_volseg.engine.train import Trainer
     from napari_volseg.errors import VolsegError
 
     started = time.perf_counter()
+    check_writable(out, folder=True, what="demo output folder")
     task = demo_task(data, kind)
     out.mkdir(parents=True, exist_ok=True)
     minutes = DEMO_MINUTES if minutes is None else minutes
@@ -58,30 +59,27 @@ def run_headless(
             raise VolsegError(event.message)
         elif isinstance(event, ev.Finished):
             finished = event
-    predictor = Predictor(finished.best_path)
     rows, shot = [], None
-    for case in trainer.val_cases:
-        image, truth = case.load()
-        t = time.perf_counter()
-        pred = predictor.predict(image).labels
-        seconds = time.perf_counter() - t
-        scores = metrics.score_case(pred, truth.data, task.num_classes, truth.spacing)
+    for event in predict_cases(finished.best_path, task, trainer.split.val):
+        result = event.result
+        names = [task.labels.get(s.label, str(s.label)) for s in result.scores]
         rows.append(
             {
-                "case": case.id,
-                "dice": {task.labels.get(s.label, str(s.label)): round(s.dice, 4) for s in scores},
-                "hd95_mm": {task.labels.get(s.label, str(s.label)): round(s.hd95, 2) for s in scores},
-                "predicted_ml": round(sum(s.pred_ml for s in scores), 2),
-                "true_ml": round(sum(s.true_ml for s in scores), 2),
-                "inference_s": round(seconds, 2),
+                "case": result.case,
+                "dice": {n: round(s.dice, 4) for n, s in zip(names, result.scores, strict=True)},
+                "hd95_mm": {n: round(s.hd95, 2) for n, s in zip(names, result.scores, strict=True)},
+                "predicted_ml": round(sum(s.pred_ml for s in result.scores), 2),
+                "true_ml": round(sum(s.true_ml for s in result.scores), 2),
+                "inference_s": round(result.seconds, 2),
             }
         )
         if shot is None:
+            image, truth = task.case(result.case).load()
             picture = overview.render_case(
                 image.data if image.channels == 1 else image.data[0],
                 image.spacing,
                 truth=truth.data,
-                prediction=pred,
+                prediction=result.labels,
                 ct=task.kind == "ct",
             )
             shot = overview.save_png(picture, out / "screenshot.png")
@@ -99,7 +97,5 @@ def run_headless(
         "seconds": round(time.perf_counter() - started, 1),
     }
     metrics_path = out / "metrics.json"
-    tmp = metrics_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, metrics_path)
+    atomic_write(metrics_path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
     return {"screenshot": str(shot), "metrics": str(metrics_path), **summary}

@@ -31,3 +31,11 @@ class TaskFormatError(VolsegError):
 
 class DownloadError(VolsegError):
     """A download failed: unreachable host, bad checksum, or an unsafe archive."""
+
+
+class SettingsError(VolsegError):
+    """A plan, training or inference setting has the wrong type or lies outside its allowed range."""
+
+
+class OutputError(VolsegError):
+    """An output location cannot be written (not a folder, no permission, disk full)."""

@@ -1,10 +1,13 @@
-"""Evaluate a folder of predictions against a folder of labels, like nnU-Net's ``evaluate_folder``."""
+"""Scored predictions: one result per case, one row schema for tables, CSV and the CLI, and
+:func:`evaluate_folder` (a folder of predictions against a folder of labels, like nnU-Net's).
+"""
 
 from __future__ import annotations
 
 import csv
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,57 @@ import numpy as np
 from napari_volseg import metrics
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon, nifti
+from napari_volseg.outputs import atomic_write
+
+ROW_FIELDS = ("case", "label", "name", "dice", "hd95", "empty", "pred_ml", "true_ml")
+"""The columns of a result row: one row per case and foreground class (HD95 in mm, volumes in mL)."""
+
+
+@dataclass
+class CaseResult:
+    """One case's prediction and its scores against the ground truth (none for a test case)."""
+
+    case: str
+    labels: np.ndarray
+    """uint8 ``(z, y, x)`` on the source volume's canonical grid."""
+    geometry: nifti.Geometry
+    """The source volume's geometry: where the labels are written back to (NIfTI, source voxel order)."""
+    scores: list[metrics.ClassScore] = field(default_factory=list)
+    errors: np.ndarray | None = None
+    """The FP/FN map (:func:`~napari_volseg.metrics.error_map`) against the ground truth; None without one."""
+    seconds: float = 0.0
+    """Inference time in seconds (prediction only, no loading or scoring)."""
+
+
+def score_rows(case: str, scores: list[metrics.ClassScore], names: dict[int, str]) -> list[dict]:
+    """One row per scored class of ``case`` (see :data:`ROW_FIELDS`)."""
+    return [
+        {
+            "case": case,
+            "label": s.label,
+            "name": names.get(s.label, str(s.label)),
+            "dice": s.dice,
+            "hd95": s.hd95,
+            "empty": s.empty,
+            "pred_ml": s.pred_ml,
+            "true_ml": s.true_ml,
+        }
+        for s in scores
+    ]
+
+
+def summarise(rows: list[dict]) -> dict[int, dict]:
+    """Per class: mean Dice, mean HD95 over the cases where it is defined, and the case count."""
+    summary: dict[int, dict] = {}
+    for label in sorted({r["label"] for r in rows}):
+        mine = [r for r in rows if r["label"] == label]
+        hds = [r["hd95"] for r in mine if not math.isnan(r["hd95"])]
+        summary[label] = {
+            "dice": float(np.mean([r["dice"] for r in mine])),
+            "hd95": float(np.mean(hds)) if hds else float("nan"),
+            "cases": len(mine),
+        }
+    return summary
 
 
 def _by_case(folder: Path) -> dict[str, Path]:
@@ -35,7 +89,7 @@ def _label_names(truth: Path) -> dict[int, str]:
 
 
 def evaluate_folder(pred: str | os.PathLike, truth: str | os.PathLike) -> tuple[list[dict], dict[int, dict]]:
-    """Rows (case, label, name, dice, hd95, empty, pred_ml, true_ml) and the per-class mean."""
+    """Rows (:data:`ROW_FIELDS`) of every case with a prediction and a label, and the per-class summary."""
     pred, truth = Path(pred), Path(truth)
     preds, truths = _by_case(pred), _by_case(truth)
     common = sorted(set(preds) & set(truths))
@@ -48,38 +102,17 @@ def evaluate_folder(pred: str | os.PathLike, truth: str | os.PathLike) -> tuple[
         t = nifti.load(truths[case], label=True)
         decathlon.check_same_grid(p, t, case)
         num_classes = max(int(p.data.max()), int(t.data.max()), max(names, default=1)) + 1
-        for s in metrics.score_case(p.data, t.data, num_classes, t.spacing):
-            rows.append(
-                {
-                    "case": case,
-                    "label": s.label,
-                    "name": names.get(s.label, str(s.label)),
-                    "dice": s.dice,
-                    "hd95": s.hd95,
-                    "empty": s.empty,
-                    "pred_ml": s.pred_ml,
-                    "true_ml": s.true_ml,
-                }
-            )
-    summary: dict[int, dict] = {}
-    for label in sorted({r["label"] for r in rows}):
-        mine = [r for r in rows if r["label"] == label]
-        hds = [r["hd95"] for r in mine if not math.isnan(r["hd95"])]
-        summary[label] = {
-            "dice": float(np.mean([r["dice"] for r in mine])),
-            "hd95": float(np.mean(hds)) if hds else float("nan"),
-            "cases": len(mine),
-        }
-    return rows, summary
+        rows += score_rows(case, metrics.score_case(p.data, t.data, num_classes, t.spacing), names)
+    return rows, summarise(rows)
 
 
 def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["case"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+    """Write result rows (:data:`ROW_FIELDS`) as CSV, atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return atomic_write(path, write)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from monai.losses import DiceCELoss, DiceLoss
 from torch import nn
 
+from napari_volseg.engine.config import LOSSES
 from napari_volseg.errors import VolsegError
 
-LOSSES = ("ce", "dice", "dicece")
+__all__ = ["LOSSES", "make_loss"]
 
 
 class CrossEntropy(nn.Module):

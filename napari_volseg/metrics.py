@@ -84,3 +84,12 @@ def score_case(
 
 def mean_dice(scores: list[ClassScore]) -> float:
     return float(np.mean([s.dice for s in scores])) if scores else float("nan")
+
+
+def error_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """uint8 ``(z, y, x)``: 1 where predicted but not true (false positive), 2 where true but missed
+    (false negative), 0 elsewhere; a voxel given the wrong foreground class counts as a false positive."""
+    out = np.zeros(pred.shape, dtype=np.uint8)
+    out[(pred > 0) & (truth != pred)] = 1
+    out[(truth > 0) & (pred == 0)] = 2
+    return out

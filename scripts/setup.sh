@@ -45,6 +45,6 @@ fi
 if ! "$VENV/bin/python" -c "import napari_volseg, pytest, pytestqt" >/dev/null 2>&1 \
    || [ pyproject.toml -nt "$VENV/.volseg-installed" ]; then
   echo "setup: installing napari-volseg and its dependencies into $VENV"
-  $PIP install -q -e ".[dev]"
+  $PIP install -q -e ".[dev,pyqt5]"
   touch "$VENV/.volseg-installed"
 fi

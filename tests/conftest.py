@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,9 @@ import pytest
 from napari_volseg.io import synthetic
 
 os.environ.setdefault("QT_API", "pyqt5")
+# pytest-qt must load the binding qtpy and napari use: left to guess, it imports PyQt6 first, and qtpy
+# then falls back to it ("Selected binding 'pyqt5' could not be found; falling back to 'pyqt6'")
+os.environ.setdefault("PYTEST_QT_API", os.environ["QT_API"])
 SHARED = Path(os.environ.get("VOLSEG_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 TINY_CT = synthetic.PhantomSpec(shape=(16, 48, 48), spacing=(5.0, 2.0, 2.0))
 TRAIN_CT = synthetic.PhantomSpec(shape=(24, 64, 64), spacing=(5.0, 1.6, 1.6))
@@ -63,3 +70,147 @@ def quick_preset(**train):
     # batches of two unless a test asks for more: fast-cpu's voxel-sized batches would quadruple test time
     batch_voxels = train.get("batch_voxels")
     return dataclasses.replace(preset, train=dataclasses.replace(preset.train, batch_voxels=batch_voxels))
+
+
+def cascade_preset(**train):
+    """quick_preset forced to a cascade on the small synthetic tasks (tiny voxel budgets)."""
+    preset = quick_preset(**train)
+    plan = dataclasses.replace(preset.plan, cascade=True, max_voxels=20_000, locator_voxels=4_000, roi_margin_mm=10.0)
+    return dataclasses.replace(preset, plan=plan)
+
+
+@pytest.fixture
+def tiny_preset(monkeypatch):
+    """A classifier preset that trains in seconds: a 4-8-8-8 VGG3D on the first 20 train and test digits."""
+    from napari_volseg.classify.config import ClassifyPreset
+    from napari_volseg.models import registry
+    from napari_volseg.models.vgg3d import VGG3DConfig
+
+    monkeypatch.setitem(registry.CLASSIFIER_PRESETS, "tiny-3d", (VGG3DConfig(widths=(4, 8, 8, 8), hidden=16), "tests"))
+    return ClassifyPreset(
+        name="tiny", model="tiny-3d", epochs=2, lr=1e-2, batch_size=8, train_copies=1, test_copies=1, limit=20
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_ct_checkpoint(train_ct_task, tmp_path_factory) -> Path:
+    """fast-cpu (whole volumes: the phantom fits its voxel budget) trained for 40 steps on the synthetic CT."""
+    from napari_volseg.engine import events as ev
+    from napari_volseg.engine.train import Trainer
+    from napari_volseg.io.decathlon import load_task
+
+    out = tmp_path_factory.mktemp("trained") / "ct.safetensors"
+    preset = quick_preset(epochs=4, val_every=4)
+    for event in Trainer(load_task(train_ct_task), preset, out, cache_root=out.parent / "cache").run():
+        assert not isinstance(event, ev.Failed), event
+    return out
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+_DAC_CAPS = (1 << 1) | (1 << 2)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH: root's licence to ignore file modes
+
+
+@contextlib.contextmanager
+def _file_modes_apply_to_root():
+    """For root, drop the capabilities that bypass file modes from this thread's effective set (restored
+    on exit), so a read-only folder is read-only here too; a no-op for other users."""
+    if os.geteuid() != 0:
+        yield
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        pytest.skip("cannot read this thread's capabilities")
+    saved = data[0].effective
+    data[0].effective &= ~_DAC_CAPS
+    if libc.capset(ctypes.byref(header), data) != 0:
+        pytest.skip("cannot drop the capabilities that let root write read-only folders")
+    try:
+        yield
+    finally:
+        data[0].effective = saved
+        libc.capset(ctypes.byref(header), data)
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path):
+    """A folder this test may not write in (mode 0555; for root, with the mode-bypassing capabilities
+    dropped from the test's thread). Subprocesses need :func:`as_unprivileged` on their command."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    with _file_modes_apply_to_root():
+        yield folder
+    folder.chmod(0o755)
+
+
+def as_unprivileged(command: list[str]) -> list[str]:
+    """``command`` run so that file modes bind it, root or not (root: without CAP_DAC_OVERRIDE)."""
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot make a folder unwritable")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
+
+
+def write_nifti(path, data, *, sform=None, sform_code=1, qform=None, qform_code=1, pixdim=None, dtype=None):
+    """Write ``data`` (file voxel order) with exactly the header fields given, however broken
+    (nibabel would otherwise rewrite the sform from the image's affine)."""
+    import nibabel as nib
+    import numpy as np
+
+    header = nib.Nifti1Header()
+    header.set_data_dtype(dtype or data.dtype)
+    header.set_data_shape(data.shape)
+    if pixdim is not None:
+        header["pixdim"][1 : 1 + len(pixdim)] = pixdim
+    header["qform_code"], header["sform_code"] = qform_code if qform is not None else 0, sform_code
+    if qform is not None:
+        header.set_qform(np.asarray(qform, float), code=qform_code)
+    header["srow_x"], header["srow_y"], header["srow_z"] = np.asarray(sform if sform is not None else np.eye(4))[:3]
+    nib.save(nib.Nifti1Image(data, None, header=header), str(path))
+    return path
+
+
+@contextlib.contextmanager
+def no_hang(seconds: int = 20):
+    """Fail (instead of hanging the suite) if the block runs longer than ``seconds`` (main thread, POSIX)."""
+    import signal
+
+    def timeout(signum, frame):
+        raise TimeoutError(f"took more than {seconds} s: a hang")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def one_line_volseg_error(call):
+    """Run ``call()``: its result, or None after a VolsegError whose message is one non-empty line.
+    Any other exception propagates (the fuzz tests' property: a clear line or success, never a traceback)."""
+    from hypothesis import event
+
+    from napari_volseg.errors import VolsegError
+
+    with no_hang():
+        try:
+            result = call()
+        except VolsegError as exc:
+            message = str(exc)
+            assert message.strip() and "\n" not in message, repr(message)
+            event(f"refused: {type(exc).__name__}")
+            return None
+    event("accepted")
+    return result

@@ -50,6 +50,12 @@ def test_wheel_ships_the_manifest_and_its_entry_point(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         assert "napari_volseg/napari.yaml" in names
+        for shipped in (
+            "zoo/index.json",
+            "zoo/pretrained/msd-heart.safetensors",
+            "zoo/pretrained/msd-hippocampus.safetensors",
+        ):
+            assert f"napari_volseg/{shipped}" in names  # pretrained models work on a fresh install
         [ep] = [n for n in names if n.endswith("entry_points.txt")]
         assert "napari-volseg = napari_volseg:napari.yaml" in zf.read(ep).decode()
     # a clean virtualenv with only the wheel: the entry point resolves to the shipped manifest
@@ -69,3 +75,24 @@ def test_wheel_ships_the_manifest_and_its_entry_point(tmp_path):
         [str(Path(sys.executable).with_name("npe2")), "validate", found], capture_output=True, text=True
     )
     assert validate.returncode == 0, validate.stdout + validate.stderr
+
+
+def test_no_qt_binding_in_the_runtime_dependencies():
+    """napari's plugin rules: the binding is the user's choice, offered as extras; setup installs PyQt5."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    bindings = ("pyqt5", "pyqt6", "pyside2", "pyside6")
+    assert not [d for d in project["dependencies"] if d.lower().startswith(bindings)]
+    extras = project["optional-dependencies"]
+    assert extras["pyqt5"] == ["PyQt5>=5.15"] and extras["pyqt6"] == ["PyQt6>=6.5"]
+    assert '".[dev,pyqt5]"' in (ROOT / "scripts" / "setup.sh").read_text()
+
+
+def test_pytest_qt_uses_the_binding_qtpy_uses():
+    import os
+
+    from pytestqt.qt_compat import qt_api
+    from qtpy import API_NAME
+
+    assert qt_api.pytest_qt_api == os.environ["QT_API"] and API_NAME.lower() == os.environ["QT_API"]

@@ -1,9 +1,10 @@
-"""Post-processing decided on validation: largest component per class only where it raises Dice,
-stored in the checkpoint and applied by every prediction."""
+"""Post-processing: largest component per class where validation Dice rises, or (no validation) where every
+training label holds the class in one piece; stored in the checkpoint and applied by every prediction."""
 
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from napari_volseg import postprocess as post
 
@@ -37,9 +38,23 @@ def test_decide_keeps_the_step_only_where_validation_dice_rises():
     split[2:10, 5, 2:10] = 0  # the truth itself in two pieces: keeping one hurts
     helps = post.decide([post.class_dice(stray, truth, 2)])
     assert helps.largest_component == (1,) and helps.dice_after[1] == 1.0 > helps.dice_before[1]
+    assert helps.rule == "validation" and helps.cases == 1
     hurts = post.decide([post.class_dice(split, split, 2)])
     assert hurts.largest_component == () and hurts.dice_after[1] < hurts.dice_before[1] == 1.0
     assert post.decide([]) == post.PostProcess()
+
+
+def test_without_validation_the_training_labels_decide():
+    one = blob((16, 16, 16), ((2, 8), (2, 8), (2, 8)))
+    one[10:12, 10:12, 10:12] = 2  # class 2 one piece here ...
+    corner = one.copy()
+    corner[8, 8, 8] = 1  # touching class 1 at a corner only: still one 26-connected piece
+    split = one.copy()
+    split[14:16, 0:2, 0:2] = 2  # ... and in two pieces in another label
+    decision = post.from_training_labels([one, corner, split], num_classes=4)
+    assert decision.rule == "training labels" and decision.cases == 3
+    assert decision.largest_component == (1,) and decision.pieces == {1: 1, 2: 2, 3: 0}  # class 3 never seen: kept off
+    assert post.from_training_labels(iter([one]), 2).largest_component == (1,)  # any iterable of labels
 
 
 def test_decision_round_trips_through_checkpoint_metadata_and_predictor_applies_it(tmp_path):
@@ -48,10 +63,12 @@ def test_decision_round_trips_through_checkpoint_metadata_and_predictor_applies_
     from napari_volseg.engine import checkpoint as ckpt
     from napari_volseg.engine.infer import Predictor
     from napari_volseg.models import build_model, model_config
-    from napari_volseg.preprocess import Plan
+    from napari_volseg.planning import Plan
 
-    decision = post.PostProcess((1,), {1: 0.8}, {1: 0.85}, 3)
+    decision = post.PostProcess((1,), "validation", 3, dice_before={1: 0.8}, dice_after={1: 0.85})
     assert post.from_metadata(post.to_metadata(decision)) == decision
+    labels_rule = post.PostProcess((1,), "training labels", 12, pieces={1: 1})
+    assert post.from_metadata(post.to_metadata(labels_rule)) == labels_rule
     assert post.from_metadata(None) == post.PostProcess()  # older checkpoints: no post-processing
     net = build_model(model_config("cpu-lean", 1, 2))
     plan = Plan(target_spacing=(1.0, 1.0, 1.0), crop=False)
@@ -65,3 +82,9 @@ def test_decision_round_trips_through_checkpoint_metadata_and_predictor_applies_
         predictor = Predictor(path, postprocess=postprocess)
         predictor.predict_prepared = lambda prepared: two_blobs  # the net's output, fixed
         assert int(predictor.predict(image).labels.sum()) == expected
+    # a record naming a class the model does not have, or an unknown rule: one CheckpointError line
+    for bad in ('{"largest_component": [3], "rule": "validation"}', '{"rule": "vibes"}'):
+        meta, tensors = ckpt.read_tensors(path)
+        ckpt.write_atomic(tmp_path / "bad.safetensors", tensors, {**meta, post.METADATA_KEY: bad})
+        with pytest.raises(ckpt.CheckpointError, match="bad.safetensors: postprocess"):
+            ckpt.load(tmp_path / "bad.safetensors")

@@ -7,24 +7,15 @@ knowing each other.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from psygnal import Signal
 
-from napari_volseg import metrics
-from napari_volseg.io import decathlon, nifti
-
-
-@dataclass
-class CaseResult:
-    """A prediction of one case and its scores against the ground truth (if any)."""
-
-    case: str
-    labels: np.ndarray
-    geometry: nifti.Geometry
-    scores: list[metrics.ClassScore] = field(default_factory=list)
+from napari_volseg import paths
+from napari_volseg.engine.config import Preset, load_preset
+from napari_volseg.errors import VolsegError
+from napari_volseg.evaluate import CaseResult
+from napari_volseg.io import decathlon
 
 
 class Session:
@@ -38,22 +29,40 @@ class Session:
         self.case_id: str | None = None
         self.checkpoint: Path | None = None
         self.results: dict[str, CaseResult] = {}
+        self.preset: Preset = load_preset(paths.DEFAULT_PRESET)
         self.split: decathlon.Split | None = None
         self._workers: list = []
 
-    def set_task(self, task: decathlon.Task, val_cases: int | None = None) -> None:
+    def set_task(self, task: decathlon.Task) -> None:
         self.task = task
         self.results.clear()
-        try:
-            self.split = task.split(val_cases=val_cases) if len(task.cases) >= 2 else None
-        except Exception:
-            self.split = None
+        self.split = self._split()
         self.task_changed.emit(task)
         self.results_changed.emit()
+
+    def set_preset(self, preset: Preset) -> None:
+        """The preset the session trains with; its training settings decide the split."""
+        self.preset = preset
+        split = self._split()
+        if split != self.split:
+            self.split = split
+            if self.task is not None:
+                self.task_changed.emit(self.task)
+
+    def _split(self) -> decathlon.Split | None:
+        """The split :func:`~napari_volseg.io.decathlon.training_split` decides (None: the task cannot be split)."""
+        if self.task is None:
+            return None
+        try:
+            return decathlon.training_split(self.task, self.preset.train)
+        except VolsegError:
+            return None
 
     def split_of(self, case_id: str) -> str:
         if self.split is None:
             return "test" if self.task and any(c.id == case_id for c in self.task.test_cases) else "train"
+        if any(c.id == case_id for c in self.split.test):
+            return "held out"
         return "validation" if any(c.id == case_id for c in self.split.val) else "train"
 
     def set_checkpoint(self, path: Path | None) -> None:

@@ -2,18 +2,22 @@
 
 Tensors: the model's state (``model.*``), a cascade's locator net (``locator.*``) and, for
 resumable checkpoints, the optimizer's (``optim.*``). Metadata (JSON strings): format tag, model
-config, preprocessing plan, label names, preset, training history, step/epoch, package version,
-the post-processing decided on validation (``postprocess``, :mod:`napari_volseg.postprocess`). Writes go to a temporary file that is
-renamed into place, so an interrupted save never leaves a broken checkpoint behind.
+config, preprocessing plan, label names, the preset as trained (its effective patch and batch),
+training history, step/epoch, package version, the post-processing decision (``postprocess``,
+:mod:`napari_volseg.postprocess`). Loading gives typed values back (a
+:class:`~napari_volseg.engine.config.Preset`, a :class:`~napari_volseg.planning.Plan`), built by
+the same functions that read preset files, so their checks apply to checkpoints too. Writes go to
+a temporary file that is renamed into place, so an interrupted save never leaves a broken
+checkpoint behind.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -21,9 +25,13 @@ from safetensors.torch import save_file
 
 from napari_volseg import __version__
 from napari_volseg import postprocess as post
-from napari_volseg.errors import VolsegError
-from napari_volseg.models import ModelConfig, UNet3D
-from napari_volseg.preprocess import Plan
+from napari_volseg.engine.config import Preset, preset_from_dict
+from napari_volseg.errors import SettingsError, VolsegError
+from napari_volseg.models import ModelConfig, UNet3D, build_model
+from napari_volseg.models.vgg3d import VGG3D, VGG3DConfig
+from napari_volseg.outputs import atomic_write
+from napari_volseg.planning import Plan
+from napari_volseg.validation import short
 
 FORMAT = "napari-volseg/1"
 
@@ -43,7 +51,7 @@ class Locator:
     margin_mm: float
 
     def build_model(self) -> UNet3D:
-        return _build(self.model_config, self.state)
+        return build_net(self.model_config, self.state)
 
     def meta(self) -> str:
         return json.dumps(
@@ -56,8 +64,9 @@ class Locator:
         )
 
 
-def _build(config: ModelConfig, state: dict[str, torch.Tensor]) -> UNet3D:
-    model = UNet3D(config)
+def build_net(config: ModelConfig | VGG3DConfig, state: dict[str, torch.Tensor]) -> UNet3D | VGG3D:
+    """The network of ``config`` holding ``state``; one-line :class:`CheckpointError` if they do not fit."""
+    model = build_model(config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -72,7 +81,9 @@ class Checkpoint:
     plan: Plan
     labels: dict[int, str]
     state: dict[str, torch.Tensor]
-    preset: dict = field(default_factory=dict)
+    preset: Preset = field(default_factory=lambda: Preset(name=""))
+    """The preset as trained: ``preset.train.patch_size`` and ``batch_size`` are the effective ones
+    (patches shrink to small volumes, batches grow to small patches)."""
     history: list[dict] = field(default_factory=list)
     step: int = 0
     epoch: int = 0
@@ -86,12 +97,11 @@ class Checkpoint:
     """What :class:`~napari_volseg.engine.infer.Predictor` does to every prediction, decided on validation."""
 
     def build_model(self) -> UNet3D:
-        return _build(self.model_config, self.state)
+        return build_net(self.model_config, self.state)
 
     def as_locator(self, margin_mm: float) -> Locator:
         """This (coarse) checkpoint as the locator stage of a cascade."""
-        patch = tuple((self.preset.get("train") or {}).get("patch_size") or (64, 64, 64))
-        return Locator(self.model_config, self.plan, self.state, patch, float(margin_mm))
+        return Locator(self.model_config, self.plan, self.state, self.preset.train.patch_size, float(margin_mm))
 
 
 def save(
@@ -100,7 +110,7 @@ def save(
     plan: Plan,
     labels: dict[int, str],
     *,
-    preset: dict | None = None,
+    preset: Preset | None = None,
     history: list[dict] | None = None,
     step: int = 0,
     epoch: int = 0,
@@ -119,7 +129,7 @@ def save(
         "model_config": json.dumps(model.config.to_dict()),
         "plan": json.dumps(plan.to_dict()),
         "labels": json.dumps({str(k): v for k, v in labels.items()}),
-        "preset": json.dumps(preset or {}),
+        "preset": json.dumps(preset.to_dict() if preset is not None else {}),
         "history": json.dumps(history or []),
         "step": str(step),
         "epoch": str(epoch),
@@ -146,40 +156,62 @@ def save(
                 for k, v in s.items()
             }
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    return write_atomic(path, tensors, meta)
+
+
+def write_atomic(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
+    """Write ``tensors`` with string ``meta`` as one safetensors file: a temporary file renamed into place."""
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, str]:
+    """A safetensors file's metadata strings from its header alone (no tensor is read); {} if unreadable."""
     try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        return {}
 
 
-def load(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint; one-line :class:`CheckpointError` for anything that is not one of ours."""
+def read_tensors(
+    path: str | os.PathLike, fmt: str = FORMAT, what: str = "napari-volseg checkpoint"
+) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The metadata and tensors of a safetensors file whose ``format`` tag is ``fmt`` (``what`` names it in errors)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give a checkpoint file (.safetensors)")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            if meta.get("format") != FORMAT:
-                raise CheckpointError(f"{path.name} is a safetensors file but not a napari-volseg checkpoint")
+            found = meta.get("format", "")
+            if found != fmt:
+                if found.startswith("napari-volseg"):
+                    raise CheckpointError(
+                        f"{path.name} is a napari-volseg checkpoint of another kind ({found}), not a {what}"
+                    )
+                raise CheckpointError(f"{path.name} is a safetensors file but not a {what}")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except CheckpointError:
         raise
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
-            f"{path.name} is not a readable checkpoint (truncated or not safetensors: {exc})"
+            f"{path.name} is not a readable checkpoint (truncated or not safetensors: {short(str(exc), 120)})"
         ) from exc
+    return meta, tensors
+
+
+def load(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint; one-line :class:`CheckpointError` for anything that is not one of ours."""
+    path = Path(path)
+    meta, tensors = read_tensors(path)
     try:
         model_config = ModelConfig(**json.loads(meta["model_config"]))
         plan = Plan.from_dict(json.loads(meta["plan"]))
         labels = {int(k): v for k, v in json.loads(meta["labels"]).items()}
-        postprocess = post.from_metadata(meta.get(post.METADATA_KEY))
+        preset = _preset(json.loads(meta.get("preset", "{}")))
+        postprocess = _postprocess(meta.get(post.METADATA_KEY), labels)
         locator = None
         if "locator" in meta:
             info = json.loads(meta["locator"])
@@ -190,8 +222,10 @@ def load(path: str | os.PathLike) -> Checkpoint:
                 patch=tuple(int(p) for p in info["patch"]),
                 margin_mm=float(info["margin_mm"]),
             )
+    except SettingsError as exc:  # the settings it predicts with, checked as a preset file's would be
+        raise CheckpointError(f"{path.name}: {exc}") from exc
     except (KeyError, TypeError, ValueError, VolsegError) as exc:
-        raise CheckpointError(f"{path.name} has unreadable metadata ({exc})") from exc
+        raise CheckpointError(f"{path.name} has unreadable metadata ({short(str(exc), 120)})") from exc
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     optimizer = None
     if "optim_groups" in meta:
@@ -207,7 +241,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         plan=plan,
         labels=labels,
         state=state,
-        preset=json.loads(meta.get("preset", "{}")),
+        preset=preset,
         history=json.loads(meta.get("history", "[]")),
         step=int(meta.get("step", 0)),
         epoch=int(meta.get("epoch", 0)),
@@ -221,14 +255,37 @@ def load(path: str | os.PathLike) -> Checkpoint:
     )
 
 
-def read_preset(path: str | os.PathLike) -> dict:
-    """The preset a checkpoint was trained with, from its header alone (no tensor is read); {} if unreadable."""
+def _preset(data: Any) -> Preset:
+    """The preset of a checkpoint's metadata, every setting checked; the first checkpoints may hold
+    only some of its sections (or none): what is missing takes the defaults of ``engine/config.py``,
+    and keys another version wrote are skipped."""
+    if not isinstance(data, dict):
+        raise SettingsError("preset must be a mapping of settings")
+    named = {"name": "", **data}
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        return json.loads(meta.get("preset", "{}")) if meta.get("format") == FORMAT else {}
-    except (SafetensorError, OSError, ValueError):
-        return {}
+        return preset_from_dict(named, where="preset", strict=False)
+    except SettingsError as exc:  # "preset: train.lr ..." -> "train.lr ...": the section names the field
+        raise SettingsError(str(exc).removeprefix("preset: ")) from None
+
+
+def _postprocess(text: str | None, labels: dict[int, str]) -> post.PostProcess:
+    """The post-processing record of a checkpoint's metadata, its classes checked against the labels."""
+    decision = post.from_metadata(text)
+    unknown = [k for k in decision.largest_component if k not in labels]
+    if unknown:
+        raise SettingsError(f"postprocess.largest_component names classes the model does not have ({unknown})")
+    return decision
+
+
+def read_preset(path: str | os.PathLike) -> Preset | None:
+    """The preset a checkpoint was trained with, from its header alone (no tensor is read); None if unreadable."""
+    meta = read_meta(path)
+    if meta.get("format") != FORMAT:
+        return None
+    try:
+        return _preset(json.loads(meta.get("preset", "{}")))
+    except (ValueError, TypeError, VolsegError):
+        return None
 
 
 def locator_path(best: Path) -> Path:

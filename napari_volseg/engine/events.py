@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from napari_volseg.evaluate import CaseResult
+
 
 @dataclass(frozen=True)
 class Started:
@@ -37,10 +39,12 @@ class Validated:
     step: int
     epoch: int
     dice: dict[str, float]
-    """Mean foreground Dice per validation case, on the source grid."""
+    """Mean foreground Dice per validation case, on the source grid (a classifier: accuracy per class)."""
     mean: float
     seconds: float
     stage: str = ""
+    metric: str = "dice"
+    """What ``mean`` and ``dice`` measure: ``"dice"``, or ``"accuracy"`` (the 3D classifier, on its test set)."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,38 @@ class Failed:
 
 @dataclass(frozen=True)
 class Progress:
-    """Generic progress of a multi-item job (preprocessing, prediction): ``done`` of ``total``."""
+    """Generic progress of a multi-item job (preprocessing, regions of interest, files): ``done`` of ``total``."""
 
     done: int
     total: int
     item: str = ""
 
 
-Event = Started | Step | Validated | CheckpointSaved | Finished | Failed | Progress
+@dataclass(frozen=True)
+class CasePredicted:
+    """A case predicted (and scored when it has a label): ``done`` of ``total`` cases."""
+
+    done: int
+    total: int
+    result: CaseResult
+
+
+@dataclass(frozen=True)
+class Downloading:
+    """Bytes of a download so far (an MSD task or a model); ``total`` is None when the server does not say."""
+
+    name: str
+    done: int
+    total: int | None
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A download is complete and verified: the extracted task folder, or the model file."""
+
+    name: str
+    path: Path
+
+
+Event = Started | Step | Validated | CheckpointSaved | Finished | Failed | Progress | CasePredicted
+"""The events of training, preprocessing and prediction."""

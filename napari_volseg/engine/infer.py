@@ -24,6 +24,8 @@ from napari_volseg.engine.config import InferConfig
 from napari_volseg.engine.events import Progress
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
+from napari_volseg.outputs import check_writable
+from napari_volseg.preprocess import Box
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ def window_probabilities(
 
 def locate(
     model: torch.nn.Module, locator: ckpt.Locator, image: nifti.Volume, config: InferConfig, device: torch.device
-) -> tuple[tuple[int, int], ...] | None:
+) -> Box | None:
     """Run a cascade's locator on the coarse grid; the box of what it finds, grown by its margin."""
     prepared = preprocess.apply(locator.plan, image)
     probs = window_probabilities(model, prepared.image, locator.patch, config, device)  # no mirror axes: no TTA
@@ -140,7 +142,7 @@ class Prediction:
 
 
 class Predictor:
-    """A loaded checkpoint ready to segment volumes."""
+    """A loaded checkpoint ready to segment volumes (the backend of napari-volseg's own checkpoints)."""
 
     def __init__(
         self,
@@ -150,23 +152,24 @@ class Predictor:
         postprocess: bool = True,
         **overrides,
     ):
-        """``config`` replaces the settings the checkpoint's preset predicts with; ``overrides`` that
-        are not None (``overlap=``, ``tta=``, ``device=`` ...) change single ones. Every prediction gets
-        the checkpoint's post-processing (decided on validation) unless ``postprocess`` is False."""
-        self.checkpoint = checkpoint if isinstance(checkpoint, ckpt.Checkpoint) else ckpt.load(checkpoint)
-        preset_infer = self.checkpoint.preset.get("infer") or {}
-        self.config = config or InferConfig(
-            **{k: v for k, v in preset_infer.items() if k in InferConfig.__dataclass_fields__}
-        )
-        self.config = replace(self.config, **{k: v for k, v in overrides.items() if v is not None})
+        """``checkpoint``: a loaded checkpoint, its path, or a model name (``volseg models``). ``config``
+        replaces the settings the checkpoint's preset predicts with; ``overrides`` that are not None
+        (``overlap=``, ``tta=``, ``device=`` ...) change single ones. Every prediction gets the
+        checkpoint's post-processing (:mod:`napari_volseg.postprocess`) unless ``postprocess`` is False."""
+        if not isinstance(checkpoint, ckpt.Checkpoint):
+            from napari_volseg.zoo.registry import resolve  # a model name (msd-heart) works as well as a path
+
+            checkpoint = ckpt.load(resolve(checkpoint))
+        self.checkpoint = checkpoint
+        preset = self.checkpoint.preset
+        self.config = replace(config or preset.infer, **{k: v for k, v in overrides.items() if v is not None})
         set_threads(self.config.threads)
         self.device = resolve_device(self.config.device)
         self.model = self.checkpoint.build_model().to(self.device).eval()
         self.postprocess = self.checkpoint.postprocess if postprocess else post.PostProcess()
         self.plan = self.checkpoint.plan
-        train = self.checkpoint.preset.get("train") or {}
-        self.roi = tuple(train.get("patch_size") or (64, 64, 64))
-        self.mirror_axes = tuple(train.get("mirror_axes") or ())
+        self.roi = preset.train.patch_size
+        self.mirror_axes = preset.train.mirror_axes
         if self.config.tta and not self.mirror_axes:
             log.warning("test-time mirroring skipped: this model was trained without mirroring")
         locator = self.checkpoint.locator
@@ -179,7 +182,7 @@ class Predictor:
     def predict_prepared(self, prepared: preprocess.Prepared) -> torch.Tensor:
         return window_probabilities(self.model, prepared.image, self.roi, self.config, self.device, self.mirror_axes)
 
-    def locate(self, image: nifti.Volume) -> tuple[tuple[int, int], ...] | None:
+    def locate(self, image: nifti.Volume) -> Box | None:
         """A cascade's region of interest in ``image`` (source canonical voxels); ``None`` without a
         locator, or when the locator finds nothing (the main net then sees the whole volume)."""
         locator = self.checkpoint.locator
@@ -204,8 +207,14 @@ class Predictor:
             torch.cuda.empty_cache()
 
 
+LABEL_FOLDERS = ("labelstr", "labelsts")
+
+
 def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """NIfTI files named directly or found in named folders (an MSD task folder: its imagesTs/ or imagesTr/)."""
+    """NIfTI files named directly or found in named folders (an MSD task folder: its imagesTs/ or imagesTr/).
+
+    Files in an MSD ``labelsTr/`` or ``labelsTs/`` folder are refused: they are labels, not images.
+    """
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -221,7 +230,28 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             raise VolsegError(f"no such input: {p}")
     if not files:
         raise VolsegError("no .nii/.nii.gz inputs found")
+    for f in files:
+        if f.absolute().parent.name.lower() in LABEL_FOLDERS:
+            raise VolsegError(f"{f.parent.name}/{f.name} is a label file; predict the image (imagesTr/ or imagesTs/)")
     return files
+
+
+def output_paths(files: Sequence[Path], out_dir: Path) -> list[Path]:
+    """``out_dir/<case>.nii.gz`` for each input; refused when two inputs share an output name or an
+    output would overwrite an input (``--out`` set to the inputs' own folder)."""
+    targets: dict[Path, Path] = {}
+    for f in files:
+        target = (out_dir / output_name(f)).absolute()
+        if target in targets:
+            raise VolsegError(
+                f"{targets[target]} and {f} would both be written to {target.name}; predict them into separate folders"
+            )
+        if target.exists() and target.samefile(f):
+            raise VolsegError(
+                f"the prediction of {f.name} would overwrite it: choose an output folder apart from the inputs"
+            )
+        targets[target] = f
+    return list(targets)
 
 
 def output_name(path: Path) -> str:
@@ -239,14 +269,18 @@ def predict_files(
     config: InferConfig | None = None,
     **overrides,
 ) -> Iterator[Progress]:
-    """Segment each input and write ``out_dir/<case>.nii.gz`` in that input's own geometry."""
-    predictor = Predictor(checkpoint, config, **overrides)
+    """Segment each input with a model (path, name or MONAI bundle folder) and write ``out_dir/<case>.nii.gz``
+    in that input's own geometry. The output folder, the inputs and the model are all checked before the
+    first prediction."""
+    from napari_volseg.zoo.backend import open_model
+
+    out = check_writable(out_dir, folder=True, what="prediction folder")
     files = collect_inputs(inputs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for i, path in enumerate(files):
+    targets = output_paths(files, out)
+    predictor = open_model(checkpoint, config, **overrides)
+    for i, (path, target) in enumerate(zip(files, targets, strict=True)):
         image = nifti.load(path)
         prediction = predictor.predict(image)
-        nifti.save_labels(prediction.labels, image.geometry, out / output_name(path))
+        nifti.save_labels(prediction.labels, image.geometry, target)
         yield Progress(done=i + 1, total=len(files), item=path.name)
     predictor.release()

@@ -57,6 +57,13 @@ def effective_patch(patch: tuple[int, ...], shapes: list[tuple[int, ...]], divis
     return tuple(out)
 
 
+def batch_size(base: int, patch: tuple[int, ...], batch_voxels: int | None, most: int = 16) -> int:
+    """``base`` patches per step, or more (up to ``most``) while they stay within ``batch_voxels``."""
+    if not batch_voxels:
+        return base
+    return max(base, min(most, int(batch_voxels) // int(np.prod(patch))))
+
+
 def sample_patch(case: TrainCase, patch: tuple[int, int, int], rng: np.random.Generator, foreground: bool):
     """Crop ``patch`` voxels around a random (or foreground) centre, padding outside the volume."""
     shape = np.array(case.label.shape)

@@ -1,10 +1,16 @@
 """Patch-based training as a generator of events.
 
 ``Trainer(task, preset, out).run()`` yields :mod:`~napari_volseg.engine.events`; ``stop()`` (from
-any thread) ends the run at the next step, after writing the 'last' checkpoint. Every random
-choice of step ``s`` (which case, which patch, which augmentation) is drawn from a generator
-seeded by ``(seed, s)``, so a resumed run continues exactly where the interrupted one stopped and
-two runs with the same seed on the CPU give the same weights.
+any thread) ends the run at the next step, after writing the 'last' checkpoint. The split comes
+from :func:`~napari_volseg.io.decathlon.training_split`, the plan from :mod:`napari_volseg.planning`
+on the training cases. A preset whose volumes need a coarse-to-fine cascade runs
+:class:`~napari_volseg.engine.cascade.Cascade` (a locator, then the main net); any other preset
+one :class:`NetTrainer`, nnU-Net's ``run_training`` as named steps: :meth:`~NetTrainer.prepare`,
+:meth:`~NetTrainer.setup`, :meth:`~NetTrainer.train_step`, :meth:`~NetTrainer.validate_and_save`.
+
+Every random choice of step ``s`` (which case, which patch, which augmentation) is drawn from a
+generator seeded by ``(seed, s)``, so a resumed run continues exactly where the interrupted one
+stopped and two runs with the same seed on the CPU give the same weights.
 """
 
 from __future__ import annotations
@@ -14,45 +20,35 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from napari_volseg import planning, preprocess
 from napari_volseg import postprocess as post
-from napari_volseg import preprocess
+from napari_volseg.cache import PreparedCache
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import distributed
-from napari_volseg.engine.config import Preset
+from napari_volseg.engine.config import PlanSettings, Preset
 from napari_volseg.engine.events import CheckpointSaved, Event, Failed, Finished, Progress, Started, Step, Validated
-from napari_volseg.engine.infer import locate, resolve_device, set_threads, window_probabilities
-from napari_volseg.engine.patches import BatchStream, effective_patch, train_case
+from napari_volseg.engine.infer import resolve_device, set_threads, window_probabilities
+from napari_volseg.engine.patches import BatchStream, batch_size, effective_patch, train_case
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
-from napari_volseg.io.decathlon import Case, Task
+from napari_volseg.io.decathlon import Split, Task, training_split
 from napari_volseg.losses import make_loss
 from napari_volseg.models import build_model, model_config
+from napari_volseg.outputs import check_writable
+from napari_volseg.preprocess import Box
+
+if TYPE_CHECKING:
+    from napari_volseg.engine.cascade import Cascade
 
 log = logging.getLogger(__name__)
-
-
-def _stopped_before_training(started: float) -> Finished:
-    return Finished(
-        step=0,
-        best_dice=float("nan"),
-        best_path=None,
-        last_path=None,
-        stopped=True,
-        seconds=time.perf_counter() - started,
-    )
-
-
-def batch_size(base: int, patch: tuple[int, ...], batch_voxels: int | None, most: int = 16) -> int:
-    """``base`` patches per step, or more (up to ``most``) while they stay within ``batch_voxels``."""
-    if not batch_voxels:
-        return base
-    return max(base, min(most, int(batch_voxels) // int(np.prod(patch))))
 
 
 def learning_rate(preset: Preset, step: int, total_steps: int, epoch: int, time_fraction: float = 0.0) -> float:
@@ -67,8 +63,333 @@ def learning_rate(preset: Preset, step: int, total_steps: int, epoch: int, time_
     raise VolsegError(f"unknown schedule {t.schedule!r}; use poly, step or constant")
 
 
+def stopped_before_training(started: float) -> Finished:
+    """The end of a run stopped before its first step (while preparing, or in a cascade's locator stage)."""
+    return Finished(
+        step=0,
+        best_dice=float("nan"),
+        best_path=None,
+        last_path=None,
+        stopped=True,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def resumable(path: Path) -> ckpt.Checkpoint:
+    """The 'last' checkpoint at ``path``, checked to hold the optimizer state a resume needs."""
+    if not path.is_file():
+        raise VolsegError(f"nothing to resume: {path} does not exist")
+    resumed = ckpt.load(path)
+    if resumed.optimizer is None:
+        raise VolsegError(f"{path.name} has no optimizer state; it cannot be resumed")
+    return resumed
+
+
+@dataclass
+class Run:
+    """What the stages of one training run share: the task and its split, the device, the ranks, the
+    Stop flag, the clock (``perf_counter`` at the start), the cache, the training cases' statistics and
+    the post-processing their labels call for."""
+
+    task: Task
+    split: Split
+    device: torch.device
+    dist: distributed.DistContext
+    stop: threading.Event
+    started: float
+    cache_root: Path | None = None
+    _statistics: planning.TaskStatistics | None = field(default=None, repr=False)
+    _label_postprocess: post.PostProcess | None = field(default=None, repr=False)
+
+    def statistics(self, intensities: bool = False) -> planning.TaskStatistics:
+        """The training cases' statistics (read once; CT intensities only when a plan first needs them)."""
+        if self._statistics is None or (intensities and self._statistics.ct is None):
+            self._statistics = planning.statistics(self.task, self.split.train, intensities)
+        return self._statistics
+
+    def postprocess_from_labels(self) -> post.PostProcess:
+        """The post-processing the training labels call for (read once, on their own grids): what a run
+        without validation cases stores in its checkpoints."""
+        if self._label_postprocess is None:
+            labels = (nifti.load(case.label_path).data for case in self.split.train)
+            self._label_postprocess = post.from_training_labels(labels, self.task.num_classes)
+        return self._label_postprocess
+
+    def plan(self, settings: PlanSettings, extents_mm: tuple[float, float, float] | None = None) -> planning.Plan:
+        """The plan of ``settings`` from the training cases (``extents_mm``: a cascade's regions of interest)."""
+        stats = self.statistics(planning.measures_intensities(self.task, settings))
+        return planning.make_plan(settings, stats, extents_mm)
+
+
+class NetTrainer:
+    """One network trained on one plan. ``stage`` tags its events (``"locator"`` in a cascade);
+    ``boxes`` crop cases to regions of interest; ``locator`` is stored with its checkpoints."""
+
+    def __init__(
+        self,
+        run: Run,
+        preset: Preset,
+        out: Path,
+        plan: planning.Plan,
+        *,
+        stage: str = "",
+        boxes: dict[str, Box] | None = None,
+        locator: ckpt.Locator | None = None,
+        resumed: ckpt.Checkpoint | None = None,
+    ):
+        self.run = run
+        self.preset = preset
+        self.out = Path(out)
+        self.last = ckpt.last_path(self.out)
+        self.plan = plan
+        self.stage = stage
+        self.boxes = boxes or {}
+        self.locator = locator
+        self.resumed = resumed
+        self.postprocess = resumed.postprocess if resumed else post.PostProcess()
+        """What the checkpoints record for :class:`~napari_volseg.engine.infer.Predictor` to apply:
+        decided by every validation, or once from the training labels when there is none."""
+        self.network: torch.nn.Module | None = None
+        """The bare network (never the DDP wrapper) once :meth:`setup` has built it."""
+
+    def train(self) -> Generator[Event, None, Finished]:
+        """Yield the events of this stage; return its :class:`Finished` (the caller yields it)."""
+        prepared = yield from self.prepare()
+        if prepared is None:
+            return stopped_before_training(self.run.started)
+        self.setup(*prepared)
+        yield Started(
+            total_steps=self.total_steps,
+            epochs=self.preset.train.epochs,
+            device=str(self.run.device),
+            train_cases=[c.id for c in self.train_cases],
+            val_cases=[c[0].id for c in self.val],
+            start_step=self.step,
+            batch_size=self.batches.batch_size,
+            patch_size=tuple(self.patch),
+            stage=self.stage,
+        )
+        self.loop_start = time.perf_counter()
+        stopped = False
+        try:
+            while self.step < self.total_steps:
+                yield self.train_step()
+                stopped, out_of_time, due = self.after_step()
+                if due:
+                    yield from self.validate_and_save(stopped)
+                if stopped or out_of_time:
+                    break
+        finally:
+            self.batches.close()
+        return self.finish(stopped)
+
+    # -- the named steps --------------------------------------------------------------------------
+
+    def prepare(self) -> Generator[Progress, None, tuple[list, list] | None]:
+        """Prepare (or read from the cache) the training and validation cases; None if stopped meanwhile.
+        Without validation cases, the post-processing is decided here from the training labels."""
+        run = self.run
+        if not run.dist.main:
+            distributed.barrier(run.dist)  # rank 0 fills the preprocessing cache first
+        cache = PreparedCache(self.plan, run.cache_root)
+        cases = run.split.train + run.split.val
+        rng = np.random.default_rng(self.preset.train.seed)
+        train, val = [], []
+        for i, case in enumerate(cases):
+            prepared = cache.get(case, box=self.boxes.get(case.id))
+            if i < len(run.split.train):
+                train.append(train_case(case.id, prepared, rng))
+            else:
+                _, truth = case.load()
+                val.append((case, prepared, truth))
+            yield Progress(done=i + 1, total=len(cases), item=case.id)
+            if run.stop.is_set():
+                return None
+        if run.dist.main:
+            if not val:
+                yield Progress(done=len(cases), total=len(cases), item="post-processing from the training labels")
+                self.postprocess = run.postprocess_from_labels()
+            distributed.barrier(run.dist)
+        return train, val
+
+    def setup(self, train: list, val: list) -> None:
+        """Build the network, optimizer, loss and batch stream (from the resumed checkpoint if any)."""
+        t, resumed, device = self.preset.train, self.resumed, self.run.device
+        self.train_cases, self.val = train, val
+        torch.manual_seed(t.seed)
+        plan, gpu = self.plan, device.type == "cuda"
+        config = (
+            resumed.model_config if resumed else model_config(self.preset.model, plan.in_channels, plan.num_classes)
+        )
+        model = build_model(config)
+        if resumed:
+            model.load_state_dict(resumed.state)
+        model.to(device)
+        self.memory_format = torch.channels_last_3d if t.channels_last else torch.contiguous_format
+        model.to(memory_format=self.memory_format)  # before DDP wraps it: its buckets follow the parameters' layout
+        if gpu:
+            torch.backends.cudnn.benchmark = True
+        self.network = model
+        self.model = distributed.wrap(model, self.run.dist, device, t.sync_bn)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        if resumed:
+            self.optimizer.load_state_dict(resumed.optimizer)
+        self.use_amp = t.amp and gpu
+        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.loss_fn = make_loss(t.loss, t.alpha)
+        self.patch = effective_patch(t.patch_size, [c.label.shape for c in train], config.divisor)
+        self.batches = BatchStream(
+            train,
+            self.patch,
+            batch_size=batch_size(t.batch_size, self.patch, t.batch_voxels),
+            fg_fraction=t.fg_fraction,
+            seed=t.seed,
+            rank=self.run.dist.rank,
+            augment=t.augment,
+            mirror_axes=t.mirror_axes,
+            workers=t.loader_threads if t.loader_threads is not None else (4 if gpu else 0),
+            pin_memory=gpu,
+        )
+        if t.compile:
+            self.model = torch.compile(self.model)
+        # what the checkpoints record: the patch and batch actually trained with
+        self.trained = dataclasses.replace(
+            self.preset, train=dataclasses.replace(t, patch_size=self.patch, batch_size=self.batches.batch_size)
+        )
+        self.total_steps = t.epochs * t.iterations_per_epoch
+        self.step = resumed.step if resumed else 0
+        self.epoch = self.step // t.iterations_per_epoch
+        self.history = list(resumed.history) if resumed else []
+        self.best = resumed.best_dice if resumed and not math.isnan(resumed.best_dice) else -1.0
+        self.best_path = self.out if self.out.is_file() and resumed else None
+        self.budget = t.minutes * 60.0 if t.minutes else None
+
+    def train_step(self) -> Step:
+        """One optimiser step on the batch of the current step number."""
+        t, device = self.preset.train, self.run.device
+        epoch = self.step // t.iterations_per_epoch
+        self.model.train()
+        x, y = self.batches.get(self.step)
+        x = x.to(device, non_blocking=True, memory_format=self.memory_format)
+        y = y.to(device, non_blocking=True)
+        elapsed = time.perf_counter() - self.loop_start
+        lr = learning_rate(self.preset, self.step, self.total_steps, epoch, elapsed / self.budget if self.budget else 0)
+        lr = distributed.broadcast_float(lr, self.run.dist, device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            loss = self.loss_fn(self.model(x), y)
+        if not torch.isfinite(loss):
+            raise VolsegError(f"the loss became {loss.item()} at step {self.step}; try a lower learning rate")
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        self.epoch = epoch
+        self.loss = float(loss.item())
+        seconds = time.perf_counter() - self.run.started
+        return Step(step=self.step, epoch=epoch, loss=self.loss, lr=lr, seconds=seconds, stage=self.stage)
+
+    def after_step(self) -> tuple[bool, bool, bool]:
+        """``(stopped, out of time, validate and save now)``, agreed by every rank."""
+        t, run = self.preset.train, self.run
+        out_of_time = self.budget is not None and time.perf_counter() - self.loop_start >= self.budget
+        end_of_epoch = self.step % t.iterations_per_epoch == 0
+        if run.dist.enabled:  # every rank must leave the loop at the same step
+            out_of_time = distributed.agree(out_of_time, run.dist, run.device)
+            if distributed.agree(run.stop.is_set(), run.dist, run.device):
+                run.stop.set()
+        stopped = run.stop.is_set()
+        due = stopped or out_of_time or self.step >= self.total_steps
+        due = due or (end_of_epoch and (self.epoch + 1) % t.val_every == 0)
+        return stopped, out_of_time, due
+
+    def validate_and_save(self, stopped: bool) -> Iterator[Event]:
+        """Rank 0 scores the validation cases (unless stopped) and writes the best and last checkpoints."""
+        if self.run.dist.main:
+            seconds = time.perf_counter() - self.run.started
+            record = {"step": self.step, "epoch": self.epoch, "loss": self.loss, "seconds": seconds}
+            self.history.append(record)
+            if self.val and not stopped:
+                scores, self.postprocess = self.validate()
+                mean = float(np.mean(list(scores.values())))
+                record.update(val_dice=mean, val_cases=scores)
+                yield Validated(
+                    step=self.step,
+                    epoch=self.epoch,
+                    dice=scores,
+                    mean=mean,
+                    seconds=time.perf_counter() - self.run.started,
+                    stage=self.stage,
+                )
+                if mean > self.best:
+                    self.best = mean
+                    self.best_path = self.save(self.out, best_dice=self.best)
+                    yield self.saved(self.best_path, "best")
+            best = self.best if self.best >= 0 else float("nan")
+            yield self.saved(self.save(self.last, best_dice=best, optimizer=self.optimizer), "last")
+            if not self.val:  # nothing to select on: the latest weights are the best we know
+                self.best_path = self.save(self.out)
+                yield self.saved(self.best_path, "best")
+        distributed.barrier(self.run.dist)  # rank 0 alone validates and writes
+
+    def validate(self) -> tuple[dict[str, float], post.PostProcess]:
+        """Mean foreground Dice per validation case (raw labels), predicted as ``volseg predict`` will
+        with this preset, and the post-processing they call for."""
+        scores, per_case = {}, []
+        infer, device = self.preset.infer, self.run.device
+        for case, prepared, truth in self.val:
+            probs = window_probabilities(
+                self.network, prepared.image, self.patch, infer, device, self.preset.train.mirror_axes
+            )
+            per_case.append(post.class_dice(preprocess.invert(probs, prepared), truth.data, int(probs.shape[0])))
+            scores[case.id] = float(np.mean([raw for raw, _ in per_case[-1].values()]))
+        return scores, post.decide(per_case)
+
+    def save(self, path: Path, **values) -> Path:
+        return ckpt.save(
+            path,
+            self.network,
+            self.plan,
+            self.run.task.labels,
+            preset=self.trained,
+            task=self.run.task.name,
+            locator=self.locator,
+            step=self.step,
+            epoch=self.epoch,
+            history=self.history,
+            postprocess=self.postprocess,
+            **values,
+        )
+
+    def saved(self, path: Path, kind: str) -> CheckpointSaved:
+        return CheckpointSaved(path=path, kind=f"{self.stage}-{kind}" if self.stage else kind, step=self.step)
+
+    def finish(self, stopped: bool) -> Finished:
+        if self.run.device.type == "cuda":  # give the GPU memory back (the GUI keeps running)
+            self.network = self.model = self.optimizer = None
+            torch.cuda.empty_cache()
+        return Finished(
+            step=self.step,
+            best_dice=self.best if self.best >= 0 else float("nan"),
+            best_path=self.best_path,
+            last_path=self.last if self.last.is_file() else None,
+            stopped=stopped,
+            seconds=time.perf_counter() - self.run.started,
+            history=self.history,
+        )
+
+
 class Trainer:
-    """Train ``preset`` on ``task``; the best checkpoint goes to ``out``, the resumable last one beside it."""
+    """Train ``preset`` on ``task``; the best checkpoint goes to ``out``, the resumable last one beside it.
+
+    ``split`` names the training and validation cases: :func:`~napari_volseg.io.decathlon.training_split`
+    decides it on construction from the preset, unless a caller that owns another decision passes
+    one (the annotation loop's fine-tuning keeps its parent model's validation cases). Everything
+    that reads files happens in :meth:`run`, so a GUI thread may construct a trainer.
+    """
 
     def __init__(
         self,
@@ -78,27 +399,22 @@ class Trainer:
         *,
         resume: bool = False,
         cache_root: Path | None = None,
-        train_cases: list[Case] | None = None,
-        val_cases: list[Case] | None = None,
+        split: Split | None = None,
     ):
         self.task = task
         self.preset = preset
-        self.out = Path(out)
-        self.last = ckpt.last_path(self.out)
+        self.out = check_writable(out, what="checkpoint")  # before any work: the run would end unsaved
+        model_config(preset.model)  # an unknown model preset is one line now, not after preprocessing
         self.resume = resume
         self.cache_root = cache_root
-        self._stop = threading.Event()
+        self.split = split if split is not None else training_split(task, preset.train)
         self.dist = distributed.env_context()
-        self.network: torch.nn.Module | None = None
-        """The trained network (CPU runs) once ``run()`` has built it."""
-        t = preset.train
-        if train_cases is None:
-            split = task.split(mode=t.split, seed=t.seed, val_cases=t.val_cases)
-            train_cases, val_cases = split.train, split.val
-        self.train_cases = list(train_cases)
-        self.val_cases = list(val_cases or [])
-        if not self.train_cases:
-            raise VolsegError("no training cases")
+        self._stop = threading.Event()
+        self.current: NetTrainer | Cascade | None = None
+        """What trains: one :class:`NetTrainer`, or a cascade of two."""
+        unlabelled = [c.id for c in self.split.train + self.split.val if c.label_path is None]
+        if unlabelled:
+            raise VolsegError(f"training and validation cases need labels; {', '.join(unlabelled[:3])} have none")
 
     def stop(self) -> None:
         """Ask the run to end at the next step; the last checkpoint is written first."""
@@ -108,332 +424,42 @@ class Trainer:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def network(self) -> torch.nn.Module | None:
+        """The network trained last (CPU runs keep it after the run)."""
+        return self.current.network if self.current is not None else None
+
     def run(self) -> Iterator[Event]:
         """Yield events until the run ends; under torchrun only rank 0's events carry logs."""
         try:
-            yield from self._run()
+            finished = yield from self._run()
+            yield finished
         except VolsegError as exc:
             yield Failed(str(exc))
         except MemoryError:
             yield Failed("out of memory: use a smaller patch size or batch size, or a coarser spacing preset")
         except torch.OutOfMemoryError:
             yield Failed("out of GPU memory: use a smaller patch size or batch size, or --device cpu")
+        except OSError as exc:  # the disk filled up or a file went away while training
+            yield Failed(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else f"file error: {exc}")
         except Exception as exc:  # a bug: keep the traceback in the log, show one line
             log.exception("training failed")
             yield Failed(f"training failed: {type(exc).__name__}: {exc}")
         finally:
             distributed.shutdown(self.dist)
 
-    # -- the loop -------------------------------------------------------------------------------
+    def _run(self) -> Generator[Event, None, Finished]:
+        set_threads(self.preset.train.threads)
+        device = resolve_device(self.preset.train.device)
+        run = Run(self.task, self.split, device, self.dist, self._stop, time.perf_counter(), self.cache_root)
+        if planning.needs_cascade(self.preset.plan, run.statistics()):
+            from napari_volseg.engine.cascade import Cascade  # a cascade is built of this module's NetTrainers
 
-    def _plan(self, resumed: ckpt.Checkpoint | None, boxes: dict | None) -> preprocess.Plan:
-        if resumed is not None:
-            return resumed.plan
-        extents = None
-        if boxes:  # a cascade: the voxel budget is spent on the regions of interest, not whole volumes
-            spacings = {c.id: c.geometry().spacing_zyx for c in self.train_cases}
-            extents = np.median(
-                [[(b - a) * sp for (a, b), sp in zip(boxes[k], spacings[k], strict=True)] for k in spacings], axis=0
-            )
-        return preprocess.plan_from_settings(self.task, self.preset.plan, cases=self.train_cases, extents_mm=extents)
-
-    # -- a cascade's locator stage ----------------------------------------------------------------
-
-    def _locator_preset(self) -> Preset:
-        s, t = self.preset.plan, self.preset.train
-        return dataclasses.replace(
-            self.preset,
-            plan=preprocess.locator_settings(s),
-            train=dataclasses.replace(
-                t,
-                minutes=t.minutes * s.locator_fraction if t.minutes else None,
-                epochs=max(1, round(t.epochs * s.locator_fraction)),
-            ),
-        )
-
-    def _train_locator(self, resume: bool) -> Iterator[Event]:
-        """Train the coarse locator (events tagged ``stage="locator"``); returns it, or None if stopped."""
-        inner = Trainer(
-            self.task,
-            self._locator_preset(),
-            ckpt.locator_path(self.out),
-            resume=resume,
-            cache_root=self.cache_root,
-            train_cases=self.train_cases,
-            val_cases=self.val_cases,
-        )
-        inner._stop = self._stop  # one stop() ends either stage
-        finished = None
-        for event in inner._run():
-            if isinstance(event, Finished):
-                finished = event
-            elif isinstance(event, CheckpointSaved):
-                yield dataclasses.replace(event, kind=f"locator-{event.kind}")
-            elif isinstance(event, Started | Step | Validated):
-                yield dataclasses.replace(event, stage="locator")
-            else:
-                yield event
-        if finished is None or finished.stopped:
-            return None
-        path = ckpt.locator_path(self.out)  # under torchrun rank 0 wrote it before the ranks' last barrier
-        if not path.is_file():
-            raise VolsegError(f"the cascade's locator stage ended without writing {path.name}")
-        return ckpt.load(path).as_locator(self.preset.plan.roi_margin_mm)
-
-    def _roi_boxes(self, locator: ckpt.Locator, device: torch.device) -> Iterator[Event | dict]:
-        """Regions of interest: training cases' from their ground truth, validation cases' from the
-        locator (so validation scores the whole cascade, as prediction will run it)."""
-        boxes = {}
-        cases = self.train_cases + self.val_cases
-        model = locator.build_model().to(device)
-        for i, case in enumerate(cases):
-            if i < len(self.train_cases):
-                truth = nifti.load(case.label_path)
-                boxes[case.id] = preprocess.roi_box(truth.data > 0, truth.spacing, locator.margin_mm)
-            else:
-                image, _ = case.load()
-                boxes[case.id] = locate(model, locator, image, self.preset.infer, device)
-            yield Progress(done=i + 1, total=len(cases), item=f"region of interest: {case.id}")
-        yield boxes
-
-    def _prepare(self, plan: preprocess.Plan, boxes: dict | None = None) -> Iterator[Event | tuple]:
-        cache = preprocess.PreparedCache(plan, self.cache_root)
-        cases = self.train_cases + self.val_cases
-        rng = np.random.default_rng(self.preset.train.seed)
-        train, val = [], []
-        for i, case in enumerate(cases):
-            prepared = cache.get(case, box=(boxes or {}).get(case.id))
-            if i < len(self.train_cases):
-                train.append(train_case(case.id, prepared, rng))
-            else:
-                _, truth = case.load()
-                val.append((case, prepared, truth))
-            yield Progress(done=i + 1, total=len(cases), item=case.id)
-        yield (train, val)
-
-    def _run(self) -> Iterator[Event]:
-        t = self.preset.train
-        started = time.perf_counter()
-        set_threads(t.threads)
-        device = resolve_device(t.device)
-        torch.manual_seed(t.seed)
-        cascade = preprocess.needs_cascade(self.task, self.preset.plan, self.train_cases)
-        resumed = None
-        resume_locator = False
-        if self.resume:
-            if self.last.is_file():
-                resumed = ckpt.load(self.last)
-                if resumed.optimizer is None:
-                    raise VolsegError(f"{self.last.name} has no optimizer state; it cannot be resumed")
-            elif cascade and ckpt.last_path(ckpt.locator_path(self.out)).is_file():
-                resume_locator = True  # stopped while the locator trained: carry on with it
-            else:
-                raise VolsegError(f"nothing to resume: {self.last} does not exist")
-        device = distributed.init(self.dist, device)
-        locator = resumed.locator if resumed else None
-        if cascade and locator is None:
-            locator = yield from self._train_locator(resume_locator)
-            if locator is None:
-                yield _stopped_before_training(started)
-                return
-        boxes = None
-        if locator is not None:
-            frac = self.preset.plan.locator_fraction  # the main stage gets the rest of the time (or epochs)
-            t = dataclasses.replace(
-                t,
-                minutes=t.minutes * (1 - frac) if t.minutes else None,
-                epochs=max(1, t.epochs - round(t.epochs * frac)),
-            )
-            for item in self._roi_boxes(locator, device):
-                if isinstance(item, dict):
-                    boxes = item
-                else:
-                    yield item
-        plan = self._plan(resumed, boxes)
-        train = val = None
-        if not self.dist.main:
-            distributed.barrier(self.dist)  # rank 0 fills the preprocessing cache first
-        for item in self._prepare(plan, boxes):
-            if isinstance(item, tuple):
-                train, val = item
-            else:
-                yield item
-            if self.stopping:
-                yield _stopped_before_training(started)
-                return
-        if self.dist.main:
-            distributed.barrier(self.dist)
-
-        config = (
-            resumed.model_config if resumed else model_config(self.preset.model, plan.in_channels, plan.num_classes)
-        )
-        model = build_model(config)
-        if resumed:
-            model.load_state_dict(resumed.state)
-        model.to(device)
-        memory_format = torch.channels_last_3d if t.channels_last else torch.contiguous_format
-        model.to(memory_format=memory_format)  # before DDP wraps it: its buckets follow the parameters' layout
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        net = model  # the bare network: validation and checkpoints use it, never the DDP wrapper
-        self.network = net
-        model = distributed.wrap(model, self.dist, device, t.sync_bn)
-        optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        if resumed:
-            optimizer.load_state_dict(resumed.optimizer)
-        use_amp = t.amp and device.type == "cuda"
-        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-        loss_fn = make_loss(t.loss, t.alpha)
-        patch = effective_patch(t.patch_size, [c.label.shape for c in train], config.divisor)
-        gpu = device.type == "cuda"
-        batches = BatchStream(
-            train,
-            patch,
-            batch_size=batch_size(t.batch_size, patch, t.batch_voxels),
-            fg_fraction=t.fg_fraction,
-            seed=t.seed,
-            rank=self.dist.rank,
-            augment=t.augment,
-            mirror_axes=t.mirror_axes,
-            workers=t.loader_threads if t.loader_threads is not None else (4 if gpu else 0),
-            pin_memory=gpu,
-        )
-        if t.compile:
-            model = torch.compile(model)
-
-        total_steps = t.epochs * t.iterations_per_epoch
-        step = resumed.step if resumed else 0
-        history = list(resumed.history) if resumed else []
-        best = resumed.best_dice if resumed and not math.isnan(resumed.best_dice) else -1.0
-        preset_dict = self.preset.to_dict()
-        preset_dict["train"]["patch_size"] = list(patch)
-        preset_dict["train"]["batch_size"] = batches.batch_size
-        save_kwargs = {
-            "plan": plan,
-            "labels": self.task.labels,
-            "preset": preset_dict,
-            "task": self.task.name,
-            "locator": locator,
-        }
-        yield Started(
-            total_steps=total_steps,
-            epochs=t.epochs,
-            device=str(device),
-            train_cases=[c.id for c in train],
-            val_cases=[c[0].id for c in val],
-            start_step=step,
-            batch_size=batches.batch_size,
-            patch_size=tuple(patch),
-        )
-        budget = t.minutes * 60.0 if t.minutes else None
-        loop_start = time.perf_counter()
-        best_path = self.out if self.out.is_file() and resumed else None
-        stopped = False
-        epoch = step // t.iterations_per_epoch
-        try:
-            while step < total_steps:
-                epoch = step // t.iterations_per_epoch
-                model.train()
-                x, y = batches.get(step)
-                x = x.to(device, non_blocking=True, memory_format=memory_format)
-                y = y.to(device, non_blocking=True)
-                elapsed = time.perf_counter() - loop_start
-                lr = learning_rate(self.preset, step, total_steps, epoch, elapsed / budget if budget else 0.0)
-                lr = distributed.broadcast_float(lr, self.dist, device)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                    loss = loss_fn(model(x), y)
-                if not torch.isfinite(loss):
-                    raise VolsegError(f"the loss became {loss.item()} at step {step}; try a lower learning rate")
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                yield Step(
-                    step=step, epoch=epoch, loss=float(loss.item()), lr=lr, seconds=time.perf_counter() - started
-                )
-
-                out_of_time = budget is not None and time.perf_counter() - loop_start >= budget
-                end_of_epoch = step % t.iterations_per_epoch == 0
-                if self.dist.enabled:  # every rank must leave the loop at the same step
-                    out_of_time = distributed.agree(out_of_time, self.dist, device)
-                    if distributed.agree(self.stopping, self.dist, device):
-                        self._stop.set()
-                stopped = self.stopping
-                if stopped or out_of_time or step >= total_steps or (end_of_epoch and (epoch + 1) % t.val_every == 0):
-                    if not self.dist.main:
-                        distributed.barrier(self.dist)  # rank 0 alone validates and writes
-                        if stopped or out_of_time:
-                            break
-                        continue
-                    record = {
-                        "step": step,
-                        "epoch": epoch,
-                        "loss": float(loss.item()),
-                        "seconds": time.perf_counter() - started,
-                    }
-                    if val and not stopped:
-                        scores, save_kwargs["postprocess"] = self._validate(net, val, patch, device)
-                        mean = float(np.mean(list(scores.values())))
-                        record.update(val_dice=mean, val_cases=scores)
-                        yield Validated(
-                            step=step, epoch=epoch, dice=scores, mean=mean, seconds=time.perf_counter() - started
-                        )
-                        if mean > best:
-                            best = mean
-                            history.append(record)
-                            best_path = ckpt.save(
-                                self.out, net, step=step, epoch=epoch, best_dice=best, history=history, **save_kwargs
-                            )
-                            yield CheckpointSaved(path=best_path, kind="best", step=step)
-                        else:
-                            history.append(record)
-                    else:
-                        history.append(record)
-                    last = ckpt.save(
-                        self.last,
-                        net,
-                        step=step,
-                        epoch=epoch,
-                        best_dice=best if best >= 0 else float("nan"),
-                        history=history,
-                        optimizer=optimizer,
-                        **save_kwargs,
-                    )
-                    yield CheckpointSaved(path=last, kind="last", step=step)
-                    if not val:  # nothing to select on: the latest weights are the best we know
-                        best_path = ckpt.save(self.out, net, step=step, epoch=epoch, history=history, **save_kwargs)
-                        yield CheckpointSaved(path=best_path, kind="best", step=step)
-                    distributed.barrier(self.dist)
-                    if stopped or out_of_time:
-                        break
-        finally:
-            batches.close()
-        if device.type == "cuda":  # give the GPU memory back (the GUI keeps running)
-            self.network = None
-            del model, net, optimizer
-            torch.cuda.empty_cache()
-        yield Finished(
-            step=step,
-            best_dice=best if best >= 0 else float("nan"),
-            best_path=best_path,
-            last_path=self.last if self.last.is_file() else None,
-            stopped=stopped,
-            seconds=time.perf_counter() - started,
-            history=history,
-        )
-
-    def _validate(self, model, val, patch, device) -> tuple[dict[str, float], post.PostProcess]:
-        """Mean Dice per validation case (raw predictions) and the post-processing they call for."""
-        scores, per_case = {}, []
-        # validation predicts as `volseg predict` will with this preset (overlap, batch, mirroring)
-        infer = self.preset.infer
-        for case, prepared, truth in val:
-            probs = window_probabilities(model, prepared.image, patch, infer, device, self.preset.train.mirror_axes)
-            pred = preprocess.invert(probs, prepared)
-            per_case.append(post.class_dice(pred, truth.data, int(probs.shape[0])))
-            scores[case.id] = float(np.mean([raw for raw, _ in per_case[-1].values()]))
-        return scores, post.decide(per_case)
+            self.current = Cascade(run, self.preset, self.out, resume=self.resume)
+            run.device = distributed.init(self.dist, device)
+            return (yield from self.current.train())
+        resumed = resumable(ckpt.last_path(self.out)) if self.resume else None
+        run.device = distributed.init(self.dist, device)
+        plan = resumed.plan if resumed else run.plan(self.preset.plan)
+        self.current = NetTrainer(run, self.preset, self.out, plan, resumed=resumed)
+        return (yield from self.current.train())

@@ -12,11 +12,17 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_volseg.errors import GeometryMismatchError, LabelValueError, TaskFormatError
 from napari_volseg.io import nifti
+from napari_volseg.outputs import atomic_write
+from napari_volseg.validation import short, show
+
+if TYPE_CHECKING:  # the io layer reads the training settings, it does not import the engine
+    from napari_volseg.engine.config import TrainConfig
 
 # The seed report's fixed splits (train, validation), taken in dataset.json order as the report did.
 SEED_SPLITS: dict[str, tuple[int, int]] = {"heart": (16, 4), "spleen": (32, 9)}
@@ -85,8 +91,12 @@ def check_same_grid(image: nifti.Volume, label: nifti.Volume, name: str = "") ->
 
 @dataclass(frozen=True)
 class Split:
+    """Labelled cases by role: ``train`` fit the weights, ``val`` choose the checkpoint (and the
+    post-processing), ``test`` are touched by neither (benchmarks and model cards score them)."""
+
     train: list[Case]
     val: list[Case]
+    test: list[Case] = field(default_factory=list)
 
 
 @dataclass
@@ -117,37 +127,54 @@ class Task:
                 return c
         raise TaskFormatError(f"task {self.name} has no case {case_id!r}")
 
-    def split(
-        self, mode: str = "seeded", val_fraction: float = 0.2, seed: int = 0, val_cases: int | None = None
-    ) -> Split:
-        """Train/validation split of the labelled cases.
 
-        ``mode="seeded"``: a shuffle by ``seed`` (same seed, same split), ``val_cases`` cases (or
-        ``val_fraction`` of them, at least one) for validation. ``mode="seed-report"``: the seed
-        report's fixed split for this task (16/4 heart, 32/9 spleen) in ``dataset.json`` order.
-        """
-        cases = list(self.cases)
-        if mode == "seed-report":
-            key = next((k for k in SEED_SPLITS if k in self.name.lower() or k in self.root.name.lower()), None)
-            if key is None:
-                raise TaskFormatError(f"the seed report has no fixed split for task {self.name}")
-            n_train, n_val = SEED_SPLITS[key]
-            if len(cases) < n_train + n_val:
-                raise TaskFormatError(
-                    f"the seed report's {key} split needs {n_train + n_val} cases; {self.name} has {len(cases)}"
-                )
-            return Split(train=cases[:n_train], val=cases[n_train : n_train + n_val])
-        if mode != "seeded":
-            raise TaskFormatError(f"unknown split mode {mode!r} (use 'seeded' or 'seed-report')")
-        if len(cases) < 2:
-            raise TaskFormatError(f"task {self.name} needs at least 2 labelled cases to split, has {len(cases)}")
-        n_val = val_cases if val_cases is not None else max(1, round(len(cases) * val_fraction))
-        if not 1 <= n_val < len(cases):
-            raise TaskFormatError(f"cannot hold out {n_val} of {len(cases)} cases for validation")
-        order = sorted(cases, key=lambda c: c.id)
-        random.Random(seed).shuffle(order)
-        val_ids = {c.id for c in order[:n_val]}
-        return Split(train=[c for c in cases if c.id not in val_ids], val=[c for c in cases if c.id in val_ids])
+VAL_FRACTION = 0.2
+"""The share of labelled cases held out for validation when the training settings name no count."""
+
+
+def training_split(task: Task, train: TrainConfig) -> Split:
+    """The one decision of which labelled cases train and which validate, from the training
+    settings' ``split``, ``seed`` and ``val_cases``; the trainer, the napari session, the CLI, the
+    demo and the benchmarks all ask here, so that one preset trains on one split everywhere.
+
+    ``split="seeded"``: a shuffle by ``seed`` (same seed, same split); its first ``test_cases`` cases
+    are held out from everything, the next ``val_cases`` (or :data:`VAL_FRACTION` of the rest, at
+    least one, none for a single case; 0 for none) validate, the rest train. ``split="seed-report"``: the seed report's fixed
+    split for this task (16/4 heart, 32/9 spleen) in ``dataset.json`` order.
+    """
+    cases = list(task.cases)
+    if train.split == "seed-report":
+        key = next((k for k in SEED_SPLITS if k in task.name.lower() or k in task.root.name.lower()), None)
+        if key is None:
+            raise TaskFormatError(f"the seed report has no fixed split for task {task.name}")
+        n_train, n_val = SEED_SPLITS[key]
+        if len(cases) < n_train + n_val:
+            raise TaskFormatError(
+                f"the seed report's {key} split needs {n_train + n_val} cases; {task.name} has {len(cases)}"
+            )
+        if train.test_cases:
+            raise TaskFormatError("the seed report's split is fixed: train.test_cases must be 0 with it")
+        return Split(train=cases[:n_train], val=cases[n_train : n_train + n_val])
+    if train.split != "seeded":
+        raise TaskFormatError(f"unknown split mode {train.split!r} (use 'seeded' or 'seed-report')")
+    if not cases:
+        raise TaskFormatError(f"task {task.name} has no labelled case to train on")
+    n_test = train.test_cases
+    rest = len(cases) - n_test
+    n_val = train.val_cases if train.val_cases is not None else (max(1, round(rest * VAL_FRACTION)) if rest > 1 else 0)
+    if rest - n_val < 1:
+        raise TaskFormatError(
+            f"cannot hold out {n_test} test and {n_val} validation cases of {len(cases)}: none would train"
+        )
+    order = sorted(cases, key=lambda c: c.id)
+    random.Random(train.seed).shuffle(order)
+    test_ids = {c.id for c in order[:n_test]}
+    val_ids = {c.id for c in order[n_test : n_test + n_val]}
+    return Split(
+        train=[c for c in cases if c.id not in test_ids | val_ids],
+        val=[c for c in cases if c.id in val_ids],
+        test=[c for c in cases if c.id in test_ids],
+    )
 
 
 def case_id_of(path: Path) -> str:
@@ -159,24 +186,67 @@ def case_id_of(path: Path) -> str:
     return name
 
 
-def _inside(root: Path, rel: str, what: str) -> Path:
+def _inside(root: Path, rel: object, what: str) -> Path:
     if not isinstance(rel, str) or not rel:
-        raise TaskFormatError(f"dataset.json: {what} path must be a non-empty string, got {rel!r}")
+        raise TaskFormatError(f"dataset.json: {what} path must be a non-empty string, got {show(rel)}")
     if os.path.isabs(rel):
-        raise TaskFormatError(f"dataset.json: {what} path {rel!r} is absolute; paths must stay inside the task folder")
-    path = (root / rel).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise TaskFormatError(f"dataset.json: {what} path {rel!r} points outside the task folder")
+        raise TaskFormatError(
+            f"dataset.json: {what} path {show(rel)} is absolute; paths must stay inside the task folder"
+        )
+    try:
+        path = (root / rel).resolve()
+        inside = path.is_relative_to(root.resolve())
+    except (OSError, ValueError) as exc:  # a NUL byte, an unencodable or over-long name, a symlink loop
+        raise TaskFormatError(f"dataset.json: {what} path {show(rel)} is not a usable file name ({exc})") from exc
+    if not inside:
+        raise TaskFormatError(f"dataset.json: {what} path {show(rel)} points outside the task folder")
     return path
 
 
-def _int_keyed(d: object, what: str) -> dict[int, str]:
-    if not isinstance(d, dict):
-        raise TaskFormatError(f'dataset.json: \'{what}\' must be an object like {{"0": "..."}}')
+def _int_keyed(d: object, what: str, example: str) -> dict[int, str]:
+    """``{"0": "background", ...}`` as ``{0: "background", ...}``: keys whole numbers, values names."""
+    if not isinstance(d, dict) or not d:
+        raise TaskFormatError(f"dataset.json: '{what}' must be a non-empty object like {example}")
+    out: dict[int, str] = {}
+    for key, value in d.items():
+        if not (isinstance(key, str) and key.isdecimal() and len(key) <= 3 and str(int(key)) == key):
+            raise TaskFormatError(f"dataset.json: '{what}' keys must be integers 0 to 999, got {show(key)}")
+        if not isinstance(value, str) or not value.strip():
+            raise TaskFormatError(f"dataset.json: '{what}' value of {key} must be a name, got {show(value)}")
+        out[int(key)] = value
+    return out
+
+
+def _labels(d: object) -> dict[int, str]:
+    labels = _int_keyed(d, "labels", '{"0": "background", "1": "spleen"}')
+    if 0 not in labels or len(labels) < 2:
+        raise TaskFormatError(
+            "dataset.json: 'labels' must name the background (0) and at least one structure, "
+            f'like {{"0": "background", "1": "spleen"}}; got {show(sorted(labels))}'
+        )
+    if max(labels) > 255:
+        raise TaskFormatError(f"dataset.json: label values go up to 255, got {max(labels)}")
+    return labels
+
+
+def _is_file(path: Path) -> bool:
     try:
-        return {int(k): str(v) for k, v in d.items()}
-    except (TypeError, ValueError) as exc:
-        raise TaskFormatError(f"dataset.json: '{what}' keys must be integers ({exc})") from exc
+        return path.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        return False
+
+
+def _check_unique(root: Path, cases: list[Case]) -> None:
+    seen: dict[str, Path] = {}
+    for case in cases:
+        if case.id in seen:
+            a, b = (os.path.relpath(p, root.resolve()) for p in (seen[case.id], case.image_path))
+            raise TaskFormatError(
+                f"dataset.json lists case {case.id!r} twice ({a} and {b}); each case needs its own name"
+            )
+        seen[case.id] = case.image_path
+        if case.label_path is not None and case.label_path == case.image_path:
+            raise TaskFormatError(f"dataset.json: case {case.id!r} names the same file as its image and its label")
 
 
 def load_task(folder: str | os.PathLike) -> Task:
@@ -193,15 +263,19 @@ def load_task(folder: str | os.PathLike) -> Task:
         raise TaskFormatError(f"{root.name} is not an MSD task folder: it has no dataset.json")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TaskFormatError(f"{root.name}/dataset.json is not valid JSON ({exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise TaskFormatError(f"{root.name}/dataset.json is not valid JSON ({short(str(exc), 120)})") from exc
+    except OSError as exc:
+        raise TaskFormatError(f"cannot read {root.name}/dataset.json: {exc.strerror or exc}") from exc
     if not isinstance(meta, dict):
         raise TaskFormatError(f"{root.name}/dataset.json must hold a JSON object")
-    labels = _int_keyed(meta.get("labels", {"0": "background", "1": "foreground"}), "labels")
-    modalities = _int_keyed(meta.get("modality", {"0": "unknown"}), "modality")
+    labels = _labels(meta.get("labels", {"0": "background", "1": "foreground"}))
+    modalities = _int_keyed(meta.get("modality", {"0": "unknown"}), "modality", '{"0": "CT"}')
     training = meta.get("training", [])
-    if not isinstance(training, list):
-        raise TaskFormatError(f"{root.name}/dataset.json: 'training' must be a list")
+    test = meta.get("test", [])
+    for key, value in (("training", training), ("test", test)):
+        if not isinstance(value, list):
+            raise TaskFormatError(f"{root.name}/dataset.json: '{key}' must be a list")
 
     cases: list[Case] = []
     missing: list[str] = []
@@ -209,15 +283,17 @@ def load_task(folder: str | os.PathLike) -> Task:
         if not isinstance(entry, dict) or "image" not in entry:
             raise TaskFormatError(f"dataset.json: training entry {i} needs an 'image' path")
         image = _inside(root, entry["image"], f"training[{i}].image")
+        if image.parent.name.lower() in ("labelstr", "labelsts"):
+            raise TaskFormatError(f"dataset.json: training[{i}].image {entry['image']} is a label file (in labelsTr/)")
         label = _inside(root, entry["label"], f"training[{i}].label") if entry.get("label") else None
         for p in (image, label):
-            if p is not None and not p.is_file():
+            if p is not None and not _is_file(p):
                 missing.append(os.path.relpath(p, root.resolve()))
         cases.append(Case(case_id_of(image), image, label, labels, modalities))
     test_cases = []
-    for i, rel in enumerate(meta.get("test", []) or []):
-        image = _inside(root, rel if isinstance(rel, str) else (rel or {}).get("image", ""), f"test[{i}]")
-        if not image.is_file():
+    for i, rel in enumerate(test):
+        image = _inside(root, rel.get("image") if isinstance(rel, dict) else rel, f"test[{i}]")
+        if not _is_file(image):
             missing.append(os.path.relpath(image, root.resolve()))
         test_cases.append(Case(case_id_of(image), image, None, labels, modalities))
     if missing:
@@ -226,6 +302,7 @@ def load_task(folder: str | os.PathLike) -> Task:
         )
     if not cases and not test_cases:
         raise TaskFormatError(f"{root.name}/dataset.json lists no cases")
+    _check_unique(root, cases + test_cases)
     return Task(
         root=root,
         name=str(meta.get("name") or root.name),
@@ -245,6 +322,4 @@ def is_task_folder(path: str | os.PathLike) -> bool:
 
 def write_dataset_json(root: Path, meta: dict) -> None:
     """Write ``dataset.json`` atomically (used by the synthetic task and downloads)."""
-    tmp = root / ".dataset.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    os.replace(tmp, root / "dataset.json")
+    atomic_write(root / "dataset.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2), encoding="utf-8"))

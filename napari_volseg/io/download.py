@@ -1,10 +1,13 @@
-"""Download Medical Segmentation Decathlon tasks: resumable, checksummed, safely extracted.
+"""Checksummed, resumable downloads: Medical Segmentation Decathlon tasks and single files (models).
 
 The tarballs and MD5 sums are the ones MONAI's ``DecathlonDataset`` uses. A download goes to
 ``<dest>/<task>.tar.part``, resumes with an HTTP range request when the server allows it, is
 verified, and is extracted into a temporary folder that is renamed into place only when every
 member was safe (no absolute paths, no ``..``, no links or device files). A task folder that is
-already complete is not downloaded again.
+already complete is not downloaded again. :func:`download_task` is a generator of typed events
+(bytes so far, then the folder), so that every face shows progress its own way.
+:func:`download_file` fetches one file the same way (``<dest>.part``, HTTP range resume) and
+verifies its SHA-256 before it takes its final name.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+from napari_volseg.engine.events import Downloaded, Downloading
 from napari_volseg.errors import DownloadError, TaskFormatError
 from napari_volseg.io.decathlon import load_task
+from napari_volseg.outputs import check_writable
 from napari_volseg.paths import MSD_BASE_URL
 
 MSD_MD5 = {
@@ -35,9 +40,6 @@ MSD_MD5 = {
     "Task10_Colon": "bad7a188931dc2f6acf72b08eb6202d0",
 }
 CHUNK = 1 << 20
-
-Progress = Callable[[int, int | None], None]
-"""Called with (bytes done, total bytes or None) as the download advances."""
 
 
 def task_url(task: str, base_url: str = MSD_BASE_URL) -> str:
@@ -59,10 +61,10 @@ def download_task(
     *,
     base_url: str = MSD_BASE_URL,
     md5: str | None = None,
-    progress: Progress | None = None,
     timeout: float = 30.0,
-) -> Path:
-    """Fetch ``<base_url>/<task>.tar`` into ``dest`` and return the extracted task folder.
+) -> Iterator[Downloading | Downloaded]:
+    """Fetch ``<base_url>/<task>.tar`` into ``dest``: :class:`Downloading` events as bytes arrive, then
+    one :class:`Downloaded` naming the extracted task folder.
 
     ``md5`` defaults to the known sum of an MSD task; an unknown task name needs one given.
     Raises :class:`DownloadError` with one line for every failure; a corrupt download is
@@ -71,16 +73,19 @@ def download_task(
     dest = Path(dest)
     folder = dest / task
     if is_complete(folder):
-        return folder
+        yield Downloaded(task, folder)
+        return
+    check_writable(dest, folder=True, what="download folder")
     expected = md5 or MSD_MD5.get(task)
     if expected is None:
         raise DownloadError(f"no checksum known for {task!r}; pass md5= for a task outside the MSD ten")
     dest.mkdir(parents=True, exist_ok=True)
     tar_path = dest / f"{task}.tar"
-    if not (tar_path.is_file() and _md5(tar_path) == expected):
+    if not (tar_path.is_file() and file_digest(tar_path, "md5") == expected):
         part = dest / f"{task}.tar.part"
-        _fetch(task_url(task, base_url), part, progress, timeout)
-        got = _md5(part)
+        for done, total in fetch(task_url(task, base_url), part, timeout):
+            yield Downloading(task, done, total)
+        got = file_digest(part, "md5")
         if got != expected:
             part.unlink(missing_ok=True)
             raise DownloadError(f"{task}.tar failed its checksum (md5 {got}, expected {expected}); deleted, try again")
@@ -91,10 +96,41 @@ def download_task(
             raise DownloadError(f"{tar_path.name} did not contain a complete {task} task folder")
     finally:
         tar_path.unlink(missing_ok=True)  # extracted, or refused: either way it is not kept
-    return folder
+    yield Downloaded(task, folder)
 
 
-def _fetch(url: str, part: Path, progress: Progress | None, timeout: float) -> None:
+def download_file(
+    url: str, dest: str | os.PathLike, sha256: str, timeout: float = 30.0
+) -> Iterator[Downloading | Downloaded]:
+    """Fetch ``url`` to ``dest`` through ``dest.part`` (resumed when present): :class:`Downloading`
+    events, then one :class:`Downloaded` naming ``dest``.
+
+    ``dest`` appears only once its SHA-256 equals ``sha256``. A file that fails is moved to
+    ``dest.corrupt`` (the next attempt starts over) and a one-line :class:`DownloadError` says so.
+    A ``dest`` already present with the right checksum is not fetched again.
+    """
+    dest = Path(dest)
+    expected = sha256.lower()
+    if not (dest.is_file() and file_digest(dest, "sha256") == expected):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        for done, total in fetch(url, part, timeout):
+            yield Downloading(dest.name, done, total)
+        got = file_digest(part, "sha256")
+        if got != expected:
+            quarantine = dest.with_name(dest.name + ".corrupt")
+            os.replace(part, quarantine)
+            raise DownloadError(
+                f"{dest.name} failed its checksum (sha256 {got[:12]}…, expected {expected[:12]}…); "
+                f"not used, moved to {quarantine}"
+            )
+        os.replace(part, dest)
+    yield Downloaded(dest.name, dest)
+
+
+def fetch(url: str, part: Path, timeout: float = 30.0) -> Iterator[tuple[int, int | None]]:
+    """Append ``url``'s bytes to ``part`` from where it ends (HTTP range), or start over if the server
+    ignores ranges; yields (bytes done, total bytes or None) per chunk."""
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
@@ -118,16 +154,16 @@ def _fetch(url: str, part: Path, progress: Progress | None, timeout: float) -> N
                 while chunk := response.read(CHUNK):
                     f.write(chunk)
                     done += len(chunk)
-                    if progress:
-                        progress(done, total)
+                    yield done, total
         except (TimeoutError, OSError, ConnectionError) as exc:
             raise DownloadError(f"download of {url} broke off at {done} bytes ({exc}); run again to resume") from exc
     if total is not None and done != total:
         raise DownloadError(f"download of {url} broke off at {done} of {total} bytes; run again to resume")
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest (``"md5"``, ``"sha256"``) of a file, read in 1 MiB chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)

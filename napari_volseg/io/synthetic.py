@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
 from napari_volseg.io.decathlon import write_dataset_json
+from napari_volseg.outputs import check_writable
 
 KINDS = ("ct", "mri")
 
@@ -251,9 +253,12 @@ def write_task(
     more are asked for. Existing files of the same names are overwritten.
     """
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if cases < 1:
-        raise ValueError("cases must be at least 1")
+        raise VolsegError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if cases < 1 or test_cases < 0 or seed < 0:
+        raise VolsegError(
+            f"need at least 1 case, 0 or more test cases and a seed >= 0 (got {cases}, {test_cases}, {seed})"
+        )
+    check_writable(out, folder=True, what="task folder")
     spec = spec or DEFAULT_SPECS[kind]
     make = ct_case if kind == "ct" else mri_case
     prefix = "spleen" if kind == "ct" else "la"

@@ -6,8 +6,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from napari_volseg import cli
+from napari_volseg.cache import PreparedCache
 from napari_volseg.io import nifti
 
 VOLSEG = str(Path(sys.executable).with_name("volseg"))
@@ -95,3 +97,31 @@ def test_user_errors_are_one_line_with_exit_1(tmp_path, train_ct_task):
         result = subprocess.run([VOLSEG, *argv], capture_output=True, text=True)
         assert result.returncode == 1, (argv, result.stderr)
         assert result.stderr.startswith("volseg: error:") and result.stderr.strip().count("\n") == 0, result.stderr
+
+
+@pytest.mark.parametrize("cascade", [False, True], ids=["single", "cascade"])
+def test_train_reads_the_cache_volseg_preprocess_wrote(train_ct_task, tmp_path, monkeypatch, cascade):
+    """`volseg preprocess` then `volseg train` on a CT task: training recomputes no case (its plan,
+    CT statistics included, comes from the same training split). A cascade caches its locator's grid."""
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    caches = []
+    original = PreparedCache.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        caches.append(self)
+
+    monkeypatch.setattr(PreparedCache, "__init__", spy)
+    preset = tmp_path / "tiny.yaml"
+    plan = "{max_voxels: 20000, cascade: true, locator_voxels: 4000, roi_margin_mm: 10}" if cascade else "{}"
+    preset.write_text(
+        f"name: tiny\nplan: {plan}\ntrain: {{epochs: 1, iterations_per_epoch: 2, val_every: 1, "
+        "patch_size: [16, 32, 32], threads: 2}\n"
+    )
+    assert cli.main(["preprocess", "--data", str(train_ct_task), "--preset", str(preset)]) == 0
+    assert (caches[0].misses, caches[0].hits) == (6, 0)
+    out = tmp_path / "m.safetensors"
+    assert cli.main(["train", "--data", str(train_ct_task), "--preset", str(preset), "--out", str(out)]) == 0
+    trainer_cache = caches[1]  # the cascade's locator stage, or the one network
+    assert trainer_cache.folder == caches[0].folder and (trainer_cache.misses, trainer_cache.hits) == (0, 6)
+    assert len(caches) == (3 if cascade else 2)  # the main stage's regions of interest are cut while training

@@ -1,12 +1,16 @@
-"""Sliding-window inference details: test-time mirroring only along the axes the net was trained mirrored on."""
+"""Inference: mirroring only along trained axes, the checkpoint's settings, files written in their own geometry."""
 
 from types import SimpleNamespace
 
+import nibabel as nib
 import numpy as np
+import pytest
 import torch
 
+from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.config import InferConfig
 from napari_volseg.engine.infer import window_probabilities
+from napari_volseg.io import decathlon
 
 
 class Ramp(torch.nn.Module):
@@ -45,14 +49,52 @@ def test_tta_averages_over_the_trained_mirror_axes_only():
 
 def test_predictor_keeps_the_presets_settings_unless_overridden(tmp_path):
     from napari_volseg.engine import checkpoint as ckpt
+    from napari_volseg.engine.config import InferConfig, Preset, TrainConfig
     from napari_volseg.engine.infer import Predictor
     from napari_volseg.models import build_model, model_config
-    from napari_volseg.preprocess import Plan
+    from napari_volseg.planning import Plan
 
     net = build_model(model_config("cpu-lean", 1, 2))
-    preset = {"infer": {"overlap": 0.5, "tta": True}, "train": {"patch_size": [16, 32, 32], "mirror_axes": [2]}}
+    preset = Preset(
+        name="m", infer=InferConfig(overlap=0.5, tta=True), train=TrainConfig(patch_size=(16, 32, 32), mirror_axes=(2,))
+    )
     path = ckpt.save(tmp_path / "m.safetensors", net, Plan(target_spacing=(1, 1, 1)), {0: "bg", 1: "fg"}, preset=preset)
     p = Predictor(path)
     assert (p.config.overlap, p.config.tta, p.mirror_axes, p.roi) == (0.5, True, (2,), (16, 32, 32))
     q = Predictor(path, tta=False, overlap=None)  # None: not given on the command line
     assert (q.config.overlap, q.config.tta) == (0.5, False)
+
+
+def test_prediction_on_a_real_heart_case_has_the_source_shape_and_affine(heart_dir, tmp_path):
+    from napari_volseg import planning
+    from napari_volseg.engine.config import PlanSettings, Preset, TrainConfig
+    from napari_volseg.engine.infer import predict_files
+    from napari_volseg.models import build_model, model_config
+
+    task = decathlon.load_task(heart_dir)
+    plan = planning.make_plan(PlanSettings(max_voxels=400_000), planning.statistics(task, task.cases[:2]))
+    model = build_model(model_config("cpu-lean"))
+    preset = Preset(name="untrained", train=TrainConfig(patch_size=(32, 64, 64)))
+    path = ckpt.save(tmp_path / "untrained.safetensors", model, plan, task.labels, preset=preset)
+    source = task.cases[0].image_path
+    [progress] = list(predict_files(path, [source], tmp_path / "out"))
+    assert progress.done == 1
+    written = nib.load(str(tmp_path / "out" / "la_003.nii.gz"))
+    original = nib.load(str(source))
+    assert written.shape == original.shape
+    np.testing.assert_array_equal(written.affine, original.affine)
+    assert (int(written.header["qform_code"]), int(written.header["sform_code"])) == (
+        int(original.header["qform_code"]),
+        int(original.header["sform_code"]),
+    )
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps", "tpu"])
+def test_asking_for_an_absent_device_is_one_line(device):
+    from napari_volseg.engine.infer import resolve_device
+    from napari_volseg.errors import VolsegError
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(VolsegError):
+        resolve_device(device)

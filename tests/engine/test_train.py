@@ -2,20 +2,14 @@
 
 import threading
 
-import nibabel as nib
-import numpy as np
-import pytest
 import torch
 from conftest import quick_preset
 
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import events as ev
 from napari_volseg.engine.infer import Predictor
-from napari_volseg.engine.patches import effective_patch, sample_patch
-from napari_volseg.engine.patches import train_case as _train_case
 from napari_volseg.engine.train import Trainer
 from napari_volseg.io import decathlon
-from napari_volseg.preprocess import Prepared
 
 
 def _events(trainer):
@@ -116,92 +110,6 @@ def test_resume_without_a_last_checkpoint_fails_cleanly(train_ct_task, tmp_path)
     task = decathlon.load_task(train_ct_task)
     events = _events(Trainer(task, quick_preset(), tmp_path / "none.safetensors", resume=True, cache_root=tmp_path))
     assert isinstance(events[-1], ev.Failed) and "nothing to resume" in events[-1].message
-
-
-def test_foreground_oversampling_gives_at_least_a_third_foreground_patches():
-    label = np.zeros((40, 80, 80), np.uint8)
-    label[18:22, 38:42, 38:42] = 1
-    prepared = Prepared(image=np.random.rand(1, 40, 80, 80).astype(np.float32), label=label, box=(), source_shape=())
-    case = _train_case("x", prepared, np.random.default_rng(0))
-    rng = np.random.default_rng(1)
-    hits = 0
-    for _ in range(300):
-        _, lab = sample_patch(case, (16, 32, 32), rng, foreground=rng.random() < 0.33)
-        hits += bool(lab.any())
-    assert hits / 300 >= 0.3
-
-
-def test_patch_shrinks_to_small_volumes_and_stays_divisible():
-    assert effective_patch((64, 64, 64), [(20, 50, 33), (18, 40, 30), (36, 52, 40)], 16) == (16, 48, 32)
-    # smaller than one divisor everywhere: the longest axis gets two, so the bottleneck is not 1 voxel
-    assert effective_patch((64, 64, 64), [(10, 12, 14)], 16) == (16, 16, 32)
-    assert effective_patch((64, 64, 64), [(200, 200, 200)], 16) == (64, 64, 64)
-
-
-def test_small_patches_come_in_larger_batches():
-    from napari_volseg.engine.train import batch_size
-
-    assert batch_size(2, (64, 64, 64), 2 * 64**3) == 2
-    assert batch_size(2, (32, 48, 32), 2 * 64**3) == 10  # hippocampus-sized patches
-    assert batch_size(2, (16, 16, 16), 2 * 64**3) == 16  # capped
-    assert batch_size(3, (32, 48, 32), None) == 3
-
-
-def test_prediction_on_a_real_heart_case_has_the_source_shape_and_affine(heart_dir, tmp_path):
-    from napari_volseg import preprocess
-    from napari_volseg.engine.infer import predict_files
-    from napari_volseg.models import build_model, model_config
-
-    task = decathlon.load_task(heart_dir)
-    plan = preprocess.plan_for_task(task, cases=task.cases[:2], max_voxels=400_000)
-    model = build_model(model_config("cpu-lean"))
-    path = ckpt.save(
-        tmp_path / "untrained.safetensors", model, plan, task.labels, preset={"train": {"patch_size": [32, 64, 64]}}
-    )
-    source = task.cases[0].image_path
-    [progress] = list(predict_files(path, [source], tmp_path / "out"))
-    assert progress.done == 1
-    written = nib.load(str(tmp_path / "out" / "la_003.nii.gz"))
-    original = nib.load(str(source))
-    assert written.shape == original.shape
-    np.testing.assert_array_equal(written.affine, original.affine)
-    assert (int(written.header["qform_code"]), int(written.header["sform_code"])) == (
-        int(original.header["qform_code"]),
-        int(original.header["sform_code"]),
-    )
-
-
-@pytest.mark.parametrize("device", ["cuda", "mps", "tpu"])
-def test_asking_for_an_absent_device_is_one_line(device):
-    from napari_volseg.engine.infer import resolve_device
-    from napari_volseg.errors import VolsegError
-
-    if device == "cuda" and torch.cuda.is_available():
-        pytest.skip("a GPU is present")
-    with pytest.raises(VolsegError):
-        resolve_device(device)
-
-
-def test_prefetching_batch_stream_yields_exactly_the_plain_batches():
-    """Loader threads (the GPU path) must not change what is trained on: a batch is a function of its step."""
-    from napari_volseg.engine.patches import BatchStream
-
-    rng = np.random.default_rng(0)
-    label = np.zeros((24, 40, 40), np.uint8)
-    label[8:16, 10:30, 12:28] = 1
-    prepared = Prepared(image=rng.normal(size=(1, 24, 40, 40)).astype(np.float32), label=label, box=(), source_shape=())
-    cases = [_train_case("a", prepared, rng)]
-    kwargs = {"batch_size": 2, "fg_fraction": 0.5, "seed": 3, "augment": True}
-    plain = BatchStream(cases, (16, 32, 32), **kwargs)
-    ahead = BatchStream(cases, (16, 32, 32), workers=2, **kwargs)
-    try:
-        for step in [0, 1, 2, 3, 7, 8]:  # including a jump, as after a resume
-            (xa, ya), (xb, yb) = plain.get(step), ahead.get(step)
-            assert torch.equal(xa, xb) and torch.equal(ya, yb)
-            assert xa.shape == (2, 1, 16, 32, 32) and ya.dtype == torch.int64
-        assert not torch.equal(plain.get(0)[0], plain.get(1)[0])
-    finally:
-        ahead.close()
 
 
 def test_gpu_path_options_train_on_the_cpu_too(train_ct_task, tmp_path):

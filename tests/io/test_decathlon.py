@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 
@@ -5,6 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from napari_volseg.engine.config import TrainConfig
 from napari_volseg.errors import GeometryMismatchError, LabelValueError, TaskFormatError
 from napari_volseg.io import decathlon, nifti
 
@@ -36,11 +38,32 @@ def test_hippocampus_labels_named_and_float_label_files_load(hippocampus_dir):
 
 def test_seeded_split_is_deterministic_and_disjoint(tiny_ct_task):
     task = decathlon.load_task(tiny_ct_task)
-    a, b = task.split(seed=3, val_cases=2), task.split(seed=3, val_cases=2)
+    a = decathlon.training_split(task, TrainConfig(seed=3, val_cases=2))
+    b = decathlon.training_split(task, TrainConfig(seed=3, val_cases=2))
     assert [c.id for c in a.val] == [c.id for c in b.val] and len(a.val) == 2 and len(a.train) == 4
     assert not {c.id for c in a.train} & {c.id for c in a.val}
-    others = {tuple(c.id for c in task.split(seed=s, val_cases=2).val) for s in range(10)}
+    others = {
+        tuple(c.id for c in decathlon.training_split(task, TrainConfig(seed=s, val_cases=2)).val) for s in range(10)
+    }
     assert len(others) > 1
+
+
+def test_held_out_test_cases_touch_neither_training_nor_validation(tiny_ct_task):
+    task = decathlon.load_task(tiny_ct_task)
+    plain = decathlon.training_split(task, TrainConfig(seed=3, val_cases=2))
+    honest = decathlon.training_split(task, TrainConfig(seed=3, val_cases=1, test_cases=2))
+    test, val, train = ({c.id for c in part} for part in (honest.test, honest.val, honest.train))
+    assert len(test) == 2 and len(val) == 1 and len(train) == 3 and not (test & val or test & train or val & train)
+    assert test == {c.id for c in plain.val}  # the same shuffle: test cases come first, as validation did
+    final = decathlon.training_split(task, TrainConfig(seed=3, val_cases=0, test_cases=2))
+    assert {c.id for c in final.test} == test and not final.val and len(final.train) == 4
+    one = dataclasses.replace(task, cases=task.cases[:1])
+    assert [c.id for c in decathlon.training_split(one, TrainConfig()).train] == [task.cases[0].id]  # no validation
+    with pytest.raises(TaskFormatError, match="none would train"):
+        decathlon.training_split(task, TrainConfig(val_cases=2, test_cases=4))
+
+
+SEED_REPORT = TrainConfig(split="seed-report")
 
 
 def _mini_task(root, n=20, name="Heart"):
@@ -65,10 +88,10 @@ def _mini_task(root, n=20, name="Heart"):
 
 def test_seed_report_split(tmp_path, heart_dir):
     root, _ = _mini_task(tmp_path / "Task02_Heart", n=20)
-    split = decathlon.load_task(root).split(mode="seed-report")
+    split = decathlon.training_split(decathlon.load_task(root), SEED_REPORT)
     assert [c.id for c in split.val] == ["c_016", "c_017", "c_018", "c_019"] and len(split.train) == 16
     with pytest.raises(TaskFormatError, match="needs 20 cases"):
-        decathlon.load_task(heart_dir).split(mode="seed-report")
+        decathlon.training_split(decathlon.load_task(heart_dir), SEED_REPORT)
 
 
 @pytest.mark.parametrize(

@@ -1,62 +1,25 @@
 """Downloads against a local HTTP server on 127.0.0.1 (never the internet)."""
 
 import hashlib
-import http.server
 import io
-import re
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
 from conftest import TINY_CT
+from served import serve
 
+from napari_volseg.engine.events import Downloaded, Downloading
 from napari_volseg.errors import DownloadError
 from napari_volseg.io import download, synthetic
 
 TASK = "Task77_Tiny"
 
 
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files from the server's folder, honouring 'Range: bytes=N-' as S3 does."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self.server.requests.append((self.path, self.headers.get("Range")))
-        path = Path(self.server.folder) / self.path.lstrip("/")
-        if not path.is_file():
-            self.send_error(404)
-            return
-        blob = path.read_bytes()
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if match and self.server.ranges:
-            start = int(match.group(1))
-            if start >= len(blob):
-                self.send_error(416)
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(blob) - 1}/{len(blob)}")
-            blob = blob[start:]
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(blob)))
-        self.end_headers()
-        self.wfile.write(blob)
-
-
 @pytest.fixture
 def server(tmp_path):
-    folder = tmp_path / "served"
-    folder.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    httpd.folder, httpd.requests, httpd.ranges = folder, [], True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(tmp_path / "served") as httpd:
+        yield httpd
 
 
 def _url(httpd):
@@ -75,27 +38,21 @@ def _good_tar(folder: Path, src_parent: Path) -> str:
 
 def test_good_tarball_downloads_verifies_extracts_and_is_not_fetched_again(server, tmp_path):
     md5 = _good_tar(Path(server.folder), tmp_path / "src")
-    seen = []
-    folder = download.download_task(
-        TASK,
-        tmp_path / "data",
-        base_url=_url(server),
-        md5=md5,
-        progress=lambda done, total: seen.append((done, total)),
-    )
-    assert folder == tmp_path / "data" / TASK and download.is_complete(folder)
+    *seen, done = download.download_task(TASK, tmp_path / "data", base_url=_url(server), md5=md5)
+    folder = done.path
+    assert done == Downloaded(TASK, tmp_path / "data" / TASK) and download.is_complete(folder)
     assert not (folder / "imagesTr" / "._spleen_001.nii.gz").exists()
-    assert seen and seen[-1][0] == seen[-1][1]
+    assert seen and all(isinstance(e, Downloading) for e in seen) and seen[-1].done == seen[-1].total
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [TASK]
     n = len(server.requests)
-    download.download_task(TASK, tmp_path / "data", base_url=_url(server), md5=md5)
+    assert list(download.download_task(TASK, tmp_path / "data", base_url=_url(server), md5=md5)) == [done]
     assert len(server.requests) == n
 
 
 def test_corrupted_download_fails_checksum_and_is_deleted(server, tmp_path):
     _good_tar(Path(server.folder), tmp_path / "src")
     with pytest.raises(DownloadError, match="failed its checksum"):
-        download.download_task(TASK, tmp_path / "data", base_url=_url(server), md5="0" * 32)
+        _download(TASK, tmp_path / "data", base_url=_url(server), md5="0" * 32)
     assert list((tmp_path / "data").iterdir()) == []
 
 
@@ -104,7 +61,7 @@ def test_interrupted_download_resumes_with_a_range_request(server, tmp_path):
     blob = (Path(server.folder) / f"{TASK}.tar").read_bytes()
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / f"{TASK}.tar.part").write_bytes(blob[:1000])
-    download.download_task(TASK, tmp_path / "data", base_url=_url(server), md5=md5)
+    _download(TASK, tmp_path / "data", base_url=_url(server), md5=md5)
     assert server.requests[-1][1] == "bytes=1000-"
     assert download.is_complete(tmp_path / "data" / TASK)
 
@@ -114,8 +71,13 @@ def test_server_without_ranges_restarts_from_zero(server, tmp_path):
     server.ranges = False
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / f"{TASK}.tar.part").write_bytes(b"stale bytes from elsewhere")
-    download.download_task(TASK, tmp_path / "data", base_url=_url(server), md5=md5)
+    _download(TASK, tmp_path / "data", base_url=_url(server), md5=md5)
     assert download.is_complete(tmp_path / "data" / TASK)
+
+
+def _download(*args, **kwargs) -> Path:
+    """Run a download to its end: the folder."""
+    return list(download.download_task(*args, **kwargs))[-1].path
 
 
 def _evil_tar(folder: Path, member: tarfile.TarInfo, payload: bytes = b"x") -> str:
@@ -142,7 +104,7 @@ def test_unsafe_archives_are_refused_and_leave_nothing(server, tmp_path, kind):
         member.linkname = "/etc/passwd"
     md5 = _evil_tar(Path(server.folder), member)
     with pytest.raises(DownloadError, match="outside the target folder|is a link"):
-        download.download_task(TASK, tmp_path / "data", base_url=_url(server), md5=md5)
+        _download(TASK, tmp_path / "data", base_url=_url(server), md5=md5)
     assert not (tmp_path / "escaped.txt").exists() and not Path("/tmp/volseg-escaped.txt").exists()
     assert list((tmp_path / "data").iterdir()) == []  # nothing extracted, the refused tarball deleted
 
@@ -154,17 +116,17 @@ def test_offline_gives_one_line(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(DownloadError, match="offline") as err:
-        download.download_task("Task02_Heart", tmp_path, base_url=f"http://127.0.0.1:{port}")
+        _download("Task02_Heart", tmp_path, base_url=f"http://127.0.0.1:{port}")
     assert "\n" not in str(err.value)
 
 
 def test_missing_file_on_server_is_an_http_error(server, tmp_path):
     with pytest.raises(DownloadError, match="HTTP 404"):
-        download.download_task("Task09_Spleen", tmp_path, base_url=_url(server))
+        _download("Task09_Spleen", tmp_path, base_url=_url(server))
 
 
 def test_known_msd_tasks_have_checksums():
     assert download.MSD_MD5["Task09_Spleen"] == "410d4a301da4e5b2f6f86ec3ddba524e"
     assert download.task_url("Task02_Heart").endswith("/Task02_Heart.tar")
     with pytest.raises(DownloadError, match="no checksum"):
-        download.download_task("Task99_Unknown", "/nonexistent-volseg")
+        _download("Task99_Unknown", "/nonexistent-volseg")

@@ -190,3 +190,52 @@ def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, train_ct_t
     session_for(viewer).shutdown()  # what the main window's destroyed signal calls
     qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)
     assert trainer.stopping
+
+
+def test_seed_report_presets_train_on_the_cli_split_in_the_gui(widgets, qtbot, tmp_path, monkeypatch):
+    """One function decides the split: the Train widget, the session (Data table, Predict's
+    validation cases) and `volseg train` agree, also for the seed report's fixed split."""
+    from conftest import TINY_CT
+
+    from napari_volseg import cli
+    from napari_volseg.engine import events as ev
+    from napari_volseg.engine.train import Trainer
+    from napari_volseg.io import synthetic
+
+    trainers = []
+
+    def no_training(self):
+        trainers.append(self)
+        return ev.Finished(step=0, best_dice=float("nan"), best_path=None, last_path=None, stopped=True, seconds=0)
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(Trainer, "_run", no_training)
+    task_dir = synthetic.write_task(tmp_path / "Task02_Heart", cases=20, kind="mri", spec=TINY_CT)
+    viewer, data, train, predict = widgets
+    data.open_task(task_dir)
+    train.preset.setCurrentText("seed-exp2-heart-dice")
+    train.start(out=tmp_path / "gui.safetensors")
+    gui = train.trainer
+    qtbot.waitUntil(lambda: train.worker is None, timeout=30_000)
+    assert (
+        cli.main(["train", "--data", str(task_dir), "--preset", "seed-exp2-heart-dice", "--out", str(tmp_path / "c")])
+        == 0
+    )
+    [command_line] = [t for t in trainers if t is not gui]
+    seed_report = [c.id for c in data.session.task.cases[16:20]]  # the report's 16/4 split in dataset.json order
+    assert [c.id for c in gui.split.val] == [c.id for c in command_line.split.val] == seed_report
+    assert [c.id for c in predict.session.split.val] == seed_report
+    assert predict._cases("validation cases") == seed_report
+    shown = {data.table.item(r, 0).text(): data.table.item(r, 4).text() for r in range(data.table.rowCount())}
+    assert sorted(k for k, v in shown.items() if v == "validation") == sorted(seed_report)
+
+
+def test_mirror_tta_follows_the_checkpoints_preset(widgets):
+    from pathlib import Path
+
+    _, _, train, predict = widgets
+    data = Path(__file__).parents[1] / "engine" / "data"
+    assert train.load_checkpoint(data / "v0.1-cascade.safetensors")  # trained mirrored along x, TTA on
+    assert predict.tta.isEnabled() and predict.tta.isChecked()
+    assert train.load_checkpoint(data / "v0.1-no-preset.safetensors")  # no mirroring: TTA would only hurt
+    assert not predict.tta.isEnabled() and not predict.tta.isChecked()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QPointF, Qt
+from qtpy.QtCore import QPointF
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QWidget
 
@@ -61,10 +61,11 @@ def set_labels(viewer, name: str, data: np.ndarray, like, role: str, case_id: st
 
 
 class LivePlot(QWidget):
-    """Training loss per step (orange) and validation Dice (green, 0..1) on one small chart."""
+    """Training loss per step (orange) and validation Dice (green, 0..1; or another ``metric``) on one small chart."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, metric: str = "val Dice"):
         super().__init__(parent)
+        self.metric = metric
         self.setMinimumHeight(140)
         self.loss: list[tuple[int, float]] = []
         self.dice: list[tuple[int, float]] = []
@@ -105,11 +106,6 @@ class LivePlot(QWidget):
                     p.drawEllipse(poly[0], 2, 2)
         p.setPen(QColor("#c0c4cc"))
         last_loss = f"loss {self.loss[-1][1]:.3f}" if self.loss else "loss -"
-        last_dice = f"val Dice {self.dice[-1][1]:.3f}" if self.dice else "val Dice -"
+        last_dice = f"{self.metric} {self.dice[-1][1]:.3f}" if self.dice else f"{self.metric} -"
         p.drawText(m, h - 6, f"{last_loss}   {last_dice}   step {x_max if self.loss else 0}")
         p.end()
-
-
-def align_right(item):
-    item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
-    return item

@@ -119,45 +119,28 @@ class DataWidget(QWidget):
 
     def download(self, task_name: str, target: Path, base_url: str | None = None):
         """Download in a worker; bytes show in napari's activity dock; the task opens when done."""
-        import threading
-        import time
-
+        from napari_volseg.engine.events import Downloaded
         from napari_volseg.io import download
 
         bar = progress(total=0, desc=f"downloading {task_name}")
+        kwargs = {"base_url": base_url} if base_url else {}
 
         @thread_worker
         def work():
-            state = {"done": 0, "total": None, "folder": None, "error": None}
-            kwargs = {"base_url": base_url} if base_url else {}
+            yield from download.download_task(task_name, target, **kwargs)
 
-            def run():
-                try:
-                    state["folder"] = download.download_task(
-                        task_name, target, progress=lambda d, t: state.update(done=d, total=t), **kwargs
-                    )
-                except Exception as exc:  # handed to the GUI thread below
-                    state["error"] = exc
-
-            thread = threading.Thread(target=run, daemon=True)
-            thread.start()
-            while thread.is_alive():
-                time.sleep(0.2)
-                yield state["done"], state["total"]
-            if state["error"] is not None:
-                raise state["error"]
-            return state["folder"]
-
-        def on_progress(update):
-            done, total = update
-            if total and bar.total != total:
-                bar.total = total
-            bar.n = done
+        def on_event(event):
+            if isinstance(event, Downloaded):
+                bar.close()
+                self.open_task(event.path)
+                return
+            if event.total and bar.total != event.total:
+                bar.total = event.total
+            bar.n = event.done
             bar.refresh()
 
         worker = work()
-        worker.yielded.connect(on_progress)
-        worker.returned.connect(lambda folder: (bar.close(), self.open_task(folder)))
+        worker.yielded.connect(on_event)
         worker.errored.connect(lambda exc: (bar.close(), notify_error(exc)))
         self.session.track(worker)
         worker.start()

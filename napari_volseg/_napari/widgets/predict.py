@@ -25,18 +25,14 @@ from qtpy.QtWidgets import (
 )
 
 from napari_volseg import metrics
-from napari_volseg._napari.state import CaseResult, session_for
+from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import ERROR_COLORS, case_layers, notify_error, set_labels, show_case
+from napari_volseg._napari.widgets.model_chooser import ModelChooser
+from napari_volseg.engine.events import CasePredicted
 from napari_volseg.errors import VolsegError
+from napari_volseg.evaluate import score_rows
 from napari_volseg.io import nifti
-
-
-def error_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """uint8 map: 1 where predicted but not true (false positive), 2 where true but missed (false negative)."""
-    out = np.zeros(pred.shape, dtype=np.uint8)
-    out[(pred > 0) & (truth != pred)] = 1
-    out[(truth > 0) & (pred == 0)] = 2
-    return out
+from napari_volseg.outputs import check_writable
 
 
 class NumberItem(QTableWidgetItem):
@@ -62,9 +58,8 @@ class PredictWidget(QWidget):
         self.session = session_for(napari_viewer)
         self.worker = None
         layout = QVBoxLayout(self)
-        self.model_label = QLabel("model: none (train or load one in the Train widget)")
-        self.model_label.setWordWrap(True)
-        layout.addWidget(self.model_label)
+        self.chooser = ModelChooser(self.session)
+        layout.addWidget(self.chooser)
         row = QHBoxLayout()
         self.scope = QComboBox()
         self.scope.addItems(["current case", "validation cases", "all cases"])
@@ -100,16 +95,15 @@ class PredictWidget(QWidget):
             self._show_model(self.session.checkpoint)
 
     def _show_model(self, path) -> None:
-        """Name the model; its preset decides whether mirror TTA starts ticked (and whether it can be)."""
-        self.model_label.setText(f"model: {Path(path).name}" if path else "model: none")
+        """The model's preset decides whether mirror TTA starts ticked (and whether it can be)."""
         if not path:
             return
         from napari_volseg.engine.checkpoint import read_preset
 
         preset = read_preset(path)
-        mirrored = bool((preset.get("train") or {}).get("mirror_axes"))
+        mirrored = preset is not None and bool(preset.train.mirror_axes)
         self.tta.setEnabled(mirrored)
-        self.tta.setChecked(mirrored and bool((preset.get("infer") or {}).get("tta")))
+        self.tta.setChecked(mirrored and preset.infer.tta)
         self.tta.setToolTip(
             "average over mirrorings along the axes the model was trained mirrored on"
             if mirrored
@@ -132,7 +126,7 @@ class PredictWidget(QWidget):
         if self.worker is not None:
             return None
         if self.session.checkpoint is None:
-            notify_error("no model: train or load a checkpoint first")
+            notify_error("no model: choose one (pretrained, pulled or loaded) or train one first")
             return None
         if self.session.task is None:
             notify_error("open a task first (Data widget)")
@@ -141,27 +135,17 @@ class PredictWidget(QWidget):
         case_ids = self._cases(scope)
         tta = self.tta.isChecked()  # the rest of the inference settings come from the checkpoint's preset
 
+        cases = [task.case(case_id) for case_id in case_ids]
+
         @thread_worker
         def work():
-            from napari_volseg.engine.infer import Predictor
+            from napari_volseg.engine.predict import predict_cases
 
-            predictor = Predictor(checkpoint, tta=tta)
-            try:
-                for case_id in case_ids:
-                    case = task.case(case_id)
-                    image = case.load_image()
-                    labels = predictor.predict(image).labels
-                    scores = []
-                    if case.label_path is not None:
-                        truth = case.load_label()
-                        scores = metrics.score_case(labels, truth.data, task.num_classes, truth.spacing)
-                    yield CaseResult(case=case_id, labels=labels, geometry=image.geometry, scores=scores)
-            finally:
-                predictor.release()
+            yield from predict_cases(checkpoint, task, cases, tta=tta)
 
         bar = progress(total=len(case_ids), desc="predicting")
         self.worker = work()
-        self.worker.yielded.connect(lambda result: (bar.update(1), self._on_result(result)))
+        self.worker.yielded.connect(lambda event: (bar.update(1), self._on_result(event)))
         self.worker.errored.connect(notify_error)
         self.worker.finished.connect(lambda: (bar.close(), self._idle()))
         self.session.track(self.worker)
@@ -173,7 +157,8 @@ class PredictWidget(QWidget):
         self.worker = None
         self.run_button.setEnabled(True)
 
-    def _on_result(self, result: CaseResult) -> None:
+    def _on_result(self, event: CasePredicted) -> None:
+        result = event.result
         self.session.add_result(result)
         if result.case == self.session.case_id or len(self.session.results) == 1:
             self.show_result(result.case)
@@ -194,12 +179,11 @@ class PredictWidget(QWidget):
         image = layers["image"]
         pred = set_labels(self.viewer, f"{case_id} prediction", result.labels, image, "prediction", case_id)
         pred.metadata["volseg"]["geometry"] = result.geometry
-        truth = layers.get("ground truth")
-        if truth is not None:
+        if result.errors is not None:
             set_labels(
                 self.viewer,
                 f"{case_id} errors",
-                error_map(result.labels, np.asarray(truth.data)),
+                result.errors,
                 image,
                 "errors",
                 case_id,
@@ -244,34 +228,32 @@ class PredictWidget(QWidget):
         self.show_result(self.table.item(row, 0).text())
 
     def rows(self) -> list[dict]:
-        task = self.session.task
-        rows = []
-        for result in self.session.results.values():
-            for s in result.scores:
-                rows.append(
-                    {
-                        "case": result.case,
-                        "label": s.label,
-                        "name": task.labels.get(s.label, str(s.label)),
-                        "dice": s.dice,
-                        "hd95": s.hd95,
-                        "empty": s.empty,
-                        "pred_ml": s.pred_ml,
-                        "true_ml": s.true_ml,
-                    }
-                )
-        return rows
+        """The table as result rows (:data:`napari_volseg.evaluate.ROW_FIELDS`), as the CSV holds them."""
+        names = self.session.task.labels
+        return [row for r in self.session.results.values() for row in score_rows(r.case, r.scores, names)]
 
-    def export_csv(self, path: str | Path) -> Path:
+    def export_csv(self, path: str | Path) -> Path | None:
+        """Write the Dice table; a path that cannot be written is one notification (None)."""
         from napari_volseg.evaluate import write_csv
 
-        return write_csv(self.rows(), path)
+        try:
+            return write_csv(self.rows(), check_writable(path, what="CSV table"))
+        except VolsegError as exc:
+            notify_error(exc)
+            return None
 
     def save_predictions(self, folder: str | Path) -> list[Path]:
-        folder = Path(folder)
-        return [
-            nifti.save_labels(r.labels, r.geometry, folder / f"{r.case}.nii.gz") for r in self.session.results.values()
-        ]
+        """Write each prediction as ``folder/<case>.nii.gz`` in its scan's geometry; a folder that
+        cannot be written is one notification before any file is written (an empty list)."""
+        try:
+            folder = check_writable(folder, folder=True, what="prediction folder")
+            return [
+                nifti.save_labels(r.labels, r.geometry, folder / f"{r.case}.nii.gz")
+                for r in self.session.results.values()
+            ]
+        except VolsegError as exc:
+            notify_error(exc)
+            return []
 
     def _csv_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export Dice table", "dice.csv", "CSV (*.csv)")

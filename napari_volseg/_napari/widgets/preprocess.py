@@ -19,12 +19,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_volseg import paths, preprocess
+from napari_volseg import paths, planning, preprocess
 from napari_volseg._napari.layers import META_KEY
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import notify_error
+from napari_volseg.cache import PreparedCache
 from napari_volseg.engine.config import PlanSettings, list_presets
 from napari_volseg.errors import VolsegError
+from napari_volseg.planning import Plan
 
 
 class PreprocessWidget(QWidget):
@@ -97,19 +99,20 @@ class PreprocessWidget(QWidget):
             crop=self.crop.isChecked(),
         )
 
-    def plan(self) -> preprocess.Plan:
+    def plan(self) -> Plan:
+        """The plan of the settings shown, from the preset's training split (as the trainer plans);
+        a cascade preset's whole volumes are planned for its locator (the main net sees regions of interest)."""
         if self.session.task is None:
             raise VolsegError("open a task first (Data widget)")
-        # a cascade preset's whole volumes are planned for its locator (the main net sees only regions of interest)
-        task = self.session.task
-        return preprocess.plan_from_settings(task, preprocess.cached_settings(task, self.settings()))
+        preset = dataclasses.replace(self.presets[self.preset.currentText()], plan=self.settings())
+        return planning.plan_task(self.session.task, preset)[0]
 
     def _show_cached(self) -> None:
         task = self.session.task
         if task is None:
             return
         try:
-            cache = preprocess.PreparedCache(self.plan())
+            cache = PreparedCache(self.plan())
         except VolsegError:
             return
         cached = sum(cache.is_cached(c) for c in task.cases)
@@ -165,13 +168,11 @@ class PreprocessWidget(QWidget):
         except VolsegError as exc:
             notify_error(exc)
             return None
-        cache = preprocess.PreparedCache(plan)
+        cache = PreparedCache(plan)
 
         @thread_worker
         def work():
-            for case in task.cases:
-                cache.get(case)
-                yield case.id
+            yield from cache.fill(task.cases)
 
         bar = progress(total=len(task.cases), desc="preprocessing")
         self.worker = work()

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 from napari_volseg import paths
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import LivePlot, notify_error
+from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import events as ev
 from napari_volseg.engine.config import Preset, list_presets
@@ -33,6 +34,7 @@ from napari_volseg.engine.infer import available_devices
 from napari_volseg.errors import VolsegError
 from napari_volseg.losses import LOSSES
 from napari_volseg.models import MODEL_PRESETS
+from napari_volseg.outputs import atomic_write, check_writable
 
 
 class TrainWidget(QWidget):
@@ -80,9 +82,9 @@ class TrainWidget(QWidget):
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
         files = QHBoxLayout()
-        self.load_button = QPushButton("Load checkpoint…")
+        self.chooser = ModelChooser(self.session)
         self.save_button = QPushButton("Save checkpoint…")
-        files.addWidget(self.load_button)
+        files.addWidget(self.chooser, 1)
         files.addWidget(self.save_button)
         self.status = QLabel("idle")
         self.status.setWordWrap(True)
@@ -100,7 +102,6 @@ class TrainWidget(QWidget):
         self._show_preset(paths.DEFAULT_PRESET)
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
-        self.load_button.clicked.connect(self._load_dialog)
         self.save_button.clicked.connect(self._save_dialog)
         self.session.checkpoint_changed.connect(self._show_checkpoint)
 
@@ -146,15 +147,15 @@ class TrainWidget(QWidget):
             return None
         from napari_volseg.engine.train import Trainer
 
-        preset = self.current_preset()
         out = Path(out) if out else paths.runs_dir() / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
-        try:
-            split = self.session.split or task.split()
-            self.trainer = Trainer(task, preset, out, train_cases=split.train, val_cases=split.val)
+        try:  # settings and the output folder are checked here, before the worker starts
+            preset = self.current_preset()
+            self.trainer = Trainer(task, preset, out)
         except VolsegError as exc:
             notify_error(exc)
             return None
         trainer = self.trainer
+        self.session.set_preset(preset)  # the session's split is now the one the trainer decided
 
         @thread_worker
         def work():
@@ -245,13 +246,6 @@ class TrainWidget(QWidget):
         if path is not None and self.worker is None:
             self.status.setText(f"model: {Path(path).name}")
 
-    def _load_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Load a napari-volseg checkpoint", "", "Checkpoints (*.safetensors)"
-        )
-        if path:
-            self.load_checkpoint(path)
-
     def _save_dialog(self) -> None:
         if self.session.checkpoint is None:
             notify_error("no model yet: train or load one first")
@@ -260,4 +254,8 @@ class TrainWidget(QWidget):
             self, "Save checkpoint as", "model.safetensors", "Checkpoints (*.safetensors)"
         )
         if path:
-            shutil.copyfile(self.session.checkpoint, path)
+            source = self.session.checkpoint
+            try:
+                atomic_write(check_writable(path, what="checkpoint"), lambda tmp: shutil.copyfile(source, tmp))
+            except VolsegError as exc:
+                notify_error(exc)

@@ -1,0 +1,119 @@
+"""A coarse-to-fine cascade as two ordinary trainers, for scans that do not fit the voxel budget whole.
+
+First a locator net is trained for ``locator_fraction`` of the budget on whole volumes resampled to
+a coarse grid of ``locator_voxels``; it finds the region of interest. Then the main net is trained
+for the rest of the budget inside regions of interest grown by ``roi_margin_mm``: the training
+cases' from their ground truth, the validation cases' from the locator (so validation scores the
+whole cascade, as prediction runs it). The main checkpoints carry the locator, so one file predicts.
+Both stages are :class:`~napari_volseg.engine.train.NetTrainer`\\ s; the locator's events carry
+``stage="locator"`` and its checkpoints (``NAME.locator.safetensors``, ``NAME.locator.last.safetensors``)
+let a run stopped in either stage resume there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator
+from pathlib import Path
+
+import torch
+
+from napari_volseg import planning, preprocess
+from napari_volseg.engine import checkpoint as ckpt
+from napari_volseg.engine.config import Preset
+from napari_volseg.engine.events import Event, Finished, Progress
+from napari_volseg.engine.infer import locate
+from napari_volseg.engine.train import NetTrainer, Run, resumable, stopped_before_training
+from napari_volseg.errors import VolsegError
+from napari_volseg.io import nifti
+from napari_volseg.preprocess import Box
+
+
+def stage_presets(preset: Preset) -> tuple[Preset, Preset]:
+    """The locator's and the main net's presets: the locator's coarse plan settings, and the time
+    (or epochs) split between the two by ``locator_fraction``."""
+    s, t = preset.plan, preset.train
+    frac = s.locator_fraction
+    locator = dataclasses.replace(
+        preset,
+        plan=planning.locator_settings(s),
+        train=dataclasses.replace(
+            t, minutes=t.minutes * frac if t.minutes else None, epochs=max(1, round(t.epochs * frac))
+        ),
+    )
+    main = dataclasses.replace(
+        preset,
+        train=dataclasses.replace(
+            t, minutes=t.minutes * (1 - frac) if t.minutes else None, epochs=max(1, t.epochs - round(t.epochs * frac))
+        ),
+    )
+    return locator, main
+
+
+class Cascade:
+    """Train a cascade's locator, then its main net, into ``out`` (resuming whichever stage was stopped)."""
+
+    def __init__(self, run: Run, preset: Preset, out: Path, *, resume: bool = False):
+        self.run = run
+        self.preset = preset
+        self.out = Path(out)
+        self.resume = resume
+        self.locator_preset, self.main_preset = stage_presets(preset)
+        self.current: NetTrainer | None = None
+
+    @property
+    def network(self) -> torch.nn.Module | None:
+        return self.current.network if self.current is not None else None
+
+    def train(self) -> Generator[Event, None, Finished]:
+        resumed = locator_resumed = None
+        if self.resume:
+            last, locator_last = ckpt.last_path(self.out), ckpt.last_path(ckpt.locator_path(self.out))
+            if locator_last.is_file() and not last.is_file():
+                locator_resumed = resumable(locator_last)  # stopped while the locator trained: carry on with it
+            else:
+                resumed = resumable(last)
+        locator = resumed.locator if resumed else None
+        if locator is None:
+            locator = yield from self.train_locator(locator_resumed)
+            if locator is None:
+                return stopped_before_training(self.run.started)
+        boxes = yield from self.roi_boxes(locator)
+        if resumed:
+            plan = resumed.plan
+        else:  # the voxel budget is spent on the regions of interest, not whole volumes
+            spacings = dict(zip([c.id for c in self.run.split.train], self.run.statistics().spacings, strict=True))
+            plan = self.run.plan(self.main_preset.plan, planning.roi_extents(boxes, spacings))
+        self.current = NetTrainer(
+            self.run, self.main_preset, self.out, plan, boxes=boxes, locator=locator, resumed=resumed
+        )
+        return (yield from self.current.train())
+
+    def train_locator(self, resumed: ckpt.Checkpoint | None) -> Generator[Event, None, ckpt.Locator | None]:
+        """Train the coarse locator; return it, or None if the run was stopped."""
+        path = ckpt.locator_path(self.out)
+        plan = resumed.plan if resumed else self.run.plan(self.locator_preset.plan)
+        self.current = NetTrainer(self.run, self.locator_preset, path, plan, stage="locator", resumed=resumed)
+        finished = yield from self.current.train()
+        if finished.stopped:
+            return None
+        if not path.is_file():  # under torchrun rank 0 wrote it before the ranks' last barrier
+            raise VolsegError(f"the cascade's locator stage ended without writing {path.name}")
+        return ckpt.load(path).as_locator(self.preset.plan.roi_margin_mm)
+
+    def roi_boxes(self, locator: ckpt.Locator) -> Generator[Progress, None, dict[str, Box | None]]:
+        """Regions of interest by case: training cases' from their ground truth, validation cases' from
+        the locator (``None``: nothing found, the whole volume is used)."""
+        run = self.run
+        cases = run.split.train + run.split.val
+        model = locator.build_model().to(run.device)
+        boxes = {}
+        for i, case in enumerate(cases):
+            if i < len(run.split.train):
+                truth = nifti.load(case.label_path)
+                boxes[case.id] = preprocess.roi_box(truth.data > 0, truth.spacing, locator.margin_mm)
+            else:
+                image, _ = case.load()
+                boxes[case.id] = locate(model, locator, image, self.preset.infer, run.device)
+            yield Progress(done=i + 1, total=len(cases), item=f"region of interest: {case.id}")
+        return boxes

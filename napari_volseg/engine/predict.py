@@ -1,0 +1,55 @@
+"""Predict and score the cases of a task: the one worker body of the Predict widget, the demo and the benchmarks.
+
+:func:`predict_cases` loads each case, segments it with a checkpoint (the locator first for a
+cascade), scores it against its ground truth when it has one (Dice, HD95, volumes, the FP/FN
+error map), and yields a
+:class:`~napari_volseg.engine.events.CasePredicted` holding a :class:`~napari_volseg.evaluate.CaseResult`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+
+from napari_volseg import metrics
+from napari_volseg.engine import checkpoint as ckpt
+from napari_volseg.engine.config import InferConfig
+from napari_volseg.engine.events import CasePredicted
+from napari_volseg.engine.infer import Predictor
+from napari_volseg.evaluate import CaseResult
+from napari_volseg.io.decathlon import Case, Task
+
+
+def predict_cases(
+    checkpoint: ckpt.Checkpoint | str | os.PathLike,
+    task: Task,
+    cases: Sequence[Case],
+    config: InferConfig | None = None,
+    **overrides,
+) -> Iterator[CasePredicted]:
+    """Predict ``cases`` of ``task`` one by one; labels on each source grid, Dice / HD95 / volumes per class.
+
+    ``checkpoint``: a loaded checkpoint, or what ``volseg predict --model`` takes (a model name, a
+    checkpoint file, an imported MONAI bundle). ``config`` and ``overrides`` (``tta=``, ``device=`` ...) as :class:`~napari_volseg.engine.infer.Predictor`
+    takes them: unset, the checkpoint's preset decides. The model is released when the generator ends.
+    """
+    if isinstance(checkpoint, ckpt.Checkpoint):
+        predictor = Predictor(checkpoint, config, **overrides)
+    else:  # a name, a checkpoint file or an imported MONAI bundle: the zoo picks the backend
+        from napari_volseg.zoo.backend import open_model
+
+        predictor = open_model(checkpoint, config, **overrides)
+    try:
+        for i, case in enumerate(cases):
+            image, truth = case.load()
+            started = time.perf_counter()
+            labels = predictor.predict(image).labels
+            seconds = time.perf_counter() - started
+            result = CaseResult(case=case.id, labels=labels, geometry=image.geometry, seconds=seconds)
+            if truth is not None:
+                result.scores = metrics.score_case(labels, truth.data, task.num_classes, truth.spacing)
+                result.errors = metrics.error_map(labels, truth.data)
+            yield CasePredicted(done=i + 1, total=len(cases), result=result)
+    finally:
+        predictor.release()

@@ -1,0 +1,84 @@
+"""The model chooser in the Predict and Train widgets: pretrained, pulled and imported models predict in napari."""
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TINY_CT
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "zoo"))
+from fakes import write_bundle, write_checkpoint  # noqa: E402
+from served import serve  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under xvfb-run)")
+
+
+@pytest.fixture
+def viewer_widgets(make_napari_viewer, tmp_path, monkeypatch, tiny_ct_task):
+    """A viewer with the tiny CT task open, a shipped model 'organ-pretrained', an empty user cache."""
+    from napari_volseg.zoo import registry
+
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    write_checkpoint(shipped / "organ-pretrained.safetensors")
+    monkeypatch.setattr(registry, "PRETRAINED_DIR", shipped)
+    from napari_volseg._napari.widgets import DataWidget, PredictWidget, TrainWidget
+
+    viewer = make_napari_viewer()
+    data, predict, train = DataWidget(viewer), PredictWidget(viewer), TrainWidget(viewer)
+    data.open_task(tiny_ct_task)
+    return viewer, predict, train
+
+
+def predict_current(predict, qtbot):
+    predict.predict("current case")
+    qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
+    case = predict.session.case_id or predict.session.task.cases[0].id
+    return predict.viewer.layers[f"{case} prediction"]
+
+
+def test_a_pretrained_model_chosen_by_name_predicts_and_both_widgets_follow(viewer_widgets, qtbot):
+    viewer, predict, train = viewer_widgets
+    items = [predict.chooser.combo.itemText(i) for i in range(predict.chooser.combo.count())]
+    assert items[0] == "no model" and "organ-pretrained (pretrained)" in items and items[-1] == "Load model…"
+    assert predict.chooser.select("organ-pretrained")
+    assert predict.session.checkpoint.name == "organ-pretrained.safetensors"
+    assert train.chooser.combo.currentText() == "organ-pretrained (pretrained)"  # one session, both choosers
+    layer = predict_current(predict, qtbot)
+    assert layer.data.shape == TINY_CT.shape
+
+
+def test_a_monai_bundle_loaded_from_its_inference_json_predicts_inside_napari(viewer_widgets, qtbot, tmp_path):
+    viewer, predict, _ = viewer_widgets
+    bundle = write_bundle(tmp_path / "spleen_ct_segmentation")
+    worker = predict.chooser.load(bundle / "configs" / "inference.json")
+    qtbot.waitUntil(lambda: predict.chooser.worker is None, timeout=60_000)
+    assert worker is not None
+    assert predict.session.checkpoint == tmp_path / "cache" / "models" / "spleen_ct_segmentation.safetensors"
+    assert predict.chooser.combo.currentText() == "spleen_ct_segmentation (installed)"
+    assert not predict.tta.isEnabled()  # a bundle was not trained mirrored here
+    layer = predict_current(predict, qtbot)
+    assert layer.data.shape == TINY_CT.shape and 0 < layer.data.mean() < 1
+
+
+def test_pull_from_the_chooser_installs_and_selects_the_model(viewer_widgets, qtbot, tmp_path, monkeypatch):
+    from napari_volseg.zoo import registry
+
+    _, predict, _ = viewer_widgets
+    with serve(tmp_path / "served") as server:
+        blob = write_checkpoint(tmp_path / "served" / "liver.safetensors").read_bytes()
+        index = tmp_path / "index.json"
+        entry = {"name": "liver", "url": f"{server.url}/liver.safetensors", "sha256": hashlib.sha256(blob).hexdigest()}
+        index.write_text(json.dumps({"models": [entry]}))
+        monkeypatch.setattr(registry, "SHIPPED_INDEX", index)
+        predict.chooser.refresh()
+        predict.chooser.combo.setCurrentText("liver (not installed)")
+        assert predict.chooser.pull_button.isEnabled()
+        predict.chooser.pull_selected()
+        qtbot.waitUntil(lambda: predict.chooser.worker is None, timeout=60_000)
+    assert predict.session.checkpoint == tmp_path / "cache" / "models" / "liver.safetensors"
+    assert predict.chooser.combo.currentText() == "liver (installed)" and not predict.chooser.pull_button.isEnabled()

@@ -1,0 +1,52 @@
+"""Output locations are refused before work starts, and writes are atomic with one-line errors."""
+
+import pytest
+
+from napari_volseg.errors import OutputError
+from napari_volseg.outputs import atomic_write, check_writable
+
+
+def test_new_files_and_folders_in_writable_places_pass_and_nothing_is_created(tmp_path):
+    assert check_writable(tmp_path / "a" / "b" / "model.safetensors") == tmp_path / "a" / "b" / "model.safetensors"
+    assert check_writable(tmp_path / "preds", folder=True) == tmp_path / "preds"
+    (tmp_path / "old.csv").write_text("x")
+    check_writable(tmp_path / "old.csv")  # replacing an existing file is allowed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.csv"]
+
+
+@pytest.mark.parametrize(
+    ("make", "folder", "message"),
+    [
+        (lambda t: (t / "f").write_text("x") and t / "f", True, "is a file; give a folder"),
+        (lambda t: (t / "d").mkdir() or t / "d", False, "is a folder; give a file name"),
+        (lambda t: (t / "f").write_text("x") and t / "f" / "sub" / "m.safetensors", False, "is a file, not a folder"),
+    ],
+    ids=["folder-is-a-file", "file-is-a-folder", "under-a-file"],
+)
+def test_wrong_kinds_of_path_are_one_line(tmp_path, make, folder, message):
+    with pytest.raises(OutputError, match=message) as err:
+        check_writable(make(tmp_path), folder=folder)
+    assert "\n" not in str(err.value)
+
+
+def test_a_read_only_folder_is_refused_before_anything_is_written(unwritable_dir):
+    for target, folder in ((unwritable_dir / "m.safetensors", False), (unwritable_dir / "new" / "preds", True)):
+        with pytest.raises(OutputError, match="no permission to write in .*read-only"):
+            check_writable(target, folder=folder)
+    with pytest.raises(OutputError, match="cannot write"):  # and the check is right: writing there fails
+        atomic_write(unwritable_dir / "x.txt", lambda tmp: None)
+    assert list(unwritable_dir.iterdir()) == []
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "table.csv"
+    target.write_text("old")
+
+    def full_disk(tmp):
+        with open(tmp, "w") as f:
+            f.write("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match=r"^cannot write .*table.csv: No space left on device$"):
+        atomic_write(target, full_disk)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["table.csv"]
