@@ -175,5 +175,5 @@ def settings_from_dict(cls: type[T], data: object, section: str, *, strict: bool
     if unknown and strict:
         close = difflib.get_close_matches(unknown[0], names, n=1)
         hint = f" (did you mean {close[0]}?)" if close else f"; known: {', '.join(names)}"
-        raise SettingsError(f"{section}: unknown setting(s) {short(', '.join(unknown))}{hint}")
+        raise SettingsError(f"{section}: unknown setting(s) {short(', '.join(map(repr, unknown)))}{hint}")
     return cls(**{k: v for k, v in data.items() if k in names})

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, fields
 
 from napari_volseg.errors import VolsegError
+from napari_volseg.validation import short
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class ClassifyPreset:
         changes = {k: v for k, v in overrides.items() if v is not None}
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
-            raise VolsegError(f"unknown classifier setting(s): {', '.join(sorted(unknown))}")
+            raise VolsegError(f"unknown classifier setting(s): {short(', '.join(map(repr, sorted(map(str, unknown)))))}")
         return dataclasses.replace(self, **changes)
 
 

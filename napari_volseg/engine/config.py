@@ -178,7 +178,7 @@ class Preset:
         changes = {k: v for k, v in train_overrides.items() if v is not None}
         unknown = set(changes) - {f.name for f in fields(TrainConfig)}
         if unknown:
-            raise SettingsError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+            raise SettingsError(f"unknown training setting(s): {short(', '.join(map(repr, sorted(unknown))))}")
         return dataclasses.replace(self, train=dataclasses.replace(self.train, **changes))
 
 

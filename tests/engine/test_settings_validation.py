@@ -40,7 +40,7 @@ def test_shipped_presets_pass():
         ("train", {"lr": "fast"}, r"train.lr must be a number \(got 'fast'\)"),
         ("train", {"augment": "yes"}, r"train.augment must be true or false"),
         ("train", {"loss": "focal"}, r"train.loss must be one of 'ce', 'dice', 'dicece' \(got 'focal'\)"),
-        ("train", {"patchsize": [8, 8, 8]}, r"train: unknown setting\(s\) patchsize \(did you mean patch_size\?\)"),
+        ("train", {"patchsize": [8, 8, 8]}, r"train: unknown setting\(s\) 'patchsize' \(did you mean patch_size\?\)"),
         ("infer", {"overlap": 1.0}, r"infer.overlap must be < 1 \(got 1.0\)"),
         ("plan", {"resample": "shape"}, r"plan.shape must be set when plan.resample is 'shape'"),
         ("plan", {"spacing": [1.0, 0.0, float("nan")]}, r"plan.spacing values must be > 0"),
