@@ -42,6 +42,8 @@ class PreparedCache:
         }
         if box is not None:
             key["box"] = _box_list(box)
+        if case.unlabelled is not None:
+            key["unlabelled"] = case.unlabelled
         return key
 
     def _stem(self, case: Case, box: Box | None = None) -> Path:
@@ -71,7 +73,7 @@ class PreparedCache:
             )
         self.misses += 1
         image, label = case.load()
-        prepared = apply(self.plan, image, label, box=box)
+        prepared = apply(self.plan, image, label, box=box, unlabelled=case.unlabelled)
         self.folder.mkdir(parents=True, exist_ok=True)
         _atomic_npy(f"{stem}.image.npy", prepared.image)
         if prepared.label is not None:

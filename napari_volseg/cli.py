@@ -74,7 +74,6 @@ def _progress_bar(desc: str, total: int | None = None, unit: str = "it", unit_sc
 
 @command("train")
 def _train(args: argparse.Namespace) -> int:
-    from napari_volseg.engine import events as ev
     from napari_volseg.engine.config import load_preset
     from napari_volseg.engine.train import Trainer
     from napari_volseg.io.decathlon import load_task
@@ -83,7 +82,14 @@ def _train(args: argparse.Namespace) -> int:
         minutes=args.minutes, epochs=args.epochs, device=args.device, val_cases=args.val_cases
     )
     task = load_task(args.data)
-    trainer = Trainer(task, preset, args.out, resume=args.resume)
+    return _run_trainer(Trainer(task, preset, args.out, resume=args.resume), preset.name)
+
+
+def _run_trainer(trainer, what_name: str) -> int:
+    """Drive a trainer's events: a progress bar, validation lines, one line at the end."""
+    from napari_volseg.engine import events as ev
+
+    task = trainer.task
     bar = None
     if not trainer.dist.main:  # under torchrun, rank 0 alone reports
         for event in trainer.run():
@@ -97,7 +103,7 @@ def _train(args: argparse.Namespace) -> int:
             if bar:  # a cascade: the locator stage ended, the main stage starts
                 bar.close()
             total = event.total_steps
-            what = "the cascade's coarse locator" if event.stage == "locator" else preset.name
+            what = "the cascade's coarse locator" if event.stage == "locator" else what_name
             print(
                 f"training {what} on {task.name}: {len(event.train_cases)} train / "
                 f"{len(event.val_cases)} validation cases, device {event.device}, batches of {event.batch_size} × "
@@ -127,6 +133,35 @@ def _train(args: argparse.Namespace) -> int:
                 f"{event.best_dice:.4f}; checkpoint {event.best_path}"
             )
     return 0
+
+
+@command("new-task")
+def _new_task(args: argparse.Namespace) -> int:
+    from napari_volseg.io.decathlon import load_task
+    from napari_volseg.io.new_task import write_task_from_files
+
+    folder = write_task_from_files(
+        args.images, args.out, name=args.name, modality=args.modality, classes=args.classes, labels=args.labels
+    )
+    task = load_task(folder)
+    sparse = sum(c.sparse for c in task.cases)
+    print(
+        f"wrote task {task.name} to {folder}: {len(task.cases)} labelled case(s)"
+        + (f" ({sparse} sparse)" if sparse else "")
+        + f", {len(task.test_cases)} to annotate in imagesTs/"
+    )
+    return 0
+
+
+@command("finetune")
+def _finetune(args: argparse.Namespace) -> int:
+    from napari_volseg.annotate.finetune import finetuner
+    from napari_volseg.engine.config import FinetuneConfig
+    from napari_volseg.io.decathlon import load_task
+
+    config = FinetuneConfig(**({"minutes": args.minutes} if args.minutes is not None else {}))
+    trainer = finetuner(args.model, load_task(args.data), args.out, config, device=args.device)
+    return _run_trainer(trainer, f"fine-tuning {args.model.name}")
 
 
 @command("predict")
@@ -308,6 +343,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None, help="device (default auto)")
     p.add_argument("--val-cases", type=int, default=None, help="cases held out for validation")
     p.add_argument("--resume", action="store_true", help="continue from NAME.last.safetensors")
+
+    p = sub.add_parser("new-task", help="make an MSD-layout task folder from your own NIfTI scans (and labels)")
+    p.add_argument("--images", required=True, type=Path, help="folder of .nii/.nii.gz scans, one per case")
+    p.add_argument("--labels", type=Path, default=None, help="folder of label files named like their scans")
+    p.add_argument("--name", required=True, help="task name")
+    p.add_argument("--modality", required=True, type=str.upper, choices=("CT", "MRI"), help="CT or MRI")
+    p.add_argument("--classes", required=True, help="label names in value order, e.g. background,spleen")
+    p.add_argument("--out", required=True, type=Path, help="task folder to create (must not exist yet)")
+
+    p = sub.add_parser("finetune", help="continue training a checkpoint on a task's labelled cases")
+    p.add_argument(
+        "--model", required=True, type=Path, help="checkpoint (.safetensors) or model name (see `volseg models`)"
+    )
+    p.add_argument("--data", required=True, type=Path, help="MSD task folder")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (default 2)")
+    p.add_argument("--out", required=True, type=Path, help="new checkpoint to write (.safetensors)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None, help="device (default auto)")
 
     p = sub.add_parser("predict", help="segment NIfTI files (or folders) with a checkpoint")
     p.add_argument(

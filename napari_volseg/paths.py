@@ -45,3 +45,12 @@ def models_dir() -> Path:
 def samples_dir() -> Path:
     """Synthetic sample tasks written on first use."""
     return cache_root() / "samples"
+
+
+def task_models_dir(task_root: Path, task_name: str) -> Path:
+    """Where the annotation loop keeps a task's model versions: ``<task>/models/`` when the task folder
+    is writable, else ``runs/<task name>-models/`` in the cache."""
+    task_root = Path(task_root)
+    if os.access(task_root, os.W_OK):
+        return task_root / "models"
+    return runs_dir() / f"{task_name}-models"

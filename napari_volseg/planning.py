@@ -155,13 +155,14 @@ def statistics(task: Task, cases: list[Case], intensities: bool = False) -> Task
 
 
 def ct_intensities(cases: list[Case], per_case: int = 20000, seed: int = 0) -> CTIntensities:
-    """Foreground intensities of CT cases: (0.5, 99.5) percentiles, mean and std after clipping."""
+    """Foreground intensities of CT cases: (0.5, 99.5) percentiles, mean and std after clipping (a
+    sparse label's unlabelled voxels are not foreground)."""
     rng = np.random.default_rng(seed)
     samples = []
     for case in cases:
         image, label = case.load()
         data = image.data if image.data.ndim == 3 else image.data[0]
-        fg = data.astype(np.float32, copy=False)[label.data > 0]
+        fg = data.astype(np.float32, copy=False)[(label.data > 0) & (label.data != case.unlabelled)]
         if fg.size:
             samples.append(rng.choice(fg, size=min(per_case, fg.size), replace=False))
     if not samples:

@@ -54,7 +54,9 @@ class PostProcess:
         if self.rule not in RULES:
             raise SettingsError(f"postprocess.rule must be one of {', '.join(map(repr, RULES))} (got {self.rule!r})")
         if any(k < 1 for k in self.largest_component):
-            raise SettingsError(f"postprocess.largest_component must list foreground classes (got {self.largest_component})")
+            raise SettingsError(
+                f"postprocess.largest_component must list foreground classes (got {self.largest_component})"
+            )
 
 
 def largest_component(mask_zyx: np.ndarray) -> np.ndarray:

@@ -21,6 +21,8 @@ from napari_volseg.io import nifti
 from napari_volseg.planning import Plan
 
 CT_BODY_HU = -500.0
+UNLABELLED = 255
+"""Label value of unannotated voxels on the plan grid (sparse labels); the training losses ignore it."""
 
 Box = tuple[tuple[int, int], ...]
 """A box of source canonical voxels, ``((z0, z1), (y0, y1), (x0, x1))`` (ends exclusive)."""
@@ -115,12 +117,14 @@ def apply(
     image: nifti.Volume,
     label: nifti.Volume | None = None,
     box: Box | None = None,
+    unlabelled: int | None = None,
 ) -> Prepared:
     """Crop, resample and normalise one case onto the plan's grid.
 
     ``box`` (source canonical voxels, ``((z0, z1), (y0, y1), (x0, x1))``) replaces the plan's own
     crop: a coarse-to-fine cascade passes the region of interest its locator found. A z-score plan
-    then normalises by the whole volume's statistics (``plan.zscore_region``), not the box's.
+    then normalises by the whole volume's statistics (``plan.zscore_region``), not the box's. Label
+    voxels of value ``unlabelled`` (a task's declared value for unannotated voxels) become :data:`UNLABELLED`.
     """
     data = _channels(image)
     if data.shape[0] != plan.in_channels:
@@ -143,13 +147,26 @@ def apply(
     out_label = None
     if label is not None:
         lab = label.data[sl]
-        if plan.num_classes == 2:
+        if unlabelled is not None and (lab == unlabelled).any():
+            out_label = _resize_sparse(lab, unlabelled, plan.num_classes, shape)
+        elif plan.num_classes == 2:
             soft = _resize(lab[None].astype(np.float32), shape, "trilinear")[0]
             out_label = (soft >= 0.5).astype(np.uint8)
         else:
             onehot = np.stack([(lab == k) for k in range(plan.num_classes)]).astype(np.float32)
             out_label = _resize(onehot, shape, "trilinear").argmax(axis=0).astype(np.uint8)
     return Prepared(image=resampled, label=out_label, box=box, source_shape=source_shape)
+
+
+def _resize_sparse(lab: np.ndarray, unlabelled: int, num_classes: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """A partly annotated ``(z, y, x)`` label onto ``shape``: each grid voxel takes the majority class of
+    the annotated source voxels it covers (area averaging, so a single annotated slice survives any
+    coarsening) and is :data:`UNLABELLED` where it covers none."""
+    onehot = np.stack([lab == k for k in range(num_classes)]).astype(np.float32)
+    fractions = _resize(onehot, shape, "area")
+    out = fractions.argmax(axis=0).astype(np.uint8)
+    out[fractions.sum(axis=0) < 1e-6] = UNLABELLED
+    return out
 
 
 def invert(probabilities: np.ndarray | torch.Tensor, prepared: Prepared) -> np.ndarray:

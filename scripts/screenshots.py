@@ -99,7 +99,50 @@ def heart(checkpoint: str = "") -> None:
     viewer.close()
 
 
-SHOTS = {"synthetic-ct": synthetic_ct, "workflow": workflow, "heart": heart}
+def annotate() -> None:
+    """The Annotate widget mid-correction on the synthetic MRI task: a first model (150 steps of fast-cpu),
+    the unlabelled cases ranked, one accepted, the next (most uncertain) open with one slice corrected."""
+    import tempfile
+
+    from napari_volseg._napari.widgets import AnnotateWidget, DataWidget
+    from napari_volseg.engine.config import load_preset
+    from napari_volseg.engine.train import Trainer
+    from napari_volseg.io import decathlon, synthetic
+
+    root = synthetic.write_task(Path(tempfile.mkdtemp()) / "Task97_Annotate", cases=6, kind="mri", test_cases=5)
+    task = decathlon.load_task(root)
+    preset = load_preset("fast-cpu").with_overrides(epochs=6, minutes=0.0)  # 150 steps, whatever the load
+    for _ in Trainer(task, preset, root / "models" / "v001.safetensors").run():
+        pass
+    viewer = napari.Viewer(show=True, title="napari-volseg")
+    viewer.window._qt_window.resize(1500, 1000)
+    data, annotate = DataWidget(viewer), AnnotateWidget(viewer)
+    viewer.window.add_dock_widget(data, name="Data", area="right")
+    viewer.window.add_dock_widget(annotate, name="Annotate", area="right", tabify=True)
+    data.open_task(root)
+    annotate.session.set_checkpoint(root / "models" / "v001.safetensors")
+    annotate.rank()
+    wait_for(lambda: annotate.worker is None and annotate.case_id is not None, 600)
+
+    def truth(case_id: str):  # synthetic case i is drawn from seed i: what a careful user would paint
+        return synthetic.mri_case(int(case_id[-3:]) - 1)[1]
+
+    first = annotate.case_id
+    viewer.layers[f"{first} annotation"].data = truth(first)
+    annotate.accept()
+    annotate.predict(annotate._selected_case())
+    wait_for(lambda: annotate.worker is None and annotate.case_id != first, 600)
+    layer = viewer.layers[f"{annotate.case_id} annotation"]
+    z = annotate.current_slice()
+    corrected = layer.data.copy()
+    corrected[z] = truth(annotate.case_id)[z]  # this slice corrected so far
+    layer.data = corrected
+    viewer.reset_view()
+    shot(viewer, "annotate-widget")
+    viewer.close()
+
+
+SHOTS = {"synthetic-ct": synthetic_ct, "workflow": workflow, "heart": heart, "annotate": annotate}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or SHOTS:

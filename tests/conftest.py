@@ -72,6 +72,26 @@ def quick_preset(**train):
     return dataclasses.replace(preset, train=dataclasses.replace(preset.train, batch_voxels=batch_voxels))
 
 
+@pytest.fixture
+def annotate_task(tmp_path) -> Path:
+    """A fresh tiny synthetic CT task per test: 4 labelled cases and 2 unlabelled ones in imagesTs/."""
+    return synthetic.write_task(tmp_path / "Task92_Annotate", cases=4, kind="ct", spec=TINY_CT, test_cases=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A model trained for 8 steps on a tiny task (4 labelled cases, 1 validating): weights to start from."""
+    from napari_volseg.engine.train import Trainer
+    from napari_volseg.io.decathlon import load_task
+
+    root = tmp_path_factory.mktemp("ckpt")
+    task = load_task(synthetic.write_task(root / "Task92_Annotate", cases=4, kind="ct", spec=TINY_CT))
+    preset = quick_preset(epochs=2, iterations_per_epoch=4, val_cases=1, val_every=2)
+    events = list(Trainer(task, preset, root / "v001.safetensors", cache_root=root / "cache").run())
+    assert type(events[-1]).__name__ == "Finished", events[-1]
+    return root / "v001.safetensors"
+
+
 def cascade_preset(**train):
     """quick_preset forced to a cascade on the small synthetic tasks (tiny voxel budgets)."""
     preset = quick_preset(**train)

@@ -23,7 +23,21 @@ def napari_get_reader(path: str | list[str]) -> Callable | None:
         return read_nifti
     if len(paths) == 1 and decathlon.is_task_folder(paths[0]):
         return read_task
+    if len(paths) == 1 and _is_scans_folder(Path(paths[0])):
+        return read_scans_folder
     return None
+
+
+def _is_scans_folder(path: Path) -> bool:
+    return path.is_dir() and any(nifti.is_nifti_path(p) for p in path.iterdir())
+
+
+def read_scans_folder(path: str | list[str]) -> list[tuple]:
+    """A folder of NIfTI files without ``dataset.json``: offer to make it a task (nothing opens yet)."""
+    from napari_volseg._napari.widgets.new_task import offer
+
+    offer(Path(path if isinstance(path, str) else path[0]))
+    return [(None,)]
 
 
 def _looks_like_labels(path: Path, volume: nifti.Volume) -> bool:

@@ -41,7 +41,9 @@ class ClassifyPreset:
         changes = {k: v for k, v in overrides.items() if v is not None}
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
-            raise VolsegError(f"unknown classifier setting(s): {short(', '.join(map(repr, sorted(map(str, unknown)))))}")
+            raise VolsegError(
+                f"unknown classifier setting(s): {short(', '.join(map(repr, sorted(map(str, unknown)))))}"
+            )
         return dataclasses.replace(self, **changes)
 
 

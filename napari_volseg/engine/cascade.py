@@ -7,7 +7,8 @@ cases' from their ground truth, the validation cases' from the locator (so valid
 whole cascade, as prediction runs it). The main checkpoints carry the locator, so one file predicts.
 Both stages are :class:`~napari_volseg.engine.train.NetTrainer`\\ s; the locator's events carry
 ``stage="locator"`` and its checkpoints (``NAME.locator.safetensors``, ``NAME.locator.last.safetensors``)
-let a run stopped in either stage resume there.
+let a run stopped in either stage resume there. Fine-tuning a cascade (``init_from``) keeps its
+locator and plan and gives the main net the whole budget.
 """
 
 from __future__ import annotations
@@ -53,12 +54,17 @@ def stage_presets(preset: Preset) -> tuple[Preset, Preset]:
 class Cascade:
     """Train a cascade's locator, then its main net, into ``out`` (resuming whichever stage was stopped)."""
 
-    def __init__(self, run: Run, preset: Preset, out: Path, *, resume: bool = False):
+    def __init__(
+        self, run: Run, preset: Preset, out: Path, *, resume: bool = False, init_from: ckpt.Checkpoint | None = None
+    ):
         self.run = run
         self.preset = preset
         self.out = Path(out)
         self.resume = resume
+        self.init_from = init_from
         self.locator_preset, self.main_preset = stage_presets(preset)
+        if init_from is not None:  # no locator to train: the main net has the whole budget
+            self.main_preset = preset
         self.current: NetTrainer | None = None
 
     @property
@@ -73,19 +79,27 @@ class Cascade:
                 locator_resumed = resumable(locator_last)  # stopped while the locator trained: carry on with it
             else:
                 resumed = resumable(last)
-        locator = resumed.locator if resumed else None
+        base = resumed or self.init_from
+        locator = base.locator if base else None
         if locator is None:
             locator = yield from self.train_locator(locator_resumed)
             if locator is None:
                 return stopped_before_training(self.run.started)
         boxes = yield from self.roi_boxes(locator)
-        if resumed:
-            plan = resumed.plan
+        if base:
+            plan = base.plan
         else:  # the voxel budget is spent on the regions of interest, not whole volumes
             spacings = dict(zip([c.id for c in self.run.split.train], self.run.statistics().spacings, strict=True))
             plan = self.run.plan(self.main_preset.plan, planning.roi_extents(boxes, spacings))
         self.current = NetTrainer(
-            self.run, self.main_preset, self.out, plan, boxes=boxes, locator=locator, resumed=resumed
+            self.run,
+            self.main_preset,
+            self.out,
+            plan,
+            boxes=boxes,
+            locator=locator,
+            resumed=resumed,
+            init=self.init_from,
         )
         return (yield from self.current.train())
 
@@ -111,7 +125,8 @@ class Cascade:
         for i, case in enumerate(cases):
             if i < len(run.split.train):
                 truth = nifti.load(case.label_path)
-                boxes[case.id] = preprocess.roi_box(truth.data > 0, truth.spacing, locator.margin_mm)
+                annotated_fg = (truth.data > 0) & (truth.data != case.unlabelled)  # sparse: not unlabelled voxels
+                boxes[case.id] = preprocess.roi_box(annotated_fg, truth.spacing, locator.margin_mm)
             else:
                 image, _ = case.load()
                 boxes[case.id] = locate(model, locator, image, self.preset.infer, run.device)

@@ -3,8 +3,8 @@
 Tensors: the model's state (``model.*``), a cascade's locator net (``locator.*``) and, for
 resumable checkpoints, the optimizer's (``optim.*``). Metadata (JSON strings): format tag, model
 config, preprocessing plan, label names, the preset as trained (its effective patch and batch),
-training history, step/epoch, package version, the post-processing decision (``postprocess``,
-:mod:`napari_volseg.postprocess`). Loading gives typed values back (a
+training history, step/epoch, the training cases' ids, package version, the post-processing decision
+(``postprocess``, :mod:`napari_volseg.postprocess`). Loading gives typed values back (a
 :class:`~napari_volseg.engine.config.Preset`, a :class:`~napari_volseg.planning.Plan`), built by
 the same functions that read preset files, so their checks apply to checkpoints too. Writes go to
 a temporary file that is renamed into place, so an interrupted save never leaves a broken
@@ -95,6 +95,8 @@ class Checkpoint:
     locator: Locator | None = None
     postprocess: post.PostProcess = field(default_factory=post.PostProcess)
     """What :class:`~napari_volseg.engine.infer.Predictor` does to every prediction, decided on validation."""
+    train_cases: list[str] = field(default_factory=list)
+    """Ids of the cases the weights were trained on (fine-tuning samples the others more often)."""
 
     def build_model(self) -> UNet3D:
         return build_net(self.model_config, self.state)
@@ -119,6 +121,7 @@ def save(
     optimizer: torch.optim.Optimizer | None = None,
     locator: Locator | None = None,
     postprocess: post.PostProcess | None = None,
+    train_cases: list[str] | None = None,
 ) -> Path:
     """Write a checkpoint atomically; ``optimizer`` makes it resumable."""
     path = Path(path)
@@ -136,6 +139,7 @@ def save(
         "best_dice": json.dumps(best_dice),
         "task": task,
         "version": __version__,
+        "train_cases": json.dumps(list(train_cases or [])),
     }
     if postprocess is not None:
         meta[post.METADATA_KEY] = post.to_metadata(postprocess)
@@ -212,6 +216,9 @@ def load(path: str | os.PathLike) -> Checkpoint:
         labels = {int(k): v for k, v in json.loads(meta["labels"]).items()}
         preset = _preset(json.loads(meta.get("preset", "{}")))
         postprocess = _postprocess(meta.get(post.METADATA_KEY), labels)
+        train_cases = json.loads(meta.get("train_cases", "[]"))
+        if not isinstance(train_cases, list) or not all(isinstance(c, str) for c in train_cases):
+            raise TypeError("train_cases must be a list of case ids")
         locator = None
         if "locator" in meta:
             info = json.loads(meta["locator"])
@@ -252,6 +259,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         path=path,
         locator=locator,
         postprocess=postprocess,
+        train_cases=train_cases,
     )
 
 

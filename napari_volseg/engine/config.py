@@ -160,6 +160,23 @@ class InferConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning a checkpoint on a task's labelled cases (the annotation loop)."""
+
+    minutes: float = setting(2.0, "fine-tuning time in minutes", min=0.0, min_exclusive=True, max=10**6)
+    recent_weight: float = setting(
+        3.0, "how many times as often newly accepted cases are drawn", min=0.0, min_exclusive=True, max=1000.0
+    )
+    """Cases the checkpoint was not trained on (newly accepted ones) are drawn this many times as often."""
+    lr_scale: float = setting(0.5, "the checkpoint's learning rate times this", min=0.0, min_exclusive=True, max=10.0)
+    """The checkpoint preset's learning rate times this: continuing from trained weights, a full-size
+    first step would undo part of what they learned. A judgement, not a measured optimum."""
+
+    def __post_init__(self):
+        check_fields(self, "finetune")
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     description: str = ""

@@ -21,26 +21,35 @@ from napari_volseg import preprocess
 
 @dataclass
 class TrainCase:
-    """A preprocessed training case with precomputed foreground voxel positions per class."""
+    """A preprocessed training case with precomputed foreground voxel positions per class.
+
+    ``annotated``: for a sparse label (some voxels :data:`~napari_volseg.preprocess.UNLABELLED`),
+    positions of annotated voxels, where the non-foreground patches are centred; None when dense.
+    """
 
     id: str
     image: np.ndarray
     label: np.ndarray
     foreground: dict[int, np.ndarray]
     pad_value: np.ndarray
+    annotated: np.ndarray | None = None
+
+
+def _positions(mask: np.ndarray, rng: np.random.Generator, keep: int) -> np.ndarray:
+    where = np.argwhere(mask)
+    if len(where) > keep:
+        where = where[rng.choice(len(where), keep, replace=False)]
+    return where.astype(np.int32)
 
 
 def train_case(case_id: str, prepared: preprocess.Prepared, rng: np.random.Generator, keep: int = 20000) -> TrainCase:
-    fg = {}
-    for k in np.unique(prepared.label):
-        if k == 0:
-            continue
-        where = np.argwhere(prepared.label == k)
-        if len(where) > keep:
-            where = where[rng.choice(len(where), keep, replace=False)]
-        fg[int(k)] = where.astype(np.int32)
+    values = np.unique(prepared.label)
+    fg = {int(k): _positions(prepared.label == k, rng, keep) for k in values if k not in (0, preprocess.UNLABELLED)}
+    annotated = None
+    if preprocess.UNLABELLED in values:
+        annotated = _positions(prepared.label != preprocess.UNLABELLED, rng, keep)
     pad = prepared.image.reshape(prepared.image.shape[0], -1).min(axis=1)
-    return TrainCase(case_id, prepared.image, prepared.label, fg, pad)
+    return TrainCase(case_id, prepared.image, prepared.label, fg, pad, annotated)
 
 
 def effective_patch(patch: tuple[int, ...], shapes: list[tuple[int, ...]], divisor: int) -> tuple[int, int, int]:
@@ -65,13 +74,18 @@ def batch_size(base: int, patch: tuple[int, ...], batch_voxels: int | None, most
 
 
 def sample_patch(case: TrainCase, patch: tuple[int, int, int], rng: np.random.Generator, foreground: bool):
-    """Crop ``patch`` voxels around a random (or foreground) centre, padding outside the volume."""
+    """Crop ``patch`` voxels around a random (or foreground) centre, padding outside the volume.
+
+    A sparse case's random centres are annotated voxels: a patch with no annotation teaches nothing."""
     shape = np.array(case.label.shape)
     size = np.array(patch)
+    centres = None
     if foreground and case.foreground:
-        cls = rng.choice(sorted(case.foreground))
-        pts = case.foreground[cls]
-        centre = pts[rng.integers(len(pts))]
+        centres = case.foreground[rng.choice(sorted(case.foreground))]
+    elif case.annotated is not None and len(case.annotated):
+        centres = case.annotated
+    if centres is not None:
+        centre = centres[rng.integers(len(centres))]
         start = centre - size // 2 + rng.integers(-(size // 4), size // 4 + 1)
     else:
         start = np.array([rng.integers(min(0, n - p), max(0, n - p) + 1) for n, p in zip(shape, size, strict=True)])
@@ -136,8 +150,11 @@ class BatchStream:
         mirror_axes: tuple[int, ...] = (),
         workers: int = 0,
         pin_memory: bool = False,
+        case_weights: Sequence[float] | None = None,
     ):
+        """``case_weights`` (one per case, any positive scale): how often each case is drawn; None: uniformly."""
         self.cases = list(cases)
+        self.case_p = None if case_weights is None else np.asarray(case_weights, float) / float(np.sum(case_weights))
         self.patch = tuple(patch)
         self.batch_size = batch_size
         self.fg_fraction = fg_fraction
@@ -161,7 +178,10 @@ class BatchStream:
         rng = np.random.default_rng([self.seed, step, self.rank])
         images, labels = [], []
         for _ in range(self.batch_size):
-            case = self.cases[int(rng.integers(len(self.cases)))]
+            if self.case_p is None:
+                case = self.cases[int(rng.integers(len(self.cases)))]
+            else:
+                case = self.cases[int(rng.choice(len(self.cases), p=self.case_p))]
             image, label = sample_patch(case, self.patch, rng, foreground=rng.random() < self.fg_fraction)
             if self.augment:
                 image, label = self._augmenter()(image, label, rng)

@@ -88,8 +88,9 @@ def resumable(path: Path) -> ckpt.Checkpoint:
 @dataclass
 class Run:
     """What the stages of one training run share: the task and its split, the device, the ranks, the
-    Stop flag, the clock (``perf_counter`` at the start), the cache, the training cases' statistics and
-    the post-processing their labels call for."""
+    Stop flag, the clock (``perf_counter`` at the start), the cache, the training cases' statistics, how
+    often each case is drawn (``case_weights``: case id -> weight, default 1) and the post-processing
+    their labels call for."""
 
     task: Task
     split: Split
@@ -98,6 +99,7 @@ class Run:
     stop: threading.Event
     started: float
     cache_root: Path | None = None
+    case_weights: dict[str, float] | None = None
     _statistics: planning.TaskStatistics | None = field(default=None, repr=False)
     _label_postprocess: post.PostProcess | None = field(default=None, repr=False)
 
@@ -123,7 +125,9 @@ class Run:
 
 class NetTrainer:
     """One network trained on one plan. ``stage`` tags its events (``"locator"`` in a cascade);
-    ``boxes`` crop cases to regions of interest; ``locator`` is stored with its checkpoints."""
+    ``boxes`` crop cases to regions of interest; ``locator`` is stored with its checkpoints;
+    ``init`` (fine-tuning) gives the architecture and weights to start from, with a fresh optimizer
+    and step count (``resumed`` gives those too)."""
 
     def __init__(
         self,
@@ -136,6 +140,7 @@ class NetTrainer:
         boxes: dict[str, Box] | None = None,
         locator: ckpt.Locator | None = None,
         resumed: ckpt.Checkpoint | None = None,
+        init: ckpt.Checkpoint | None = None,
     ):
         self.run = run
         self.preset = preset
@@ -149,6 +154,7 @@ class NetTrainer:
         self.postprocess = resumed.postprocess if resumed else post.PostProcess()
         """What the checkpoints record for :class:`~napari_volseg.engine.infer.Predictor` to apply:
         decided by every validation, or once from the training labels when there is none."""
+        self.init = init
         self.network: torch.nn.Module | None = None
         """The bare network (never the DDP wrapper) once :meth:`setup` has built it."""
 
@@ -213,17 +219,15 @@ class NetTrainer:
         return train, val
 
     def setup(self, train: list, val: list) -> None:
-        """Build the network, optimizer, loss and batch stream (from the resumed checkpoint if any)."""
+        """Build the network, optimizer, loss and batch stream (from the resumed or initial checkpoint if any)."""
         t, resumed, device = self.preset.train, self.resumed, self.run.device
         self.train_cases, self.val = train, val
         torch.manual_seed(t.seed)
-        plan, gpu = self.plan, device.type == "cuda"
-        config = (
-            resumed.model_config if resumed else model_config(self.preset.model, plan.in_channels, plan.num_classes)
-        )
+        plan, gpu, base = self.plan, device.type == "cuda", resumed or self.init
+        config = base.model_config if base else model_config(self.preset.model, plan.in_channels, plan.num_classes)
         model = build_model(config)
-        if resumed:
-            model.load_state_dict(resumed.state)
+        if base:
+            model.load_state_dict(base.state)
         model.to(device)
         self.memory_format = torch.channels_last_3d if t.channels_last else torch.contiguous_format
         model.to(memory_format=self.memory_format)  # before DDP wraps it: its buckets follow the parameters' layout
@@ -238,6 +242,7 @@ class NetTrainer:
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.loss_fn = make_loss(t.loss, t.alpha)
+        weights = self.run.case_weights
         self.patch = effective_patch(t.patch_size, [c.label.shape for c in train], config.divisor)
         self.batches = BatchStream(
             train,
@@ -250,6 +255,7 @@ class NetTrainer:
             mirror_axes=t.mirror_axes,
             workers=t.loader_threads if t.loader_threads is not None else (4 if gpu else 0),
             pin_memory=gpu,
+            case_weights=[weights.get(c.id, 1.0) for c in train] if weights else None,
         )
         if t.compile:
             self.model = torch.compile(self.model)
@@ -361,6 +367,7 @@ class NetTrainer:
             epoch=self.epoch,
             history=self.history,
             postprocess=self.postprocess,
+            train_cases=[c.id for c in self.run.split.train],
             **values,
         )
 
@@ -389,6 +396,10 @@ class Trainer:
     decides it on construction from the preset, unless a caller that owns another decision passes
     one (the annotation loop's fine-tuning keeps its parent model's validation cases). Everything
     that reads files happens in :meth:`run`, so a GUI thread may construct a trainer.
+
+    ``init_from`` (fine-tuning): start from that checkpoint's weights, plan, architecture and (for a
+    cascade) locator, with a fresh optimizer and step count. ``case_weights`` (case id -> weight,
+    default 1): how often each training case is drawn relative to the others.
     """
 
     def __init__(
@@ -400,6 +411,8 @@ class Trainer:
         resume: bool = False,
         cache_root: Path | None = None,
         split: Split | None = None,
+        init_from: ckpt.Checkpoint | None = None,
+        case_weights: dict[str, float] | None = None,
     ):
         self.task = task
         self.preset = preset
@@ -408,6 +421,8 @@ class Trainer:
         self.resume = resume
         self.cache_root = cache_root
         self.split = split if split is not None else training_split(task, preset.train)
+        self.init_from = init_from
+        self.case_weights = case_weights
         self.dist = distributed.env_context()
         self._stop = threading.Event()
         self.current: NetTrainer | Cascade | None = None
@@ -451,15 +466,28 @@ class Trainer:
     def _run(self) -> Generator[Event, None, Finished]:
         set_threads(self.preset.train.threads)
         device = resolve_device(self.preset.train.device)
-        run = Run(self.task, self.split, device, self.dist, self._stop, time.perf_counter(), self.cache_root)
-        if planning.needs_cascade(self.preset.plan, run.statistics()):
+        run = Run(
+            self.task,
+            self.split,
+            device,
+            self.dist,
+            self._stop,
+            time.perf_counter(),
+            self.cache_root,
+            self.case_weights,
+        )
+        init = self.init_from
+        # fine-tuning continues the checkpoint's kind of model; otherwise the task's volumes decide
+        cascade = init.locator is not None if init else planning.needs_cascade(self.preset.plan, run.statistics())
+        if cascade:
             from napari_volseg.engine.cascade import Cascade  # a cascade is built of this module's NetTrainers
 
-            self.current = Cascade(run, self.preset, self.out, resume=self.resume)
+            self.current = Cascade(run, self.preset, self.out, resume=self.resume, init_from=init)
             run.device = distributed.init(self.dist, device)
             return (yield from self.current.train())
         resumed = resumable(ckpt.last_path(self.out)) if self.resume else None
         run.device = distributed.init(self.dist, device)
-        plan = resumed.plan if resumed else run.plan(self.preset.plan)
-        self.current = NetTrainer(run, self.preset, self.out, plan, resumed=resumed)
+        base = resumed or init
+        plan = base.plan if base else run.plan(self.preset.plan)
+        self.current = NetTrainer(run, self.preset, self.out, plan, resumed=resumed, init=init)
         return (yield from self.current.train())

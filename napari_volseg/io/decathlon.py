@@ -24,19 +24,29 @@ from napari_volseg.validation import short, show
 if TYPE_CHECKING:  # the io layer reads the training settings, it does not import the engine
     from napari_volseg.engine.config import TrainConfig
 
+UNLABELLED_KEY = "unlabelled"
+"""The ``dataset.json`` key that declares the label value of voxels nobody annotated (sparse labels),
+e.g. ``"unlabelled": 255``; a training entry whose label holds it says ``"sparse": true``."""
+
 # The seed report's fixed splits (train, validation), taken in dataset.json order as the report did.
 SEED_SPLITS: dict[str, tuple[int, int]] = {"heart": (16, 4), "spleen": (32, 9)}
 
 
 @dataclass(frozen=True)
 class Case:
-    """One case of a task: an image file and, for training cases, its label file."""
+    """One case of a task: an image file and, for training cases, its label file.
+
+    ``sparse``: the label leaves some voxels unannotated (value ``unlabelled``); such a case trains
+    but never validates.
+    """
 
     id: str
     image_path: Path
     label_path: Path | None
     label_names: dict[int, str] = field(default_factory=dict, compare=False, repr=False)
     modalities: dict[int, str] = field(default_factory=dict, compare=False, repr=False)
+    unlabelled: int | None = field(default=None, compare=False, repr=False)
+    sparse: bool = field(default=False, compare=False)
 
     def geometry(self) -> nifti.Geometry:
         """The image's geometry from its header alone (shape and spacing without reading voxels)."""
@@ -59,9 +69,11 @@ class Case:
         vol = nifti.load(self.label_path, label=True)
         if self.label_names:
             present = {int(v) for v in np.unique(vol.data)}
-            unknown = sorted(present - set(self.label_names))
+            unknown = sorted(present - set(self.label_names) - ({self.unlabelled} if self.sparse else set()))
             if unknown:
                 named = ", ".join(f"{k} {v}" for k, v in sorted(self.label_names.items()))
+                if self.unlabelled in unknown:
+                    named += f'; unlabelled {self.unlabelled} only where the entry says "sparse": true'
                 raise LabelValueError(
                     f"{self.label_path.name} holds label value(s) {unknown} not named in dataset.json ({named})"
                 )
@@ -77,10 +89,10 @@ class Case:
         return image, label
 
 
-def check_same_grid(image: nifti.Volume, label: nifti.Volume, name: str = "") -> None:
+def check_same_grid(image: nifti.Volume | nifti.Geometry, label: nifti.Volume | nifti.Geometry, name: str = "") -> None:
     """Raise :class:`GeometryMismatchError` unless image and label share shape and affine."""
     who = f"{name}: " if name else ""
-    gi, gl = image.geometry, label.geometry
+    gi, gl = getattr(image, "geometry", image), getattr(label, "geometry", label)
     if gi.source_shape != gl.source_shape:
         raise GeometryMismatchError(f"{who}image shape {gi.source_shape} differs from label shape {gl.source_shape}")
     tol = 1e-3 * max(1.0, max(gi.spacing_zyx))
@@ -110,6 +122,8 @@ class Task:
     labels: dict[int, str]
     cases: list[Case]
     test_cases: list[Case]
+    unlabelled: int | None = None
+    """The declared label value of unannotated voxels (``dataset.json`` key ``"unlabelled"``), if any."""
 
     @property
     def num_classes(self) -> int:
@@ -139,8 +153,11 @@ def training_split(task: Task, train: TrainConfig) -> Split:
 
     ``split="seeded"``: a shuffle by ``seed`` (same seed, same split); its first ``test_cases`` cases
     are held out from everything, the next ``val_cases`` (or :data:`VAL_FRACTION` of the rest, at
-    least one, none for a single case; 0 for none) validate, the rest train. ``split="seed-report"``: the seed report's fixed
-    split for this task (16/4 heart, 32/9 spleen) in ``dataset.json`` order.
+    least one, none for a single case; 0 for none) validate, the rest train. Sparse cases (labels that
+    leave voxels unannotated) always train: test and validation cases are drawn from the fully
+    labelled ones only, and the default validation count shrinks to what they allow.
+    ``split="seed-report"``: the seed report's fixed split for this task (16/4 heart, 32/9 spleen)
+    in ``dataset.json`` order.
     """
     cases = list(task.cases)
     if train.split == "seed-report":
@@ -159,14 +176,22 @@ def training_split(task: Task, train: TrainConfig) -> Split:
         raise TaskFormatError(f"unknown split mode {train.split!r} (use 'seeded' or 'seed-report')")
     if not cases:
         raise TaskFormatError(f"task {task.name} has no labelled case to train on")
+    full = [c for c in cases if not c.sparse]
     n_test = train.test_cases
     rest = len(cases) - n_test
-    n_val = train.val_cases if train.val_cases is not None else (max(1, round(rest * VAL_FRACTION)) if rest > 1 else 0)
+    n_val = train.val_cases
+    if n_val is None:
+        n_val = min(max(1, round(rest * VAL_FRACTION)) if rest > 1 else 0, max(0, len(full) - n_test))
     if rest - n_val < 1:
         raise TaskFormatError(
             f"cannot hold out {n_test} test and {n_val} validation cases of {len(cases)}: none would train"
         )
-    order = sorted(cases, key=lambda c: c.id)
+    if n_test + n_val > len(full):
+        raise TaskFormatError(
+            f"cannot hold out {n_test} test and {n_val} validation cases: only {len(full)} of {len(cases)} "
+            "are fully labelled (sparse cases always train)"
+        )
+    order = sorted(full, key=lambda c: c.id)
     random.Random(train.seed).shuffle(order)
     test_ids = {c.id for c in order[:n_test]}
     val_ids = {c.id for c in order[n_test : n_test + n_val]}
@@ -271,6 +296,7 @@ def load_task(folder: str | os.PathLike) -> Task:
         raise TaskFormatError(f"{root.name}/dataset.json must hold a JSON object")
     labels = _labels(meta.get("labels", {"0": "background", "1": "foreground"}))
     modalities = _int_keyed(meta.get("modality", {"0": "unknown"}), "modality", '{"0": "CT"}')
+    unlabelled = _unlabelled_value(meta, labels, root.name)
     training = meta.get("training", [])
     test = meta.get("test", [])
     for key, value in (("training", training), ("test", test)):
@@ -289,13 +315,14 @@ def load_task(folder: str | os.PathLike) -> Task:
         for p in (image, label):
             if p is not None and not _is_file(p):
                 missing.append(os.path.relpath(p, root.resolve()))
-        cases.append(Case(case_id_of(image), image, label, labels, modalities))
+        sparse = _sparse_flag(entry, i, label is not None, unlabelled is not None)
+        cases.append(Case(case_id_of(image), image, label, labels, modalities, unlabelled, sparse))
     test_cases = []
     for i, rel in enumerate(test):
         image = _inside(root, rel.get("image") if isinstance(rel, dict) else rel, f"test[{i}]")
         if not _is_file(image):
             missing.append(os.path.relpath(image, root.resolve()))
-        test_cases.append(Case(case_id_of(image), image, None, labels, modalities))
+        test_cases.append(Case(case_id_of(image), image, None, labels, modalities, unlabelled))
     if missing:
         raise TaskFormatError(
             f"{root.name}: {len(missing)} file(s) listed in dataset.json are missing, e.g. {missing[0]}"
@@ -311,7 +338,42 @@ def load_task(folder: str | os.PathLike) -> Task:
         labels=labels,
         cases=cases,
         test_cases=test_cases,
+        unlabelled=unlabelled,
     )
+
+
+def _unlabelled_value(meta: dict, labels: dict[int, str], where: str) -> int | None:
+    """The declared value of unannotated voxels: a whole number 0 to 65535 that names no class, in a
+    task whose classes stay below 255 (the plan grid marks unannotated voxels 255)."""
+    value = meta.get(UNLABELLED_KEY)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise TaskFormatError(
+            f"{where}/dataset.json: '{UNLABELLED_KEY}' must be a whole number 0 to 65535, like 255; got {show(value)}"
+        )
+    if value in labels:
+        raise TaskFormatError(
+            f"{where}/dataset.json: '{UNLABELLED_KEY}' value {value} is also the label of {labels[value]!r}"
+        )
+    if max(labels) >= 255:
+        raise TaskFormatError(f"{where}/dataset.json: a task with sparse labels keeps its label values below 255")
+    return value
+
+
+def _sparse_flag(entry: dict, i: int, labelled: bool, declared: bool) -> bool:
+    """A training entry's ``"sparse"``: true or false, true only for a label in a task declaring ``unlabelled``."""
+    sparse = entry.get("sparse", False)
+    if not isinstance(sparse, bool):
+        raise TaskFormatError(f"dataset.json: training[{i}].sparse must be true or false, got {show(sparse)}")
+    if sparse and not labelled:
+        raise TaskFormatError(f"dataset.json: training[{i}] is marked sparse but has no 'label'")
+    if sparse and not declared:
+        raise TaskFormatError(
+            f"dataset.json: training[{i}] is marked sparse but the task declares no '{UNLABELLED_KEY}' value "
+            f'(like "{UNLABELLED_KEY}": 255)'
+        )
+    return sparse
 
 
 def is_task_folder(path: str | os.PathLike) -> bool:

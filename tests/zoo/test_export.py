@@ -78,12 +78,15 @@ def test_exports_state_the_post_processing_and_the_bundle_runs_it(tmp_path):
     pred[0, 1:6, 1:6, 1:6] = 1
     pred[0, 9:11, 9:11, 9:11] = 1  # a detached stray: removed
     assert int(transform({"pred": pred})["pred"].sum()) == 125
-    assert "post-processing: keep only the largest" in json.loads(
-        (tmp_path / "bundle" / "configs" / "metadata.json").read_text()
-    )["description"]
+    assert (
+        "post-processing: keep only the largest"
+        in json.loads((tmp_path / "bundle" / "configs" / "metadata.json").read_text())["description"]
+    )
     untouched = write_checkpoint(tmp_path / "raw.safetensors")
     raw = json.loads(export(untouched, "onnx", tmp_path / "raw.onnx")[-1].read_text())
-    assert raw["postprocess"]["largest_component"] == [] and raw["steps"][-1].endswith("none: use the labels as predicted")
+    assert raw["postprocess"]["largest_component"] == [] and raw["steps"][-1].endswith(
+        "none: use the labels as predicted"
+    )
 
 
 def test_a_cascade_is_refused_for_single_network_packages_with_one_line(tmp_path):

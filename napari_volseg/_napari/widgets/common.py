@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QPointF
+from qtpy.QtCore import QPointF, Qt
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
-from qtpy.QtWidgets import QWidget
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QPushButton,
+    QTableWidget,
+    QWidget,
+)
 
 from napari_volseg._napari.layers import META_KEY, case_layer_data
 
@@ -28,8 +35,10 @@ def case_layers(viewer, case_id: str) -> dict[str, object]:
     return found
 
 
-def show_case(viewer, task, case_id: str) -> None:
-    """Open a case: its image and ground truth, replacing the layers of any other case."""
+def show_case(viewer, task, case_id: str, layer_data: list[tuple] | None = None) -> None:
+    """Open a case: its image and ground truth, replacing the layers of any other case.
+
+    ``layer_data`` (from :func:`case_layer_data`, loaded in a worker) saves reading the files here."""
     for layer in list(viewer.layers):
         meta = layer.metadata.get(META_KEY, {})
         if meta.get("case") not in (None, case_id):
@@ -37,7 +46,7 @@ def show_case(viewer, task, case_id: str) -> None:
     have = case_layers(viewer, case_id)
     case = task.case(case_id)
     if "image" not in have:
-        for data, kwargs, kind in case_layer_data(task, case):
+        for data, kwargs, kind in layer_data or case_layer_data(task, case):
             getattr(viewer, f"add_{kind}")(data, **kwargs)
             if kind == "labels":  # start on the slice with the most foreground
                 z = int(np.argmax((data > 0).sum(axis=(1, 2))))
@@ -109,3 +118,29 @@ class LivePlot(QWidget):
         last_dice = f"{self.metric} {self.dice[-1][1]:.3f}" if self.dice else f"{self.metric} -"
         p.drawText(m, h - 6, f"{last_loss}   {last_dice}   step {x_max if self.loss else 0}")
         p.end()
+
+
+def align_right(item):
+    item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+    return item
+
+
+def make_table(columns: tuple[str, ...]) -> QTableWidget:
+    """A read-only table selecting whole rows, one at a time."""
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(columns)
+    table.setSelectionBehavior(QAbstractItemView.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SingleSelection)
+    table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+    table.verticalHeader().setVisible(False)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+    table.setMinimumHeight(110)
+    return table
+
+
+def button_row(*labels: str) -> tuple[QHBoxLayout, list[QPushButton]]:
+    """A row of push buttons with these labels."""
+    row, buttons = QHBoxLayout(), [QPushButton(text) for text in labels]
+    for button in buttons:
+        row.addWidget(button)
+    return row, buttons

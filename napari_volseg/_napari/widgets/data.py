@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import notify_error, show_case
+from napari_volseg._napari.widgets.new_task import DROPS, NewTaskDialog, make_task
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon
 from napari_volseg.io.download import MSD_MD5
@@ -45,6 +46,8 @@ class DataWidget(QWidget):
         row.addWidget(self.synthetic_button)
         row.addWidget(self.synthetic_kind)
         layout.addLayout(row)
+        self.new_task_button = QPushButton("New task from images…")
+        layout.addWidget(self.new_task_button)
         row = QHBoxLayout()
         self.download_task = QComboBox()
         self.download_task.addItems(sorted(MSD_MD5))
@@ -73,6 +76,8 @@ class DataWidget(QWidget):
         self.table.cellDoubleClicked.connect(lambda r, c: self.open_case(self.table.item(r, 0).text()))
         self.open_case_button.clicked.connect(self._open_selected)
         self.session.task_changed.connect(self._fill)
+        self.new_task_button.clicked.connect(lambda: self.new_task())
+        DROPS.folder_dropped.connect(self.new_task)
 
     # -- actions --------------------------------------------------------------------------------
 
@@ -85,6 +90,13 @@ class DataWidget(QWidget):
         self.session.set_task(task)
         first = (task.cases or task.test_cases)[0]
         self.open_case(first.id)
+
+    def new_task(self, images: Path | None = None):
+        """Ask for ``volseg new-task``'s fields, write the task in a worker, then open it."""
+        dialog = NewTaskDialog(self, images)
+        if dialog.exec():
+            return make_task(dialog.values(), self.open_task, self.session)
+        return None
 
     def open_synthetic(self, kind: str = "ct") -> None:
         from napari_volseg._napari.sample_data import synthetic_task_dir

@@ -1,0 +1,408 @@
+"""Annotate: which case next, predict it, correct it with napari's brush, accept, fine-tune, repeat.
+
+Only translation between the user and :mod:`napari_volseg.annotate`: the ranking, prediction and
+training run in workers; the annotation is an ordinary napari Labels layer (``<case> annotation``)
+painted with napari's own brush, eraser and fill. Voxels of the task's unlabelled value (255 unless
+its ``dataset.json`` says otherwise) show as a grey veil: they stay out of training (sparse labels).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from napari.qt.threading import thread_worker
+from napari.utils import progress
+from napari.utils.notifications import show_info
+from qtpy.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QTableWidgetItem, QVBoxLayout, QWidget
+
+from napari_volseg import paths
+from napari_volseg._napari.layers import case_layer_data
+from napari_volseg._napari.state import session_for
+from napari_volseg._napari.widgets.common import (
+    button_row,
+    case_layers,
+    make_table,
+    notify_error,
+    set_labels,
+    show_case,
+)
+from napari_volseg.annotate import accept as accepting
+from napari_volseg.annotate import sparse, versions
+from napari_volseg.annotate.edits import edit_stats
+from napari_volseg.engine import events as ev
+from napari_volseg.engine.config import FinetuneConfig
+from napari_volseg.errors import VolsegError
+from napari_volseg.io import decathlon
+from napari_volseg.io.new_task import DEFAULT_UNLABELLED
+
+CLASS_COLORS = ("#ff9f0a", "#30d158", "#0a84ff", "#ff375f", "#bf5af2", "#64d2ff", "#ffd60a")
+UNLABELLED_COLOR = "#c0c4cc55"
+
+
+def annotation_colors(num_classes: int, unlabelled: int) -> dict:
+    """Labels colours: background clear, classes from a fixed palette, unlabelled a grey veil."""
+    colors = {0: "transparent", None: "#ff00ff", unlabelled: UNLABELLED_COLOR}
+    colors.update({k: CLASS_COLORS[(k - 1) % len(CLASS_COLORS)] for k in range(1, num_classes)})
+    return colors
+
+
+class AnnotateWidget(QWidget):
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.worker = None
+        self.trainer = None
+        self.ranking: list = []
+        self.case_id: str | None = None
+        """The case whose annotation layer is open."""
+        self.suggested: np.ndarray | None = None
+        """The annotation as it was opened (the model's suggestion): edits are counted against it."""
+        self.accepted: list[accepting.Accepted] = []
+
+        layout = QVBoxLayout(self)
+        self.model_label = QLabel("model: none")
+        self.model_label.setWordWrap(True)
+        layout.addWidget(self.model_label)
+        layout.addWidget(QLabel("<b>Cases to annotate</b>: unlabelled, then sparse (most uncertain first once ranked)"))
+        self.cases = make_table(("case", "uncertainty", "predicted mL"))
+        layout.addWidget(self.cases)
+        row, (self.rank_button, self.predict_button, self.scratch_button) = button_row(
+            "Rank by uncertainty", "Predict", "Annotate from scratch"
+        )
+        layout.addLayout(row)
+        row, (self.unlabelled_button, self.finish_button) = button_row("Paint unlabelled", "Finish slice")
+        self.finish_button.setToolTip("mark the rest of the current axial slice as background")
+        layout.addLayout(row)
+        row, (self.accept_button, self.undo_button) = button_row("Accept", "Undo accept")
+        layout.addLayout(row)
+        self.edits_label = QLabel("")
+        self.edits_label.setWordWrap(True)
+        layout.addWidget(self.edits_label)
+        layout.addWidget(QLabel("<b>Model versions</b> (double-click to use)"))
+        self.versions = make_table(("version", "val Dice", "train cases"))
+        layout.addWidget(self.versions)
+        row = QHBoxLayout()
+        self.minutes = QDoubleSpinBox(decimals=1, minimum=0.1, maximum=600.0, singleStep=1.0, suffix=" min")
+        self.minutes.setValue(FinetuneConfig().minutes)
+        self.train_button = QPushButton("Fine-tune")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        for w in (self.minutes, self.train_button, self.stop_button):
+            row.addWidget(w)
+        layout.addLayout(row)
+        self.status = QLabel("open a task (Data widget)")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+
+        self.rank_button.clicked.connect(self.rank)
+        self.predict_button.clicked.connect(lambda: self.predict(self._selected_case()))
+        self.scratch_button.clicked.connect(lambda: self.open_case(self._selected_case(), predict=False))
+        self.cases.cellDoubleClicked.connect(lambda r, c: self.predict(self.cases.item(r, 0).text()))
+        self.unlabelled_button.clicked.connect(self.paint_unlabelled)
+        self.finish_button.clicked.connect(self.finish_slice)
+        self.accept_button.clicked.connect(self.accept)
+        self.undo_button.clicked.connect(self.undo)
+        self.versions.cellDoubleClicked.connect(lambda r, c: self.use_version(Path(self.versions.item(r, 0).toolTip())))
+        self.train_button.clicked.connect(self.train)
+        self.stop_button.clicked.connect(self.stop)
+        self.session.task_changed.connect(lambda task: self.refresh())
+        self.session.checkpoint_changed.connect(lambda path: self.refresh())
+        self.refresh()
+
+    # -- view -------------------------------------------------------------------------------------
+
+    @property
+    def unlabelled(self) -> int:
+        task = self.session.task
+        return task.unlabelled if task is not None and task.unlabelled is not None else DEFAULT_UNLABELLED
+
+    def models_dir(self) -> Path:
+        task = self.session.task
+        return paths.task_models_dir(task.root, task.name)
+
+    def refresh(self) -> None:
+        """Fill the case list (ranked order first) and the model versions; name the buttons' state."""
+        task, checkpoint = self.session.task, self.session.checkpoint
+        self.model_label.setText(f"model: {Path(checkpoint).name}" if checkpoint else "model: none")
+        self.train_button.setText("Fine-tune" if checkpoint else "Train from annotations")
+        if task is None:
+            return
+        left = [c.id for c in sparse.cases_to_annotate(task)]
+        ranked = [r for r in self.ranking if r.case_id in left]
+        rows = [(r.case_id, r.score, r.predicted_ml) for r in ranked]
+        rows += [(c, math.nan, math.nan) for c in left if c not in {r.case_id for r in ranked}]
+        self.cases.setRowCount(len(rows))
+        for r, (case_id, score, ml) in enumerate(rows):
+            texts = (case_id, "nothing found" if math.isinf(score) else "" if math.isnan(score) else f"{score:.3f}")
+            texts += ("" if math.isnan(ml) else f"{ml:.1f}",)
+            for c, text in enumerate(texts):
+                self.cases.setItem(r, c, QTableWidgetItem(text))
+        listed = versions.list_versions(self.models_dir())
+        if checkpoint and Path(checkpoint) not in {v.path for v in listed}:
+            current = versions.read_version(checkpoint)
+            listed = ([current] if current else []) + listed
+        self.versions.setRowCount(len(listed))
+        for r, version in enumerate(listed):
+            mark = " (in use)" if checkpoint and version.path == Path(checkpoint) else ""
+            name = QTableWidgetItem(version.path.stem + mark)
+            name.setToolTip(str(version.path))
+            dice = "-" if math.isnan(version.best_dice) else f"{version.best_dice:.3f}"
+            for c, item in enumerate((name, QTableWidgetItem(dice), QTableWidgetItem(str(version.train_cases)))):
+                self.versions.setItem(r, c, item)
+        self.undo_button.setEnabled(bool(self.accepted))
+
+    def _selected_case(self) -> str | None:
+        rows = self.cases.selectionModel().selectedRows()
+        row = rows[0].row() if rows else 0
+        item = self.cases.item(row, 0)
+        return item.text() if item else None
+
+    def annotation_layer(self):
+        return case_layers(self.viewer, self.case_id).get("annotation") if self.case_id else None
+
+    # -- workers ----------------------------------------------------------------------------------
+
+    def _run(self, work, on_yield=None, on_return=None, desc: str = "", then=None):
+        """Start one worker (one at a time): ``on_yield(item, bar)`` per yielded item, ``on_return(value)``,
+        then ``then()`` once the widget is idle again (e.g. the next job)."""
+        if self.worker is not None:
+            notify_error("busy: wait for the current job or press Stop")
+            return None
+        bar = progress(total=0, desc=desc)
+        worker = self.worker = work()
+        if on_yield is not None:
+            worker.yielded.connect(lambda item: on_yield(item, bar))
+        if on_return is not None:
+            worker.returned.connect(on_return)
+        worker.errored.connect(notify_error)
+        worker.finished.connect(lambda: (bar.close(), self._idle(worker, then)))
+        self.session.track(worker)
+        self.stop_button.setEnabled(on_yield is not None)
+        worker.start()
+        return worker
+
+    def _idle(self, worker, then=None) -> None:
+        if self.worker is not worker:
+            return
+        self.worker = None
+        self.trainer = None
+        self.stop_button.setEnabled(False)
+        if then is not None:
+            then()
+
+    def _ready(self, need_model: bool = True) -> bool:
+        if self.session.task is None:
+            notify_error("open a task first (Data widget)")
+            return False
+        if need_model and self.session.checkpoint is None:
+            notify_error("no model yet: train one (Train from annotations) or load one (Train widget)")
+            return False
+        return True
+
+    def rank(self):
+        """Predict every unlabelled case in a worker, list them most uncertain first, open the first."""
+        if not self._ready():
+            return None
+        task, checkpoint = self.session.task, self.session.checkpoint
+        cases = sparse.cases_to_annotate(task)
+        if not cases:
+            notify_error("every case is labelled: nothing left to rank")
+            return None
+
+        @thread_worker
+        def work():
+            from napari_volseg.annotate.uncertainty import rank_cases
+            from napari_volseg.engine.infer import Predictor
+
+            predictor = Predictor(checkpoint)
+            try:
+                yield from rank_cases(predictor, cases)
+            finally:
+                predictor.release()
+
+        def on_yield(item, bar):
+            if isinstance(item, ev.Progress):
+                bar.total, bar.n = item.total, item.done
+                bar.refresh()
+                self.status.setText(f"ranking {item.done}/{item.total}: {item.item}")
+            else:
+                self.ranking = item
+                self.refresh()
+                self.status.setText("ranked: the most uncertain case opens first")
+
+        def then():
+            if self.ranking:
+                self.cases.selectRow(0)
+                self.predict(self.ranking[0].case_id)
+
+        return self._run(work, on_yield, desc="ranking cases", then=then)
+
+    def predict(self, case_id: str | None):
+        return self.open_case(case_id, predict=True)
+
+    def open_case(self, case_id: str | None, predict: bool = True):
+        """Open ``case_id`` with an editable annotation layer: the model's prediction, or (``predict=False``)
+        nothing annotated yet (all unlabelled) for painting a few slices from scratch."""
+        if case_id is None or not self._ready(need_model=predict):
+            return None
+        task, checkpoint, unlabelled = self.session.task, self.session.checkpoint, self.unlabelled
+
+        @thread_worker
+        def work():
+            layer_data = case_layer_data(task, task.case(case_id))
+            shape = layer_data[0][0].shape[-3:]
+            if not predict:
+                return layer_data, sparse.unlabelled_volume(shape, unlabelled)
+            from napari_volseg.engine.infer import Predictor
+
+            predictor = Predictor(checkpoint)
+            try:
+                image = task.case(case_id).load_image()
+                return layer_data, predictor.predict(image).labels
+            finally:
+                predictor.release()
+
+        def on_return(result):
+            layer_data, suggestion = result
+            self._show(case_id, layer_data, suggestion)
+
+        self.status.setText(f"{'predicting' if predict else 'opening'} {case_id}…")
+        return self._run(work, on_return=on_return, desc=f"opening {case_id}")
+
+    def _show(self, case_id: str, layer_data: list[tuple], suggestion: np.ndarray) -> None:
+        task = self.session.task
+        show_case(self.viewer, task, case_id, layer_data)
+        self.session.case_id = case_id
+        self.case_id = case_id
+        self.suggested = suggestion.copy()
+        image = case_layers(self.viewer, case_id)["image"]
+        colors = annotation_colors(task.num_classes, self.unlabelled)
+        layer = set_labels(self.viewer, f"{case_id} annotation", suggestion, image, "annotation", case_id, colors)
+        layer.selected_label = 1
+        layer.mode = "paint"
+        self.viewer.layers.selection.active = layer
+        per_slice = ((suggestion > 0) & (suggestion != self.unlabelled)).sum(axis=(1, 2))
+        if per_slice.any():  # start on the slice with the most foreground
+            self.viewer.dims.set_point(0, layer.data_to_world([int(np.argmax(per_slice)), 0, 0])[0])
+        self.status.setText(f"{case_id}: correct the annotation with the brush, eraser and fill, then Accept")
+
+    # -- editing ----------------------------------------------------------------------------------
+
+    def paint_unlabelled(self) -> None:
+        layer = self.annotation_layer()
+        if layer is not None:
+            layer.selected_label = self.unlabelled
+            layer.mode = "paint"
+
+    def current_slice(self) -> int:
+        layer = self.annotation_layer()
+        return int(round(layer.world_to_data(self.viewer.dims.point)[0]))
+
+    def finish_slice(self) -> None:
+        layer = self.annotation_layer()
+        if layer is None:
+            return
+        z = self.current_slice()
+        data = np.asarray(layer.data)
+        sparse.finish_slice(data, z, self.unlabelled)
+        layer.data = data
+        layer.refresh()
+
+    def accept(self):
+        """Write the open annotation into the task (with backup), move the case into training, report edits."""
+        layer = self.annotation_layer()
+        if layer is None or self.session.task is None:
+            notify_error("nothing to accept: open a case first (Predict or Annotate from scratch)")
+            return None
+        labels = np.asarray(layer.data)
+        try:
+            done = accepting.accept(self.session.task, self.case_id, labels)
+            task = decathlon.load_task(self.session.task.root)
+        except VolsegError as exc:
+            notify_error(exc)
+            return None
+        self.accepted.append(done)
+        stats = edit_stats(self.suggested, labels, self.unlabelled)
+        text = f"accepted {self.case_id}: {stats.summary()}" + (" — sparse" if done.sparse else "")
+        self.edits_label.setText(text)
+        show_info(text)
+        self.session.set_task(task)
+        return stats
+
+    def undo(self) -> None:
+        if not self.accepted:
+            return
+        done = self.accepted.pop()
+        try:
+            accepting.undo(self.session.task.root, done)
+            self.session.set_task(decathlon.load_task(self.session.task.root))
+        except VolsegError as exc:
+            notify_error(exc)
+            return
+        self.edits_label.setText(f"undid the accept of {done.case_id}")
+
+    # -- models -----------------------------------------------------------------------------------
+
+    def use_version(self, path: Path) -> None:
+        self.session.set_checkpoint(Path(path))
+
+    def train(self):
+        """Fine-tune the model in use on every labelled case (or train a first model from the default
+        preset when there is none yet) for the minutes set; the result is the next model version, and
+        the open case comes back predicted by it."""
+        if not self._ready(need_model=False):
+            return None
+        task, checkpoint = self.session.task, self.session.checkpoint
+        minutes = self.minutes.value()
+        out = versions.next_version_path(self.models_dir())
+        try:
+            if checkpoint is not None:
+                from napari_volseg.annotate.finetune import finetuner
+
+                trainer = finetuner(checkpoint, task, out, FinetuneConfig(minutes=minutes))
+            else:
+                from napari_volseg.engine.config import load_preset
+                from napari_volseg.engine.train import Trainer
+
+                preset = load_preset(paths.DEFAULT_PRESET).with_overrides(minutes=minutes)
+                trainer = Trainer(task, preset, out)  # the split's owner: sparse cases train, one case alone too
+        except VolsegError as exc:
+            notify_error(exc)
+            return None
+
+        @thread_worker
+        def work():
+            yield from trainer.run()
+
+        def on_yield(event, bar):
+            if isinstance(event, ev.Started):
+                bar.total, bar.n = event.total_steps, event.start_step
+                self.status.setText(f"training on {len(event.train_cases)} cases ({minutes:g} min)…")
+            elif isinstance(event, ev.Step):
+                self.status.setText(f"step {event.step}: loss {event.loss:.3f} ({event.seconds:.0f} s)")
+            elif isinstance(event, ev.Failed):
+                notify_error(event.message)
+            elif isinstance(event, ev.Finished) and event.best_path:
+                self.session.set_checkpoint(event.best_path)
+                dice = "-" if math.isnan(event.best_dice) else f"{event.best_dice:.3f}"
+                self.status.setText(f"new model {event.best_path.name}: validation Dice {dice}")
+
+        def then():  # the open case again, predicted densely by the new model
+            if self.case_id is not None and self.session.checkpoint != checkpoint:
+                self.predict(self.case_id)
+
+        worker = self._run(work, on_yield, desc="fine-tuning" if checkpoint else "training", then=then)
+        if worker is not None:
+            self.trainer = trainer
+            worker.volseg_stop = trainer.stop
+        return worker
+
+    def stop(self) -> None:
+        if self.trainer is not None:
+            self.trainer.stop()
+            self.status.setText("stopping after this step…")
+        elif self.worker is not None:
+            self.worker.quit()

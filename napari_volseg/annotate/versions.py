@@ -1,0 +1,61 @@
+"""Model versions of an annotation project: the checkpoints in one folder, read from their headers alone."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from napari_volseg.engine import checkpoint as ckpt
+
+VERSION_PREFIX = "v"
+_NUMBERED = re.compile(rf"{VERSION_PREFIX}(\d+)\.safetensors")
+
+
+@dataclass(frozen=True)
+class Version:
+    """One checkpoint: its validation Dice (NaN when it was trained without validation cases)."""
+
+    path: Path
+    best_dice: float
+    train_cases: int
+    modified: float
+
+
+def read_version(path: str | os.PathLike) -> Version | None:
+    """The version a checkpoint file is, or None when it is not a napari-volseg checkpoint."""
+    path = Path(path)
+    meta = ckpt.read_meta(path)
+    if meta.get("format") != ckpt.FORMAT:
+        return None
+    try:
+        dice = float(json.loads(meta.get("best_dice", "NaN")))
+        cases = len(json.loads(meta.get("train_cases", "[]")))
+    except (TypeError, ValueError):
+        dice, cases = math.nan, 0
+    return Version(path=path, best_dice=dice, train_cases=cases, modified=path.stat().st_mtime)
+
+
+def list_versions(folder: str | os.PathLike) -> list[Version]:
+    """The checkpoints in ``folder`` (resumable ``.last`` and cascade ``.locator`` files left out), oldest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.glob("*.safetensors"):
+        if path.name.endswith((".last.safetensors", ".locator.safetensors", ".locator.last.safetensors")):
+            continue
+        version = read_version(path)
+        if version is not None:
+            found.append(version)
+    return sorted(found, key=lambda v: (v.modified, v.path.name))
+
+
+def next_version_path(folder: str | os.PathLike) -> Path:
+    """``folder/v001.safetensors``, ``v002``, ...: one past the highest number there."""
+    folder = Path(folder)
+    taken = [int(m.group(1)) for p in folder.glob("*.safetensors") if (m := _NUMBERED.fullmatch(p.name))]
+    return folder / f"{VERSION_PREFIX}{max(taken, default=0) + 1:03d}.safetensors"

@@ -1,0 +1,196 @@
+"""A task from your own files: a folder of NIfTI scans (and optionally some labels) -> an MSD-layout task.
+
+:func:`write_task_from_files` checks every input first (readable 3D images, each label on its
+image's grid with only named values or the declared unlabelled value, no label without its image),
+then builds the task in a hidden folder beside ``out`` and renames it into place: a failure leaves
+nothing behind. Files are hard-linked where the file system allows, copied otherwise; images keep
+their own orientation and suffix (``.nii`` or ``.nii.gz``). Labelled scans go to ``imagesTr/`` +
+``labelsTr/``, the rest to ``imagesTs/`` (the cases left to annotate).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from napari_volseg.errors import LabelValueError, TaskFormatError, UnsupportedShapeError
+from napari_volseg.io import nifti
+from napari_volseg.io.decathlon import UNLABELLED_KEY, case_id_of, check_same_grid, write_dataset_json
+from napari_volseg.outputs import check_writable
+
+MODALITIES = ("CT", "MRI")
+DEFAULT_UNLABELLED = 255
+"""The unlabelled value a new task declares (``"unlabelled": 255`` in its ``dataset.json``)."""
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class SourceCase:
+    """One scan found in the input folders; ``sparse``: its label holds the unlabelled value."""
+
+    id: str
+    image: Path
+    label: Path | None
+    sparse: bool = False
+
+
+def parse_classes(text: str) -> dict[int, str]:
+    """``"background,spleen"`` -> ``{0: "background", 1: "spleen"}`` (the first name is label 0)."""
+    names = [n.strip() for n in text.split(",")]
+    if len(names) < 2 or any(not n for n in names):
+        raise TaskFormatError(
+            f"--classes needs at least two comma-separated names, e.g. background,spleen; got {text!r}"
+        )
+    if len(set(names)) != len(names):
+        raise TaskFormatError(f"--classes names must differ: {text!r}")
+    if len(names) >= DEFAULT_UNLABELLED:
+        raise TaskFormatError(f"at most {DEFAULT_UNLABELLED - 1} classes, got {len(names)}")
+    return dict(enumerate(names))
+
+
+def _nifti_files(folder: Path, what: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise TaskFormatError(f"{what} folder {folder} does not exist")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file() or not nifti.is_nifti_path(path):
+            continue
+        case = case_id_of(path)
+        case = case[: -len("_0000")] if case.endswith("_0000") else case  # nnU-Net's channel suffix
+        if case in found:
+            raise TaskFormatError(f"{what} folder holds two files for case {case}: {found[case].name} and {path.name}")
+        found[case] = path
+    return found
+
+
+def find_cases(
+    images: str | os.PathLike,
+    labels: str | os.PathLike | None,
+    classes: dict[int, str],
+    unlabelled: int = DEFAULT_UNLABELLED,
+    progress: Progress | None = None,
+) -> list[SourceCase]:
+    """Match labels to images by file name and check both (labels are read: their values are checked)."""
+    image_files = _nifti_files(Path(images), "images")
+    if not image_files:
+        raise TaskFormatError(f"no .nii or .nii.gz files in {images}")
+    label_files = _nifti_files(Path(labels), "labels") if labels else {}
+    orphans = sorted(set(label_files) - set(image_files))
+    if orphans:
+        raise TaskFormatError(f"label {label_files[orphans[0]].name} has no image of the same name in {images}")
+    allowed = set(classes) | {unlabelled}
+    cases = []
+    for i, (case_id, image_path) in enumerate(sorted(image_files.items())):
+        if progress:
+            progress(i, len(image_files), case_id)
+        geometry = nifti.read_geometry(image_path)
+        channels = int(np.prod(geometry.header.get_data_shape()[3:], dtype=int))
+        if channels > 1:
+            raise UnsupportedShapeError(f"{image_path.name} has {channels} channels; give one 3D scan per case")
+        label_path = label_files.get(case_id)
+        sparse = False
+        if label_path is not None:
+            label = nifti.load(label_path, label=True)
+            check_same_grid(geometry, label.geometry, case_id)
+            values = {int(v) for v in np.unique(label.data)}
+            unknown = sorted(values - allowed)
+            if unknown:
+                named = ", ".join(f"{k} {v}" for k, v in classes.items())
+                raise LabelValueError(
+                    f"{label_path.name} holds label value(s) {unknown}; the classes are {named} "
+                    f"(and {unlabelled} for unlabelled voxels)"
+                )
+            sparse = unlabelled in values
+        cases.append(SourceCase(case_id, image_path, label_path, sparse))
+    if progress:
+        progress(len(image_files), len(image_files), "")
+    return cases
+
+
+def _link(source: Path, target: Path) -> None:
+    source = source.resolve()  # a symlinked scan: link the file itself (a link to a link would leave the task)
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed: copy
+        shutil.copy2(source, target)
+
+
+def nifti_suffix(path: Path) -> str:
+    """``.nii.gz`` or ``.nii``, as the file is named."""
+    return ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
+
+
+def write_task_from_files(
+    images: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    name: str,
+    modality: str,
+    classes: str | dict[int, str],
+    labels: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Write an MSD-layout task folder ``out`` from ``images`` (and ``labels``); returns ``out``.
+
+    ``out`` must not exist yet (or be an empty folder). Its ``dataset.json`` declares
+    ``"unlabelled": 255``; training entries whose label holds 255 say ``"sparse": true``.
+    """
+    out = Path(out)
+    if not name.strip():
+        raise TaskFormatError("the task needs a name (--name)")
+    if modality.upper() not in MODALITIES:
+        raise TaskFormatError(f"modality must be CT or MRI, got {modality!r}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise TaskFormatError(f"{out} already exists and is not an empty folder; choose a new --out")
+    check_writable(out, folder=True, what="task folder")  # before reading every scan
+    labels_by_value = parse_classes(classes) if isinstance(classes, str) else dict(classes)
+    cases = find_cases(images, labels, labels_by_value, DEFAULT_UNLABELLED, progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        training, test = [], []
+        for case in cases:
+            suffix = nifti_suffix(case.image)
+            if case.label is None:
+                (partial / "imagesTs").mkdir(exist_ok=True)
+                _link(case.image, partial / "imagesTs" / f"{case.id}{suffix}")
+                test.append(f"./imagesTs/{case.id}{suffix}")
+                continue
+            for sub in ("imagesTr", "labelsTr"):
+                (partial / sub).mkdir(exist_ok=True)
+            label_suffix = nifti_suffix(case.label)
+            _link(case.image, partial / "imagesTr" / f"{case.id}{suffix}")
+            _link(case.label, partial / "labelsTr" / f"{case.id}{label_suffix}")
+            entry = {"image": f"./imagesTr/{case.id}{suffix}", "label": f"./labelsTr/{case.id}{label_suffix}"}
+            if case.sparse:
+                entry["sparse"] = True
+            training.append(entry)
+        for sub in ("imagesTr", "labelsTr", "imagesTs"):
+            (partial / sub).mkdir(exist_ok=True)
+        meta = {
+            "name": name.strip(),
+            "description": f"made by volseg new-task from {Path(images).name}",
+            "tensorImageSize": "3D",
+            "modality": {"0": modality.upper()},
+            "labels": {str(k): v for k, v in labels_by_value.items()},
+            UNLABELLED_KEY: DEFAULT_UNLABELLED,
+            "numTraining": len(training),
+            "numTest": len(test),
+            "training": training,
+            "test": test,
+        }
+        write_dataset_json(partial, meta)
+        if out.exists():
+            out.rmdir()
+        os.replace(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,123 @@
+"""The Annotate widget and "New task from images…" in a real viewer (pytest-qt, under Xvfb)."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under xvfb-run)")
+
+
+@pytest.fixture
+def annotate(make_napari_viewer, annotate_task, tmp_path, monkeypatch):
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    from napari_volseg._napari.state import session_for
+    from napari_volseg._napari.widgets import AnnotateWidget
+    from napari_volseg.io import decathlon
+
+    viewer = make_napari_viewer()
+    widget = AnnotateWidget(viewer)
+    session_for(viewer).set_task(decathlon.load_task(annotate_task))
+    return viewer, widget
+
+
+def _wait(qtbot, widget, timeout=120_000):
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def test_rank_opens_the_most_uncertain_case_and_accept_then_undo(annotate, qtbot, tiny_checkpoint, annotate_task):
+    viewer, widget = annotate
+    widget.session.set_checkpoint(tiny_checkpoint)
+    assert widget.cases.rowCount() == 2 and widget.train_button.text() == "Fine-tune"
+    widget.rank()
+    _wait(qtbot, widget)  # ranking, then the top case's prediction
+    qtbot.waitUntil(lambda: widget.case_id is not None and widget.worker is None, timeout=120_000)
+    top = widget.ranking[0].case_id
+    assert widget.case_id == top and widget.cases.item(0, 0).text() == top
+    assert [r.score for r in widget.ranking] == sorted((r.score for r in widget.ranking), reverse=True)
+    layer = viewer.layers[f"{top} annotation"]
+    assert viewer.layers.selection.active is layer and layer.mode == "paint"
+    corrected = np.zeros_like(np.asarray(layer.data))
+    corrected[3:6, 10:20, 10:20] = 1  # what a brush would leave: 300 voxels on 3 slices
+    layer.data = corrected
+    stats = widget.accept()
+    changed = int((corrected != widget.suggested).sum())
+    assert stats.voxels == changed and stats.label_voxels == 300
+    assert widget.edits_label.text().startswith(f"accepted {top}: edited {changed:,} voxels")
+    label_file = annotate_task / "labelsTr" / f"{top}.nii.gz"
+    assert label_file.is_file() and widget.cases.rowCount() == 1
+    assert top in [c.id for c in widget.session.task.cases]
+    widget.undo()
+    assert not label_file.exists() and widget.cases.rowCount() == 2
+    assert top in [c.id for c in widget.session.task.test_cases]
+
+
+def test_sparse_annotation_from_scratch_then_train_from_annotations(annotate, qtbot, annotate_task):
+    viewer, widget = annotate
+    assert widget.train_button.text() == "Train from annotations"
+    case_id = widget.session.task.test_cases[0].id
+    widget.open_case(case_id, predict=False)
+    _wait(qtbot, widget)
+    layer = viewer.layers[f"{case_id} annotation"]
+    assert (np.asarray(layer.data) == 255).all()
+    data = np.asarray(layer.data).copy()
+    data[8, 20:30, 20:30] = 1
+    layer.data = data
+    viewer.dims.set_point(0, layer.data_to_world([8, 0, 0])[0])
+    widget.finish_slice()
+    assert set(np.unique(np.asarray(layer.data)[8])) == {0, 1} and (np.asarray(layer.data)[7] == 255).all()
+    stats = widget.accept()
+    assert stats.voxels == 48 * 48 and stats.slices == 1
+    meta = json.loads((annotate_task / "dataset.json").read_text())
+    assert meta["unlabelled"] == 255 and [e for e in meta["training"] if e.get("sparse")]
+    assert widget.cases.rowCount() == 2  # a sparse case is still to annotate
+    widget.minutes.setValue(0.1)
+    widget.train()
+    assert widget.stop_button.isEnabled()
+    # trained, then the open case comes back as the new model's dense prediction
+    qtbot.waitUntil(lambda: widget.worker is None and 255 not in np.asarray(layer.data), timeout=240_000)
+    assert widget.session.checkpoint == annotate_task / "models" / "v001.safetensors"
+    assert widget.versions.rowCount() == 1 and widget.train_button.text() == "Fine-tune"
+
+
+def test_fine_tune_adds_a_version_and_the_user_can_switch_back(annotate, qtbot, tiny_checkpoint, annotate_task):
+    _, widget = annotate
+    first = annotate_task / "models" / "v001.safetensors"
+    first.parent.mkdir()
+    shutil.copy(tiny_checkpoint, first)
+    widget.session.set_checkpoint(first)
+    widget.minutes.setValue(0.1)
+    widget.train()
+    _wait(qtbot, widget, timeout=240_000)
+    assert widget.session.checkpoint == annotate_task / "models" / "v002.safetensors"
+    rows = [widget.versions.item(r, 0).text() for r in range(widget.versions.rowCount())]
+    assert rows == ["v001", "v002 (in use)"] and widget.versions.item(0, 1).text() != "-"
+    widget.versions.cellDoubleClicked.emit(0, 0)
+    assert widget.session.checkpoint == first and widget.versions.item(0, 0).text() == "v001 (in use)"
+
+
+def test_dropping_a_folder_of_scans_offers_a_new_task(make_napari_viewer, qtbot, annotate_task, tmp_path, monkeypatch):
+    from napari_volseg._napari.reader import napari_get_reader
+    from napari_volseg._napari.widgets import DataWidget
+    from napari_volseg._napari.widgets.new_task import NewTaskDialog
+
+    viewer = make_napari_viewer()
+    data = DataWidget(viewer)
+    scans = tmp_path / "scans"
+    shutil.copytree(annotate_task / "imagesTs", scans)
+    offered = []
+
+    def accept_dialog(dialog):
+        offered.append(dialog.values())
+        dialog.classes.setText("background,spleen")
+        return True
+
+    monkeypatch.setattr(NewTaskDialog, "exec", accept_dialog)
+    reader = napari_get_reader(str(scans))
+    assert reader([str(scans)]) == [(None,)]
+    assert offered[0]["images"] == scans and offered[0]["out"] == tmp_path / "scans-task"
+    qtbot.waitUntil(lambda: data.session.task is not None, timeout=60_000)
+    assert data.session.task.name == "scans" and len(data.session.task.test_cases) == 2
+    assert data.table.rowCount() == 2 and viewer.layers[0].name == data.session.task.test_cases[0].id
