@@ -1,7 +1,8 @@
 """Training speed: the project's trainer against a plain fp32 PyTorch loop of the same network and patch.
 
 Both run the same model preset, patch size, batch size and Dice+CE loss; the trainer adds patch
-sampling, augmentation and bookkeeping. Also reports the FLOP rate a train step reaches as a
+sampling, augmentation and bookkeeping, and trains in the preset's memory format (fast-cpu:
+``channels_last_3d``, which the plain loop also runs in, as a second row). Also reports the FLOP rate a train step reaches as a
 fraction of the measured matrix-multiply rate. Prints a table, ends with one JSON line.
 
     python bench/train_speed.py [--model cpu-lean] [--patch 64 64 64] [--batch 2] [--steps 12] [--device auto]
@@ -48,12 +49,15 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def plain_loop(name: str, patch, batch: int, steps: int, device: torch.device) -> tuple[float, float]:
+def plain_loop(
+    name: str, patch, batch: int, steps: int, device: torch.device, channels_last: bool = False
+) -> tuple[float, float]:
     """Seconds per step of model+loss+Adam on random tensors, and FLOPs of one step."""
-    model = build_model(model_config(name)).to(device)
+    memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+    model = build_model(model_config(name)).to(device, memory_format=memory_format)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = make_loss("dicece")
-    x = torch.randn(batch, 1, *patch, device=device)
+    x = torch.randn(batch, 1, *patch, device=device).to(memory_format=memory_format)
     y = torch.randint(0, 2, (batch, 1, *patch), device=device)
     with FlopCounterMode(display=False) as counter:
         loss_fn(model(x), y).backward()
@@ -125,9 +129,14 @@ def main() -> int:
     voxels = args.batch * args.patch[0] * args.patch[1] * args.patch[2]
     mm = matmul_gflops(device)
     plain_s, flops = plain_loop(args.model, args.patch, args.batch, args.steps, device)
+    plain_cl_s, _ = plain_loop(args.model, args.patch, args.batch, args.steps, device, channels_last=True)
     with tempfile.TemporaryDirectory() as tmp:
         trainer_s = trainer_loop(args.model, args.patch, args.batch, args.steps, str(device.type), Path(tmp), **gpu)
-    rows = [("plain fp32 loop", plain_s), ("napari-volseg Trainer", trainer_s)]
+    rows = [
+        ("plain fp32 loop", plain_s),
+        ("plain, channels_last_3d", plain_cl_s),
+        ("napari-volseg Trainer", trainer_s),
+    ]
     print(
         f"{args.model}, patch {tuple(args.patch)}, batch {args.batch}, {device}, {threads} thread(s); "
         f"matmul {mm:.0f} GFLOP/s; {flops / 1e9:.1f} GFLOP per step"
@@ -147,6 +156,7 @@ def main() -> int:
                 "matmul_gflops": round(mm, 1),
                 "gflop_per_step": round(flops / 1e9, 2),
                 "plain_s_per_step": round(plain_s, 4),
+                "plain_channels_last_s_per_step": round(plain_cl_s, 4),
                 "trainer_s_per_step": round(trainer_s, 4),
                 "trainer_options": {k: v for k, v in gpu.items() if v is not None},
                 "trainer_vs_plain_voxel_rate": round(plain_s / trainer_s, 3),

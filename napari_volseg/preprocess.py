@@ -94,14 +94,21 @@ def grid_shape(plan: Plan, crop_shape: tuple[int, ...], spacing: tuple[float, ..
     )
 
 
-def normalise(image_czyx: np.ndarray, plan: Plan) -> np.ndarray:
+def zscore_statistics(image_czyx: np.ndarray) -> list[tuple[float, float]]:
+    """Mean and std of each channel of ``(c, z, y, x)``."""
+    return [(float(ch.mean()), float(ch.std())) for ch in image_czyx]
+
+
+def normalise(image_czyx: np.ndarray, plan: Plan, stats: list[tuple[float, float]] | None = None) -> np.ndarray:
+    """CT: clip and scale by the plan's foreground statistics; else z-score each channel, by ``stats``
+    (per-channel mean and std) if given, else by its own."""
     if plan.normalization == "ct":
         lo, hi = plan.ct_clip if plan.ct_clip else (-1024.0, 3071.0)
         return ((np.clip(image_czyx, lo, hi) - plan.ct_mean) / max(plan.ct_std, 1e-6)).astype(np.float32)
+    stats = stats or zscore_statistics(image_czyx)
     out = np.empty_like(image_czyx, dtype=np.float32)
-    for c in range(image_czyx.shape[0]):
-        ch = image_czyx[c]
-        out[c] = (ch - ch.mean()) / max(float(ch.std()), 1e-6)
+    for c, (mean, std) in enumerate(stats):
+        out[c] = (image_czyx[c] - mean) / max(std, 1e-6)
     return out
 
 
@@ -115,15 +122,20 @@ def apply(
     """Crop, resample and normalise one case onto the plan's grid.
 
     ``box`` (source canonical voxels, ``((z0, z1), (y0, y1), (x0, x1))``) replaces the plan's own
-    crop: a coarse-to-fine cascade passes the region of interest its locator found. Label voxels of
-    value ``unlabelled`` (a task's declared value for unannotated voxels) become :data:`UNLABELLED`.
+    crop: a coarse-to-fine cascade passes the region of interest its locator found. A z-score plan
+    then normalises by the whole volume's statistics (``plan.zscore_region``), not the box's. Label
+    voxels of value ``unlabelled`` (a task's declared value for unannotated voxels) become :data:`UNLABELLED`.
     """
     data = _channels(image)
     if data.shape[0] != plan.in_channels:
         raise VolsegError(f"the plan expects {plan.in_channels} channel(s), the image has {data.shape[0]}")
     source_shape = tuple(int(s) for s in data.shape[1:])
+    stats = None
     if box is not None:
         box = tuple((max(0, int(a)), min(n, int(b))) for (a, b), n in zip(box, source_shape, strict=True))
+        if plan.normalization == "zscore" and plan.zscore_region == "volume":
+            whole = crop_box(data, ct=False) if plan.crop else tuple((0, s) for s in source_shape)
+            stats = zscore_statistics(data[(slice(None),) + tuple(slice(a, b) for a, b in whole)])
     elif plan.crop:
         box = crop_box(data, plan.normalization == "ct")
     else:
@@ -131,7 +143,7 @@ def apply(
     sl = tuple(slice(a, b) for a, b in box)
     cropped = data[(slice(None),) + sl]
     shape = grid_shape(plan, cropped.shape[1:], image.spacing)
-    resampled = normalise(_resize(cropped, shape, "trilinear"), plan)
+    resampled = normalise(_resize(cropped, shape, "trilinear"), plan, stats)
     out_label = None
     if label is not None:
         lab = label.data[sl]

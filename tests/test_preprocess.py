@@ -89,3 +89,17 @@ def test_heart_cascade_box_covers_the_atrium(heart_dir):
     inside[tuple(slice(a, b) for a, b in box)] = True
     assert (truth.data[~inside] == 0).all()
     assert inside.sum() < 0.25 * inside.size
+
+
+def test_a_region_of_interest_is_z_scored_by_the_whole_volume_whatever_box_is_cut(heart_dir):
+    task = decathlon.load_task(heart_dir)
+    image, _ = task.cases[0].load()
+    plan = planning.Plan(target_spacing=image.spacing)
+    small = preprocess.apply(plan, image, box=((40, 80), (100, 160), (100, 160)))
+    large = preprocess.apply(plan, image, box=((20, 100), (60, 200), (60, 200)))
+    # the same voxels get the same values: a larger box (a generous locator) no longer brightens them
+    np.testing.assert_allclose(small.image, large.image[:, 20:60, 40:100, 40:100], atol=1e-5)
+    legacy = planning.Plan.from_dict({k: v for k, v in plan.to_dict().items() if k != "zscore_region"})
+    assert legacy.zscore_region == "box"  # checkpoints from before keep the normalisation they were trained with
+    old_small = preprocess.apply(legacy, image, box=((40, 80), (100, 160), (100, 160)))
+    assert abs(float(old_small.image.mean())) < 1e-3 and abs(float(small.image.mean())) > 0.3

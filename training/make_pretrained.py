@@ -1,11 +1,15 @@
 """Train, score and install a pretrained model that ships with napari-volseg (msd-heart, msd-hippocampus).
 
     python training/make_pretrained.py msd-heart [--minutes 60] [--data ../shared/data] [--preset fast-cpu]
+    python training/make_pretrained.py msd-heart --checkpoint OUT/heart-split0-20.safetensors
 
 1. Holds out a fixed set of labelled cases: the seeded split (seed 0) of 3 heart / 20 hippocampus
    cases, named in the card, never trained or selected on.
 2. Trains ``--preset`` on all the other cases for ``--minutes`` with no validation (the final
-   weights ship; nothing is selected on the held-out cases).
+   weights ship; nothing is selected on the held-out cases). ``--checkpoint CKPT`` skips this and
+   cards a checkpoint trained already: split 0 of ``bench/accuracy.py`` is this split (checked: the
+   checkpoint's own settings must hold out the same cases); the card names the bench command that
+   trained it (stamped in the checkpoint) and its budget.
 3. Stores the weights as float16 (``--dtype float32`` to keep them), drops the optimizer state, and
    writes the model card (task, classes, modality, spacing, data and licence, this exact command)
    into the checkpoint's metadata.
@@ -36,7 +40,7 @@ from napari_volseg.engine.config import load_preset
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.engine.train import Trainer
 from napari_volseg.io import decathlon
-from napari_volseg.zoo.card import MSD_ATTRIBUTION, MSD_LICENCE, HeldOut, ModelCard, write_card
+from napari_volseg.zoo.card import MSD_ATTRIBUTION, MSD_LICENCE, HeldOut, ModelCard, trained_by, write_card
 from napari_volseg.zoo.registry import PRETRAINED_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +79,28 @@ def train(task, preset, out: Path, cache: Path) -> tuple[int, float]:
     return steps, seconds
 
 
+def budget_of(checkpoint: ckpt.Checkpoint) -> str:
+    """The whole run's budget from a checkpoint's preset (a cascade's main net holds its share of the minutes)."""
+    t, plan = checkpoint.preset.train, checkpoint.preset.plan
+    if t.minutes is None:
+        return f"{t.epochs * t.iterations_per_epoch} steps"
+    share = 1.0 - plan.locator_fraction if checkpoint.locator is not None else 1.0
+    return f"{t.minutes / share:.4g} min"
+
+
+def carded_checkpoint(path: Path, task, split) -> ckpt.Checkpoint:
+    """A checkpoint given to ``--checkpoint``, checked to hold out exactly this script's cases."""
+    checkpoint = ckpt.load(path)
+    own = decathlon.training_split(task, checkpoint.preset.train)
+    if [c.id for c in own.test] != [c.id for c in split.test]:
+        raise SystemExit(
+            f"{path.name} held out {[c.id for c in own.test] or 'nothing'}, not this model's held-out cases "
+            f"{[c.id for c in split.test]}: train it as split 0 of bench/accuracy.py (seed 0, test_cases "
+            f"{len(split.test)})"
+        )
+    return checkpoint
+
+
 def score(model: Path, task: decathlon.Task, cases) -> list[HeldOut]:
     predictor = Predictor(model)
     rows = []
@@ -97,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--install-dir", type=Path, default=PRETRAINED_DIR)
     parser.add_argument("--work", type=Path, default=None, help="keep the training checkpoints here")
     parser.add_argument("--provisional", action="store_true", help="mark the card as a test training, not for use")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="card and install this trained checkpoint instead of training"
+    )
     args = parser.parse_args(argv)
     spec = MODELS[args.name]
     command = "python training/make_pretrained.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
@@ -109,16 +138,30 @@ def main(argv: list[str] | None = None) -> int:
     split = decathlon.training_split(task, preset.train)
     work = args.work or Path(tempfile.mkdtemp(prefix=f"volseg-{args.name}-"))
     work.mkdir(parents=True, exist_ok=True)
-    trained = work / f"{args.name}.trained.safetensors"
-    print(
-        f"{args.name}: training {preset.name} for {args.minutes} min on {len(split.train)} cases of {task.name}; "
-        f"held out: {', '.join(c.id for c in split.test)}",
-        flush=True,
-    )
     t0 = time.perf_counter()
-    steps, seconds = train(task, preset, trained, work / "cache")
-
-    trained_ckpt = ckpt.load(trained)
+    if args.checkpoint is not None:
+        trained = args.checkpoint
+        trained_ckpt = carded_checkpoint(trained, task, split)
+        preset = trained_ckpt.preset
+        budget = budget_of(trained_ckpt)
+        n_train = len(decathlon.training_split(task, preset.train).train)
+        history = trained_ckpt.history[-1] if trained_ckpt.history else {}
+        steps, seconds = trained_ckpt.step, float(history.get("seconds", 0.0))
+        made_by = trained_by(trained) or f"not recorded in {trained.name}"
+        print(f"{args.name}: carding {trained} ({budget}, {n_train} training cases)", flush=True)
+    else:
+        trained = work / f"{args.name}.trained.safetensors"
+        budget, n_train, made_by = f"{args.minutes:g} min", len(split.train), ""
+        print(
+            f"{args.name}: training {preset.name} for {args.minutes} min on {n_train} cases of {task.name}; "
+            f"held out: {', '.join(c.id for c in split.test)}",
+            flush=True,
+        )
+        steps, seconds = train(task, preset, trained, work / "cache")
+        trained_ckpt = ckpt.load(trained)
+    validated = preset.train.val_cases
+    selection = f"checkpoint selected on {validated} validation cases" if validated else "no validation (final weights)"
+    threads = f"{preset.train.threads} CPU threads" if preset.train.threads else "every CPU core"
     plan = trained_ckpt.plan
     spacing = tuple(round(float(s), 3) for s in plan.target_spacing) if plan.target_spacing else None
     description = (
@@ -128,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             if trained_ckpt.locator is not None
             else ""
         )
-        + f") trained on {len(split.train)} {task.name} cases for {args.minutes:g} min"
+        + f") trained on {n_train} {task.name} cases for {budget}"
     )
     if args.provisional:
-        description = f"PROVISIONAL test training ({args.minutes:g} min), not for use: {description}"
+        description = f"PROVISIONAL test training ({budget}), not for use: {description}"
     card = ModelCard(
         name=args.name,
         description=description,
@@ -139,13 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         classes=dict(task.labels),
         modality=spec["modality"],
         expected_spacing_mm=spacing,
-        training_data=spec["data"].format(n=len(split.train)),
+        training_data=spec["data"].format(n=n_train),
         licence=MSD_LICENCE,
         attribution=MSD_ATTRIBUTION,
         command=command,
-        training=f"{steps} steps in {seconds / 60:.1f} min on {torch.get_num_threads()} CPU threads; "
-        f"napari-volseg {__version__}; no validation (final weights)",
+        training=f"{steps} steps in {seconds / 60:.1f} min on {threads}; "
+        f"napari-volseg {trained_ckpt.version or __version__}; {selection}",
         weights=args.dtype,
+        trained_by=made_by,
     )
     dtype = torch.float16 if args.dtype == "float16" else None
     candidate = write_card(trained, work / f"{args.name}.safetensors", card, dtype=dtype)

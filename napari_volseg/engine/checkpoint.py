@@ -3,7 +3,8 @@
 Tensors: the model's state (``model.*``), a cascade's locator net (``locator.*``) and, for
 resumable checkpoints, the optimizer's (``optim.*``). Metadata (JSON strings): format tag, model
 config, preprocessing plan, label names, the preset as trained (its effective patch and batch),
-training history, step/epoch, the training cases' ids, package version. Loading gives typed values back (a
+training history, step/epoch, the training cases' ids, package version, the post-processing decision
+(``postprocess``, :mod:`napari_volseg.postprocess`). Loading gives typed values back (a
 :class:`~napari_volseg.engine.config.Preset`, a :class:`~napari_volseg.planning.Plan`), built by
 the same functions that read preset files, so their checks apply to checkpoints too. Writes go to
 a temporary file that is renamed into place, so an interrupted save never leaves a broken
@@ -23,6 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from napari_volseg import __version__
+from napari_volseg import postprocess as post
 from napari_volseg.engine.config import Preset, preset_from_dict
 from napari_volseg.errors import SettingsError, VolsegError
 from napari_volseg.models import ModelConfig, UNet3D, build_model
@@ -91,6 +93,8 @@ class Checkpoint:
     optimizer: dict | None = None
     path: Path | None = None
     locator: Locator | None = None
+    postprocess: post.PostProcess = field(default_factory=post.PostProcess)
+    """What :class:`~napari_volseg.engine.infer.Predictor` does to every prediction, decided on validation."""
     train_cases: list[str] = field(default_factory=list)
     """Ids of the cases the weights were trained on (fine-tuning samples the others more often)."""
 
@@ -116,6 +120,7 @@ def save(
     task: str = "",
     optimizer: torch.optim.Optimizer | None = None,
     locator: Locator | None = None,
+    postprocess: post.PostProcess | None = None,
     train_cases: list[str] | None = None,
 ) -> Path:
     """Write a checkpoint atomically; ``optimizer`` makes it resumable."""
@@ -136,6 +141,8 @@ def save(
         "version": __version__,
         "train_cases": json.dumps(list(train_cases or [])),
     }
+    if postprocess is not None:
+        meta[post.METADATA_KEY] = post.to_metadata(postprocess)
     if locator is not None:
         tensors.update({f"locator.{k}": v.detach().cpu().clone() for k, v in locator.state.items()})
         meta["locator"] = locator.meta()
@@ -208,6 +215,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         plan = Plan.from_dict(json.loads(meta["plan"]))
         labels = {int(k): v for k, v in json.loads(meta["labels"]).items()}
         preset = _preset(json.loads(meta.get("preset", "{}")))
+        postprocess = _postprocess(meta.get(post.METADATA_KEY), labels)
         train_cases = json.loads(meta.get("train_cases", "[]"))
         if not isinstance(train_cases, list) or not all(isinstance(c, str) for c in train_cases):
             raise TypeError("train_cases must be a list of case ids")
@@ -250,6 +258,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         optimizer=optimizer,
         path=path,
         locator=locator,
+        postprocess=postprocess,
         train_cases=train_cases,
     )
 
@@ -265,6 +274,15 @@ def _preset(data: Any) -> Preset:
         return preset_from_dict(named, where="preset", strict=False)
     except SettingsError as exc:  # "preset: train.lr ..." -> "train.lr ...": the section names the field
         raise SettingsError(str(exc).removeprefix("preset: ")) from None
+
+
+def _postprocess(text: str | None, labels: dict[int, str]) -> post.PostProcess:
+    """The post-processing record of a checkpoint's metadata, its classes checked against the labels."""
+    decision = post.from_metadata(text)
+    unknown = [k for k in decision.largest_component if k not in labels]
+    if unknown:
+        raise SettingsError(f"postprocess.largest_component names classes the model does not have ({unknown})")
+    return decision
 
 
 def read_preset(path: str | os.PathLike) -> Preset | None:

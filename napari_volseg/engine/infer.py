@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
+from napari_volseg import postprocess as post
 from napari_volseg import preprocess
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.config import InferConfig
@@ -135,7 +136,7 @@ def locate(
 @dataclass
 class Prediction:
     labels: np.ndarray
-    """uint8 ``(z, y, x)`` on the source volume's canonical grid."""
+    """uint8 ``(z, y, x)`` on the source volume's canonical grid, post-processed as the checkpoint says."""
     probabilities: np.ndarray | None = None
     """Foreground probability (two classes) or per-class probabilities on the plan grid, if asked for."""
 
@@ -143,9 +144,18 @@ class Prediction:
 class Predictor:
     """A loaded checkpoint ready to segment volumes (the backend of napari-volseg's own checkpoints)."""
 
-    def __init__(self, checkpoint: ckpt.Checkpoint | str | os.PathLike, config: InferConfig | None = None, **overrides):
-        """``checkpoint``: a loaded checkpoint, its path, or a model name (``volseg models``). ``config`` replaces the settings the checkpoint's preset predicts with; ``overrides`` that
-        are not None (``overlap=``, ``tta=``, ``device=`` ...) change single ones."""
+    def __init__(
+        self,
+        checkpoint: ckpt.Checkpoint | str | os.PathLike,
+        config: InferConfig | None = None,
+        *,
+        postprocess: bool = True,
+        **overrides,
+    ):
+        """``checkpoint``: a loaded checkpoint, its path, or a model name (``volseg models``). ``config``
+        replaces the settings the checkpoint's preset predicts with; ``overrides`` that are not None
+        (``overlap=``, ``tta=``, ``device=`` ...) change single ones. Every prediction gets the
+        checkpoint's post-processing (:mod:`napari_volseg.postprocess`) unless ``postprocess`` is False."""
         if not isinstance(checkpoint, ckpt.Checkpoint):
             from napari_volseg.zoo.registry import resolve  # a model name (msd-heart) works as well as a path
 
@@ -156,6 +166,7 @@ class Predictor:
         set_threads(self.config.threads)
         self.device = resolve_device(self.config.device)
         self.model = self.checkpoint.build_model().to(self.device).eval()
+        self.postprocess = self.checkpoint.postprocess if postprocess else post.PostProcess()
         self.plan = self.checkpoint.plan
         self.roi = preset.train.patch_size
         self.mirror_axes = preset.train.mirror_axes
@@ -182,7 +193,7 @@ class Predictor:
     def predict(self, image: nifti.Volume, keep_probabilities: bool = False) -> Prediction:
         prepared = preprocess.apply(self.plan, image, box=self.locate(image))
         probs = self.predict_prepared(prepared)
-        labels = preprocess.invert(probs, prepared)
+        labels = post.apply(preprocess.invert(probs, prepared), self.postprocess)
         kept = None
         if keep_probabilities:
             kept = (probs[1] if probs.shape[0] == 2 else probs).numpy()

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from napari_volseg import metrics, planning, preprocess
+from napari_volseg import planning, preprocess
+from napari_volseg import postprocess as post
 from napari_volseg.cache import PreparedCache
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import distributed
@@ -37,6 +38,7 @@ from napari_volseg.engine.events import CheckpointSaved, Event, Failed, Finished
 from napari_volseg.engine.infer import resolve_device, set_threads, window_probabilities
 from napari_volseg.engine.patches import BatchStream, batch_size, effective_patch, train_case
 from napari_volseg.errors import VolsegError
+from napari_volseg.io import nifti
 from napari_volseg.io.decathlon import Split, Task, training_split
 from napari_volseg.losses import make_loss
 from napari_volseg.models import build_model, model_config
@@ -86,8 +88,9 @@ def resumable(path: Path) -> ckpt.Checkpoint:
 @dataclass
 class Run:
     """What the stages of one training run share: the task and its split, the device, the ranks, the
-    Stop flag, the clock (``perf_counter`` at the start), the cache, the training cases' statistics
-    and how often each case is drawn (``case_weights``: case id -> weight, default 1)."""
+    Stop flag, the clock (``perf_counter`` at the start), the cache, the training cases' statistics, how
+    often each case is drawn (``case_weights``: case id -> weight, default 1) and the post-processing
+    their labels call for."""
 
     task: Task
     split: Split
@@ -98,12 +101,21 @@ class Run:
     cache_root: Path | None = None
     case_weights: dict[str, float] | None = None
     _statistics: planning.TaskStatistics | None = field(default=None, repr=False)
+    _label_postprocess: post.PostProcess | None = field(default=None, repr=False)
 
     def statistics(self, intensities: bool = False) -> planning.TaskStatistics:
         """The training cases' statistics (read once; CT intensities only when a plan first needs them)."""
         if self._statistics is None or (intensities and self._statistics.ct is None):
             self._statistics = planning.statistics(self.task, self.split.train, intensities)
         return self._statistics
+
+    def postprocess_from_labels(self) -> post.PostProcess:
+        """The post-processing the training labels call for (read once, on their own grids): what a run
+        without validation cases stores in its checkpoints."""
+        if self._label_postprocess is None:
+            labels = (nifti.load(case.label_path).data for case in self.split.train)
+            self._label_postprocess = post.from_training_labels(labels, self.task.num_classes)
+        return self._label_postprocess
 
     def plan(self, settings: PlanSettings, extents_mm: tuple[float, float, float] | None = None) -> planning.Plan:
         """The plan of ``settings`` from the training cases (``extents_mm``: a cascade's regions of interest)."""
@@ -139,6 +151,9 @@ class NetTrainer:
         self.boxes = boxes or {}
         self.locator = locator
         self.resumed = resumed
+        self.postprocess = resumed.postprocess if resumed else post.PostProcess()
+        """What the checkpoints record for :class:`~napari_volseg.engine.infer.Predictor` to apply:
+        decided by every validation, or once from the training labels when there is none."""
         self.init = init
         self.network: torch.nn.Module | None = None
         """The bare network (never the DDP wrapper) once :meth:`setup` has built it."""
@@ -177,7 +192,8 @@ class NetTrainer:
     # -- the named steps --------------------------------------------------------------------------
 
     def prepare(self) -> Generator[Progress, None, tuple[list, list] | None]:
-        """Prepare (or read from the cache) the training and validation cases; None if stopped meanwhile."""
+        """Prepare (or read from the cache) the training and validation cases; None if stopped meanwhile.
+        Without validation cases, the post-processing is decided here from the training labels."""
         run = self.run
         if not run.dist.main:
             distributed.barrier(run.dist)  # rank 0 fills the preprocessing cache first
@@ -196,6 +212,9 @@ class NetTrainer:
             if run.stop.is_set():
                 return None
         if run.dist.main:
+            if not val:
+                yield Progress(done=len(cases), total=len(cases), item="post-processing from the training labels")
+                self.postprocess = run.postprocess_from_labels()
             distributed.barrier(run.dist)
         return train, val
 
@@ -300,7 +319,7 @@ class NetTrainer:
             record = {"step": self.step, "epoch": self.epoch, "loss": self.loss, "seconds": seconds}
             self.history.append(record)
             if self.val and not stopped:
-                scores = self.validate()
+                scores, self.postprocess = self.validate()
                 mean = float(np.mean(list(scores.values())))
                 record.update(val_dice=mean, val_cases=scores)
                 yield Validated(
@@ -322,18 +341,18 @@ class NetTrainer:
                 yield self.saved(self.best_path, "best")
         distributed.barrier(self.run.dist)  # rank 0 alone validates and writes
 
-    def validate(self) -> dict[str, float]:
-        """Mean foreground Dice per validation case, predicted as ``volseg predict`` will with this preset."""
-        scores = {}
+    def validate(self) -> tuple[dict[str, float], post.PostProcess]:
+        """Mean foreground Dice per validation case (raw labels), predicted as ``volseg predict`` will
+        with this preset, and the post-processing they call for."""
+        scores, per_case = {}, []
         infer, device = self.preset.infer, self.run.device
         for case, prepared, truth in self.val:
             probs = window_probabilities(
                 self.network, prepared.image, self.patch, infer, device, self.preset.train.mirror_axes
             )
-            pred = preprocess.invert(probs, prepared)
-            case_scores = metrics.score_case(pred, truth.data, int(probs.shape[0]), truth.spacing, with_hd95=False)
-            scores[case.id] = metrics.mean_dice(case_scores)
-        return scores
+            per_case.append(post.class_dice(preprocess.invert(probs, prepared), truth.data, int(probs.shape[0])))
+            scores[case.id] = float(np.mean([raw for raw, _ in per_case[-1].values()]))
+        return scores, post.decide(per_case)
 
     def save(self, path: Path, **values) -> Path:
         return ckpt.save(
@@ -347,6 +366,7 @@ class NetTrainer:
             step=self.step,
             epoch=self.epoch,
             history=self.history,
+            postprocess=self.postprocess,
             train_cases=[c.id for c in self.run.split.train],
             **values,
         )

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from napari_volseg import __version__
+from napari_volseg import postprocess as post
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.zoo.card import MSD_ATTRIBUTION, read_card
 from napari_volseg.zoo.export import trace_torchscript
@@ -78,6 +79,9 @@ def _readme(checkpoint: ckpt.Checkpoint, card) -> str:
         "## Output",
         "Class probabilities (batch, class, z, y, x): "
         + ", ".join(f"{k} {v}" for k, v in sorted(checkpoint.labels.items())),
+        "",
+        "## Post-processing (not in the package: apply it to the argmax labels)",
+        post.describe(checkpoint.postprocess),
         "",
         f"Exported by napari-volseg {__version__}.",
     ]

@@ -6,7 +6,8 @@ The preprocessing plan is written as MONAI transforms: orientation to napari-vol
 (``CropForegroundd``), resampling to the plan's spacing (``Spacingd``) or shape (``Resized``), and
 the plan's normalisation (``NormalizeIntensityd``, or for CT one ``ScaleIntensityRanged`` that clips
 and z-scores with the plan's statistics). Sliding window with Gaussian blending, softmax, inverted
-back to the input grid, argmax. ``Spacingd`` resamples through the affine where napari-volseg
+back to the input grid, argmax, then the checkpoint's post-processing as MONAI's
+``KeepLargestConnectedComponentd`` (26-connected) for the classes it names. ``Spacingd`` resamples through the affine where napari-volseg
 resizes the cropped array, so the two agree closely but not voxel for voxel. The network is
 napari-volseg's ``UNet3D``: running the bundle needs napari-volseg installed.
 """
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from napari_volseg import __version__
+from napari_volseg import postprocess as post
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.zoo.card import read_card
 
@@ -49,6 +51,22 @@ def _preprocessing(plan) -> list[dict]:
         steps.append({"_target_": "NormalizeIntensityd", "keys": "image", "channel_wise": True})
     steps.append({"_target_": "EnsureTyped", "keys": "image"})
     return steps
+
+
+def _largest_component(decision: post.PostProcess) -> list[dict]:
+    """MONAI's step for napari-volseg's post-processing (argmax labels in, 26-connected in 3D)."""
+    if not decision.largest_component:
+        return []
+    return [
+        {
+            "_target_": "KeepLargestConnectedComponentd",
+            "keys": "pred",
+            "applied_labels": list(decision.largest_component),
+            "is_onehot": False,
+            "independent": True,
+            "connectivity": 3,
+        }
+    ]
 
 
 def inference_config(checkpoint: ckpt.Checkpoint) -> dict:
@@ -90,6 +108,7 @@ def inference_config(checkpoint: ckpt.Checkpoint) -> dict:
                     "to_tensor": True,
                 },
                 {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+                *_largest_component(checkpoint.postprocess),
                 {
                     "_target_": "SaveImaged",
                     "keys": "pred",
@@ -130,7 +149,8 @@ def metadata(checkpoint: ckpt.Checkpoint) -> dict:
         "numpy_version": np.__version__,
         "optional_packages_version": {"nibabel": "", "napari-volseg": __version__},
         "task": card.task if card else checkpoint.task,
-        "description": card.description if card else f"napari-volseg 3D U-Net for {checkpoint.task}",
+        "description": (card.description if card else f"napari-volseg 3D U-Net for {checkpoint.task}")
+        + f"; post-processing: {post.describe(checkpoint.postprocess)}",
         "authors": "napari-volseg",
         "copyright": card.attribution if card else "",
         "license": card.licence if card else "",

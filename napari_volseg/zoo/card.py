@@ -23,6 +23,9 @@ MSD_ATTRIBUTION = (
     "Nature Communications 13, 4128 (2022)."
 )
 CARD_KEY = "card"
+TRAINED_BY_KEY = "trained_by"
+"""Checkpoint metadata: the command that trained the weights, when a script other than the card's
+``command`` did (``bench/accuracy.py`` stamps the final checkpoints it writes)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class ModelCard:
     """How long and on what it trained (preset, budget, cases, machine)."""
     weights: str = ""
     """How the tensors are stored (e.g. float16)."""
+    trained_by: str = ""
+    """The command that trained the weights, when ``command`` only carded and installed them."""
 
     @property
     def mean_dice(self) -> float:
@@ -94,7 +99,19 @@ def read_card(path: str | os.PathLike) -> ModelCard | None:
 def write_card(
     src: str | os.PathLike, dst: str | os.PathLike, card: ModelCard, *, dtype: torch.dtype | None = None
 ) -> Path:
-    """Copy checkpoint ``src`` to ``dst`` with ``card`` in its metadata, for shipping.
+    """Copy checkpoint ``src`` to ``dst`` with ``card`` in its metadata, for shipping (see :func:`copy_checkpoint`)."""
+    return copy_checkpoint(src, dst, {CARD_KEY: json.dumps(card.to_dict())}, dtype=dtype)
+
+
+def trained_by(path: str | os.PathLike) -> str:
+    """The command stamped into a checkpoint by :func:`copy_checkpoint` (``""``: none)."""
+    return ckpt.read_meta(path).get(TRAINED_BY_KEY, "")
+
+
+def copy_checkpoint(
+    src: str | os.PathLike, dst: str | os.PathLike, meta_items: dict[str, str], *, dtype: torch.dtype | None = None
+) -> Path:
+    """Copy checkpoint ``src`` to ``dst`` (atomically) with ``meta_items`` added to its metadata.
 
     The optimizer state (``optim.*``) is dropped; ``dtype`` (e.g. ``torch.float16``) re-stores the
     floating-point weights, which load back into float32 networks unchanged in shape.
@@ -106,5 +123,5 @@ def write_card(
         meta.pop(key, None)
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
-    meta[CARD_KEY] = json.dumps(card.to_dict())
+    meta.update(meta_items)
     return ckpt.write_atomic(dst, {k: v.contiguous() for k, v in tensors.items()}, meta)

@@ -3,7 +3,9 @@
 ``export(model, fmt, out)`` is what ``volseg export`` runs. ONNX and TorchScript write the network
 with dynamic batch and spatial size (each a multiple of the net's divisor, 16 for cpu-lean) and,
 beside it, ``<stem>.json``: the preprocessing plan, the inference settings, the labels, the model
-card and the steps a caller must take around the network. A cascade exports both nets
+card, the post-processing napari-volseg applies to the labels (``postprocess``: largest connected
+component of some classes, which no exported network can run) and the steps a caller must take
+around the network. A cascade exports both nets
 (``<stem>.onnx`` and ``<stem>.locator.onnx``) and the JSON says how they chain.
 
 Network input: float32 ``(n, channels, z, y, x)`` already preprocessed (plan applied), axes in
@@ -19,6 +21,7 @@ from pathlib import Path
 import torch
 
 from napari_volseg import __version__
+from napari_volseg import postprocess as post
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.errors import VolsegError
 from napari_volseg.zoo.card import read_card
@@ -98,9 +101,17 @@ def description(checkpoint: ckpt.Checkpoint, files: dict[str, str]) -> dict:
             "load the image in LPS+ (z, y, x) order",
             "crop to the body box (plan.crop) or, for a cascade, to the locator's box",
             "resample to plan.target_spacing (trilinear) or plan.target_shape",
-            "normalise: z-score per volume (zscore) or clip to ct_clip then (x - ct_mean) / ct_std (ct)",
+            "normalise: z-score per volume (zscore; a cascade's box by the whole volume's mean and std when "
+            "plan.zscore_region is 'volume', by its own when 'box') or clip to ct_clip then (x - ct_mean) / ct_std (ct)",
             "sliding-window logits, softmax, resample the probabilities back to the crop, argmax, paste into the volume",
+            f"post-process the labels: {post.describe(checkpoint.postprocess)}",
         ],
+        "postprocess": {
+            "largest_component": list(checkpoint.postprocess.largest_component),
+            "connectivity": 26,
+            "rule": checkpoint.postprocess.rule,
+            "how": post.describe(checkpoint.postprocess),
+        },
     }
     if checkpoint.locator is not None:
         loc = checkpoint.locator

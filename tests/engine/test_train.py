@@ -26,6 +26,10 @@ def test_tiny_synthetic_task_reaches_dice_0_9_in_60_steps(train_ct_task, tmp_pat
     assert finished.best_dice >= 0.9, [e.mean for e in events if isinstance(e, ev.Validated)]
     kinds = [type(e).__name__ for e in events]
     assert kinds[0] == "Progress" and "Started" in kinds and "CheckpointSaved" in kinds
+    # the post-processing was decided on the validation cases and travels with the checkpoint
+    decision = ckpt.load(finished.best_path).postprocess
+    assert decision.cases == 2 and set(decision.dice_before) == {1}
+    assert (1 in decision.largest_component) == (decision.dice_after[1] > decision.dice_before[1])
     # the best checkpoint predicts the validation cases as well as validation said
     predictor = Predictor(finished.best_path)
     started = next(e for e in events if isinstance(e, ev.Started))

@@ -11,8 +11,9 @@ import torch
 LABELS = {0: "background", 1: "organ"}
 
 
-def write_checkpoint(path: Path, *, cascade: bool = False, seed: int = 0, plan=None) -> Path:
-    """An untrained cpu-lean checkpoint (seeded weights) with a 2 mm z-score plan; a cascade adds a locator."""
+def write_checkpoint(path: Path, *, cascade: bool = False, seed: int = 0, plan=None, postprocess=None) -> Path:
+    """An untrained cpu-lean checkpoint (seeded weights) with a 2 mm z-score plan; a cascade adds a locator;
+    ``postprocess``: the :class:`~napari_volseg.postprocess.PostProcess` it records."""
     from napari_volseg.engine import checkpoint as ckpt
     from napari_volseg.engine.config import preset_from_dict
     from napari_volseg.models import build_model, model_config
@@ -27,7 +28,7 @@ def write_checkpoint(path: Path, *, cascade: bool = False, seed: int = 0, plan=N
         coarse = build_model(model_config("cpu-lean", 1, 2))
         state = {k: v.clone() for k, v in coarse.state_dict().items()}
         locator = ckpt.Locator(coarse.config, Plan(target_spacing=(4.0, 4.0, 4.0)), state, (16, 16, 16), 10.0)
-    return ckpt.save(path, net, plan, LABELS, preset=preset, task="Test", locator=locator)
+    return ckpt.save(path, net, plan, LABELS, preset=preset, task="Test", locator=locator, postprocess=postprocess)
 
 
 NETWORK = {

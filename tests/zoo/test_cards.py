@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,16 @@ from napari_volseg.engine.config import TrainConfig
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.io import decathlon, nifti
 from napari_volseg.zoo import registry
-from napari_volseg.zoo.card import MSD_ATTRIBUTION, MSD_LICENCE, HeldOut, ModelCard, read_card, write_card
+from napari_volseg.zoo.card import (
+    MSD_ATTRIBUTION,
+    MSD_LICENCE,
+    TRAINED_BY_KEY,
+    HeldOut,
+    ModelCard,
+    copy_checkpoint,
+    read_card,
+    write_card,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CARD = ModelCard(
@@ -123,3 +133,36 @@ def test_make_pretrained_trains_scores_and_installs_a_carded_float16_model(train
     scores = metrics.score_case(predictor.predict(image).labels, truth.data, task.num_classes, truth.spacing)
     assert metrics.mean_dice(scores) == pytest.approx(card.held_out[0].dice, abs=2e-3)
     assert all(np.isfinite(h.dice) for h in card.held_out)
+    # no validation: the post-processing was decided from the 4 training labels
+    decision = predictor.checkpoint.postprocess
+    assert decision.rule == "training labels" and decision.cases == 4
+
+    # --checkpoint: card and install a checkpoint trained already (as the accuracy bench's split 0 is)
+    trained = tmp_path / "work" / "msd-hippocampus.trained.safetensors"
+    bench = "python bench/accuracy.py --tasks hippo --minutes 0.05  # split 0, budget 0.05"
+    stamped = copy_checkpoint(trained, tmp_path / "hippo-split0-0.05.safetensors", {TRAINED_BY_KEY: bench})
+    argv = ["msd-hippocampus", "--data", str(train_ct_task.parent), "--checkpoint", str(stamped)]
+    argv += ["--install-dir", str(tmp_path / "again"), "--work", str(tmp_path / "work2")]
+    assert script.main(argv) == 0
+    again = read_card(tmp_path / "again" / "msd-hippocampus.safetensors")
+    assert again.trained_by == bench and again.command.endswith(
+        f"--checkpoint {stamped} --install-dir " + str(tmp_path / "again") + " --work " + str(tmp_path / "work2")
+    )
+    assert again.held_out == card.held_out and again.description.endswith(
+        f"trained on 4 {task.name} cases for 0.05 min"
+    )
+    assert not (tmp_path / "work2" / "msd-hippocampus.trained.safetensors").exists()  # nothing trained again
+    # a checkpoint that held out other cases is refused: its card would score cases it trained on
+    meta, tensors = ckpt.read_tensors(stamped)
+    preset = json.loads(meta["preset"])
+    seed = next(
+        s
+        for s in range(1, 50)
+        if decathlon.training_split(task, TrainConfig(seed=s, val_cases=0, test_cases=2)).test
+        != decathlon.training_split(task, TrainConfig(seed=0, val_cases=0, test_cases=2)).test
+    )
+    preset["train"]["seed"] = seed
+    ckpt.write_atomic(tmp_path / "other.safetensors", tensors, {**meta, "preset": json.dumps(preset)})
+    argv[argv.index(str(stamped))] = str(tmp_path / "other.safetensors")
+    with pytest.raises(SystemExit, match="not this model's held-out cases"):
+        script.main(argv)

@@ -56,6 +56,39 @@ def test_torchscript_of_a_cascade_holds_both_nets_and_says_how_they_chain(tmp_pa
     assert info["locator"]["file"] == "heart.locator.pt" and info["locator"]["margin_mm"] == 10.0
 
 
+def test_exports_state_the_post_processing_and_the_bundle_runs_it(tmp_path):
+    """No exported network can keep the largest component: the JSON and the bioimage.io README say
+    to; a MONAI bundle runs it (KeepLargestConnectedComponentd), checked on a two-blob label map."""
+    from monai.bundle import ConfigParser
+
+    from napari_volseg.postprocess import PostProcess
+
+    decision = PostProcess((1,), "training labels", 12, pieces={1: 1})
+    path = write_checkpoint(tmp_path / "m.safetensors", postprocess=decision)
+    info = json.loads(export(path, "torchscript", tmp_path / "ts" / "m.pt")[-1].read_text())
+    assert info["postprocess"]["largest_component"] == [1] and info["postprocess"]["rule"] == "training labels"
+    assert "largest 26-connected component of class(es) 1" in info["steps"][-1]
+    export(path, "monai-bundle", tmp_path / "bundle")
+    parser = ConfigParser()
+    parser.read_config(str(tmp_path / "bundle" / "configs" / "inference.json"))
+    steps = parser["postprocessing"]["transforms"]
+    keep = next(i for i, t in enumerate(steps) if t["_target_"] == "KeepLargestConnectedComponentd")
+    transform = parser.get_parsed_content(f"postprocessing#transforms#{keep}")
+    pred = torch.zeros((1, 12, 12, 12))
+    pred[0, 1:6, 1:6, 1:6] = 1
+    pred[0, 9:11, 9:11, 9:11] = 1  # a detached stray: removed
+    assert int(transform({"pred": pred})["pred"].sum()) == 125
+    assert (
+        "post-processing: keep only the largest"
+        in json.loads((tmp_path / "bundle" / "configs" / "metadata.json").read_text())["description"]
+    )
+    untouched = write_checkpoint(tmp_path / "raw.safetensors")
+    raw = json.loads(export(untouched, "onnx", tmp_path / "raw.onnx")[-1].read_text())
+    assert raw["postprocess"]["largest_component"] == [] and raw["steps"][-1].endswith(
+        "none: use the labels as predicted"
+    )
+
+
 def test_a_cascade_is_refused_for_single_network_packages_with_one_line(tmp_path):
     path = write_checkpoint(tmp_path / "cascade.safetensors", cascade=True)
     with pytest.raises(ExportError, match="cascade .* export onnx or torchscript"):
