@@ -24,7 +24,8 @@ from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.config import Preset
 from napari_volseg.engine.events import Event, Finished, Progress
 from napari_volseg.engine.infer import locate
-from napari_volseg.engine.train import NetTrainer, Run, resumable, stopped_before_training
+from napari_volseg.engine.run import Run, resumable, stopped_before_training
+from napari_volseg.engine.train import NetTrainer
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
 from napari_volseg.preprocess import Box

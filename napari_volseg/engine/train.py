@@ -21,7 +21,6 @@ import math
 import threading
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,12 +32,12 @@ from napari_volseg import postprocess as post
 from napari_volseg.cache import PreparedCache
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import distributed
-from napari_volseg.engine.config import PlanSettings, Preset
+from napari_volseg.engine.config import Preset
 from napari_volseg.engine.events import CheckpointSaved, Event, Failed, Finished, Progress, Started, Step, Validated
 from napari_volseg.engine.infer import resolve_device, set_threads, window_probabilities
 from napari_volseg.engine.patches import BatchStream, batch_size, effective_patch, train_case
+from napari_volseg.engine.run import Run, learning_rate, resumable, stopped_before_training
 from napari_volseg.errors import VolsegError
-from napari_volseg.io import nifti
 from napari_volseg.io.decathlon import Split, Task, training_split
 from napari_volseg.losses import make_loss
 from napari_volseg.models import build_model, model_config
@@ -49,78 +48,6 @@ if TYPE_CHECKING:
     from napari_volseg.engine.cascade import Cascade
 
 log = logging.getLogger(__name__)
-
-
-def learning_rate(preset: Preset, step: int, total_steps: int, epoch: int, time_fraction: float = 0.0) -> float:
-    t = preset.train
-    if t.schedule == "constant":
-        return t.lr
-    if t.schedule == "step":
-        return t.lr * t.step_gamma ** (epoch // max(1, t.step_every))
-    if t.schedule == "poly":
-        progress = min(1.0, max(step / max(1, total_steps), time_fraction))
-        return t.lr * (1.0 - progress) ** 0.9
-    raise VolsegError(f"unknown schedule {t.schedule!r}; use poly, step or constant")
-
-
-def stopped_before_training(started: float) -> Finished:
-    """The end of a run stopped before its first step (while preparing, or in a cascade's locator stage)."""
-    return Finished(
-        step=0,
-        best_dice=float("nan"),
-        best_path=None,
-        last_path=None,
-        stopped=True,
-        seconds=time.perf_counter() - started,
-    )
-
-
-def resumable(path: Path) -> ckpt.Checkpoint:
-    """The 'last' checkpoint at ``path``, checked to hold the optimizer state a resume needs."""
-    if not path.is_file():
-        raise VolsegError(f"nothing to resume: {path} does not exist")
-    resumed = ckpt.load(path)
-    if resumed.optimizer is None:
-        raise VolsegError(f"{path.name} has no optimizer state; it cannot be resumed")
-    return resumed
-
-
-@dataclass
-class Run:
-    """What the stages of one training run share: the task and its split, the device, the ranks, the
-    Stop flag, the clock (``perf_counter`` at the start), the cache, the training cases' statistics, how
-    often each case is drawn (``case_weights``: case id -> weight, default 1) and the post-processing
-    their labels call for."""
-
-    task: Task
-    split: Split
-    device: torch.device
-    dist: distributed.DistContext
-    stop: threading.Event
-    started: float
-    cache_root: Path | None = None
-    case_weights: dict[str, float] | None = None
-    _statistics: planning.TaskStatistics | None = field(default=None, repr=False)
-    _label_postprocess: post.PostProcess | None = field(default=None, repr=False)
-
-    def statistics(self, intensities: bool = False) -> planning.TaskStatistics:
-        """The training cases' statistics (read once; CT intensities only when a plan first needs them)."""
-        if self._statistics is None or (intensities and self._statistics.ct is None):
-            self._statistics = planning.statistics(self.task, self.split.train, intensities)
-        return self._statistics
-
-    def postprocess_from_labels(self) -> post.PostProcess:
-        """The post-processing the training labels call for (read once, on their own grids): what a run
-        without validation cases stores in its checkpoints."""
-        if self._label_postprocess is None:
-            labels = (nifti.load(case.label_path).data for case in self.split.train)
-            self._label_postprocess = post.from_training_labels(labels, self.task.num_classes)
-        return self._label_postprocess
-
-    def plan(self, settings: PlanSettings, extents_mm: tuple[float, float, float] | None = None) -> planning.Plan:
-        """The plan of ``settings`` from the training cases (``extents_mm``: a cascade's regions of interest)."""
-        stats = self.statistics(planning.measures_intensities(self.task, settings))
-        return planning.make_plan(settings, stats, extents_mm)
 
 
 class NetTrainer:
