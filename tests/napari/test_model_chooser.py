@@ -83,3 +83,32 @@ def test_pull_from_the_chooser_installs_and_selects_the_model(viewer_widgets, qt
         qtbot.waitUntil(lambda: predict.chooser.worker is None, timeout=60_000)
     assert predict.session.checkpoint == tmp_path / "cache" / "models" / "liver.safetensors"
     assert predict.chooser.combo.currentText() == "liver (installed)" and not predict.chooser.pull_button.isEnabled()
+
+
+def test_a_dropped_scan_without_a_task_predicts_with_a_pretrained_model(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, tiny_ct_task
+):
+    """Issue 13's first contact: drop a scan (and its label) onto napari, choose the pretrained model, Predict."""
+    from napari_volseg._napari.widgets import PredictWidget
+    from napari_volseg.io import nifti
+    from napari_volseg.zoo import registry
+
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    write_checkpoint(shipped / "organ-pretrained.safetensors")
+    monkeypatch.setattr(registry, "PRETRAINED_DIR", shipped)
+    viewer = make_napari_viewer()
+    predict = PredictWidget(viewer)
+    image = tiny_ct_task / "imagesTr" / "spleen_002.nii.gz"
+    predict.session.open_files([image, tiny_ct_task / "labelsTr" / "spleen_002.nii.gz"])  # what a drop does
+    qtbot.waitUntil(lambda: "spleen_002 ground truth" in viewer.layers and not predict.session.busy_loading())
+    assert predict.session.task is None
+    assert predict.chooser.select("organ-pretrained")
+    assert predict.predict("current case") is not None
+    qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
+    layer = viewer.layers["spleen_002 prediction"]
+    assert layer.data.shape == nifti.load(image).data.shape
+    assert tuple(layer.scale) == tuple(viewer.layers["spleen_002"].scale)
+    assert "spleen_002 errors" in viewer.layers
+    assert predict.status.text().startswith("spleen_002: predicted; Dice against 'spleen_002 ground truth' ")

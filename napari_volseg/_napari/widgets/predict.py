@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_volseg import metrics
-from napari_volseg._napari.layers import ERROR_COLORS, ERROR_NAMES, GROUND_TRUTH, META_KEY, ROLE_COLORS
+from napari_volseg._napari.layers import ERROR_COLORS, ERROR_NAMES, GROUND_TRUTH, META_KEY, ROLE_COLORS, geometry_of
 from napari_volseg._napari.loading import case_layers
 from napari_volseg._napari.notify import notify_error
 from napari_volseg._napari.state import session_for
@@ -127,9 +127,8 @@ class PredictWidget(QWidget):
         if self.session.checkpoint is None:
             notify_error("no model: choose one (pretrained, pulled or loaded) or train one first (Train tab)")
             return None
-        if self.session.task is None:
-            notify_error("open a task first (Data tab)")
-            return None
+        if self.session.task is None:  # a dropped scan, no task: predict the image in view
+            return self.predict_layer()
         task, checkpoint = self.session.task, self.session.checkpoint
         cases = [task.case(case_id) for case_id in self._cases(scope)]
         tta = self.tta.isChecked()  # the rest of the inference settings come from the checkpoint's preset
@@ -151,6 +150,69 @@ class PredictWidget(QWidget):
         self.worker.start()
         return self.worker
 
+    def _image_layer(self):
+        """The image to predict without a task: the selected image layer, else the top one (a dropped scan)."""
+        from napari.layers import Image
+
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Image):
+            return active
+        images = [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+        return images[-1] if images else None
+
+    def predict_layer(self):
+        """Predict an image layer opened without a task (a NIfTI file dropped onto the viewer) on its own grid:
+        ``<name> prediction`` beside it, and its Dice and error layer when ``<case> ground truth`` is open too."""
+        layer = self._image_layer()
+        if layer is None:
+            notify_error("nothing to predict: drop a NIfTI scan onto the viewer, or open a task (Data tab)")
+            return None
+        if layer.ndim != 3 or layer.rgb:
+            notify_error(f"{layer.name}: only single-channel 3D scans can be predicted without a task (open a task)")
+            return None
+        info = layer.metadata.get(META_KEY, {})
+        case = info.get("case") or layer.name
+        kwargs = {"metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate}
+        geometry = geometry_of(kwargs, tuple(layer.data.shape))
+        truth_layer = case_layers(self.viewer, case).get(GROUND_TRUTH)
+        truth = np.asarray(truth_layer.data) if truth_layer is not None else None
+        image, checkpoint = np.asarray(layer.data), self.session.checkpoint
+
+        @thread_worker
+        def work():
+            from napari_volseg.zoo.backend import open_model
+
+            model = open_model(checkpoint)
+            try:
+                labels = model.predict(nifti.Volume(image.astype(np.float32, copy=False), geometry)).labels
+            finally:
+                model.release()
+            if truth is None or truth.shape != labels.shape:
+                return labels, None, None
+            classes = int(max(labels.max(), truth.max())) + 1
+            scores = metrics.score_case(labels, truth, classes, geometry.spacing_zyx, with_hd95=False)
+            return labels, metrics.error_map(labels, truth), metrics.mean_dice(scores)
+
+        def shown(result):
+            labels, errors, dice = result
+            set_labels(self.viewer, f"{case} prediction", labels, layer, "prediction", case)
+            if errors is not None:
+                set_labels(self.viewer, f"{case} errors", errors, layer, "errors", case)
+            self.status.setText(
+                f"{layer.name}: predicted"
+                + (f"; Dice against '{truth_layer.name}' {dice:.4f}" if dice is not None else "")
+            )
+
+        self.worker = work()
+        self.worker.returned.connect(shown)
+        self.worker.errored.connect(notify_error)
+        self.worker.finished.connect(lambda: self._idle(None))
+        self.session.track(self.worker, owner=self)
+        self.run_button.setEnabled(False)
+        self.status.setText(f"predicting {layer.name}…")
+        self.worker.start()
+        return self.worker
+
     def _show_next(self, bar, cases: list, done: int) -> None:
         """Name the case predicted now: "2 / 3: la_018" in the status and the progress bar."""
         text = f"{done + 1} / {len(cases)}: {cases[done].id}"
@@ -166,10 +228,12 @@ class PredictWidget(QWidget):
         if result.case == self.session.case_id or len(self.session.results) == 1:
             self.show_result(result.case)
 
-    def _idle(self, total: int) -> None:
+    def _idle(self, total: int | None) -> None:
+        """Back to idle; ``total`` cases of the task were predicted (``None``: a dropped scan, its status stays)."""
         self.worker = None
         self.run_button.setEnabled(True)
-        self.status.setText(f"predicted {total} case(s); click a row to open one" if total else "")
+        if total is not None:
+            self.status.setText(f"predicted {total} case(s); click a row to open one" if total else "")
 
     def show_result(self, case_id: str):
         """Open the case, then add its prediction and error layers next to the ground truth."""
