@@ -47,11 +47,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1366x768", help="window size WIDTHxHEIGHT (the Xvfb screen's)")
     parser.add_argument("--train-seconds", type=float, default=60.0)
-    parser.add_argument("--only", choices=["annotate"], help="retake this shot alone")
+    parser.add_argument("--only", choices=["annotate", "predict-heart"], help="retake this shot alone")
     parser.add_argument(
         "--heart-checkpoint",
         type=Path,
-        help="also shoot predict-heart.png: the heart's validation cases with this model",
+        help="also shoot predict-heart.png with this model (a name or a checkpoint; --only predict-heart: msd-heart)",
     )
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
@@ -62,6 +62,10 @@ def main() -> int:
     viewer.window.set_geometry(0, 0, width, height)
     dock = VolsegDock(viewer)
     viewer.window.add_dock_widget(dock, name="napari-volseg", area="right")
+    if args.only == "predict-heart":
+        heart(viewer, dock, str(args.heart_checkpoint or "msd-heart"))
+        viewer.close()
+        return 0
     if args.only is None:
         segmentation_and_classify(viewer, dock, args)
     annotate(viewer, dock, args.size)
@@ -126,16 +130,28 @@ def segmentation_and_classify(viewer, dock, args) -> None:
     viewer.reset_view()
     dock.tabs.currentWidget().ensureWidgetVisible(classify.table)  # the probability bars, scrolled to if need be
     shot(viewer, f"classify-{args.size}")
-    if args.heart_checkpoint and (HEART / "dataset.json").is_file():
-        data.open_task(HEART)
-        wait_for(lambda: session.task is not None and session.task.root == HEART and len(viewer.layers) >= 2, 120)
-        train.load_checkpoint(args.heart_checkpoint)
-        predict.predict("validation cases")
-        wait_for(lambda: predict.worker is None, 900)
-        predict.show_result(predict.table.item(0, 0).text())
-        wait_for(lambda: any(layer.name.endswith("errors") for layer in viewer.layers), 60)
-        viewer.reset_view()
-        shot(viewer, "predict-heart")
+    if args.heart_checkpoint:
+        heart(viewer, dock, str(args.heart_checkpoint))
+
+
+def heart(viewer, dock, model: str) -> None:
+    """predict-heart.png: the real heart task, ``model`` (a name such as msd-heart, or a checkpoint) chosen in the
+    Predict tab, its three seed-0 cases (msd-heart's held-out ones) predicted and the first one shown."""
+    if not (HEART / "dataset.json").is_file():
+        return
+    data, predict = dock.widgets["Data"], dock.widgets["Predict & evaluate"]
+    session = data.session
+    data.open_task(HEART)
+    wait_for(lambda: session.task is not None and session.task.root == HEART and len(viewer.layers) >= 2, 120)
+    wait_for(lambda: not session.busy_loading(), 120)
+    dock.show_tab("Predict & evaluate")
+    predict.chooser.select(model) or dock.widgets["Train"].load_checkpoint(Path(model))
+    predict.predict("validation cases")
+    wait_for(lambda: predict.worker is None, 900)
+    predict.show_result(predict.table.item(0, 0).text())
+    wait_for(lambda: any(layer.name.endswith("errors") for layer in viewer.layers), 60)
+    viewer.reset_view()
+    shot(viewer, "predict-heart")
 
 
 def annotate(viewer, dock, size: str) -> None:
