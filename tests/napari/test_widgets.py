@@ -122,13 +122,15 @@ def test_full_flow_open_train_predict_table(widgets, qtbot, train_ct_task, tmp_p
     assert predict.session.checkpoint == tmp_path / "gui.safetensors"
     assert "best validated weights" in train.status.text() and "nan" not in train.status.text()
 
+    shown_texts = []  # every status line, in order (independent of the order Qt calls the yielded slots in)
+    set_text = predict.status.setText
+    predict.status.setText = lambda text: (shown_texts.append(text), set_text(text))[1]
     predict.predict("validation cases")
-    progress_texts = [predict.status.text()]
-    predict.worker.yielded.connect(lambda _: progress_texts.append(predict.status.text()))
     qtbot.waitUntil(lambda: predict.worker is None, timeout=600_000)
     val_ids = [c.id for c in predict.session.split.val]
     expected = [f"predicting {i + 1} / {len(val_ids)}: {case_id}…" for i, case_id in enumerate(val_ids)]
-    assert progress_texts[: len(val_ids)] == expected  # each case named while it is predicted
+    assert [t for t in shown_texts if t.startswith("predicting ")] == expected  # each case named while predicted
+    assert shown_texts[-1] == f"predicted {len(val_ids)} case(s); click a row to open one"
     assert predict.table.rowCount() == len(val_ids) >= 1
     # the table's Dice equals metrics.dice recomputed on the two layers
     for row in range(predict.table.rowCount()):
