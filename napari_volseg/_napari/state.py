@@ -46,6 +46,7 @@ class Session:
 
     def __init__(self, viewer=None):
         self._viewer = weakref.ref(viewer) if viewer is not None else lambda: None
+        roomy_thread_pool()
         self.task: decathlon.Task | None = None
         self.cases: list[CaseInfo] = []
         self.case_id: str | None = None
@@ -189,6 +190,24 @@ class Session:
         """Stop every running worker (the viewer is closing)."""
         for worker in list(self._workers):
             _stop(worker)
+
+
+WORKER_THREADS = 8
+"""Threads of Qt's global pool, where napari's thread workers run (at least)."""
+
+
+def roomy_thread_pool() -> None:
+    """Give Qt's global thread pool room for the plugin's workers beside napari's own tasks.
+
+    Qt sizes the pool to the number of cores: on two cores a training and a prediction fill it, and the
+    next pooled task (a case loading, napari's own) waits for one of them to end; the viewer froze for
+    the whole prediction (13-14 s, bench/gui_latency.py) while training ran. Workers mostly wait on
+    torch, which runs its own threads, so more pool threads cost nothing but a little memory."""
+    from qtpy.QtCore import QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    if pool.maxThreadCount() < WORKER_THREADS:
+        pool.setMaxThreadCount(WORKER_THREADS)
 
 
 def _stop(worker) -> None:

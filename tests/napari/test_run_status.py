@@ -79,3 +79,38 @@ def test_stage_titles_elapsed_and_time_left():
     assert run.preparing(ev.Progress(3, 15, "la_003")).startswith("cascade stage 2 of 2: preparing cases 3 / 15")
     run.started(started("", 500))
     assert run.stage_title() == "cascade stage 2 of 2: main network"
+
+
+def test_a_third_worker_runs_while_training_and_predicting_fill_two_threads(qtbot):
+    """Qt's pool has one thread per core: on two cores a training and a prediction filled it and every other
+    worker (a case loading) waited for them, freezing the viewer 13 s. The session makes room."""
+    import threading
+
+    from napari.qt.threading import thread_worker
+
+    from napari_volseg._napari.state import Session
+
+    Session()
+    release = threading.Event()
+
+    @thread_worker
+    def busy():
+        release.wait(30)
+
+    @thread_worker
+    def quick():
+        return 42
+
+    long_ones = [busy(), busy()]
+    for worker in long_ones:
+        worker.start()
+    got = []
+    third = quick()
+    third.returned.connect(got.append)
+    third.start()
+    try:
+        qtbot.waitUntil(lambda: got == [42], timeout=5_000)
+    finally:
+        release.set()
+        for worker in long_ones:
+            qtbot.waitUntil(lambda w=worker: not w.is_running, timeout=10_000)
