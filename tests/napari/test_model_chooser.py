@@ -16,9 +16,8 @@ from served import serve  # noqa: E402
 pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under xvfb-run)")
 
 
-@pytest.fixture
-def viewer_widgets(make_napari_viewer, qtbot, tmp_path, monkeypatch, tiny_ct_task):
-    """A viewer with the tiny CT task open, a shipped model 'organ-pretrained', an empty user cache."""
+def ship_a_model(tmp_path, monkeypatch) -> None:
+    """An empty user cache, and a shipped model 'organ-pretrained' in place of the package's own."""
     from napari_volseg.zoo import registry
 
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
@@ -26,6 +25,12 @@ def viewer_widgets(make_napari_viewer, qtbot, tmp_path, monkeypatch, tiny_ct_tas
     shipped.mkdir()
     write_checkpoint(shipped / "organ-pretrained.safetensors")
     monkeypatch.setattr(registry, "PRETRAINED_DIR", shipped)
+
+
+@pytest.fixture
+def viewer_widgets(make_napari_viewer, qtbot, tmp_path, monkeypatch, tiny_ct_task):
+    """A viewer with the tiny CT task open, a shipped model 'organ-pretrained', an empty user cache."""
+    ship_a_model(tmp_path, monkeypatch)
     from napari_volseg._napari.widgets import DataWidget, PredictWidget, TrainWidget
 
     viewer = make_napari_viewer()
@@ -91,13 +96,8 @@ def test_a_dropped_scan_without_a_task_predicts_with_a_pretrained_model(
     """Issue 13's first contact: drop a scan (and its label) onto napari, choose the pretrained model, Predict."""
     from napari_volseg._napari.widgets import PredictWidget
     from napari_volseg.io import nifti
-    from napari_volseg.zoo import registry
 
-    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
-    shipped = tmp_path / "shipped"
-    shipped.mkdir()
-    write_checkpoint(shipped / "organ-pretrained.safetensors")
-    monkeypatch.setattr(registry, "PRETRAINED_DIR", shipped)
+    ship_a_model(tmp_path, monkeypatch)
     viewer = make_napari_viewer()
     predict = PredictWidget(viewer)
     image = tiny_ct_task / "imagesTr" / "spleen_002.nii.gz"
