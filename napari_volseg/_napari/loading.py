@@ -7,6 +7,7 @@ and adds the layers on the GUI thread from the finished arrays. When the user as
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from napari.qt.threading import thread_worker
 
 from napari_volseg._napari.layers import META_KEY, case_layer_data, file_layer_data
 from napari_volseg._napari.notify import notify_error, notify_warning
+from napari_volseg._napari.responsive import in_turns
 from napari_volseg._napari.state import CaseInfo, Session
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon
@@ -84,8 +86,17 @@ def refill(layer, data, kwargs: dict) -> None:
 
 
 def add_layer(viewer, data, kwargs: dict, kind: str):
+    """A new layer; an image goes under the labels already shown (two dropped files may finish in either order)."""
     kwargs = {k: v for k, v in kwargs.items() if k != "contrast_limits_range"}
-    return getattr(viewer, f"add_{kind}")(data, **kwargs)
+    added = getattr(viewer, f"add_{kind}")(data, **kwargs)
+    if kind == "image":
+        below = next((i for i, layer in enumerate(viewer.layers) if layer._type_string != "image"), None)
+        for layer in added if isinstance(added, list) else [added]:
+            at = viewer.layers.index(layer)
+            if below is not None and at > below:
+                viewer.layers.move(at, below)
+                below += 1
+    return added
 
 
 def open_task(session: Session, folder: Path, open_first_case: bool = True):
@@ -121,9 +132,7 @@ def open_case(session: Session, case_id: str, then: Callable | None = None, keep
         return None
     if "image" in case_layers(session.viewer, case_id):
         session.requests["case"] = next(_tokens)  # a case still loading from an earlier click must not win
-        _show_case(session, case_id, [], None, keep)
-        if then:
-            then()
+        _show_case(session, case_id, [], None, keep, then)
         return None
 
     @thread_worker
@@ -132,9 +141,7 @@ def open_case(session: Session, case_id: str, then: Callable | None = None, keep
 
     def done(payload):
         if session.task is task:
-            _show_case(session, *payload, keep=keep)
-            if then:
-                then()
+            _show_case(session, *payload, keep=keep, then=then)
 
     return _start(session, "case", f"opening {case_id}…", work, done)
 
@@ -148,10 +155,10 @@ def open_files(session: Session, files: list[Path]):
 
     def done(layers):
         viewer = session.viewer
-        for data, kwargs, kind in layers:
-            add_layer(viewer, data, kwargs, kind)
+        for _, kwargs, _ in layers:
             for issue in kwargs["metadata"][META_KEY]["issues"]:
                 notify_warning(issue)
+        in_turns([functools.partial(add_layer, viewer, *layer) for layer in layers])
 
     name = files[0].name if len(files) == 1 else f"{len(files)} files"
     return _start(session, f"files-{next(_tokens)}", f"reading {name}…", work, done)
@@ -184,10 +191,14 @@ def _remove_other_cases(viewer, case_id: str, keep: tuple[str, ...] = ()) -> Non
             viewer.layers.remove(layer)
 
 
-def _show_case(session: Session, case_id: str, layers: list[tuple], z: int | None, keep=()) -> None:
-    """Show a case's layers, reusing the layers of the case shown before (same role, same kind)."""
+def _show_case(session: Session, case_id: str, layers: list[tuple], z: int | None, keep=(), then=None) -> None:
+    """Show a case's layers, reusing the layers of the case shown before (same role, same kind), one layer per
+    event-loop turn (:func:`~napari_volseg._napari.responsive.in_turns`), then ``then()``. A newer request to show a
+    case drops what is left of this one (asking for the same case again does not)."""
     viewer = session.viewer
+    session.showing = session.case_id = case_id  # the open case from now on; its layers follow turn by turn
     have = case_layers(viewer, case_id)
+    steps = []
     if "image" not in have:
         stale = _other_cases(viewer, case_id)
         for data, kwargs, kind in layers:
@@ -196,17 +207,22 @@ def _show_case(session: Session, case_id: str, layers: list[tuple], z: int | Non
                 continue
             old = stale.get(role)
             if old is not None and old._type_string == kind and not isinstance(kwargs["name"], list):
-                refill(old, data, kwargs)
+                steps.append(functools.partial(refill, old, data, kwargs))
             else:
-                add_layer(viewer, data, kwargs, kind)
-        _remove_other_cases(viewer, case_id, keep)
-        viewer.reset_view()
-        if z is not None:  # start on the slice with the most foreground
-            image = case_layers(viewer, case_id)["image"]
-            viewer.dims.set_point(0, image.data_to_world([z, 0, 0])[0])
-    else:
-        _remove_other_cases(viewer, case_id, keep)
-    _opened(session, case_id)
+                steps.append(functools.partial(add_layer, viewer, data, kwargs, kind))
+    steps.append(lambda: _remove_other_cases(viewer, case_id, keep))
+
+    def shown():
+        if "image" not in have:
+            viewer.reset_view()
+            image = case_layers(viewer, case_id).get("image")
+            if z is not None and image is not None:  # start on the slice with the most foreground
+                viewer.dims.set_point(0, image.data_to_world([z, 0, 0])[0])
+        _opened(session, case_id)
+        if then:
+            then()
+
+    in_turns(steps, shown, current=lambda: session.showing == case_id)
 
 
 def _opened(session: Session, case_id: str) -> None:

@@ -46,7 +46,12 @@ class Session:
 
     def __init__(self, viewer=None):
         self._viewer = weakref.ref(viewer) if viewer is not None else lambda: None
-        roomy_thread_pool()
+        from napari_volseg._napari.responsive import prepare_event_loop, roomy_thread_pool
+
+        if viewer is not None:
+            prepare_event_loop()  # also sizes the pool
+        else:
+            roomy_thread_pool()
         self.task: decathlon.Task | None = None
         self.cases: list[CaseInfo] = []
         self.case_id: str | None = None
@@ -59,6 +64,8 @@ class Session:
         self._results: dict[Path, dict[str, CaseResult]] = {}
         self._workers: list = []
         self._loaders: list = []
+        self.showing: str | None = None
+        """The case whose layers are being shown (added one per event-loop turn)."""
         self.requests: dict[str, int] = {}
         """The latest open request of each kind (task, case): a loader whose request is stale drops its result."""
         self.unsaved_work: Callable[[str | None], str | None] | None = None
@@ -190,24 +197,6 @@ class Session:
         """Stop every running worker (the viewer is closing)."""
         for worker in list(self._workers):
             _stop(worker)
-
-
-WORKER_THREADS = 8
-"""Threads of Qt's global pool, where napari's thread workers run (at least)."""
-
-
-def roomy_thread_pool() -> None:
-    """Give Qt's global thread pool room for the plugin's workers beside napari's own tasks.
-
-    Qt sizes the pool to the number of cores: on two cores a training and a prediction fill it, and the
-    next pooled task (a case loading, napari's own) waits for one of them to end; the viewer froze for
-    the whole prediction (13-14 s, bench/gui_latency.py) while training ran. Workers mostly wait on
-    torch, which runs its own threads, so more pool threads cost nothing but a little memory."""
-    from qtpy.QtCore import QThreadPool
-
-    pool = QThreadPool.globalInstance()
-    if pool.maxThreadCount() < WORKER_THREADS:
-        pool.setMaxThreadCount(WORKER_THREADS)
 
 
 def _stop(worker) -> None:

@@ -136,14 +136,25 @@ def test_full_flow_open_train_predict_table(widgets, qtbot, train_ct_task, tmp_p
     for row in range(predict.table.rowCount()):
         case_id = predict.table.item(row, 0).text()
         predict._row_clicked(row, 0)
-        qtbot.waitUntil(lambda case_id=case_id: f"{case_id} prediction" in viewer.layers, timeout=30_000)
+        # the result layers come one per event-loop turn; then the other case's result layers go
+        qtbot.waitUntil(
+            lambda case_id=case_id: (
+                {layer.metadata["volseg"]["case"] for layer in viewer.layers} == {case_id}
+                and f"{case_id} errors" in viewer.layers
+            ),
+            timeout=30_000,
+        )
         pred_layer = viewer.layers[f"{case_id} prediction"]
         truth_layer = viewer.layers[f"{case_id} ground truth"]
         recomputed, _ = metrics.dice(np.asarray(pred_layer.data), np.asarray(truth_layer.data))
         row_now = [r for r in range(predict.table.rowCount()) if predict.table.item(r, 0).text() == case_id][0]
         assert float(predict.table.item(row_now, 1).text()) == pytest.approx(recomputed, abs=1e-4)
-        assert f"{case_id} errors" in viewer.layers
-        assert {layer.metadata["volseg"]["case"] for layer in viewer.layers} == {case_id}
+        assert [layer.name for layer in viewer.layers] == [
+            f"{case_id}",
+            f"{case_id} ground truth",
+            f"{case_id} prediction",
+            f"{case_id} errors",
+        ]
         assert not np.allclose(pred_layer.colormap.map(1), truth_layer.colormap.map(1))  # told apart by colour
     assert predict.mean_label.text().startswith(f"mean Dice over {len(val_ids)} case(s)")
 

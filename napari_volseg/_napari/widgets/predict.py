@@ -24,6 +24,7 @@ from napari_volseg import metrics
 from napari_volseg._napari.layers import ERROR_COLORS, ERROR_NAMES, GROUND_TRUTH, META_KEY, ROLE_COLORS, geometry_of
 from napari_volseg._napari.loading import case_layers
 from napari_volseg._napari.notify import notify_error
+from napari_volseg._napari.responsive import in_turns
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import NumberItem, compact, make_table, set_labels
 from napari_volseg._napari.widgets.model_chooser import ModelChooser
@@ -195,9 +196,10 @@ class PredictWidget(QWidget):
 
         def shown(result):
             labels, errors, dice = result
-            set_labels(self.viewer, f"{case} prediction", labels, layer, "prediction", case)
+            steps = [lambda: set_labels(self.viewer, f"{case} prediction", labels, layer, "prediction", case)]
             if errors is not None:
-                set_labels(self.viewer, f"{case} errors", errors, layer, "errors", case)
+                steps.append(lambda: set_labels(self.viewer, f"{case} errors", errors, layer, "errors", case))
+            in_turns(steps)
             self.status.setText(
                 f"{layer.name}: predicted"
                 + (f"; Dice against '{truth_layer.name}' {dice:.4f}" if dice is not None else "")
@@ -244,18 +246,27 @@ class PredictWidget(QWidget):
         )
 
     def _add_result_layers(self, case_id: str) -> None:
+        """The case's prediction and error layers, one per event-loop turn; then other cases' result layers go."""
         result = self.session.results.get(case_id)
         layers = case_layers(self.viewer, case_id)
         if result is None or "image" not in layers:
             return
         image = layers["image"]
-        pred = set_labels(self.viewer, f"{case_id} prediction", result.labels, image, "prediction", case_id)
-        pred.metadata["volseg"]["geometry"] = result.geometry
-        if result.errors is not None:
+
+        def prediction():
+            pred = set_labels(self.viewer, f"{case_id} prediction", result.labels, image, "prediction", case_id)
+            pred.metadata["volseg"]["geometry"] = result.geometry
+
+        def errors():
             set_labels(self.viewer, f"{case_id} errors", result.errors, image, "errors", case_id)
-        for layer in list(self.viewer.layers):  # another case's result layer that found no use
-            if layer.metadata.get(META_KEY, {}).get("case") not in (None, case_id):
-                self.viewer.layers.remove(layer)
+
+        def drop_unused():  # another case's result layer that found no use
+            for layer in list(self.viewer.layers):
+                if layer.metadata.get(META_KEY, {}).get("case") not in (None, case_id):
+                    self.viewer.layers.remove(layer)
+
+        steps = [prediction] + ([errors] if result.errors is not None else []) + [drop_unused]
+        in_turns(steps, current=lambda: self.session.showing == case_id)  # another case asked for: stop
 
     # -- table ------------------------------------------------------------------------------------
 

@@ -1,0 +1,124 @@
+"""Keeping napari's GUI thread free: what the plugin does once per process, and layer work split into event-loop turns.
+
+Measured with ``bench/gui_latency.py`` and cProfile on the GUI thread (heart MRI, 2 cores), the stalls left after
+moving reading and computing to workers were napari's own:
+
+- **Garbage collection.** napari runs ``gc.collect()`` whenever a layer is removed, and Python runs full
+  collections by itself as objects are allocated (in any thread, holding the GIL). With napari, torch and MONAI
+  loaded, a full collection walks about 500,000 objects: 240 ms. Removing a labels layer took 270-310 ms, adding one
+  about 110 ms. ``gc.freeze()`` once the libraries are loaded moves those long-lived objects out of the collector's
+  sight (they stay alive for the process anyway): a removal then took 28-46 ms and an addition about 70 ms.
+- **First use.** The first labels layer imports pandas (185 ms) and builds vispy's dash patterns (126 ms); torch's
+  first optimizer step imports torch._dynamo and sympy (about 800 modules, whose 130,000 objects every later
+  collection walked again). A worker does all of it when the plugin starts, beside the user's first clicks, and the
+  objects it made are frozen too.
+- **Several layers at once.** An image and a labels layer added in one event-loop turn stall it for the sum of both;
+  :func:`in_turns` adds one per turn, so the viewer repaints and takes input between them.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Sequence
+
+WORKER_THREADS = 8
+"""Threads of Qt's global pool, where napari's thread workers run (at least)."""
+
+WARM_IMPORTS = (
+    "pandas",  # napari imports it for the first labels layer's features table
+    "scipy.ndimage",
+    "monai.inferers",
+    "napari_volseg.engine.train",
+    "napari_volseg.engine.infer",
+    "napari_volseg.engine.predict",
+    "napari_volseg.metrics",
+)
+"""Modules the plugin's first actions would otherwise import on the GUI thread."""
+
+_prepared = False
+
+
+def roomy_thread_pool() -> None:
+    """Give Qt's global thread pool room for the plugin's workers beside napari's own tasks.
+
+    Qt sizes the pool to the number of cores: on two cores a training and a prediction fill it, and the
+    next pooled task (a case loading, napari's own) waits for one of them to end; the viewer froze for
+    the whole prediction (13-14 s, bench/gui_latency.py) while training ran. Workers mostly wait on
+    torch, which runs its own threads, so more pool threads cost nothing but a little memory."""
+    from qtpy.QtCore import QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    if pool.maxThreadCount() < WORKER_THREADS:
+        pool.setMaxThreadCount(WORKER_THREADS)
+
+
+def warm_up() -> None:
+    """Import what the first actions need and build vispy's dash patterns (run in a worker)."""
+    import importlib
+
+    for name in WARM_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - warming is an optimisation; the real use reports its own errors
+            pass
+    try:  # torch's first optimizer step imports torch._dynamo, sympy and ~800 modules more (130,000 objects)
+        import torch
+
+        weight = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.Adam([weight])
+        weight.sum().backward()
+        optimizer.step()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        from vispy.visuals.line.dash_atlas import DashAtlas
+
+        DashAtlas()  # its patterns are cached module-wide (functools.lru_cache)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def freeze_long_lived() -> None:
+    """Hide every object alive now from the cyclic garbage collector (``gc.freeze``): libraries, modules, the
+    viewer. Later full collections (napari runs one per removed layer) then walk only what came after."""
+    gc.freeze()
+
+
+def prepare_event_loop() -> None:
+    """Once per process, when the plugin's first session starts: room in Qt's thread pool, then a worker that warms
+    imports, and ``gc.freeze()`` when it is done (and at once, for what is loaded already)."""
+    global _prepared
+    roomy_thread_pool()
+    if _prepared:
+        return
+    _prepared = True
+    freeze_long_lived()
+    from napari.qt.threading import thread_worker
+
+    worker = thread_worker(warm_up, start_thread=False)()
+    worker.finished.connect(freeze_long_lived)
+    worker.start()
+
+
+def in_turns(steps: Sequence[Callable[[], object]], then: Callable[[], object] | None = None, current=None) -> None:
+    """Run ``steps`` one per event-loop turn, then ``then``; ``current()`` is asked before each: once it says False
+    (a newer request came), the rest is dropped. No steps: ``then`` runs at once."""
+    from qtpy.QtCore import QTimer
+
+    pending = list(steps)
+
+    def turn():
+        if current is not None and not current():
+            return
+        if pending:
+            pending.pop(0)()
+        if pending:
+            QTimer.singleShot(0, turn)
+        elif then is not None:
+            then()
+
+    if not pending:
+        if then is not None:
+            then()
+        return
+    turn()
