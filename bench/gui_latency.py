@@ -54,21 +54,29 @@ class Probe:
         self.due = now + PERIOD
 
     def measure(self, start, done, timeout: float, settle: float = 0.3) -> dict:
-        """Run ``start()``, record until ``done()`` (plus ``settle`` s for the layers to draw)."""
-        from qtpy.QtWidgets import QApplication
+        """Run ``start()``, record until ``done()`` (plus ``settle`` s for the layers to draw).
+
+        All of it inside a running Qt event loop, as under ``napari.run()``: ``start`` is called from the loop like a
+        click or a drop, so a reader that hands its work to a worker when an event loop runs does so here too (with
+        ``processEvents`` pumping, napari's readers saw no running loop and read dropped files on the GUI thread)."""
+        from qtpy.QtCore import QEventLoop, QTimer
 
         self.samples, self.recording = [], True
         began = time.perf_counter()
-        start()
         end = began + timeout
-        while not done() and time.perf_counter() < end:
-            QApplication.processEvents()
-            time.sleep(0.001)
+        loop = QEventLoop()
+        poll = QTimer()
+        poll.setInterval(5)
+        started = []  # ``start`` may run events itself: done() counts only once it has returned
+        poll.timeout.connect(lambda: loop.quit() if (started and done()) or time.perf_counter() > end else None)
+        QTimer.singleShot(0, lambda: (start(), started.append(True)))
+        poll.start()
+        loop.exec_()
+        poll.stop()
         finished = done()
-        settle_end = time.perf_counter() + settle
-        while time.perf_counter() < settle_end:
-            QApplication.processEvents()
-            time.sleep(0.001)
+        if settle > 0:
+            QTimer.singleShot(int(settle * 1000), loop.quit)
+            loop.exec_()
         self.recording = False
         ms = np.array(self.samples or [0.0])
         return {
