@@ -19,6 +19,7 @@ moving reading and computing to workers were napari's own:
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable, Sequence
 
 WORKER_THREADS = 8
@@ -85,39 +86,39 @@ def freeze_long_lived() -> None:
 
 
 def prepare_event_loop() -> None:
-    """Once per process, when the plugin's first session starts: room in Qt's thread pool, then a worker that warms
-    imports, and ``gc.freeze()`` when it is done (and at once, for what is loaded already)."""
+    """Once per process, when the plugin's first session starts: room in Qt's thread pool, ``gc.freeze()`` for what
+    is loaded already, and a daemon thread that warms the imports and freezes again when done. A plain thread, not a
+    Qt worker: a viewer closed while it runs must not have a Qt signal to emit into a deleted application."""
     global _prepared
     roomy_thread_pool()
     if _prepared:
         return
     _prepared = True
     freeze_long_lived()
-    from napari.qt.threading import thread_worker
 
-    worker = thread_worker(warm_up, start_thread=False)()
-    worker.finished.connect(freeze_long_lived)
-    worker.start()
+    def warm_then_freeze():
+        warm_up()
+        freeze_long_lived()
+
+    threading.Thread(target=warm_then_freeze, name="volseg-warm-up", daemon=True).start()
 
 
 def in_turns(steps: Sequence[Callable[[], object]], then: Callable[[], object] | None = None, current=None) -> None:
-    """Run ``steps`` one per event-loop turn, then ``then``; ``current()`` is asked before each: once it says False
-    (a newer request came), the rest is dropped. No steps: ``then`` runs at once."""
+    """Run ``steps`` one per event-loop turn (the first at once), then ``then`` in a turn of its own; ``current()``
+    is asked before each: once it says False (a newer request came), the rest is dropped. No steps: ``then`` runs at
+    once."""
     from qtpy.QtCore import QTimer
 
-    pending = list(steps)
+    pending = list(steps) + ([then] if then is not None else [])
 
     def turn():
         if current is not None and not current():
             return
-        if pending:
-            pending.pop(0)()
+        pending.pop(0)()
         if pending:
             QTimer.singleShot(0, turn)
-        elif then is not None:
-            then()
 
-    if not pending:
+    if not steps:
         if then is not None:
             then()
         return
