@@ -91,3 +91,21 @@ class Run:
         """The plan of ``settings`` from the training cases (``extents_mm``: a cascade's regions of interest)."""
         stats = self.statistics(planning.measures_intensities(self.task, settings))
         return planning.make_plan(settings, stats, extents_mm)
+
+
+def weights_copy(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the network's weights and buffers."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()}
+
+
+def average_into(network: torch.nn.Module, earlier: list[dict[str, torch.Tensor]]) -> None:
+    """Set the network's floating-point weights and buffers to their mean with ``earlier`` copies (checkpoint
+    averaging); counters such as BatchNorm's ``num_batches_tracked`` keep their current value."""
+    state = network.state_dict()
+    with torch.no_grad():
+        for key, value in state.items():
+            if value.is_floating_point():
+                total = value.detach().to("cpu", torch.float64, copy=True)
+                for weights in earlier:
+                    total += weights[key].to(torch.float64)
+                value.copy_((total / (len(earlier) + 1)).to(value.dtype))

@@ -15,6 +15,7 @@ stopped and two runs with the same seed on the CPU give the same weights.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import math
@@ -36,7 +37,14 @@ from napari_volseg.engine.config import Preset
 from napari_volseg.engine.events import CheckpointSaved, Event, Failed, Finished, Progress, Started, Step, Validated
 from napari_volseg.engine.infer import resolve_device, set_threads, window_probabilities
 from napari_volseg.engine.patches import BatchStream, batch_size, effective_patch, train_case
-from napari_volseg.engine.run import Run, learning_rate, resumable, stopped_before_training
+from napari_volseg.engine.run import (
+    Run,
+    average_into,
+    learning_rate,
+    resumable,
+    stopped_before_training,
+    weights_copy,
+)
 from napari_volseg.errors import VolsegError
 from napari_volseg.io.decathlon import Split, Task, training_split
 from napari_volseg.losses import make_loss
@@ -109,7 +117,7 @@ class NetTrainer:
                 yield self.train_step()
                 stopped, out_of_time, due = self.after_step()
                 if due:
-                    yield from self.validate_and_save(stopped)
+                    yield from self.validate_and_save(stopped, final=stopped or out_of_time)
                 if stopped or out_of_time:
                     break
         finally:
@@ -197,6 +205,8 @@ class NetTrainer:
         self.best = resumed.best_dice if resumed and not math.isnan(resumed.best_dice) else -1.0
         self.best_path = self.out if self.out.is_file() and resumed else None
         self.budget = t.minutes * 60.0 if t.minutes else None
+        self.saved_weights: collections.deque = collections.deque(maxlen=max(1, t.average_last - 1))
+        """(step, CPU copy of the weights) at the latest saves, for checkpoint averaging at the end."""
 
     def train_step(self) -> Step:
         """One optimiser step on the batch of the current step number."""
@@ -239,8 +249,9 @@ class NetTrainer:
         due = due or (end_of_epoch and (self.epoch + 1) % t.val_every == 0)
         return stopped, out_of_time, due
 
-    def validate_and_save(self, stopped: bool) -> Iterator[Event]:
-        """Rank 0 scores the validation cases (unless stopped) and writes the best and last checkpoints."""
+    def validate_and_save(self, stopped: bool, final: bool = False) -> Iterator[Event]:
+        """Rank 0 scores the validation cases (unless stopped) and writes the best and last checkpoints; without
+        validation the model is the last weights, averaged at the end with the earlier saves' (``average_last``)."""
         if self.run.dist.main:
             seconds = time.perf_counter() - self.run.started
             record = {"step": self.step, "epoch": self.epoch, "loss": self.loss, "seconds": seconds}
@@ -263,9 +274,15 @@ class NetTrainer:
                     yield self.saved(self.best_path, "best")
             best = self.best if self.best >= 0 else float("nan")
             yield self.saved(self.save(self.last, best_dice=best, optimizer=self.optimizer), "last")
-            if not self.val:  # nothing to select on: the latest weights are the best we know
+            if not self.val:  # nothing to select on: the latest weights (averaged at the end) are the best we know
+                final = final or self.step >= self.total_steps
+                if final and self.saved_weights:  # the network that is the model (a cascade's locator: not measured)
+                    record["averaged_steps"] = [step for step, _ in self.saved_weights] + [self.step]
+                    average_into(self.network, [w for _, w in self.saved_weights])
                 self.best_path = self.save(self.out)
                 yield self.saved(self.best_path, "best")
+                if not final and self.preset.train.average_last > 1 and not self.stage:
+                    self.saved_weights.append((self.step, weights_copy(self.network)))
         distributed.barrier(self.run.dist)  # rank 0 alone validates and writes
 
     def validate(self) -> tuple[dict[str, float], post.PostProcess]:

@@ -122,3 +122,27 @@ def test_gpu_path_options_train_on_the_cpu_too(train_ct_task, tmp_path):
     assert events[-1].step == 4
     model = ckpt.load(tmp_path / "m.safetensors").build_model()  # strict load of the saved weights
     assert model(torch.zeros(1, 1, 16, 64, 64)).shape == (1, 2, 16, 64, 64)
+
+
+def test_without_validation_the_model_averages_the_last_saves(train_ct_task, tmp_path):
+    """Checkpoint averaging: the model is the mean of the weights at the last two saves; the resumable last
+    checkpoint keeps the raw weights."""
+    import shutil
+
+    task = decathlon.load_task(train_ct_task)
+    preset = quick_preset(epochs=4, val_every=2, val_cases=0, average_last=2)  # saves at steps 20 and 40
+    out = tmp_path / "m.safetensors"
+    copies = {}
+    for event in Trainer(task, preset, out, cache_root=tmp_path / "cache").run():
+        if isinstance(event, ev.CheckpointSaved) and event.kind == "last":
+            copies[event.step] = shutil.copyfile(event.path, tmp_path / f"last-{event.step}.safetensors")
+    assert sorted(copies) == [20, 40]
+    at_20, at_40, model = _weights(copies[20]), _weights(copies[40]), ckpt.load(out)
+    assert model.history[-1]["averaged_steps"] == [20, 40]
+    moved = 0
+    for key, value in model.state.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (at_20[key] + at_40[key]) / 2, rtol=1e-5, atol=1e-6)
+            moved += not torch.allclose(at_20[key], at_40[key])
+    assert moved > 10  # the two saves differ, so the mean is neither of them
+    assert not all(torch.equal(model.state[k], at_40[k]) for k in model.state)
