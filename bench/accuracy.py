@@ -3,8 +3,8 @@
 Split *k* is the split owner's: ``io.decathlon.training_split(task, TrainConfig(seed=k,
 val_cases=V, test_cases=T))`` with T = 3 (heart) / 20 (hippocampus) cases held out from training,
 checkpoint selection and the post-processing decision alike. By default V = 0, the final recipe:
-train on every other case, the last weights are the model, post-processing from the training
-labels. ``--val-cases V`` validates on V cases in the run too, and reports the in-run figure and
+train on every other case, the last weights are the model (averaged over the last saves where the preset
+says ``average_last``; the curve below scores the raw saves), post-processing from the training labels. ``--val-cases V`` validates on V cases in the run too, and reports the in-run figure and
 the checkpoint it selected beside the last one. Split 0 is ``training/make_pretrained.py``'s split,
 so its checkpoint can be installed as a shipped model (``make_pretrained.py NAME --checkpoint``).
 

@@ -206,10 +206,9 @@ def _show_case(session: Session, case_id: str, layers: list[tuple], z: int | Non
             if role in have:
                 continue
             old = stale.get(role)
-            if old is not None and old._type_string == kind and not isinstance(kwargs["name"], list):
-                steps.append(functools.partial(refill, old, data, kwargs))
-            else:
-                steps.append(functools.partial(add_layer, viewer, data, kwargs, kind))
+            if old is None or old._type_string != kind or isinstance(kwargs["name"], list):
+                old = None
+            steps.append(functools.partial(_place, viewer, case_id, role, old, data, kwargs, kind))
     steps.append(lambda: _remove_other_cases(viewer, case_id, keep))
 
     def shown():
@@ -223,6 +222,17 @@ def _show_case(session: Session, case_id: str, layers: list[tuple], z: int | Non
             then()
 
     in_turns(steps, shown, current=lambda: session.showing == case_id)
+
+
+def _place(viewer, case_id: str, role: str, old, data, kwargs: dict, kind: str) -> None:
+    """One layer of a case being shown, decided when its turn comes: nothing if the case has that role already (the
+    same case asked for twice), else refill ``old`` if it is still in the viewer, else a new layer."""
+    if role in case_layers(viewer, case_id):
+        return
+    if old is not None and old in viewer.layers:
+        refill(old, data, kwargs)
+    else:
+        add_layer(viewer, data, kwargs, kind)
 
 
 def _opened(session: Session, case_id: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 
 WORKER_THREADS = 8
@@ -79,26 +80,35 @@ def warm_up() -> None:
         pass
 
 
-def freeze_long_lived() -> None:
+def freeze_long_lived(viewer=None) -> bool:
     """Hide every object alive now from the cyclic garbage collector (``gc.freeze``): libraries, modules, the
-    viewer. Later full collections (napari runs one per removed layer) then walk only what came after."""
+    viewer. Later full collections (napari runs one per removed layer) then walk only what came after. Only while
+    ``viewer`` holds no layers: a frozen layer that napari later removes would never be collected (a cycle), and its
+    volume with it. Returns whether it froze."""
+    if viewer is not None and len(getattr(viewer, "layers", ())) > 0:
+        return False
     gc.freeze()
+    return True
 
 
-def prepare_event_loop() -> None:
+def prepare_event_loop(viewer=None) -> None:
     """Once per process, when the plugin's first session starts: room in Qt's thread pool, ``gc.freeze()`` for what
-    is loaded already, and a daemon thread that warms the imports and freezes again when done. A plain thread, not a
-    Qt worker: a viewer closed while it runs must not have a Qt signal to emit into a deleted application."""
+    is loaded already, and a daemon thread that warms the imports and freezes again when done (each freeze only
+    while the viewer shows no layers yet). A plain thread, not a Qt worker: a viewer closed while it runs must not
+    have a Qt signal to emit into a deleted application."""
     global _prepared
     roomy_thread_pool()
     if _prepared:
         return
     _prepared = True
-    freeze_long_lived()
+    freeze_long_lived(viewer)
+    ref = weakref.ref(viewer) if viewer is not None else (lambda: None)
 
     def warm_then_freeze():
         warm_up()
-        freeze_long_lived()
+        shown = ref()
+        if viewer is None or shown is not None:
+            freeze_long_lived(shown)
 
     threading.Thread(target=warm_then_freeze, name="volseg-warm-up", daemon=True).start()
 
@@ -114,7 +124,13 @@ def in_turns(steps: Sequence[Callable[[], object]], then: Callable[[], object] |
     def turn():
         if current is not None and not current():
             return
-        pending.pop(0)()
+        try:
+            pending.pop(0)()
+        except Exception as exc:  # noqa: BLE001 - one line for the user, and the rest of this chain is dropped
+            from napari_volseg._napari.notify import notify_error
+
+            notify_error(f"showing the layers failed: {exc}")
+            return
         if pending:
             QTimer.singleShot(0, turn)
 

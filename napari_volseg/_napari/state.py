@@ -49,7 +49,7 @@ class Session:
         from napari_volseg._napari.responsive import prepare_event_loop, roomy_thread_pool
 
         if viewer is not None:
-            prepare_event_loop()  # also sizes the pool
+            prepare_event_loop(viewer)  # also sizes the pool
         else:
             roomy_thread_pool()
         self.task: decathlon.Task | None = None

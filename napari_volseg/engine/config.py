@@ -120,7 +120,7 @@ class TrainConfig:
     (bench/accuracy.py, 2 tasks x 2 splits) averaging the last 2 was never worse than the last weights alone."""
     val_cases: int | None = setting(
         None,
-        "cases held out for validation (0: none, the last weights are the model); empty: a fifth",
+        "cases held out for validation (0: none, the last weights, averaged by average_last, are the model); empty: a fifth",
         min=0,
         max=10**6,
     )

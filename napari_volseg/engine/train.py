@@ -207,6 +207,10 @@ class NetTrainer:
         self.budget = t.minutes * 60.0 if t.minutes else None
         self.saved_weights: collections.deque = collections.deque(maxlen=max(1, t.average_last - 1))
         """(step, CPU copy of the weights) at the latest saves, for checkpoint averaging at the end."""
+        if resumed and t.average_last > 1 and not self.val and not self.stage:  # the save it resumes from counts
+            self.saved_weights.append(
+                (resumed.step, {k: v.detach().to("cpu", copy=True) for k, v in resumed.state.items()})
+            )
 
     def train_step(self) -> Step:
         """One optimiser step on the batch of the current step number."""

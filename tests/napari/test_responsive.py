@@ -46,3 +46,33 @@ def test_an_image_added_after_its_labels_goes_under_them(make_napari_viewer):
     add_layer(viewer, np.zeros((4, 8, 8), np.uint8), {"name": "case ground truth"}, "labels")
     add_layer(viewer, np.zeros((4, 8, 8), np.float32), {"name": "case", "contrast_limits_range": (0, 1)}, "image")
     assert [layer.name for layer in viewer.layers] == ["case", "case ground truth"]
+
+
+def test_nothing_is_frozen_while_the_viewer_shows_layers(make_napari_viewer):
+    """A frozen layer that napari later removes would never be collected, nor its volume."""
+    from napari_volseg._napari.responsive import freeze_long_lived
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((4, 8, 8), np.float32))
+    before = gc.get_freeze_count()
+    assert freeze_long_lived(viewer) is False and gc.get_freeze_count() == before
+
+
+def test_the_same_case_asked_for_twice_while_it_is_shown_keeps_its_ground_truth(
+    make_napari_viewer, qtbot, tiny_ct_task
+):
+    from napari_volseg._napari import loading
+    from napari_volseg._napari.widgets import DataWidget
+
+    viewer = make_napari_viewer()
+    data = DataWidget(viewer)
+    data.open_task(tiny_ct_task)
+    qtbot.waitUntil(lambda: "spleen_001 ground truth" in viewer.layers and data.session.case_id == "spleen_001")
+    qtbot.wait(100)
+    session = data.session
+    payload = loading._case_payload(session.task, "spleen_003")
+    loading._show_case(session, *payload)  # its image now, its ground truth a turn later...
+    loading._show_case(session, "spleen_003", [], None)  # ...and asked for again in between
+    qtbot.waitUntil(lambda: "spleen_003 ground truth" in viewer.layers, timeout=5_000)
+    qtbot.wait(100)
+    assert [layer.name for layer in viewer.layers] == ["spleen_003", "spleen_003 ground truth"]

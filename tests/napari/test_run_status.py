@@ -114,3 +114,17 @@ def test_a_third_worker_runs_while_training_and_predicting_fill_two_threads(qtbo
         release.set()
         for worker in long_ones:
             qtbot.waitUntil(lambda w=worker: not w.is_running, timeout=10_000)
+
+
+def test_a_run_without_validation_makes_its_averaged_model_file_the_model():
+    """No validation cases: the model file holds the last weights averaged over the last saves (average_last), and
+    that file, not the raw resumable one, becomes the model."""
+    run = RunStatus(Clock())
+    run.begin(load_preset("fast-cpu"))
+    run.started(ev.Started(100, 4, "cpu", ["a", "b"], [], 0, 2, (32, 64, 64), ""))
+    model, last = Path("/runs/x.safetensors"), Path("/runs/x.last.safetensors")
+    history = [{"step": 50}, {"step": 100, "averaged_steps": [50, 100]}]
+    event = ev.Finished(100, float("nan"), model, last, False, 30.0, history)
+    assert run.model_after(event) == model
+    text = run.finished_text(event)
+    assert "the mean of the weights at steps 50, 100" in text and "x.safetensors in /runs" in text

@@ -41,6 +41,7 @@ class RunStatus:
         self.first_step = 0
         self.run_start = 0.0
         self.best: tuple[float, int] | None = None
+        self.validating = True
         self.validations = 0
 
     def begin(self, preset: Preset) -> None:
@@ -61,6 +62,7 @@ class RunStatus:
         self.first_step_at = None
         self.best = None
         self.validations = 0
+        self.validating = bool(event.val_cases)  # without: the model file is the last weights (averaged at the end)
 
     def step(self, event: ev.Step) -> None:
         if self.first_step_at is None:
@@ -125,8 +127,9 @@ class RunStatus:
         return " · ".join(parts)
 
     def model_after(self, event: ev.Finished) -> Path | None:
-        """The weights that become the model: the best validated ones if a validation ran, else the last ones."""
-        if event.best_path is not None and self.best is not None:
+        """The weights that become the model: the best validated ones if a validation ran; without validation cases
+        the run's model file (its last weights, averaged at the end: ``average_last``); else the last ones."""
+        if event.best_path is not None and (self.best is not None or not self.validating):
             return event.best_path
         return event.last_path or event.best_path
 
@@ -145,7 +148,12 @@ class RunStatus:
         if model == event.best_path and self.best is not None:
             which = f"the best validated weights (Dice {self.best[0]:.3f} at step {self.best[1]})"
         elif event.best_path is not None and model == event.best_path:
-            which = f"the weights of step {event.step}"
+            averaged = (event.history[-1].get("averaged_steps") if event.history else None) or []
+            which = (
+                f"the mean of the weights at steps {', '.join(map(str, averaged))}"
+                if len(averaged) > 1
+                else f"the weights of step {event.step}"
+            )
         else:
             which = f"the last weights (step {event.step}; not validated yet)"
         text = f"{how} at step {event.step} after {took}. Model: {which}, {_where(model)}."
