@@ -68,10 +68,10 @@ def finetuner(
         )
     base = checkpoint.preset  # as trained: its patch and batch
     # the time budget ends the run and drives the poly schedule; epochs no longer limit it
-    preset = base.with_overrides(minutes=config.minutes, epochs=10**6, lr=base.train.lr * config.lr_scale)
-    preset = preset.with_overrides(
-        average_last=1
-    )  # fine-tunes keep the latest weights: averaging was not measured here
+    # fine-tunes keep their latest weights (average_last 1): checkpoint averaging was not measured for them
+    preset = base.with_overrides(
+        minutes=config.minutes, epochs=10**6, lr=base.train.lr * config.lr_scale, average_last=1
+    )
     preset = preset.with_overrides(**train_overrides)
     split, recent = finetuning_split(checkpoint, task)
     weights = {case_id: config.recent_weight for case_id in recent}

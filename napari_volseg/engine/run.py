@@ -93,9 +93,9 @@ class Run:
         return planning.make_plan(settings, stats, extents_mm)
 
 
-def weights_copy(network: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A CPU copy of the network's weights and buffers."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()}
+def weights_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A CPU copy of a state dict (a network's weights and buffers)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
 def average_into(network: torch.nn.Module, earlier: list[dict[str, torch.Tensor]]) -> None:

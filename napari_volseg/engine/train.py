@@ -208,9 +208,7 @@ class NetTrainer:
         self.saved_weights: collections.deque = collections.deque(maxlen=max(1, t.average_last - 1))
         """(step, CPU copy of the weights) at the latest saves, for checkpoint averaging at the end."""
         if resumed and t.average_last > 1 and not self.val and not self.stage:  # the save it resumes from counts
-            self.saved_weights.append(
-                (resumed.step, {k: v.detach().to("cpu", copy=True) for k, v in resumed.state.items()})
-            )
+            self.saved_weights.append((resumed.step, weights_copy(resumed.state)))
 
     def train_step(self) -> Step:
         """One optimiser step on the batch of the current step number."""
@@ -286,7 +284,7 @@ class NetTrainer:
                 self.best_path = self.save(self.out)
                 yield self.saved(self.best_path, "best")
                 if not final and self.preset.train.average_last > 1 and not self.stage:
-                    self.saved_weights.append((self.step, weights_copy(self.network)))
+                    self.saved_weights.append((self.step, weights_copy(self.network.state_dict())))
         distributed.barrier(self.run.dist)  # rank 0 alone validates and writes
 
     def validate(self) -> tuple[dict[str, float], post.PostProcess]:
