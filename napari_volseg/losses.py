@@ -9,7 +9,8 @@ its mean. (MONAI's ``DiceCELoss`` does not take ``ignore_index``, hence the comp
 
 from __future__ import annotations
 
-from monai.losses import DiceLoss
+import torch
+from monai.losses import DeepSupervisionLoss, DiceLoss
 from torch import nn
 
 from napari_volseg.engine.config import LOSSES
@@ -47,14 +48,31 @@ def _dice() -> DiceLoss:
     return DiceLoss(to_onehot_y=True, softmax=True, batch=True, ignore_index=UNLABELLED)
 
 
-def make_loss(name: str, alpha: float = 0.5) -> nn.Module:
-    """``ce``, ``dice`` or ``dicece`` (alpha weighs Dice, 1 - alpha weighs CE)."""
+class DeepSupervised(nn.Module):
+    """MONAI's ``DeepSupervisionLoss`` over a deep-supervised net's ``[full, half, ...]`` logits (weights 1,
+    0.5, 0.25, ...; the target shrunk by nearest-exact sampling). The target goes in as float, as torch
+    cannot resample integer tensors; the losses above take it back to integers. A single tensor (eval mode,
+    or a net without deep supervision) gets the plain loss."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.ds = DeepSupervisionLoss(loss, weight_mode="exp")
+
+    def forward(self, logits: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        return self.ds(logits, target.float())
+
+
+def make_loss(name: str, alpha: float = 0.5, deep_supervision: bool = False) -> nn.Module:
+    """``ce``, ``dice`` or ``dicece`` (alpha weighs Dice, 1 - alpha weighs CE); ``deep_supervision``: the
+    loss takes a list of logits at falling resolutions (:class:`DeepSupervised`)."""
     if name == "ce":
-        return CrossEntropy()
-    if name == "dice":
-        return _dice()
-    if name == "dicece":
+        loss = CrossEntropy()
+    elif name == "dice":
+        loss = _dice()
+    elif name == "dicece":
         if not 0.0 <= alpha <= 1.0:
             raise VolsegError(f"alpha must be within [0, 1], got {alpha}")
-        return DiceCE(alpha)
-    raise VolsegError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
+        loss = DiceCE(alpha)
+    else:
+        raise VolsegError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
+    return DeepSupervised(loss) if deep_supervision else loss

@@ -110,6 +110,23 @@ class TrainConfig:
     mirror_axes: tuple[int, ...] = setting((), "axes (0 = z, 1 = y, 2 = x) randomly mirrored", min=0, max=2)
     """Axes (0 = z, 1 = y, 2 = x) randomly mirrored when augmenting. Off by default: left-right
     mirroring erases the anatomy's lateral asymmetry (spleen left, liver right), which the net uses."""
+    augment_intensity: str = setting(
+        "basic",
+        "intensity augmentation: scale, shift and noise, or also gamma, blur and low resolution (nnU-Net's)",
+        choices=("basic", "strong"),
+    )
+    """``basic``: intensity scale/shift and Gaussian noise. ``strong`` adds nnU-Net's gamma (inverted too),
+    Gaussian blur and simulated low resolution (MONAI's ``RandAdjustContrast``, ``RandGaussianSmooth``,
+    ``RandSimulateLowResolution``)."""
+    deep_supervision: int = setting(
+        0,
+        "decoder levels below the top whose own 1x1x1 heads the loss also trains (nnU-Net's deep supervision)",
+        min=0,
+        max=8,
+    )
+    """Deep supervision: the loss also scores the logits of this many lower decoder levels (half, quarter ...
+    resolution; weights 1, 0.5, 0.25, ...). Their heads are trained and kept in the checkpoint; prediction uses
+    the full-resolution head only. Applies to new models (a fine-tune keeps its base model's heads)."""
     val_every: int = setting(5, "epochs between validations", min=1, max=10**7)
     average_last: int = setting(
         1, "without validation: the model averages the weights of this many last saves", min=1, max=16

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from monai.transforms import RandAffined
+from monai.transforms import RandAdjustContrast, RandAffined, RandGaussianSmooth, RandSimulateLowResolution
 
 from napari_volseg import preprocess
 
@@ -101,10 +101,22 @@ def sample_patch(case: TrainCase, patch: tuple[int, int, int], rng: np.random.Ge
 
 
 class Augmenter:
-    """Flips, small rotations and scaling (MONAI ``RandAffined``), intensity scale/shift and noise."""
+    """Flips, small rotations and scaling (MONAI ``RandAffined``), intensity scale/shift and noise;
+    ``intensity="strong"`` adds nnU-Net's blur, simulated low resolution and gamma (MONAI transforms,
+    nnU-Net's probabilities and ranges)."""
 
-    def __init__(self, patch: tuple[int, int, int], mirror_axes: tuple[int, ...] = ()):
+    def __init__(self, patch: tuple[int, int, int], mirror_axes: tuple[int, ...] = (), intensity: str = "basic"):
         self.mirror_axes = tuple(mirror_axes)
+        self.strong = (
+            [
+                RandGaussianSmooth(sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0), prob=0.2),
+                RandSimulateLowResolution(prob=0.25, zoom_range=(0.5, 1.0)),
+                RandAdjustContrast(prob=0.1, gamma=(0.7, 1.5), invert_image=True, retain_stats=True),
+                RandAdjustContrast(prob=0.3, gamma=(0.7, 1.5), retain_stats=True),
+            ]
+            if intensity == "strong"
+            else []
+        )
         self.affine = RandAffined(
             keys=("image", "label"),
             prob=0.3,
@@ -129,6 +141,9 @@ class Augmenter:
         if rng.random() < 0.15:
             gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
             img = img + torch.randn(img.shape, generator=gen) * float(rng.uniform(0.0, 0.1))
+        for transform in self.strong:
+            transform.set_random_state(seed=int(rng.integers(2**31)))
+            img = torch.as_tensor(transform(img)).float()
         return img, lab
 
 
@@ -148,6 +163,7 @@ class BatchStream:
         rank: int = 0,
         augment: bool = True,
         mirror_axes: tuple[int, ...] = (),
+        intensity: str = "basic",
         workers: int = 0,
         pin_memory: bool = False,
         case_weights: Sequence[float] | None = None,
@@ -162,6 +178,7 @@ class BatchStream:
         self.rank = rank
         self.augment = augment
         self.mirror_axes = tuple(mirror_axes)
+        self.intensity = intensity
         self.workers = max(0, int(workers))
         self.pin_memory = pin_memory
         self._local = threading.local()  # MONAI transforms hold random state: one augmenter per thread
@@ -170,7 +187,7 @@ class BatchStream:
 
     def _augmenter(self) -> Augmenter:
         if not hasattr(self._local, "augmenter"):
-            self._local.augmenter = Augmenter(self.patch, self.mirror_axes)
+            self._local.augmenter = Augmenter(self.patch, self.mirror_axes, self.intensity)
         return self._local.augmenter
 
     def make(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:

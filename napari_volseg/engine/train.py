@@ -159,7 +159,11 @@ class NetTrainer:
         self.train_cases, self.val = train, val
         torch.manual_seed(t.seed)
         plan, gpu, base = self.plan, device.type == "cuda", resumed or self.init
-        config = base.model_config if base else model_config(self.preset.model, plan.in_channels, plan.num_classes)
+        config = (
+            base.model_config
+            if base
+            else model_config(self.preset.model, plan.in_channels, plan.num_classes, t.deep_supervision)
+        )
         model = build_model(config)
         if base:
             model.load_state_dict(base.state)
@@ -170,13 +174,16 @@ class NetTrainer:
             torch.backends.cudnn.benchmark = True
         self.network = model
         self.model = distributed.wrap(model, self.run.dist, device, t.sync_bn)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        # fused: one kernel for every parameter instead of a dozen per tensor (measured 3 % of a CPU step)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=device.type in ("cpu", "cuda")
+        )
         if resumed:
             self.optimizer.load_state_dict(resumed.optimizer)
         self.use_amp = t.amp and gpu
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
-        self.loss_fn = make_loss(t.loss, t.alpha)
+        self.loss_fn = make_loss(t.loss, t.alpha, deep_supervision=config.deep_supervision > 0)
         weights = self.run.case_weights
         self.patch = effective_patch(t.patch_size, [c.label.shape for c in train], config.divisor)
         self.batches = BatchStream(
@@ -188,6 +195,7 @@ class NetTrainer:
             rank=self.run.dist.rank,
             augment=t.augment,
             mirror_axes=t.mirror_axes,
+            intensity=t.augment_intensity,
             workers=t.loader_threads if t.loader_threads is not None else (4 if gpu else 0),
             pin_memory=gpu,
             case_weights=[weights.get(c.id, 1.0) for c in train] if weights else None,

@@ -54,11 +54,16 @@ def classifier_config(name: str) -> VGG3DConfig:
     return CLASSIFIER_PRESETS[name][0]
 
 
-def model_config(name: str, in_channels: int = 1, num_classes: int = 2) -> ModelConfig:
-    """The preset's config with the task's input channels and classes."""
+def model_config(name: str, in_channels: int = 1, num_classes: int = 2, deep_supervision: int = 0) -> ModelConfig:
+    """The preset's config with the task's input channels and classes (and deep-supervised levels)."""
     if name not in MODEL_PRESETS:
         raise VolsegError(f"unknown model preset {name!r}; choose from {', '.join(MODEL_PRESETS)}")
-    return replace(MODEL_PRESETS[name][0], in_channels=in_channels, num_classes=num_classes)
+    config = MODEL_PRESETS[name][0]
+    if deep_supervision >= len(config.widths):
+        raise VolsegError(
+            f"deep_supervision {deep_supervision} is too deep for {name!r}: at most {len(config.widths) - 1} levels"
+        )
+    return replace(config, in_channels=in_channels, num_classes=num_classes, deep_supervision=deep_supervision)
 
 
 def build_model(config: ModelConfig | VGG3DConfig) -> UNet3D | VGG3D:

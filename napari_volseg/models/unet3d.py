@@ -20,6 +20,9 @@ class ModelConfig:
     channels at the lowest level. ``norm`` is applied where the ``*_norm`` flags say (the seed's
     Network 1 normalises the encoder only). ``order`` is ``"conv-act-norm"`` (the seed's) or
     ``"conv-norm-act"``. ``final_kernel`` is 3 in the seed, 1 in most modern U-Nets.
+    ``deep_supervision``: decoder levels below the top that get a 1x1x1 head of their own; in training
+    mode the net then returns ``[full, half, quarter, ...]`` resolution logits (nnU-Net's deep
+    supervision), in eval mode the full-resolution logits only.
     """
 
     in_channels: int = 1
@@ -33,9 +36,14 @@ class ModelConfig:
     order: str = "conv-act-norm"
     act: str = "relu"
     final_kernel: int = 3
+    deep_supervision: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if not 0 <= self.deep_supervision < len(self.widths):
+            raise ValueError(
+                f"deep_supervision must be within [0, {len(self.widths) - 1}], got {self.deep_supervision}"
+            )
         if self.norm not in ("batch", "instance", "none"):
             raise ValueError(f"norm must be batch, instance or none, got {self.norm!r}")
         if self.order not in ("conv-act-norm", "conv-norm-act"):
@@ -58,7 +66,10 @@ def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm3d(channels)
     if kind == "instance":
-        return nn.InstanceNorm3d(channels, affine=True)
+        # instance normalisation as GroupNorm with a group per channel: the same statistics, eps and parameter
+        # names (checkpoints load either way), but oneDNN-friendly: InstanceNorm3d reshapes channels-last tensors
+        # through copies (a fifth of a cpu-lean step on the CPU); GroupNorm normalises them in place (step 8 % faster)
+        return nn.GroupNorm(channels, channels, eps=1e-5, affine=True)
     return nn.Identity()
 
 
@@ -97,14 +108,24 @@ class UNet3D(nn.Module):
             self.dec.append(double_conv(2 * w, w, cfg, cfg.decoder_norm))
             cin = w
         self.head = nn.Conv3d(cin, cfg.num_classes, kernel_size=cfg.final_kernel, padding=cfg.final_kernel // 2)
+        # heads of the deep-supervised levels, half resolution first (decoder widths cfg.widths[1], [2], ...)
+        self.aux_heads = nn.ModuleList(
+            nn.Conv3d(w, cfg.num_classes, kernel_size=1) for w in cfg.widths[1 : 1 + cfg.deep_supervision]
+        )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         skips = []
         for block in self.down:
             x = block(x)
             skips.append(x)
             x = self.pool(x)
         x = self.bottom(x)
+        levels = []
         for up, dec, skip in zip(self.up, self.dec, reversed(skips), strict=True):
             x = dec(torch.cat([up(x), skip], dim=1))
-        return self.head(x)
+            levels.append(x)
+        out = self.head(x)
+        if not (self.training and self.aux_heads):
+            return out
+        lower = levels[-2::-1]  # half resolution first
+        return [out] + [head(level) for head, level in zip(self.aux_heads, lower, strict=False)]

@@ -55,3 +55,21 @@ def test_small_patches_come_in_larger_batches():
     assert batch_size(2, (32, 48, 32), 2 * 64**3) == 10  # hippocampus-sized patches
     assert batch_size(2, (16, 16, 16), 2 * 64**3) == 16  # capped
     assert batch_size(3, (32, 48, 32), None) == 3
+
+
+def test_strong_intensity_augmentation_changes_images_not_labels_and_repeats_by_seed():
+    from napari_volseg.engine.patches import Augmenter
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(1, 16, 32, 32)).astype(np.float32)
+    label = (rng.random((16, 32, 32)) > 0.5).astype(np.uint8)
+    basic, strong = Augmenter((16, 32, 32)), Augmenter((16, 32, 32), intensity="strong")
+    changed = 0
+    for seed in range(12):
+        xb, yb = basic(image, label, np.random.default_rng(seed))
+        xs, ys = strong(image, label, np.random.default_rng(seed))
+        assert torch.equal(yb, ys)  # intensity transforms leave the labels alone
+        assert torch.equal(xs, strong(image, label, np.random.default_rng(seed))[0])  # same seed, same patch
+        assert torch.isfinite(xs).all() and xs.dtype == torch.float32
+        changed += not torch.allclose(xb, xs)
+    assert changed >= 4  # blur, low resolution and gamma fire on roughly 2 patches in 3

@@ -146,3 +146,16 @@ def test_without_validation_the_model_averages_the_last_saves(train_ct_task, tmp
             moved += not torch.allclose(at_20[key], at_40[key])
     assert moved > 10  # the two saves differ, so the mean is neither of them
     assert not all(torch.equal(model.state[k], at_40[k]) for k in model.state)
+
+
+def test_deep_supervision_and_strong_augmentation_train_a_model_that_predicts(train_ct_task, tmp_path):
+    task = decathlon.load_task(train_ct_task)
+    preset = quick_preset(epochs=2, deep_supervision=2, augment_intensity="strong")
+    events = _events(Trainer(task, preset, tmp_path / "m.safetensors", cache_root=tmp_path / "cache"))
+    finished = events[-1]
+    assert isinstance(finished, ev.Finished), [e for e in events if isinstance(e, ev.Failed)]
+    loaded = ckpt.load(finished.best_path)
+    assert loaded.model_config.deep_supervision == 2 and loaded.preset.train.augment_intensity == "strong"
+    image, truth = task.cases[0].load()
+    labels = Predictor(finished.best_path).predict(image).labels
+    assert labels.shape == truth.data.shape

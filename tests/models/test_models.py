@@ -31,3 +31,27 @@ def test_seed_net1_norms_only_the_encoder_and_ends_in_a_3x3x3_conv():
 def test_unknown_model_preset_is_a_clear_error():
     with pytest.raises(VolsegError, match="unknown model preset 'net3'"):
         model_config("net3")
+
+
+def test_deep_supervision_trains_lower_levels_and_predicts_with_the_top_head_only():
+    from napari_volseg.models.unet3d import ModelConfig
+
+    config = model_config("cpu-lean", 1, 3, deep_supervision=2)
+    model = build_model(config)
+    x = torch.randn(2, 1, 16, 32, 16)
+    outs = model.train()(x)
+    assert [tuple(o.shape) for o in outs] == [(2, 3, 16, 32, 16), (2, 3, 8, 16, 8), (2, 3, 4, 8, 4)]
+    assert model.eval()(x).shape == (2, 3, 16, 32, 16)
+    # the heads belong to the network (a checkpoint keeps them) and the config says so
+    assert ModelConfig(**config.to_dict()).deep_supervision == 2
+    assert any(k.startswith("aux_heads.1.") for k in model.state_dict())
+    old = config.to_dict()
+    del old["deep_supervision"]  # a checkpoint from before deep supervision
+    assert ModelConfig(**old).deep_supervision == 0
+    plain = build_model(model_config("cpu-lean", 1, 3))
+    assert torch.is_tensor(plain.train()(x)) and not list(plain.aux_heads)
+
+
+def test_deep_supervision_deeper_than_the_net_is_a_clear_error():
+    with pytest.raises(VolsegError, match="at most 3 levels"):
+        model_config("cpu-lean", deep_supervision=4)
