@@ -2,6 +2,7 @@
 
 import threading
 
+import pytest
 import torch
 from conftest import quick_preset
 
@@ -9,6 +10,7 @@ from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import events as ev
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.engine.train import Trainer
+from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon
 
 
@@ -159,3 +161,10 @@ def test_deep_supervision_and_strong_augmentation_train_a_model_that_predicts(tr
     image, truth = task.cases[0].load()
     labels = Predictor(finished.best_path).predict(image).labels
     assert labels.shape == truth.data.shape
+
+
+def test_deep_supervision_deeper_than_the_net_is_refused_before_any_work(train_ct_task, tmp_path):
+    task = decathlon.load_task(train_ct_task)
+    with pytest.raises(VolsegError, match="too deep"):
+        Trainer(task, quick_preset(deep_supervision=4), tmp_path / "m.safetensors", cache_root=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()

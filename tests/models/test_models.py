@@ -45,9 +45,9 @@ def test_deep_supervision_trains_lower_levels_and_predicts_with_the_top_head_onl
     # the heads belong to the network (a checkpoint keeps them) and the config says so
     assert ModelConfig(**config.to_dict()).deep_supervision == 2
     assert any(k.startswith("aux_heads.1.") for k in model.state_dict())
-    old = config.to_dict()
-    del old["deep_supervision"]  # a checkpoint from before deep supervision
-    assert ModelConfig(**old).deep_supervision == 0
+    plain_dict = model_config("cpu-lean", 1, 3).to_dict()
+    assert "deep_supervision" not in plain_dict  # earlier versions of the package still read it
+    assert ModelConfig(**plain_dict).deep_supervision == 0
     plain = build_model(model_config("cpu-lean", 1, 3))
     assert torch.is_tensor(plain.train()(x)) and not list(plain.aux_heads)
 
@@ -55,3 +55,26 @@ def test_deep_supervision_trains_lower_levels_and_predicts_with_the_top_head_onl
 def test_deep_supervision_deeper_than_the_net_is_a_clear_error():
     with pytest.raises(VolsegError, match="at most 3 levels"):
         model_config("cpu-lean", deep_supervision=4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_instance_norm_matches_torch_and_loads_its_weights(channels_last):
+    """cpu-lean's instance norm runs as a per-channel GroupNorm on the CPU (no channels-last copies): the same
+    function as ``InstanceNorm3d(affine=True)``, and checkpoints written with either load strictly into the other."""
+    from torch import nn
+
+    from napari_volseg.models.unet3d import InstanceNorm
+
+    torch.manual_seed(0)
+    reference = nn.InstanceNorm3d(6, affine=True)
+    nn.init.normal_(reference.weight)
+    nn.init.normal_(reference.bias)
+    ours = InstanceNorm(6)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    reference.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(2, 6, 8, 12, 10) * 3 + 1
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last_3d)
+    assert torch.allclose(ours(x), reference(x), atol=1e-5)
+    cfg = model_config("cpu-lean", 1, 2)
+    assert any(isinstance(m, InstanceNorm) for m in build_model(cfg).modules())
