@@ -53,6 +53,9 @@ def test_newcomer_walkthrough_at_laptop_size(make_napari_viewer, qtbot, tiny_ct_
     claim_reader_preference()  # what napari's activation of the plugin does
     data, train, predict = (dock.widgets[t] for t in ("Data", "Train", "Predict & evaluate"))
 
+    def names():
+        return [layer.name for layer in viewer.layers]
+
     def drop(*paths):
         QTimer.singleShot(0, lambda: viewer.open([str(p) for p in paths], plugin=None))
         qtbot.wait(50)
@@ -65,8 +68,9 @@ def test_newcomer_walkthrough_at_laptop_size(make_napari_viewer, qtbot, tiny_ct_
 
     # 2. drop the task folder: it becomes the task, its first case opens
     drop(tiny_ct_task)
-    qtbot.waitUntil(lambda: data.table.rowCount() == 6 and "spleen_001" in viewer.layers, timeout=60_000)
-    assert [layer.name for layer in viewer.layers] == ["spleen_001", "spleen_001 ground truth"]
+    # a case's layers arrive one per event-loop turn: wait for the whole case, and nothing else left over
+    case_001 = ["spleen_001", "spleen_001 ground truth"]
+    qtbot.waitUntil(lambda: data.table.rowCount() == 6 and names() == case_001, timeout=60_000)
 
     # 3. train a few steps, then Stop
     q = quick_preset(epochs=100, patch_size=(16, 48, 48))
@@ -93,13 +97,8 @@ def test_newcomer_walkthrough_at_laptop_size(make_napari_viewer, qtbot, tiny_ct_
     case_id = predict.table.item(row, 0).text()
     cell = predict.table.visualItemRect(predict.table.item(row, 0)).center()
     qtbot.mouseClick(predict.table.viewport(), Qt.LeftButton, pos=cell)
-    qtbot.waitUntil(lambda: f"{case_id} errors" in viewer.layers, timeout=60_000)
-    assert [layer.name for layer in viewer.layers] == [
-        case_id,
-        f"{case_id} ground truth",
-        f"{case_id} prediction",
-        f"{case_id} errors",
-    ]
+    shown = [case_id, f"{case_id} ground truth", f"{case_id} prediction", f"{case_id} errors"]
+    qtbot.waitUntil(lambda: names() == shown, timeout=60_000)
 
     # 5. export the table and save the predictions
     csv = predict.export_csv(tmp_path / "dice.csv")
