@@ -132,9 +132,8 @@ def loop_part(out: Path, key: str, args) -> dict:
     held, start, pool = order[: args.held_out], order[args.held_out : args.held_out + 3], order[args.held_out + 3 :]
     pool = pool[: args.pool]
     truth = {c.id: c for c in pool}
-    preset = load_preset(PRESET).with_overrides(
-        threads=args.threads, val_cases=0
-    )  # no validation: the last weights (averaged)
+    # no validation: the last weights (averaged over the last saves)
+    preset = load_preset(PRESET).with_overrides(threads=args.threads, val_cases=0)
     base = build_task(out / f"{key}-start", source, {c: None for c in start}, [])
     v0, _ = run(
         Trainer(base, preset.with_overrides(minutes=args.start_minutes), base.root / "v000.safetensors"), "3 cases"

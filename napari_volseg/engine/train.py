@@ -368,12 +368,9 @@ class Trainer:
         self.task = task
         self.preset = preset
         self.out = check_writable(out, what="checkpoint")  # before any work: the run would end unsaved
-        if (
-            init_from is None
-        ):  # an unknown model preset or too deep a supervision is one line now, not after preprocessing
-            model_config(preset.model, deep_supervision=preset.train.deep_supervision)
-        else:
-            model_config(preset.model)
+        # an unknown model preset or too deep a supervision is one line now, not after preprocessing (a fine-tune
+        # keeps its base model's heads)
+        model_config(preset.model, deep_supervision=0 if init_from else preset.train.deep_supervision)
         self.resume = resume
         self.cache_root = cache_root
         self.split = split if split is not None else training_split(task, preset.train)

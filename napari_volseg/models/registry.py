@@ -58,12 +58,12 @@ def model_config(name: str, in_channels: int = 1, num_classes: int = 2, deep_sup
     """The preset's config with the task's input channels and classes (and deep-supervised levels)."""
     if name not in MODEL_PRESETS:
         raise VolsegError(f"unknown model preset {name!r}; choose from {', '.join(MODEL_PRESETS)}")
-    config = MODEL_PRESETS[name][0]
-    if deep_supervision >= len(config.widths):
-        raise VolsegError(
-            f"deep_supervision {deep_supervision} is too deep for {name!r}: at most {len(config.widths) - 1} levels"
+    try:
+        return replace(
+            MODEL_PRESETS[name][0], in_channels=in_channels, num_classes=num_classes, deep_supervision=deep_supervision
         )
-    return replace(config, in_channels=in_channels, num_classes=num_classes, deep_supervision=deep_supervision)
+    except ValueError as exc:
+        raise VolsegError(f"model {name!r}: {exc}") from None
 
 
 def build_model(config: ModelConfig | VGG3DConfig) -> UNet3D | VGG3D:

@@ -43,7 +43,7 @@ class ModelConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if not 0 <= self.deep_supervision < len(self.widths):
             raise ValueError(
-                f"deep_supervision must be within [0, {len(self.widths) - 1}], got {self.deep_supervision}"
+                f"deep_supervision {self.deep_supervision} is too deep: at most {len(self.widths) - 1} levels"
             )
         if self.norm not in ("batch", "instance", "none"):
             raise ValueError(f"norm must be batch, instance or none, got {self.norm!r}")
@@ -137,12 +137,14 @@ class UNet3D(nn.Module):
             skips.append(x)
             x = self.pool(x)
         x = self.bottom(x)
-        levels = []
+        supervised = self.training and len(self.aux_heads) > 0
+        levels = []  # decoder outputs, kept only when deep supervision scores them
         for up, dec, skip in zip(self.up, self.dec, reversed(skips), strict=True):
             x = dec(torch.cat([up(x), skip], dim=1))
-            levels.append(x)
+            if supervised:
+                levels.append(x)
         out = self.head(x)
-        if not (self.training and self.aux_heads):
+        if not supervised:
             return out
         lower = levels[-2::-1]  # half resolution first
         return [out] + [head(level) for head, level in zip(self.aux_heads, lower, strict=False)]
