@@ -158,7 +158,8 @@ def open_files(session: Session, files: list[Path]):
         for _, kwargs, _ in layers:
             for issue in kwargs["metadata"][META_KEY]["issues"]:
                 notify_warning(issue)
-        in_turns([functools.partial(add_layer, viewer, *layer) for layer in layers])
+        steps = [functools.partial(add_layer, viewer, *layer) for layer in layers]
+        in_turns(steps, ended=session.adding_layers())
 
     name = files[0].name if len(files) == 1 else f"{len(files)} files"
     return _start(session, f"files-{next(_tokens)}", f"reading {name}…", work, done)
@@ -221,7 +222,7 @@ def _show_case(session: Session, case_id: str, layers: list[tuple], z: int | Non
         if then:
             then()
 
-    in_turns(steps, shown, current=lambda: session.showing == case_id)
+    in_turns(steps, shown, current=lambda: session.showing == case_id, ended=session.adding_layers())
 
 
 def _place(viewer, case_id: str, role: str, old, data, kwargs: dict, kind: str) -> None:

@@ -113,29 +113,38 @@ def prepare_event_loop(viewer=None) -> None:
     threading.Thread(target=warm_then_freeze, name="volseg-warm-up", daemon=True).start()
 
 
-def in_turns(steps: Sequence[Callable[[], object]], then: Callable[[], object] | None = None, current=None) -> None:
+def in_turns(
+    steps: Sequence[Callable[[], object]],
+    then: Callable[[], object] | None = None,
+    current=None,
+    ended: Callable[[], object] | None = None,
+) -> None:
     """Run ``steps`` one per event-loop turn (the first at once), then ``then`` in a turn of its own; ``current()``
     is asked before each: once it says False (a newer request came), the rest is dropped. No steps: ``then`` runs at
-    once."""
+    once. ``ended()`` runs once when the chain stops, whether done, dropped or failed."""
     from qtpy.QtCore import QTimer
 
     pending = list(steps) + ([then] if then is not None else [])
 
+    def stop():
+        if ended is not None:
+            ended()
+
     def turn():
         if current is not None and not current():
-            return
+            return stop()
         try:
             pending.pop(0)()
         except Exception as exc:  # noqa: BLE001 - one line for the user, and the rest of this chain is dropped
             from napari_volseg._napari.notify import notify_error
 
             notify_error(f"showing the layers failed: {exc}")
-            return
+            return stop()
         if pending:
             QTimer.singleShot(0, turn)
+        else:
+            stop()
 
-    if not steps:
-        if then is not None:
-            then()
-        return
+    if not pending:
+        return stop()
     turn()

@@ -64,6 +64,8 @@ class Session:
         self._results: dict[Path, dict[str, CaseResult]] = {}
         self._workers: list = []
         self._loaders: list = []
+        self._layers_pending = 0
+        """Chains of layers still being added (one per event-loop turn) after their reader finished."""
         self.showing: str | None = None
         """The case whose layers are being shown (added one per event-loop turn)."""
         self.requests: dict[str, int] = {}
@@ -190,8 +192,20 @@ class Session:
             owner.destroyed.connect(lambda *_, w=worker: _stop(w))
 
     def busy_loading(self) -> bool:
-        """True while a task, a case or dropped files are being read."""
-        return bool(self._loaders)
+        """True while a task, a case or dropped files are being read, or their layers are still being added."""
+        return bool(self._loaders) or self._layers_pending > 0
+
+    def adding_layers(self) -> Callable[[], None]:
+        """Count a chain of layer additions as loading until the returned ``ended()`` is called (once)."""
+        self._layers_pending += 1
+        done = []
+
+        def ended() -> None:
+            if not done:
+                done.append(True)
+                self._layers_pending -= 1
+
+        return ended
 
     def shutdown(self, *args) -> None:
         """Stop every running worker (the viewer is closing)."""

@@ -10,25 +10,38 @@ def test_in_turns_runs_one_step_per_turn_then_the_rest(qtbot):
     from napari_volseg._napari.responsive import in_turns
 
     done = []
-    in_turns([lambda: done.append(1), lambda: done.append(2), lambda: done.append(3)], then=lambda: done.append("then"))
+    steps = [lambda: done.append(1), lambda: done.append(2), lambda: done.append(3)]
+    in_turns(steps, then=lambda: done.append("then"), ended=lambda: done.append("ended"))
     assert done == [1]  # the first at once, the others after the viewer has had its turn
-    qtbot.waitUntil(lambda: done == [1, 2, 3, "then"], timeout=5_000)
+    qtbot.waitUntil(lambda: done == [1, 2, 3, "then", "ended"], timeout=5_000)
 
 
 def test_in_turns_drops_what_is_left_once_a_newer_request_came(qtbot):
     from napari_volseg._napari.responsive import in_turns
 
-    done, wanted = [], {"case": "a"}
+    done, wanted, ended = [], {"case": "a"}, []
     in_turns(
         [lambda: done.append(1), lambda: wanted.update(case="b"), lambda: done.append(3)],
         then=lambda: done.append("then"),
         current=lambda: wanted["case"] == "a",
+        ended=lambda: ended.append(True),
     )
     qtbot.wait(200)
-    assert done == [1]
+    assert done == [1] and ended == [True]  # dropped: the chain still says it ended, once
     called = []
-    in_turns([], then=lambda: called.append(True))
-    assert called == [True]  # nothing to do: then() at once
+    in_turns([], then=lambda: called.append(True), ended=lambda: called.append("ended"))
+    assert called == [True, "ended"]  # nothing to do: then() at once
+
+
+def test_a_failing_step_ends_the_chain_once(qtbot, monkeypatch):
+    from napari_volseg._napari import notify
+    from napari_volseg._napari.responsive import in_turns
+
+    said, ended = [], []
+    monkeypatch.setattr(notify, "notify_error", said.append)
+    in_turns([lambda: 1 / 0, lambda: said.append("not run")], ended=lambda: ended.append(True))
+    qtbot.wait(100)
+    assert ended == [True] and len(said) == 1 and "showing the layers failed" in str(said[0])
 
 
 def test_a_session_with_a_viewer_freezes_long_lived_objects(make_napari_viewer, qtbot):
