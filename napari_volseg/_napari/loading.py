@@ -13,10 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from napari.qt.threading import thread_worker
 
 from napari_volseg._napari.layers import META_KEY, case_layer_data, file_layer_data
-from napari_volseg._napari.notify import notify_error, notify_warning
+from napari_volseg._napari.notify import background, notify_error, notify_warning
 from napari_volseg._napari.responsive import in_turns
 from napari_volseg._napari.state import CaseInfo, Session
 from napari_volseg.errors import VolsegError
@@ -102,7 +101,7 @@ def add_layer(viewer, data, kwargs: dict, kind: str):
 def open_task(session: Session, folder: Path, open_first_case: bool = True):
     """Read ``folder``'s task and its cases' headers; it becomes the session's task; its first case opens."""
 
-    @thread_worker
+    @background
     def work():
         task = decathlon.load_task(folder)
         cases = [case_info(c) for c in task.cases + task.test_cases]
@@ -135,7 +134,7 @@ def open_case(session: Session, case_id: str, then: Callable | None = None, keep
         _show_case(session, case_id, [], None, keep, then)
         return None
 
-    @thread_worker
+    @background
     def work():
         return _case_payload(task, case_id)
 
@@ -149,7 +148,7 @@ def open_case(session: Session, case_id: str, then: Callable | None = None, keep
 def open_files(session: Session, files: list[Path]):
     """Dropped NIfTI files: ``<case>`` image and ``<case> ground truth`` label layers."""
 
-    @thread_worker
+    @background
     def work():
         return [file_layer_data(f) for f in files]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_warning
 
 
@@ -16,3 +17,11 @@ def notify_error(message) -> None:
 
 def notify_warning(message) -> None:
     show_warning(_one_line(message))
+
+
+def background(function):
+    """napari's ``thread_worker`` for the plugin's jobs, each of which connects ``errored`` to :func:`notify_error`
+    itself. Without ``ignore_errors`` superqt re-raises the error on the GUI thread as well, which napari shows as a
+    second error notification and prints with a full traceback (a corrupt file dropped: two identical pop-ups and the
+    file's read buffer on the terminal)."""
+    return thread_worker(function, ignore_errors=True)

@@ -90,3 +90,25 @@ def test_predict_refuses_to_save_into_an_unwritable_folder(widgets, qtbot, tiny_
     assert [severity for severity, _ in _messages(notifications)] == ["error", "error"]
     assert all("no permission to write in" in message for _, message in _messages(notifications))
     assert list(unwritable_dir.iterdir()) == [] and predict.run_button.isEnabled()
+
+
+def test_a_corrupt_file_read_in_a_worker_is_one_error_line(make_napari_viewer, qtbot, tmp_path, notifications):
+    """The worker's error reaches the plugin's one-line notification only: superqt must not re-raise it on the GUI
+    thread as well (napari showed that as a second pop-up and printed it with the file's read buffer)."""
+    from napari_volseg._napari.loading import open_files
+    from napari_volseg._napari.state import session_for
+
+    whole = write_nifti(
+        tmp_path / "whole.nii.gz", np.random.default_rng(0).normal(size=(40, 40, 40)).astype(np.float32)
+    )
+    corrupt = tmp_path / "scan.nii.gz"
+    corrupt.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) // 2])
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    open_files(session, [corrupt])
+    qtbot.waitUntil(lambda: not session.busy_loading(), timeout=30_000)
+    qtbot.wait(100)
+    messages = _messages(notifications)
+    assert len(messages) == 1 and messages[0][0] == "error", messages
+    assert "scan.nii.gz" in messages[0][1] and "\n" not in messages[0][1]
+    assert len(viewer.layers) == 0

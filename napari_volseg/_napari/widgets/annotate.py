@@ -13,7 +13,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QTableWidgetItem, QVBoxLayout, QWidget
@@ -21,7 +20,7 @@ from qtpy.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QTa
 from napari_volseg import paths
 from napari_volseg._napari.layers import annotation_colors
 from napari_volseg._napari.loading import case_layers
-from napari_volseg._napari.notify import notify_error
+from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import button_row, compact, make_table, set_labels
 from napari_volseg.annotate import accept as accepting
@@ -217,7 +216,7 @@ class AnnotateWidget(QWidget):
             notify_error("every case is labelled: nothing left to rank")
             return None
 
-        @thread_worker
+        @background
         def work():
             from napari_volseg.annotate.uncertainty import rank_cases
             from napari_volseg.engine.infer import Predictor
@@ -261,7 +260,7 @@ class AnnotateWidget(QWidget):
             return None
         task, checkpoint, unlabelled = self.session.task, self.session.checkpoint, self.unlabelled
 
-        @thread_worker
+        @background
         def work():
             case = task.case(case_id)
             if not predict:
@@ -330,7 +329,7 @@ class AnnotateWidget(QWidget):
         task, case_id, suggested, unlabelled = self.session.task, self.case_id, self.suggested, self.unlabelled
         labels = np.array(layer.data)  # a copy: painting may go on while it is written
 
-        @thread_worker
+        @background
         def work():
             return accepting.accept(task, case_id, labels), edit_stats(suggested, labels, unlabelled)
 
@@ -353,7 +352,7 @@ class AnnotateWidget(QWidget):
             return None
         done, root = self.accepted[-1], self.session.task.root
 
-        @thread_worker
+        @background
         def work():
             accepting.undo(root, done)
 
@@ -380,7 +379,7 @@ class AnnotateWidget(QWidget):
         out = versions.next_version_path(self.models_dir())
         trainers: list = []  # made in the worker (loading the checkpoint takes a while); Stop reaches it here
 
-        @thread_worker
+        @background
         def work():
             if checkpoint is not None:
                 from napari_volseg.annotate.finetune import finetuner

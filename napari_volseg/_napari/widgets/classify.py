@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_volseg import paths
-from napari_volseg._napari.notify import notify_error
+from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.plot import TrainingPlot
 from napari_volseg.classify import digits3d
@@ -191,7 +191,7 @@ class ClassifyWidget(QWidget):
             notify_error(exc)
             return None
 
-        @thread_worker
+        @background
         def work():
             yield from trainer.run()
 

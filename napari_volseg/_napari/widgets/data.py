@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.qt.threading import thread_worker
 from napari.utils import progress
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -21,7 +20,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_volseg._napari.notify import notify_error
+from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.state import CaseInfo, session_for
 from napari_volseg._napari.widgets.common import compact, make_table
 from napari_volseg._napari.widgets.new_task import DROPS, NewTaskDialog, make_task
@@ -109,7 +108,7 @@ class DataWidget(QWidget):
     def open_synthetic(self, kind: str = "ct"):
         from napari_volseg._napari.sample_data import synthetic_task_dir
 
-        @thread_worker
+        @background
         def work():  # written on first use: a few seconds
             return synthetic_task_dir(kind)
 
@@ -150,7 +149,7 @@ class DataWidget(QWidget):
         bar = progress(total=0, desc=f"downloading {task_name}")
         kwargs = {k: v for k, v in (("base_url", base_url), ("md5", md5)) if v}
 
-        @thread_worker
+        @background
         def work():
             yield from download.download_task(task_name, target, **kwargs)
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.qt.threading import thread_worker
 from napari.utils import progress
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QWidget
 
 from napari_volseg import paths
-from napari_volseg._napari.notify import notify_error
+from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.widgets.common import compact
 from napari_volseg.errors import VolsegError
 from napari_volseg.zoo.registry import ModelEntry, list_models
@@ -118,7 +117,7 @@ class ModelChooser(QWidget):
         if entry is None or entry.path is not None or self.worker is not None:
             return None
 
-        @thread_worker
+        @background
         def work():
             from napari_volseg.engine.events import Downloaded
             from napari_volseg.zoo.pull import pull
@@ -145,7 +144,7 @@ class ModelChooser(QWidget):
             self.session.set_checkpoint(path)
             return None
 
-        @thread_worker
+        @background
         def work():
             from napari_volseg.zoo.bundle_import import import_bundle
 

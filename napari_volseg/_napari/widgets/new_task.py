@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info
 from psygnal import Signal
@@ -24,7 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_volseg._napari.notify import notify_error
+from napari_volseg._napari.notify import background, notify_error
 from napari_volseg.io.new_task import MODALITIES, write_task_from_files
 
 
@@ -95,7 +94,7 @@ def make_task(values: dict, on_done, session=None):
     """Write the task in a worker; ``on_done(folder)`` on the GUI thread; errors become one notification."""
     bar = progress(total=0, desc="making the task")
 
-    @thread_worker
+    @background
     def work():
         return write_task_from_files(**values)
 

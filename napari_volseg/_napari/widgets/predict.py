@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
@@ -23,7 +22,7 @@ from qtpy.QtWidgets import (
 from napari_volseg import metrics
 from napari_volseg._napari.layers import ERROR_COLORS, ERROR_NAMES, GROUND_TRUTH, META_KEY, ROLE_COLORS, geometry_of
 from napari_volseg._napari.loading import case_layers
-from napari_volseg._napari.notify import notify_error
+from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.responsive import in_turns
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import NumberItem, compact, make_table, set_labels
@@ -134,7 +133,7 @@ class PredictWidget(QWidget):
         cases = [task.case(case_id) for case_id in self._cases(scope)]
         tta = self.tta.isChecked()  # the rest of the inference settings come from the checkpoint's preset
 
-        @thread_worker
+        @background
         def work():
             from napari_volseg.engine.predict import predict_cases
 
@@ -179,7 +178,7 @@ class PredictWidget(QWidget):
         truth = np.asarray(truth_layer.data) if truth_layer is not None else None
         image, checkpoint = np.asarray(layer.data), self.session.checkpoint
 
-        @thread_worker
+        @background
         def work():
             from napari_volseg.zoo.backend import open_model
 

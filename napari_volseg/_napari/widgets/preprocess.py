@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from napari.qt.threading import thread_worker
 from napari.utils import progress
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from napari_volseg import planning, preprocess
 from napari_volseg._napari.layers import META_KEY
 from napari_volseg._napari.loading import add_layer, case_layers, refill
-from napari_volseg._napari.notify import notify_error
+from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import compact
 from napari_volseg._napari.widgets.forms import DataclassForm
@@ -106,7 +105,7 @@ class PreprocessWidget(QWidget):
             return None
         preset = self.planned_preset()
 
-        @thread_worker
+        @background
         def work():
             plan, cascade = planning.plan_task(task, preset)
             image, label = task.case(case_id).load()
@@ -162,7 +161,7 @@ class PreprocessWidget(QWidget):
             return None
         preset = self.planned_preset()
 
-        @thread_worker
+        @background
         def work():
             plan, _ = planning.plan_task(task, preset)
             cache = PreparedCache(plan)

@@ -8,7 +8,6 @@ import shutil
 import time
 from pathlib import Path
 
-from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
@@ -23,7 +22,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from napari_volseg import paths
-from napari_volseg._napari.notify import notify_error
+from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import compact
 from napari_volseg._napari.widgets.forms import DataclassForm
@@ -168,7 +167,7 @@ class TrainWidget(QWidget):
         trainer = self.trainer
         self.session.set_preset(preset)  # the session's split is now the one the trainer decided
 
-        @thread_worker
+        @background
         def work():
             yield from trainer.run()
 
