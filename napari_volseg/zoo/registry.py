@@ -75,9 +75,12 @@ def installed_models() -> list[ModelEntry]:
 
 
 def recent_runs(limit: int = RECENT_RUNS) -> list[ModelEntry]:
-    """The newest best checkpoints of widget training runs (not their ``.last`` / ``.locator`` files)."""
+    """The newest models of widget training runs: each run's model file, or its ``.last`` weights where Stop left
+    only those (not a cascade's ``.locator`` files: a locator alone segments nothing)."""
     folder = paths.runs_dir()
-    runs = [p for p in folder.glob("*.safetensors") if not re.search(r"\.(last|locator)\.", p.name)]
+    files = [p for p in folder.glob("*.safetensors") if ".locator." not in p.name]
+    models = {p.name for p in files if ".last." not in p.name}
+    runs = [p for p in files if ".last." not in p.name or p.name.replace(".last.", ".") not in models]
     runs.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     return [ModelEntry(p.name[: -len(".safetensors")], "run", p, read_card(p)) for p in runs[:limit]]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,11 @@ def test_names_resolve_shipped_first_then_installed(tmp_path, monkeypatch):
     for name in ("run1.safetensors", "run1.last.safetensors", "run1.locator.safetensors"):
         (runs / name).write_bytes(b"x")
     assert [e.name for e in registry.recent_runs()] == ["run1"]
+    # a stopped run left only its last weights (the model Stop set): it stays on the list in the next session
+    for name in ("run2.last.safetensors", "run2.locator.safetensors", "run3.locator.last.safetensors"):
+        (runs / name).write_bytes(b"x")
+        os.utime(runs / name, (2e9, 2e9))
+    assert [e.name for e in registry.recent_runs()] == ["run2.last", "run1"]
 
 
 @pytest.mark.parametrize("path", sorted(registry.PRETRAINED_DIR.glob("*.safetensors")), ids=lambda p: p.stem)
