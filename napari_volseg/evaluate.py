@@ -35,6 +35,10 @@ class CaseResult:
     """The FP/FN map (:func:`~napari_volseg.metrics.error_map`) against the ground truth; None without one."""
     seconds: float = 0.0
     """Inference time in seconds (prediction only, no loading or scoring)."""
+    trained_on: bool = False
+    """The model was trained on this case (its checkpoint lists it): its Dice says little about unseen scans."""
+    model: str = ""
+    """The model that predicted it (its file name, or what ``--model`` named)."""
 
 
 def score_rows(case: str, scores: list[metrics.ClassScore], names: dict[int, str]) -> list[dict]:

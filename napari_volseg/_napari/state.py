@@ -127,6 +127,17 @@ class Session:
         self.results[result.case] = result
         self.results_changed.emit()
 
+    def results_for_model(self, model: str) -> bool:
+        """Make the open task's results one model's: another model's results are dropped (a table mixing two models
+        would average them into one meaningless mean). Returns whether any were dropped."""
+        results = self.results
+        stale = [case for case, r in results.items() if r.model != model]
+        for case in stale:
+            del results[case]
+        if stale:
+            self.results_changed.emit()
+        return bool(stale)
+
     def set_checkpoint(self, path: Path | None) -> None:
         self.checkpoint = path
         self.checkpoint_changed.emit(path)

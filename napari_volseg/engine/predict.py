@@ -8,9 +8,11 @@ error map), and yields a
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from napari_volseg import metrics
 from napari_volseg.engine import checkpoint as ckpt
@@ -19,6 +21,24 @@ from napari_volseg.engine.events import CasePredicted
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.evaluate import CaseResult
 from napari_volseg.io.decathlon import Case, Task
+
+
+def trained_cases(checkpoint: ckpt.Checkpoint | str | os.PathLike, task: Task) -> set[str]:
+    """The cases of ``task`` that the model was trained on, as its checkpoint lists them (none for another task's
+    model, a MONAI bundle, or a checkpoint that does not say)."""
+    if isinstance(checkpoint, ckpt.Checkpoint):
+        meta_task, cases = checkpoint.task, checkpoint.train_cases
+    else:
+        try:
+            from napari_volseg.zoo import registry
+
+            meta = ckpt.read_meta(registry.resolve(checkpoint))
+            meta_task, cases = meta.get("task", ""), json.loads(meta.get("train_cases", "[]"))
+        except Exception:  # noqa: BLE001 - a model that cannot say marks no case; predicting reports its own errors
+            return set()
+    if meta_task and meta_task != task.name:
+        return set()
+    return {c for c in cases if isinstance(c, str)}
 
 
 def predict_cases(
@@ -40,13 +60,23 @@ def predict_cases(
         from napari_volseg.zoo.backend import open_model
 
         predictor = open_model(checkpoint, config, **overrides)
+    trained = trained_cases(checkpoint, task)
+    model = Path(checkpoint.path).name if isinstance(checkpoint, ckpt.Checkpoint) and checkpoint.path else ""
+    model = model or (Path(checkpoint).name if not isinstance(checkpoint, ckpt.Checkpoint) else "")
     try:
         for i, case in enumerate(cases):
             image, truth = case.load()
             started = time.perf_counter()
             labels = predictor.predict(image).labels
             seconds = time.perf_counter() - started
-            result = CaseResult(case=case.id, labels=labels, geometry=image.geometry, seconds=seconds)
+            result = CaseResult(
+                case=case.id,
+                labels=labels,
+                geometry=image.geometry,
+                seconds=seconds,
+                trained_on=case.id in trained,
+                model=model,
+            )
             if truth is not None:
                 result.scores = metrics.score_case(labels, truth.data, task.num_classes, truth.spacing)
                 result.errors = metrics.error_map(labels, truth.data)

@@ -41,3 +41,26 @@ def test_predict_cases_yields_scored_results_on_the_source_grid(untrained, tmp_p
             [score] = result.scores
             assert score.dice == pytest.approx(metrics.dice(result.labels, truth.data)[0])
             np.testing.assert_array_equal(result.errors, metrics.error_map(result.labels, truth.data))
+
+
+def test_results_say_which_model_and_whether_it_trained_on_the_case(tmp_path):
+    """A shipped model scored on the task it came from: its training cases are marked (their Dice reads high);
+    another task's model, or one that lists no cases, marks none."""
+    from conftest import TINY_CT
+
+    from napari_volseg.engine.predict import trained_cases
+
+    task = decathlon.load_task(synthetic.write_task(tmp_path / "T", cases=2, kind="ct", spec=TINY_CT))
+    first, second = (c.id for c in task.cases)
+    net = build_model(model_config("cpu-lean", 1, 2))
+    preset = Preset(name="p", train=TrainConfig(patch_size=(16, 32, 32), threads=1))
+    plan, labels = Plan(target_spacing=(5.0, 2.0, 2.0)), {0: "background", 1: "spleen"}
+    path = ckpt.save(tmp_path / "m.safetensors", net, plan, labels, preset=preset, task=task.name, train_cases=[first])
+    results = [e.result for e in predict_cases(path, task, task.cases)]
+    assert [(r.case, r.trained_on, r.model) for r in results] == [
+        (first, True, "m.safetensors"),
+        (second, False, "m.safetensors"),
+    ]
+    other = ckpt.save(tmp_path / "o.safetensors", net, plan, labels, task="AnotherTask", train_cases=[first])
+    assert trained_cases(other, task) == set() and trained_cases(tmp_path / "missing.safetensors", task) == set()
+    assert trained_cases(ckpt.load(path), task) == {first}

@@ -362,3 +362,35 @@ def test_mirror_tta_follows_the_checkpoints_preset(widgets):
     assert predict.tta.isEnabled() and predict.tta.isChecked()
     assert train.load_checkpoint(data / "v0.1-no-preset.safetensors")  # no mirroring: TTA would only hurt
     assert not predict.tta.isEnabled() and not predict.tta.isChecked()
+
+
+def test_the_table_keeps_one_models_results_and_sets_its_training_cases_apart(widgets, qtbot, tiny_ct_task):
+    """Predicting with another model clears the old model's rows (one mean over two models means nothing); a case
+    the model trained on is starred, and the mean over the cases it never saw is given apart."""
+    from napari_volseg._napari.widgets.predict import mean_text
+    from napari_volseg.evaluate import CaseResult
+    from napari_volseg.metrics import ClassScore
+
+    viewer, data, _, predict = widgets
+    open_task(qtbot, data, tiny_ct_task)
+    session = predict.session
+    grid = np.zeros((2, 2, 2), np.uint8)
+
+    def result(case, dice, model, trained=False):
+        score = ClassScore(label=1, dice=dice, hd95=1.0, empty=False, pred_ml=1.0, true_ml=1.0)
+        return CaseResult(case, grid, None, [score], trained_on=trained, model=model)
+
+    cases = session.case_ids()
+    session.add_result(result(cases[0], 0.05, "stopped.last.safetensors"))
+    assert predict.table.rowCount() == 1
+    assert session.results_for_model("msd-heart") is True and predict.table.rowCount() == 0
+    session.add_result(result(cases[0], 0.9, "msd-heart", trained=True))
+    session.add_result(result(cases[1], 0.8, "msd-heart"))
+    assert session.results_for_model("msd-heart") is False
+    names = sorted(predict.table.item(r, 0).text() for r in range(predict.table.rowCount()))
+    assert names == sorted([f"{cases[0]} *", cases[1]])
+    assert predict.mean_label.text() == (
+        "mean Dice over 1 case(s) it never trained on: 0.8000; over its 1 training case(s) (*): 0.9000"
+    )
+    assert mean_text([result("a", 0.8, "m"), result("b", 0.6, "m")]) == "mean Dice over 2 case(s): 0.7000"
+    assert mean_text([]) == ""

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from napari.utils import progress
 from napari.utils.notifications import show_info
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -42,6 +43,18 @@ LEGEND = "  ".join(
     [_swatch(ROLE_COLORS["prediction"], "prediction"), _swatch(ROLE_COLORS[GROUND_TRUTH], GROUND_TRUTH)]
     + [_swatch(ERROR_COLORS[k], f"{v} (errors)") for k, v in ERROR_NAMES.items()]
 )
+
+
+def mean_text(results) -> str:
+    """The line under the table: the mean Dice over the scored cases the model never trained on, and apart from it
+    the mean over the cases it did train on (a shipped model scored on its own training cases reads too high)."""
+    scored = [(metrics.mean_dice(r.scores), r.trained_on) for r in results if r.scores]
+    unseen = [d for d, trained in scored if not trained]
+    seen = [d for d, trained in scored if trained]
+    if not seen:
+        return f"mean Dice over {len(unseen)} case(s): {np.mean(unseen):.4f}" if unseen else ""
+    text = f"mean Dice over {len(unseen)} case(s) it never trained on: {np.mean(unseen):.4f}; " if unseen else ""
+    return text + f"over its {len(seen)} training case(s) (*): {np.mean(seen):.4f}"
 
 
 class PredictWidget(QWidget):
@@ -131,6 +144,8 @@ class PredictWidget(QWidget):
             return self.predict_layer()
         task, checkpoint = self.session.task, self.session.checkpoint
         cases = [task.case(case_id) for case_id in self._cases(scope)]
+        if self.session.results_for_model(Path(checkpoint).name):
+            show_info(f"results of the previous model cleared: the table shows {Path(checkpoint).name}'s")
         tta = self.tta.isChecked()  # the rest of the inference settings come from the checkpoint's preset
 
         @background
@@ -280,7 +295,11 @@ class PredictWidget(QWidget):
         self.table.setHorizontalHeaderLabels(headers)
         self.table.setRowCount(len(results))
         for r, result in enumerate(results):
-            self.table.setItem(r, 0, QTableWidgetItem(result.case))
+            item = QTableWidgetItem(result.case + (" *" if result.trained_on else ""))
+            item.setData(Qt.UserRole, result.case)
+            if result.trained_on:
+                item.setToolTip(f"* {result.model} was trained on this case: its Dice says little about unseen scans")
+            self.table.setItem(r, 0, item)
             by_label = {s.label: s for s in result.scores}
             nan = float("nan")
             values = [by_label[k].dice if k in by_label else nan for k in names]
@@ -291,11 +310,10 @@ class PredictWidget(QWidget):
             for c, (value, d) in enumerate(zip(values, digits, strict=True)):
                 self.table.setItem(r, c + 1, NumberItem(value, d))
         self.table.setSortingEnabled(True)
-        scored = [metrics.mean_dice(r.scores) for r in results if r.scores]
-        self.mean_label.setText(f"mean Dice over {len(scored)} case(s): {np.mean(scored):.4f}" if scored else "")
+        self.mean_label.setText(mean_text(results))
 
     def _row_clicked(self, row: int, column: int) -> None:
-        self.show_result(self.table.item(row, 0).text())
+        self.show_result(self.table.item(row, 0).data(Qt.UserRole))
 
     def rows(self) -> list[dict]:
         """The table as result rows (:data:`napari_volseg.evaluate.ROW_FIELDS`), as the CSV holds them."""
@@ -314,10 +332,12 @@ class PredictWidget(QWidget):
             rows = self.rows()
             if not rows:
                 raise VolsegError("nothing to export yet: predict cases with ground truth first")
-            return write_csv(rows, path)
+            written = write_csv(rows, path)
         except VolsegError as exc:
             notify_error(exc)
             return None
+        show_info(f"wrote the scores of {len({row['case'] for row in rows})} case(s) to {written}")
+        return written
 
     def save_predictions(self, folder: str | Path) -> list[Path]:
         """Write each prediction as ``folder/<case>.nii.gz`` in its scan's geometry; a folder that cannot be
@@ -345,6 +365,9 @@ class PredictWidget(QWidget):
             self.export_csv(path)
 
     def _save_dialog(self) -> None:
+        if not self.session.results:
+            notify_error("no predictions to save yet: predict first")
+            return
         folder = QFileDialog.getExistingDirectory(self, "Save predictions (NIfTI, source geometry) into")
         if folder:
             self.save_predictions(folder)
