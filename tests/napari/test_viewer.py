@@ -165,3 +165,20 @@ def test_the_last_case_asked_for_wins(make_napari_viewer, qtbot, tiny_ct_task):
     qtbot.wait(100)
     assert [layer.name for layer in viewer.layers] == ["spleen_001", "spleen_001 ground truth"]
     assert data.session.case_id == "spleen_001"
+
+
+def test_steps_opened_as_docks_of_their_own_scroll_and_fit_a_laptop_screen(make_napari_viewer, qtbot):
+    """The Plugins menu's single steps: Train and Predict stacked asked 970 px unscrolled and pushed the window past a
+    768 px screen; as scrollable docks the window keeps 1366 x 768 and each step widget is inside."""
+    from napari_volseg._napari.widgets import PredictWidget, TrainWidget
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1366, 768)
+    _, train = viewer.window.add_plugin_dock_widget("napari-volseg", "Train")
+    _, predict = viewer.window.add_plugin_dock_widget("napari-volseg", "Predict & evaluate")
+    window.resize(1366, 768)
+    qtbot.wait(200)
+    assert isinstance(train.step_widget, TrainWidget) and isinstance(predict.step_widget, PredictWidget)
+    assert train.minimumSizeHint().height() < 200 and predict.minimumSizeHint().height() < 200
+    assert window.height() <= 768, window.height()

@@ -29,14 +29,44 @@ loop (correct predictions, accept, fine-tune), then the 3D digit classifier. A n
 dock, its tests and the screenshots take every entry."""
 
 
-def scrollable(widget: QWidget) -> QScrollArea:
-    """``widget`` in a frameless scroll area that scrolls vertically when the screen is short."""
-    area = QScrollArea()
+def scrollable(widget: QWidget, area: QScrollArea | None = None) -> QScrollArea:
+    """``widget`` in a frameless scroll area (``area``, else a new one) that scrolls when the screen is short."""
+    area = area if area is not None else QScrollArea()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
     area.setWidget(widget)
     return area
+
+
+class StepDock(QScrollArea):
+    """One step as a dock of its own (napari's Plugins menu lists each step too), scrollable like a tab of the tabbed
+    dock: napari gives a dock the minimum height of its contents, so two steps stacked unscrolled (Train and Predict
+    ask 623 + 347 px) pushed the window past a 768 px screen. ``step`` is the step's widget class."""
+
+    step: type[QWidget] = QWidget
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.step_widget = self.step(napari_viewer)
+        scrollable(self.step_widget, self)
+        self.setMinimumWidth(360)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(430, min(360, self.step_widget.sizeHint().height()))  # stacked steps share the height
+
+
+def _step_dock(cls: type[QWidget]) -> type[StepDock]:
+    name = cls.__name__.removesuffix("Widget") + "Dock"
+    return type(name, (StepDock,), {"step": cls, "__doc__": f"{cls.__name__} as a scrollable dock of its own."})
+
+
+DataDock = _step_dock(DataWidget)
+PreprocessDock = _step_dock(PreprocessWidget)
+TrainDock = _step_dock(TrainWidget)
+PredictDock = _step_dock(PredictWidget)
+AnnotateDock = _step_dock(AnnotateWidget)
+ClassifyDock = _step_dock(ClassifyWidget)
 
 
 class VolsegDock(QWidget):
