@@ -348,7 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, type=Path, help="folder of .nii/.nii.gz scans, one per case")
     p.add_argument("--labels", type=Path, default=None, help="folder of label files named like their scans")
     p.add_argument("--name", required=True, help="task name")
-    p.add_argument("--modality", required=True, type=str.upper, choices=("CT", "MRI"), help="CT or MRI")
+    p.add_argument(
+        "--modality",
+        required=True,
+        type=str.upper,
+        choices=("CT", "MRI", "AUTO"),
+        help="CT, MRI, or auto (CT when the first scan holds values <= -500, as air in HU, else MRI)",
+    )
     p.add_argument("--classes", required=True, help="label names in value order, e.g. background,spleen")
     p.add_argument("--out", required=True, type=Path, help="task folder to create (must not exist yet)")
 

@@ -25,6 +25,17 @@ from napari_volseg.io.decathlon import UNLABELLED_KEY, case_id_of, check_same_gr
 from napari_volseg.outputs import check_writable
 
 MODALITIES = ("CT", "MRI")
+AUTO = "AUTO"
+"""``modality="auto"``: decided from the first scan's intensities (:func:`guess_modality`)."""
+CT_BELOW = -500.0
+"""A scan with values at or below this is CT (air is about -1000 HU); MRI intensities are not negative like that."""
+
+
+def guess_modality(scan: str | os.PathLike) -> str:
+    """CT or MRI, from one scan's intensities: CT holds air at about -1000 HU, MRI nothing that low."""
+    return "CT" if float(np.min(nifti.load(scan).data)) <= CT_BELOW else "MRI"
+
+
 DEFAULT_UNLABELLED = 255
 """The unlabelled value a new task declares (``"unlabelled": 255`` in its ``dataset.json``)."""
 
@@ -145,13 +156,15 @@ def write_task_from_files(
     out = Path(out)
     if not name.strip():
         raise TaskFormatError("the task needs a name (--name)")
-    if modality.upper() not in MODALITIES:
-        raise TaskFormatError(f"modality must be CT or MRI, got {modality!r}")
+    if modality.upper() not in MODALITIES + (AUTO,):
+        raise TaskFormatError(f"modality must be CT, MRI or auto, got {modality!r}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TaskFormatError(f"{out} already exists and is not an empty folder; choose a new --out")
     check_writable(out, folder=True, what="task folder")  # before reading every scan
     labels_by_value = parse_classes(classes) if isinstance(classes, str) else dict(classes)
     cases = find_cases(images, labels, labels_by_value, DEFAULT_UNLABELLED, progress)
+    if modality.upper() == AUTO:
+        modality = guess_modality(cases[0].image)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:

@@ -90,7 +90,7 @@ def test_out_must_be_new_and_classes_well_formed(own_files, tmp_path):
         write_task_from_files(images, tmp_path / "taken", name="T", modality="CT", classes="bg,fg")
     with pytest.raises(TaskFormatError, match="two comma-separated"):
         write_task_from_files(images, tmp_path / "T", name="T", modality="CT", classes="spleen")
-    with pytest.raises(TaskFormatError, match="CT or MRI"):
+    with pytest.raises(TaskFormatError, match="CT, MRI or auto"):
         write_task_from_files(images, tmp_path / "T", name="T", modality="PET", classes="bg,fg")
 
 
@@ -113,3 +113,19 @@ def test_an_unwritable_destination_is_one_line_before_any_scan_is_read(own_files
             images, unwritable_dir / "Task50_Mine", name="Mine", modality="CT", classes="background,spleen"
         )
     assert list(unwritable_dir.iterdir()) == []
+
+
+def test_auto_modality_is_read_from_the_first_scan(own_files, tmp_path):
+    """CT holds air near -1000 HU; an MRI has nothing that low (a guessed CT window washed an MRI out)."""
+    from napari_volseg.io.new_task import guess_modality
+
+    images, _ = own_files
+    out = write_task_from_files(images, tmp_path / "T", name="T", modality="auto", classes="bg,fg")
+    assert json.loads((out / "dataset.json").read_text())["modality"] == {"0": "CT"}
+    mri = tmp_path / "mri"
+    mri.mkdir()
+    scan = nifti.load(images / "scan 0.nii.gz")
+    nifti.save_image((scan.data - scan.data.min()).astype(np.float32) * 2.5, scan.geometry, mri / "head.nii.gz")
+    assert guess_modality(mri / "head.nii.gz") == "MRI"
+    out = write_task_from_files(mri, tmp_path / "M", name="M", modality="AUTO", classes="bg,fg")
+    assert json.loads((out / "dataset.json").read_text())["modality"] == {"0": "MRI"}

@@ -142,6 +142,8 @@ def test_dropping_a_folder_of_scans_offers_a_new_task(make_napari_viewer, qtbot,
     reader = napari_get_reader(str(scans))
     assert reader([str(scans)]) == [(None,)]
     assert offered[0]["images"] == scans and offered[0]["out"] == tmp_path / "scans-task"
+    assert offered[0]["modality"] == "AUTO"  # read from the scans, not a CT default that washes an MRI out
     qtbot.waitUntil(lambda: data.session.task is not None, timeout=60_000)
     assert data.session.task.name == "scans" and len(data.session.task.test_cases) == 2
+    assert data.session.task.modalities.get(0) == "CT"  # the synthetic CT's air
     assert data.table.rowCount() == 2 and viewer.layers[0].name == data.session.task.test_cases[0].id

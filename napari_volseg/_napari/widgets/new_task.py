@@ -24,7 +24,9 @@ from qtpy.QtWidgets import (
 )
 
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg.io.new_task import MODALITIES, write_task_from_files
+from napari_volseg.io.new_task import AUTO, MODALITIES, write_task_from_files
+
+AUTO_CHOICE = "auto (from the scans)"
 
 
 class _Drops:
@@ -63,7 +65,7 @@ class NewTaskDialog(QDialog):
         self.labels.setPlaceholderText("optional: label files named like their scans")
         self.name = QLineEdit(Path(images).name if images else "")
         self.modality = QComboBox()
-        self.modality.addItems(MODALITIES)
+        self.modality.addItems([AUTO_CHOICE, *MODALITIES])  # a wrong guess of CT washes an MRI out
         self.classes = QLineEdit("background,foreground")
         self.out = QLineEdit(str(Path(images).parent / f"{Path(images).name}-task") if images else "")
         form = QFormLayout(self)
@@ -84,7 +86,7 @@ class NewTaskDialog(QDialog):
             "images": Path(self.images.text()),
             "out": Path(self.out.text()),
             "name": self.name.text(),
-            "modality": self.modality.currentText(),
+            "modality": AUTO if self.modality.currentText() == AUTO_CHOICE else self.modality.currentText(),
             "classes": self.classes.text(),
             "labels": Path(self.labels.text()) if self.labels.text().strip() else None,
         }
