@@ -87,6 +87,8 @@ class Cascade:
             if locator is None:
                 return stopped_before_training(self.run.started)
         boxes = yield from self.roi_boxes(locator)
+        if boxes is None:
+            return stopped_before_training(self.run.started)
         if base:
             plan = base.plan
         else:  # the voxel budget is spent on the regions of interest, not whole volumes
@@ -116,9 +118,10 @@ class Cascade:
             raise VolsegError(f"the cascade's locator stage ended without writing {path.name}")
         return ckpt.load(path).as_locator(self.preset.plan.roi_margin_mm)
 
-    def roi_boxes(self, locator: ckpt.Locator) -> Generator[Progress, None, dict[str, Box | None]]:
+    def roi_boxes(self, locator: ckpt.Locator) -> Generator[Progress, None, dict[str, Box | None] | None]:
         """Regions of interest by case: training cases' from their ground truth, validation cases' from
-        the locator (``None``: nothing found, the whole volume is used)."""
+        the locator (``None``: nothing found, the whole volume is used). None if the run was stopped meanwhile
+        (Stop is honoured after each case: reading 15 heart labels took 2-3 s)."""
         run = self.run
         cases = run.split.train + run.split.val
         model = locator.build_model().to(run.device)
@@ -132,4 +135,6 @@ class Cascade:
                 image, _ = case.load()
                 boxes[case.id] = locate(model, locator, image, self.preset.infer, run.device)
             yield Progress(done=i + 1, total=len(cases), item=f"region of interest: {case.id}")
+            if run.stop.is_set():
+                return None
         return boxes

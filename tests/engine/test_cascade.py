@@ -65,6 +65,20 @@ def test_stop_during_locator_stage_resumes_there(train_ct_task, tmp_path):
     assert not resumed[-1].stopped and ckpt.load(out).locator is not None
 
 
+def test_stop_while_finding_the_regions_of_interest_ends_at_the_next_case(train_ct_task, tmp_path):
+    """Between the stages the run reads every training label: Stop must not wait for all of them."""
+    task = decathlon.load_task(train_ct_task)
+    trainer = Trainer(task, cascade_preset(epochs=5), tmp_path / "c.safetensors", cache_root=tmp_path / "cache")
+    events = []
+    for event in trainer.run():
+        events.append(event)
+        if isinstance(event, ev.Progress) and str(event.item).startswith("region of interest"):
+            trainer.stop()
+    roi = [e for e in events if isinstance(e, ev.Progress) and str(e.item).startswith("region of interest")]
+    assert len(roi) == 1 and isinstance(events[-1], ev.Finished) and events[-1].stopped
+    assert not any(isinstance(e, ev.Started) and e.stage == "" for e in events)  # the main net never started
+
+
 @pytest.mark.parametrize("margin", [0.0, 20.0])
 def test_locator_metadata_round_trips(tmp_path, margin):
     from napari_volseg.models import build_model, model_config
