@@ -63,6 +63,8 @@ class PredictWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.worker = None
+        self.predicted, self.stopping = 0, False
+        """Cases of the running prediction done so far; whether Stop was pressed."""
         layout = QVBoxLayout(self)
         self.chooser = ModelChooser(self.session)
         row = QHBoxLayout()
@@ -96,7 +98,7 @@ class PredictWidget(QWidget):
         row.addWidget(self.save_button)
         layout.addLayout(row)
 
-        self.run_button.clicked.connect(lambda: self.predict(self.scope.currentText()))
+        self.run_button.clicked.connect(self._run_clicked)
         self.table.cellClicked.connect(self._row_clicked)
         self.csv_button.clicked.connect(self._csv_dialog)
         self.save_button.clicked.connect(self._save_dialog)
@@ -156,11 +158,12 @@ class PredictWidget(QWidget):
 
         bar = progress(total=len(cases), desc="predicting")
         self.worker = work()
+        self.predicted, self.stopping = 0, False
         self.worker.yielded.connect(lambda event: self._on_result(bar, cases, event))
         self.worker.errored.connect(notify_error)
         self.worker.finished.connect(lambda: (bar.close(), self._idle(len(cases))))
         self.session.track(self.worker, owner=self)
-        self.run_button.setEnabled(False)
+        self.run_button.setText("Stop")  # a task's cases can take minutes on a CPU: Stop ends after the current one
         self._show_next(bar, cases, 0)
         self.worker.start()
         return self.worker
@@ -235,9 +238,29 @@ class PredictWidget(QWidget):
         self.status.setText(f"predicting {text}…")
         bar.set_description(f"predicting {text}")
 
+    def _run_clicked(self) -> None:
+        if self.worker is not None:
+            self.stop()
+        else:
+            self.predict(self.scope.currentText())
+
+    def stop(self) -> None:
+        """End a task's prediction after the case being predicted (its results so far stay in the table)."""
+        from napari.qt.threading import GeneratorWorker
+
+        if not isinstance(self.worker, GeneratorWorker):  # a dropped scan: one case, nothing to stop between
+            return
+        self.stopping = True
+        self.worker.quit()
+        self.run_button.setEnabled(False)
+        self.status.setText("stopping after this case…")
+
     def _on_result(self, bar, cases: list, event: CasePredicted) -> None:
         bar.update(1)
-        if event.done < event.total:
+        self.predicted = event.done
+        if self.worker is None:  # a case that ended as Stop took effect, delivered after the worker finished
+            self._say_done(event.total)
+        elif event.done < event.total and not self.stopping:
             self._show_next(bar, cases, event.done)
         result = event.result
         self.session.add_result(result)
@@ -247,8 +270,15 @@ class PredictWidget(QWidget):
     def _idle(self, total: int | None) -> None:
         """Back to idle; ``total`` cases of the task were predicted (``None``: a dropped scan, its status stays)."""
         self.worker = None
+        self.run_button.setText("Predict")
         self.run_button.setEnabled(True)
         if total is not None:
+            self._say_done(total)
+
+    def _say_done(self, total: int) -> None:
+        if self.stopping:
+            self.status.setText(f"stopped: predicted {self.predicted} of {total} case(s); click a row to open one")
+        else:
             self.status.setText(f"predicted {total} case(s); click a row to open one" if total else "")
 
     def show_result(self, case_id: str):
