@@ -61,7 +61,9 @@ class Session:
         self.preset: Preset = self.presets[paths.DEFAULT_PRESET]
         self.plan_edited = False
         """True once the Preprocess widget changed the chosen preset's plan settings."""
-        self._results: dict[Path, dict[str, CaseResult]] = {}
+        self._results: dict[Path | None, dict[str, CaseResult]] = {}
+        self.dropped_labels: dict[int, str] = {}
+        """Class names of the model that predicted the dropped scans (no task open)."""
         self._workers: list = []
         self._loaders: list = []
         self._layers_pending = 0
@@ -82,10 +84,16 @@ class Session:
 
     @property
     def results(self) -> dict[str, CaseResult]:
-        """Predictions of the open task's cases (each task keeps its own: re-opening a task shows them again)."""
-        if self.task is None:
-            return {}
-        return self._results.setdefault(Path(self.task.root).resolve(), {})
+        """Predictions of the open task's cases (each task keeps its own: re-opening a task shows them again); with
+        no task open, those of the scans dropped on the viewer."""
+        return self._results.setdefault(Path(self.task.root).resolve() if self.task is not None else None, {})
+
+    def label_names(self) -> dict[int, str]:
+        """Class names of the results: the open task's, else those of the model that predicted the dropped scans."""
+        if self.task is not None:
+            return dict(self.task.labels)
+        scored = {s.label: f"class {s.label}" for r in self.results.values() for s in r.scores}
+        return {**scored, **self.dropped_labels}
 
     def set_task(self, task: decathlon.Task, cases: list[CaseInfo] | None = None) -> None:
         self.task = task

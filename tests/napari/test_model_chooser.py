@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import TINY_CT
 
@@ -112,3 +113,11 @@ def test_a_dropped_scan_without_a_task_predicts_with_a_pretrained_model(
     assert tuple(layer.scale) == tuple(viewer.layers["spleen_002"].scale)
     assert "spleen_002 errors" in viewer.layers
     assert predict.status.text().startswith("spleen_002: predicted; Dice against 'spleen_002 ground truth' ")
+    # the dropped scan's result is in the table, exported and saved like a task's cases
+    assert predict.table.rowCount() == 1 and predict.table.item(0, 0).text() == "spleen_002"
+    assert predict.mean_label.text().startswith("mean Dice over 1 case(s)")
+    csv = predict.export_csv(tmp_path / "dice.csv")
+    assert csv is not None and csv.read_text().count("spleen_002") == 1
+    [saved] = predict.save_predictions(tmp_path / "preds")
+    np.testing.assert_array_equal(nifti.load(saved, label=True).data, np.asarray(layer.data))
+    np.testing.assert_allclose(nifti.load(saved).geometry.affine, nifti.load(image).geometry.affine)

@@ -30,7 +30,7 @@ from napari_volseg._napari.widgets.common import NumberItem, compact, make_table
 from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg.engine.events import CasePredicted
 from napari_volseg.errors import VolsegError
-from napari_volseg.evaluate import score_rows
+from napari_volseg.evaluate import CaseResult, score_rows
 from napari_volseg.io import nifti
 from napari_volseg.outputs import check_writable
 
@@ -195,6 +195,7 @@ class PredictWidget(QWidget):
         truth_layer = case_layers(self.viewer, case).get(GROUND_TRUTH)
         truth = np.asarray(truth_layer.data) if truth_layer is not None else None
         image, checkpoint = np.asarray(layer.data), self.session.checkpoint
+        model_name = Path(checkpoint).name
 
         @background
         def work():
@@ -205,18 +206,23 @@ class PredictWidget(QWidget):
                 labels = model.predict(nifti.Volume(image.astype(np.float32, copy=False), geometry)).labels
             finally:
                 model.release()
+            names = dict(getattr(model, "labels", {}) or {})
             if truth is None or truth.shape != labels.shape:
-                return labels, None, None
-            classes = int(max(labels.max(), truth.max())) + 1
-            scores = metrics.score_case(labels, truth, classes, geometry.spacing_zyx, with_hd95=False)
-            return labels, metrics.error_map(labels, truth), metrics.mean_dice(scores)
+                return CaseResult(case, labels, geometry, model=model_name), names
+            classes = max(int(max(labels.max(), truth.max())) + 1, len(names))
+            scores = metrics.score_case(labels, truth, classes, geometry.spacing_zyx)
+            return CaseResult(case, labels, geometry, scores, metrics.error_map(labels, truth), model=model_name), names
 
-        def shown(result):
-            labels, errors, dice = result
-            steps = [lambda: set_labels(self.viewer, f"{case} prediction", labels, layer, "prediction", case)]
-            if errors is not None:
-                steps.append(lambda: set_labels(self.viewer, f"{case} errors", errors, layer, "errors", case))
+        def shown(returned):
+            result, names = returned
+            steps = [lambda: set_labels(self.viewer, f"{case} prediction", result.labels, layer, "prediction", case)]
+            if result.errors is not None:
+                steps.append(lambda: set_labels(self.viewer, f"{case} errors", result.errors, layer, "errors", case))
             in_turns(steps)
+            self.session.results_for_model(model_name)
+            self.session.dropped_labels = names
+            self.session.add_result(result)  # in the table: exported and saved like a task's cases
+            dice = metrics.mean_dice(result.scores) if result.scores else None
             self.status.setText(
                 f"{layer.name}: predicted"
                 + (f"; Dice against '{truth_layer.name}' {dice:.4f}" if dice is not None else "")
@@ -315,9 +321,8 @@ class PredictWidget(QWidget):
     # -- table ------------------------------------------------------------------------------------
 
     def refresh_table(self) -> None:
-        task = self.session.task
         results = list(self.session.results.values())
-        names = {k: v for k, v in (task.labels.items() if task else []) if k > 0}
+        names = {k: v for k, v in self.session.label_names().items() if k > 0}
         headers = ["case"] + [f"Dice {n}" for n in names.values()] + [f"HD95 {n} mm" for n in names.values()]
         headers += ["pred mL", "true mL"]
         self.table.setSortingEnabled(False)
@@ -347,10 +352,8 @@ class PredictWidget(QWidget):
 
     def rows(self) -> list[dict]:
         """The table as result rows (:data:`napari_volseg.evaluate.ROW_FIELDS`), as the CSV holds them."""
-        task = self.session.task
-        if task is None:
-            return []
-        return [row for r in self.session.results.values() for row in score_rows(r.case, r.scores, task.labels)]
+        names = self.session.label_names()
+        return [row for r in self.session.results.values() for row in score_rows(r.case, r.scores, names)]
 
     def export_csv(self, path: str | Path) -> Path | None:
         """Write the scores as CSV; a path that cannot be written, or nothing scored yet, is one notification and
