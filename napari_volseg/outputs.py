@@ -9,6 +9,7 @@ failing write (disk full, permission) is one :class:`~napari_volseg.errors.Outpu
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -51,6 +52,8 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False, what: str =
 
 
 def _failed(path: Path, exc: OSError) -> OutputError:
+    if exc.errno == errno.ENOENT and path.parent.is_dir():  # e.g. /proc: the folder exists but takes no new files
+        return OutputError(f"cannot write {path}: {path.parent} does not take new files ({exc.strerror})")
     return OutputError(f"cannot write {path}: {exc.strerror or exc}")
 
 

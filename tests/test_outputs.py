@@ -1,5 +1,7 @@
 """Output locations are refused before work starts, and writes are atomic with one-line errors."""
 
+from pathlib import Path
+
 import pytest
 
 from napari_volseg.errors import OutputError
@@ -50,3 +52,10 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     with pytest.raises(OutputError, match=r"^cannot write .*table.csv: No space left on device$"):
         atomic_write(target, full_disk)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_that_takes_no_new_files_is_named_as_such():
+    """/proc exists and root may write "in" it, yet it takes no new files: not 'No such file or directory' alone."""
+    with pytest.raises(OutputError, match=r"cannot write /proc/dice\.csv: /proc does not take new files"):
+        atomic_write("/proc/dice.csv", lambda tmp: None)
