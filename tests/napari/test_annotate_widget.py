@@ -64,6 +64,10 @@ def test_rank_opens_the_most_uncertain_case_and_accept_then_undo(
     assert widget.accept() is not None  # written in a worker
     _written(qtbot, widget)
     assert widget.unsaved(other) is None  # accepted: switching cases loses nothing now
+    assert widget.status.text().startswith(f"accepted {top}")  # not "correct ... then Accept" any more
+    said = []
+    monkeypatch.setattr("napari_volseg._napari.widgets.annotate.show_info", said.append)
+    assert widget.accept() is None and said == [f"{top} is accepted already: nothing changed since"]
     stats = widget.last_edits
     assert stats.voxels == changed and stats.label_voxels == 300
     assert widget.edits_label.text().startswith(f"accepted {top}: edited {changed:,} voxels")
@@ -147,3 +151,27 @@ def test_dropping_a_folder_of_scans_offers_a_new_task(make_napari_viewer, qtbot,
     assert data.session.task.name == "scans" and len(data.session.task.test_cases) == 2
     assert data.session.task.modalities.get(0) == "CT"  # the synthetic CT's air
     assert data.table.rowCount() == 2 and viewer.layers[0].name == data.session.task.test_cases[0].id
+
+
+def test_the_status_says_what_to_do_and_idle_buttons_say_why(make_napari_viewer, qtbot, tiny_ct_task, monkeypatch):
+    """No task: open one; a task with every case labelled: nothing to annotate; Predict and Finish slice with
+    nothing to act on say so in one line instead of doing nothing."""
+    from napari_volseg._napari.state import session_for
+    from napari_volseg._napari.widgets import AnnotateWidget
+    from napari_volseg._napari.widgets import annotate as module
+    from napari_volseg.io import decathlon
+
+    viewer = make_napari_viewer()
+    widget = AnnotateWidget(viewer)
+    assert widget.status.text() == "open a task (Data tab)"
+    task = decathlon.load_task(tiny_ct_task)
+    session_for(viewer).set_task(task)
+    assert widget.status.text().startswith(f"every case of {task.name} is labelled: nothing to annotate")
+    said = []
+    monkeypatch.setattr(module, "notify_error", said.append)
+    widget.predict_button.click()
+    widget.scratch_button.click()
+    widget.finish_button.click()
+    assert said == [f"no case to annotate: every case of {task.name} is labelled"] * 2 + [
+        "no annotation open: Predict or Annotate from scratch first"
+    ]

@@ -87,8 +87,8 @@ class AnnotateWidget(QWidget):
         layout.addWidget(self.status)
 
         self.rank_button.clicked.connect(self.rank)
-        self.predict_button.clicked.connect(lambda: self.predict(self._selected_case()))
-        self.scratch_button.clicked.connect(lambda: self.open_case(self._selected_case(), predict=False))
+        self.predict_button.clicked.connect(lambda: self.predict(self._case_or_say_why()))
+        self.scratch_button.clicked.connect(lambda: self.open_case(self._case_or_say_why(), predict=False))
         self.cases.cellDoubleClicked.connect(lambda r, c: self.predict(self.cases.item(r, 0).text()))
         self.unlabelled_button.clicked.connect(self.paint_unlabelled)
         self.finish_button.clicked.connect(self.finish_slice)
@@ -118,6 +118,7 @@ class AnnotateWidget(QWidget):
         self.model_label.setText(f"model: {Path(checkpoint).name}" if checkpoint else "model: none")
         self.train_button.setText("Fine-tune" if checkpoint else "Train from annotations")
         if task is None:
+            self.status.setText(self._resting_text())
             return
         left = [c.id for c in sparse.cases_to_annotate(task)]
         ranked = [r for r in self.ranking if r.case_id in left]
@@ -142,12 +143,31 @@ class AnnotateWidget(QWidget):
             for c, item in enumerate((name, QTableWidgetItem(dice), QTableWidgetItem(str(version.train_cases)))):
                 self.versions.setItem(r, c, item)
         self.undo_button.setEnabled(bool(self.accepted))
+        if self.worker is None and self.annotation_layer() is None:
+            self.status.setText(self._resting_text())
 
     def _selected_case(self) -> str | None:
         rows = self.cases.selectionModel().selectedRows()
         row = rows[0].row() if rows else 0
         item = self.cases.item(row, 0)
         return item.text() if item else None
+
+    def _case_or_say_why(self) -> str | None:
+        """The selected case to annotate, or None after one notification saying why there is none."""
+        case_id = self._selected_case()
+        if case_id is None and self._ready(need_model=False):
+            notify_error(f"no case to annotate: every case of {self.session.task.name} is labelled")
+        return case_id
+
+    def _resting_text(self) -> str:
+        """The status while nothing runs: what to do next."""
+        task = self.session.task
+        if task is None:
+            return "open a task (Data tab)"
+        left = self.cases.rowCount()
+        if left == 0:
+            return f"every case of {task.name} is labelled: nothing to annotate (Data → New task from images…)"
+        return f"{left} case(s) to annotate: Rank them, or double-click one"
 
     def unsaved(self, case_id: str | None) -> str | None:
         """What opening ``case_id`` (``None``: a new annotation) would lose: the open annotation's edits since
@@ -312,6 +332,7 @@ class AnnotateWidget(QWidget):
     def finish_slice(self) -> None:
         layer = self.annotation_layer()
         if layer is None:
+            notify_error("no annotation open: Predict or Annotate from scratch first")
             return
         z = self.current_slice()
         data = np.asarray(layer.data)
@@ -328,6 +349,9 @@ class AnnotateWidget(QWidget):
             return None
         task, case_id, suggested, unlabelled = self.session.task, self.case_id, self.suggested, self.unlabelled
         labels = np.array(layer.data)  # a copy: painting may go on while it is written
+        if case_id in {done.case_id for done in self.accepted} and np.array_equal(labels, suggested):
+            show_info(f"{case_id} is accepted already: nothing changed since")
+            return None
 
         @background
         def work():
@@ -341,6 +365,7 @@ class AnnotateWidget(QWidget):
             self.last_edits = stats
             text = f"accepted {case_id}: {stats.summary()}" + (" — sparse" if done.sparse else "")
             self.edits_label.setText(text)
+            self.status.setText(f"accepted {case_id}: it trains with the others now; open the next case")
             show_info(text)
             self.session.open_task(task.root, open_first_case=False)
 
