@@ -193,6 +193,9 @@ def test_stop_before_validation_makes_the_last_weights_the_model(widgets, qtbot,
     assert loaded.step <= len(train.plot.loss) + 1
     loaded.build_model()
     assert len(viewer.layers) == 2  # nothing lost
+    from napari_volseg._napari.widgets import TrainWidget
+
+    assert TrainWidget(viewer).status.text() == f"model: {last.name} in {last.parent}"  # a Train dock opened later
 
 
 def test_a_failing_worker_becomes_one_notification_and_idle(widgets, qtbot, train_ct_task, tmp_path, monkeypatch):

@@ -127,6 +127,7 @@ class TrainWidget(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.save_button.clicked.connect(self._save_dialog)
         self.session.checkpoint_changed.connect(self._show_checkpoint)
+        self._show_checkpoint(self.session.checkpoint)  # a dock opened after a model was chosen names it
 
     # -- settings <-> config ----------------------------------------------------------------------
 
