@@ -79,7 +79,9 @@ class AnnotateWidget(QWidget):
         self.train_button = QPushButton("Fine-tune")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
-        for w in (self.minutes, self.train_button, self.stop_button):
+        self.minutes.setMinimumWidth(84)  # "10.0 min" whole: the buttons beside it squeezed it to "2.0 mir"
+        row.addWidget(self.minutes, 1)
+        for w in (self.train_button, self.stop_button):
             row.addWidget(w)
         layout.addLayout(row)
         self.status = QLabel("open a task (Data tab)")

@@ -29,6 +29,10 @@ loop (correct predictions, accept, fine-tune), then the 3D digit classifier. A n
 dock, its tests and the screenshots take every entry."""
 
 
+TAB_LABELS = {"Predict & evaluate": "Predict"}
+"""Shorter tab labels where the title would not let all six tabs fit a 430 px dock (the tab bar scrolled)."""
+
+
 def scrollable(widget: QWidget, area: QScrollArea | None = None) -> QScrollArea:
     """``widget`` in a frameless scroll area (``area``, else a new one) that scrolls when the screen is short."""
     area = area if area is not None else QScrollArea()
@@ -79,7 +83,9 @@ class VolsegDock(QWidget):
         self.tabs.setDocumentMode(True)
         self.widgets = {title: cls(napari_viewer) for title, cls in TABS.items()}
         for title, widget in self.widgets.items():
-            self.tabs.addTab(scrollable(widget), title.replace("&", "&&"))  # a lone & would underline a shortcut
+            label = TAB_LABELS.get(title, title).replace("&", "&&")  # a lone & would underline a shortcut
+            self.tabs.addTab(scrollable(widget), label)
+            self.tabs.setTabToolTip(self.tabs.count() - 1, title)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tabs)

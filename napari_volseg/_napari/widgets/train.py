@@ -79,6 +79,8 @@ class TrainWidget(QWidget):
         self.model = compact(QComboBox())
         self.model.addItems(list(MODEL_PRESETS))
         self.model.setToolTip("the network: seed-net1 / seed-net2 (the seed report's), cpu-lean (fast on a CPU)")
+        for combo in (self.preset, self.model):  # both on one row inside a 430 px dock (no sideways scrolling)
+            combo.setMinimumContentsLength(3)
         top.addWidget(QLabel("preset"))
         top.addWidget(self.preset, 1)
         top.addWidget(QLabel("network"))
