@@ -51,8 +51,9 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False, what: str =
     return path
 
 
-def _failed(path: Path, exc: OSError) -> OutputError:
-    if exc.errno == errno.ENOENT and path.parent.is_dir():  # e.g. /proc: the folder exists but takes no new files
+def _failed(path: Path, exc: OSError, creating: bool = False) -> OutputError:
+    """``creating``: the error came from creating the temporary file beside ``path``."""
+    if creating and exc.errno == errno.ENOENT and path.parent.is_dir():  # /proc: it exists, takes no new files
         return OutputError(f"cannot write {path}: {path.parent} does not take new files ({exc.strerror})")
     return OutputError(f"cannot write {path}: {exc.strerror or exc}")
 
@@ -70,7 +71,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
         os.close(fd)
     except OSError as exc:
-        raise _failed(path, exc) from exc
+        raise _failed(path, exc, creating=True) from exc
     try:
         write(tmp)
         os.replace(tmp, path)

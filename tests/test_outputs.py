@@ -59,3 +59,14 @@ def test_a_folder_that_takes_no_new_files_is_named_as_such():
     """/proc exists and root may write "in" it, yet it takes no new files: not 'No such file or directory' alone."""
     with pytest.raises(OutputError, match=r"cannot write /proc/dice\.csv: /proc does not take new files"):
         atomic_write("/proc/dice.csv", lambda tmp: None)
+
+
+def test_a_failing_writer_is_not_blamed_on_the_folder(tmp_path):
+    """A file missing inside the write (a checkpoint copied from a file that went away) says so plainly."""
+
+    def write(tmp):
+        raise FileNotFoundError(2, "No such file or directory", str(tmp_path / "gone.safetensors"))
+
+    with pytest.raises(OutputError) as caught:
+        atomic_write(tmp_path / "out.safetensors", write)
+    assert "does not take new files" not in str(caught.value) and "No such file or directory" in str(caught.value)

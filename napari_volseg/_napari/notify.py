@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_warning
+
+from napari_volseg.errors import VolsegError
 
 
 def _one_line(message) -> str:
@@ -23,5 +28,17 @@ def background(function):
     """napari's ``thread_worker`` for the plugin's jobs, each of which connects ``errored`` to :func:`notify_error`
     itself. Without ``ignore_errors`` superqt re-raises the error on the GUI thread as well, which napari shows as a
     second error notification and prints with a full traceback (a corrupt file dropped: two identical pop-ups and the
-    file's read buffer on the terminal)."""
+    file's read buffer on the terminal). A generator's ``RuntimeError`` (torch's errors are) becomes a
+    :class:`~napari_volseg.errors.VolsegError`: superqt takes a ``RuntimeError`` from a generator for its own quitting
+    and ends the worker with neither ``errored`` nor ``finished`` (the widget would wait for ever)."""
+    if inspect.isgeneratorfunction(function):
+        generator = function
+
+        @functools.wraps(generator)
+        def function(*args, **kwargs):
+            try:
+                return (yield from generator(*args, **kwargs))
+            except RuntimeError as exc:
+                raise VolsegError(f"{type(exc).__name__}: {exc}") from exc
+
     return thread_worker(function, ignore_errors=True)

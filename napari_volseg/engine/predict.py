@@ -23,6 +23,19 @@ from napari_volseg.evaluate import CaseResult
 from napari_volseg.io.decathlon import Case, Task
 
 
+def model_id(checkpoint: ckpt.Checkpoint | str | os.PathLike) -> str:
+    """Which model made a result: its checkpoint file, resolved (two ``best.safetensors`` in different folders are
+    two models); a name the zoo cannot resolve stays as given."""
+    if isinstance(checkpoint, ckpt.Checkpoint):
+        return str(Path(checkpoint.path).resolve()) if checkpoint.path else ""
+    try:
+        from napari_volseg.zoo import registry
+
+        return str(registry.resolve(checkpoint).resolve())
+    except Exception:  # noqa: BLE001 - predicting reports a model that cannot be found
+        return str(checkpoint)
+
+
 def trained_cases(checkpoint: ckpt.Checkpoint | str | os.PathLike, task: Task) -> set[str]:
     """The cases of ``task`` that the model was trained on, as its checkpoint lists them (none for another task's
     model, a MONAI bundle, or a checkpoint that does not say)."""
@@ -61,8 +74,7 @@ def predict_cases(
 
         predictor = open_model(checkpoint, config, **overrides)
     trained = trained_cases(checkpoint, task)
-    model = Path(checkpoint.path).name if isinstance(checkpoint, ckpt.Checkpoint) and checkpoint.path else ""
-    model = model or (Path(checkpoint).name if not isinstance(checkpoint, ckpt.Checkpoint) else "")
+    model = model_id(checkpoint)
     try:
         for i, case in enumerate(cases):
             image, truth = case.load()

@@ -58,8 +58,8 @@ def test_results_say_which_model_and_whether_it_trained_on_the_case(tmp_path):
     path = ckpt.save(tmp_path / "m.safetensors", net, plan, labels, preset=preset, task=task.name, train_cases=[first])
     results = [e.result for e in predict_cases(path, task, task.cases)]
     assert [(r.case, r.trained_on, r.model) for r in results] == [
-        (first, True, "m.safetensors"),
-        (second, False, "m.safetensors"),
+        (first, True, str(path.resolve())),
+        (second, False, str(path.resolve())),
     ]
     other = ckpt.save(tmp_path / "o.safetensors", net, plan, labels, task="AnotherTask", train_cases=[first])
     assert trained_cases(other, task) == set() and trained_cases(tmp_path / "missing.safetensors", task) == set()

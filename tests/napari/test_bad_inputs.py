@@ -112,3 +112,23 @@ def test_a_corrupt_file_read_in_a_worker_is_one_error_line(make_napari_viewer, q
     assert len(messages) == 1 and messages[0][0] == "error", messages
     assert "scan.nii.gz" in messages[0][1] and "\n" not in messages[0][1]
     assert len(viewer.layers) == 0
+
+
+def test_a_runtime_error_in_a_generator_worker_is_one_error_and_the_worker_ends(qtbot, notifications):
+    """superqt takes a generator's RuntimeError (torch's errors are) for its own quitting: without the plugin's guard
+    the worker ended with neither errored nor finished, and Predict stayed on Stop for ever."""
+    from napari_volseg._napari.notify import background, notify_error
+
+    @background
+    def work():
+        yield 1
+        raise RuntimeError("out of memory: tried to allocate 9 GB")
+
+    worker = work()
+    ended, errors = [], []
+    worker.errored.connect(lambda exc: (errors.append(exc), notify_error(exc)))
+    worker.finished.connect(lambda: ended.append(True))
+    worker.start()
+    qtbot.waitUntil(lambda: ended == [True], timeout=10_000)
+    assert [type(e).__name__ for e in errors] == ["VolsegError"]
+    assert _messages(notifications) == [("error", "RuntimeError: out of memory: tried to allocate 9 GB")]

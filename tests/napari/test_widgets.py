@@ -397,6 +397,7 @@ def test_the_table_keeps_one_models_results_and_sets_its_training_cases_apart(wi
     )
     assert mean_text([result("a", 0.8, "m"), result("b", 0.6, "m")]) == "mean Dice over 2 case(s): 0.7000"
     assert mean_text([]) == ""
+    assert mean_text([result("a", 0.9, "m", trained=True)]) == "mean Dice over its 1 training case(s) (*): 0.9000"
 
 
 def test_stop_ends_a_tasks_prediction_after_the_current_case(widgets, qtbot, tiny_ct_task, tiny_checkpoint):
@@ -406,10 +407,9 @@ def test_stop_ends_a_tasks_prediction_after_the_current_case(widgets, qtbot, tin
     open_task(qtbot, data, tiny_ct_task)
     predict.session.set_checkpoint(tiny_checkpoint)
     total = len(predict._cases("all cases"))
-    predict.predict("all cases")
+    worker = predict.predict("all cases")
     assert predict.run_button.text() == "Stop" and predict.run_button.isEnabled()
-    qtbot.waitUntil(lambda: predict.predicted >= 1, timeout=60_000)
-    predict.run_button.click()
+    worker.yielded.connect(lambda event: predict.run_button.click() if event.done == 1 else None)  # as a user would
     qtbot.waitUntil(lambda: predict.worker is None, timeout=60_000)
     assert predict.run_button.text() == "Predict" and predict.run_button.isEnabled()
     assert 1 <= len(predict.session.results) < total

@@ -53,8 +53,8 @@ def mean_text(results) -> str:
     seen = [d for d, trained in scored if trained]
     if not seen:
         return f"mean Dice over {len(unseen)} case(s): {np.mean(unseen):.4f}" if unseen else ""
-    text = f"mean Dice over {len(unseen)} case(s) it never trained on: {np.mean(unseen):.4f}; " if unseen else ""
-    return text + f"over its {len(seen)} training case(s) (*): {np.mean(seen):.4f}"
+    text = f"mean Dice over {len(unseen)} case(s) it never trained on: {np.mean(unseen):.4f}; over" if unseen else ""
+    return (text or "mean Dice over") + f" its {len(seen)} training case(s) (*): {np.mean(seen):.4f}"
 
 
 class PredictWidget(QWidget):
@@ -146,8 +146,6 @@ class PredictWidget(QWidget):
             return self.predict_layer()
         task, checkpoint = self.session.task, self.session.checkpoint
         cases = [task.case(case_id) for case_id in self._cases(scope)]
-        if self.session.results_for_model(Path(checkpoint).name):
-            show_info(f"results of the previous model cleared: the table shows {Path(checkpoint).name}'s")
         tta = self.tta.isChecked()  # the rest of the inference settings come from the checkpoint's preset
 
         @background
@@ -195,7 +193,9 @@ class PredictWidget(QWidget):
         truth_layer = case_layers(self.viewer, case).get(GROUND_TRUTH)
         truth = np.asarray(truth_layer.data) if truth_layer is not None else None
         image, checkpoint = np.asarray(layer.data), self.session.checkpoint
-        model_name = Path(checkpoint).name
+        from napari_volseg.engine.predict import model_id  # torch: imported when first needed, not with the dock
+
+        model_name = model_id(checkpoint)
 
         @background
         def work():
@@ -219,9 +219,10 @@ class PredictWidget(QWidget):
             if result.errors is not None:
                 steps.append(lambda: set_labels(self.viewer, f"{case} errors", result.errors, layer, "errors", case))
             in_turns(steps)
-            self.session.results_for_model(model_name)
-            self.session.dropped_labels = names
-            self.session.add_result(result)  # in the table: exported and saved like a task's cases
+            if self.session.task is None:  # in the table, exported and saved like a task's cases (unless a task
+                self.session.results_for_model(model_name)  # was opened meanwhile: not one of its cases)
+                self.session.dropped_labels = names
+                self.session.add_result(result)
             dice = metrics.mean_dice(result.scores) if result.scores else None
             self.status.setText(
                 f"{layer.name}: predicted"
@@ -264,7 +265,10 @@ class PredictWidget(QWidget):
     def _on_result(self, bar, cases: list, event: CasePredicted) -> None:
         bar.update(1)
         self.predicted = event.done
-        if self.worker is None:  # a case that ended as Stop took effect, delivered after the worker finished
+        # the old model's rows go at the first result, not at Start: a model that fails to load keeps the table
+        if event.done == 1 and self.session.results_for_model(event.result.model):
+            show_info(f"the previous model's results were cleared: the table shows {Path(event.result.model).name}'s")
+        if self.worker is None:  # should a result arrive after the worker finished, the status stays true
             self._say_done(event.total)
         elif event.done < event.total and not self.stopping:
             self._show_next(bar, cases, event.done)
@@ -284,6 +288,8 @@ class PredictWidget(QWidget):
     def _say_done(self, total: int) -> None:
         if self.stopping:
             self.status.setText(f"stopped: predicted {self.predicted} of {total} case(s); click a row to open one")
+        elif self.predicted < total:  # the run failed (its one-line error was shown)
+            self.status.setText(f"predicted {self.predicted} of {total} case(s): the rest failed")
         else:
             self.status.setText(f"predicted {total} case(s); click a row to open one" if total else "")
 
@@ -333,7 +339,8 @@ class PredictWidget(QWidget):
             item = QTableWidgetItem(result.case + (" *" if result.trained_on else ""))
             item.setData(Qt.UserRole, result.case)
             if result.trained_on:
-                item.setToolTip(f"* {result.model} was trained on this case: its Dice says little about unseen scans")
+                model = Path(result.model).name
+                item.setToolTip(f"* {model} was trained on this case: its Dice says little about unseen scans")
             self.table.setItem(r, 0, item)
             by_label = {s.label: s for s in result.scores}
             nan = float("nan")
