@@ -395,6 +395,7 @@ def test_the_table_keeps_one_models_results_and_sets_its_training_cases_apart(wi
     assert predict.mean_label.text() == (
         "mean Dice over 1 case(s) it never trained on: 0.8000; over its 1 training case(s) (*): 0.9000"
     )
+    assert predict.minimumSizeHint().width() <= 420  # the long line wraps: the tab still fits a 430 px dock
     assert mean_text([result("a", 0.8, "m"), result("b", 0.6, "m")]) == "mean Dice over 2 case(s): 0.7000"
     assert mean_text([]) == ""
     assert mean_text([result("a", 0.9, "m", trained=True)]) == "mean Dice over its 1 training case(s) (*): 0.9000"

@@ -87,6 +87,7 @@ class PredictWidget(QWidget):
         self.table.setToolTip("click a row to open that case with its prediction and errors")
         layout.addWidget(self.table, 1)
         self.mean_label = QLabel("")
+        self.mean_label.setWordWrap(True)  # the means apart (unseen / training cases) are longer than the dock
         layout.addWidget(self.mean_label)
         self.legend = QLabel(LEGEND)
         self.legend.setWordWrap(True)
@@ -329,8 +330,9 @@ class PredictWidget(QWidget):
     def refresh_table(self) -> None:
         results = list(self.session.results.values())
         names = {k: v for k, v in self.session.label_names().items() if k > 0}
-        headers = ["case"] + [f"Dice {n}" for n in names.values()] + [f"HD95 {n} mm" for n in names.values()]
-        headers += ["pred mL", "true mL"]
+        # two-line headers: "HD95 left atrium mm" on one line pushed the volume columns out of a 430 px dock
+        headers = ["case"] + [f"Dice\n{n}" for n in names.values()] + [f"HD95 mm\n{n}" for n in names.values()]
+        headers += ["pred\nmL", "true\nmL"]
         self.table.setSortingEnabled(False)
         self.table.setColumnCount(len(headers))
         self.table.setHorizontalHeaderLabels(headers)
