@@ -38,7 +38,7 @@ class CaseResult:
     trained_on: bool = False
     """The model was trained on this case (its checkpoint lists it): its Dice says little about unseen scans."""
     model: str = ""
-    """The model that predicted it (its file name, or what ``--model`` named)."""
+    """The model that predicted it (:func:`~napari_volseg.engine.predict.model_id`: its checkpoint file, resolved)."""
 
 
 def score_rows(case: str, scores: list[metrics.ClassScore], names: dict[int, str]) -> list[dict]:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from napari_volseg.io import decathlon, nifti
+from napari_volseg.io.new_task import looks_like_ct
 
 META_KEY = "volseg"
 LABEL_FOLDERS = {"labelstr", "labelsts", "labels", "segmentations"}
@@ -16,9 +17,7 @@ GROUND_TRUTH = "ground truth"
 
 def display_range(data: np.ndarray, modality: str | None = None) -> tuple[float, float]:
     """Contrast limits: a soft-tissue window (-160..240 HU) for CT, else the 0.5-99.5 percentiles."""
-    looks_ct = modality == "CT" or (
-        modality is None and np.issubdtype(data.dtype, np.signedinteger) and data.min() <= -500
-    )
+    looks_ct = modality == "CT" or (modality is None and looks_like_ct(data))
     if looks_ct:
         return (-160.0, 240.0)
     sample = data[..., ::2, ::2].ravel() if data.ndim >= 3 else data.ravel()

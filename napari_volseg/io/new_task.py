@@ -31,9 +31,14 @@ CT_BELOW = -500.0
 """A scan with values at or below this is CT (air is about -1000 HU); MRI intensities are not negative like that."""
 
 
+def looks_like_ct(data: np.ndarray) -> bool:
+    """Whether intensities look like CT: it holds air at about -1000 HU, an MRI nothing that low."""
+    return float(np.min(data)) <= CT_BELOW
+
+
 def guess_modality(scan: str | os.PathLike) -> str:
-    """CT or MRI, from one scan's intensities: CT holds air at about -1000 HU, MRI nothing that low."""
-    return "CT" if float(np.min(nifti.load(scan).data)) <= CT_BELOW else "MRI"
+    """CT or MRI, from one scan's intensities (:func:`looks_like_ct`)."""
+    return "CT" if looks_like_ct(nifti.load(scan).data) else "MRI"
 
 
 DEFAULT_UNLABELLED = 255

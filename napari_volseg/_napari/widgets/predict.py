@@ -45,6 +45,11 @@ LEGEND = "  ".join(
 )
 
 
+NOTHING_TO_SAVE = "no predictions to save yet: predict first"
+NOTHING_TO_EXPORT = "nothing to export yet: predict cases with ground truth first"
+"""What Save predictions and Export CSV say with nothing to write (before their dialogs and in their calls)."""
+
+
 def mean_text(results) -> str:
     """The line under the table: the mean Dice over the scored cases the model never trained on, and apart from it
     the mean over the cases it did train on (a shipped model scored on its own training cases reads too high)."""
@@ -373,7 +378,7 @@ class PredictWidget(QWidget):
             path = check_writable(path, what="CSV table")
             rows = self.rows()
             if not rows:
-                raise VolsegError("nothing to export yet: predict cases with ground truth first")
+                raise VolsegError(NOTHING_TO_EXPORT)
             written = write_csv(rows, path)
         except VolsegError as exc:
             notify_error(exc)
@@ -387,7 +392,7 @@ class PredictWidget(QWidget):
         try:
             folder = check_writable(folder, folder=True, what="prediction folder")
             if not self.session.results:
-                raise VolsegError("no predictions to save yet: predict first")
+                raise VolsegError(NOTHING_TO_SAVE)
             saved = [
                 nifti.save_labels(r.labels, r.geometry, folder / f"{r.case}.nii.gz")
                 for r in self.session.results.values()
@@ -400,7 +405,7 @@ class PredictWidget(QWidget):
 
     def _csv_dialog(self) -> None:
         if not self.rows():
-            notify_error("nothing to export yet: predict cases with ground truth first")
+            notify_error(NOTHING_TO_EXPORT)
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export Dice table", "dice.csv", "CSV (*.csv)")
         if path:
@@ -408,7 +413,7 @@ class PredictWidget(QWidget):
 
     def _save_dialog(self) -> None:
         if not self.session.results:
-            notify_error("no predictions to save yet: predict first")
+            notify_error(NOTHING_TO_SAVE)
             return
         folder = QFileDialog.getExistingDirectory(self, "Save predictions (NIfTI, source geometry) into")
         if folder:
