@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from monai.transforms import RandAdjustContrast, RandAffined, RandGaussianSmooth, RandSimulateLowResolution
+from monai.utils import convert_to_tensor
 
 from napari_volseg import preprocess
 
@@ -130,8 +131,9 @@ class Augmenter:
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
         self.affine.set_random_state(seed=int(rng.integers(2**31)))
         out = self.affine({"image": torch.from_numpy(image), "label": torch.from_numpy(label[None].astype(np.float32))})
-        img = torch.as_tensor(out["image"]).float()
-        lab = torch.as_tensor(out["label"]).round().to(torch.uint8)[0]
+        # plain tensors: a MetaTensor batch would run every op of the net through MONAI's __torch_function__
+        img = convert_to_tensor(out["image"], track_meta=False).float()
+        lab = convert_to_tensor(out["label"], track_meta=False).round().to(torch.uint8)[0]
         for axis in self.mirror_axes:
             if rng.random() < 0.5:
                 img = torch.flip(img, (axis + 1,))
@@ -143,7 +145,7 @@ class Augmenter:
             img = img + torch.randn(img.shape, generator=gen) * float(rng.uniform(0.0, 0.1))
         for transform in self.strong:
             transform.set_random_state(seed=int(rng.integers(2**31)))
-            img = torch.as_tensor(transform(img)).float()
+            img = convert_to_tensor(transform(img), track_meta=False).float()
         return img, lab
 
 

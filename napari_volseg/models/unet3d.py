@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_volseg.models.norm import instance_norm_cpu
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -78,15 +80,16 @@ class InstanceNorm(nn.GroupNorm):
     statistics, eps and parameter names, so checkpoints load either way). On the CPU it runs as a GroupNorm with a
     group per channel: ``instance_norm`` views a ``(N, C, ...)`` tensor as one ``(1, N*C, ...)`` batch, which a
     channels-last tensor can only give through copies there and back (a fifth of a cpu-lean step), while
-    ``group_norm`` has a channels-last CPU kernel (the step 8 % faster). Elsewhere it stays ``instance_norm``
-    (on CUDA under autocast ``group_norm`` would run in fp32; not measured there)."""
+    ``group_norm`` has a channels-last CPU kernel (the step 8 % faster), whose slow backward ``models.norm``
+    replaces. Elsewhere it stays ``instance_norm`` (on CUDA under autocast ``group_norm`` would run in fp32; not
+    measured there)."""
 
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__(channels, channels, eps=eps, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu":
-            return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+            return instance_norm_cpu(x, self.weight, self.bias, self.eps)
         return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
 
 

@@ -73,3 +73,20 @@ def test_strong_intensity_augmentation_changes_images_not_labels_and_repeats_by_
         assert torch.isfinite(xs).all() and xs.dtype == torch.float32
         changed += not torch.allclose(xb, xs)
     assert changed >= 4  # blur, low resolution and gamma fire on roughly 2 patches in 3
+
+
+def test_augmented_batches_are_plain_tensors():
+    """MONAI's RandAffined returns MetaTensors; a batch of them would run every op of the net through MONAI's
+    ``__torch_function__`` and would not take the CPU instance norm's own backward (``models.norm``)."""
+    from napari_volseg.engine.patches import BatchStream
+
+    rng = np.random.default_rng(0)
+    label = np.zeros((24, 40, 40), np.uint8)
+    label[8:16, 10:30, 12:28] = 1
+    prepared = Prepared(image=rng.normal(size=(1, 24, 40, 40)).astype(np.float32), label=label, box=(), source_shape=())
+    stream = BatchStream(
+        [_train_case("a", prepared, rng)], (16, 32, 32), batch_size=2, fg_fraction=0.5, seed=0, augment=True
+    )
+    for step in range(4):
+        x, y = stream.get(step)
+        assert type(x) is torch.Tensor and type(y) is torch.Tensor

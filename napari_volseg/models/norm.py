@@ -1,0 +1,60 @@
+"""Instance normalisation for channels-last CPU training, with a backward pass that runs at memory speed.
+
+torch's channels-last ``group_norm`` forward is fast on the CPU, but its backward was a fifth of a cpu-lean
+training step: 25 ms for one ``2 x 8 x 64^3`` tensor, six times its forward (torch 2.13, 2 cores). Viewed as
+``(N, voxels, C)``, a channels-last tensor's per-channel statistics are column sums of a contiguous matrix,
+and the whole backward is two reductions and two fused multiply-adds: 11 ms for the same tensor, forward
+included. The forward is torch's own kernel (``native_group_norm``, which also returns the statistics the
+backward needs), so outputs are identical; gradients agree with torch's to float32 rounding
+(``tests/models/test_norm.py``; ``torch.autograd.gradcheck`` in float64).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _voxels_by_channel(t: torch.Tensor) -> torch.Tensor:
+    """``(N, C, Z, Y, X)`` as ``(N, Z*Y*X, C)``: a view for a channels-last tensor, a copy otherwise."""
+    n, c = t.shape[:2]
+    return t.permute(0, 2, 3, 4, 1).reshape(n, -1, c)
+
+
+class _InstanceNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps):
+        n, c = x.shape[:2]
+        y, mean, rstd = torch.native_group_norm(x, weight, bias, n, c, x[0, 0].numel(), c, eps)
+        ctx.save_for_backward(x, mean, rstd, weight)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, mean, rstd, weight = ctx.saved_tensors
+        n, c = x.shape[:2]
+        mean, rstd = mean.view(n, 1, c), rstd.view(n, 1, c)
+        xs = _voxels_by_channel(x)
+        dys = _voxels_by_channel(dy.contiguous(memory_format=torch.channels_last_3d))
+        voxels = xs.shape[1]
+        sum_dy = dys.sum(1, keepdim=True)
+        sum_dy_xhat = rstd * ((dys * xs).sum(1, keepdim=True) - mean * sum_dy)  # sum(dy * (x - mean) * rstd)
+        # dx = weight * rstd * (dy - mean(dy) - xhat * mean(dy * xhat)), written as a * dy + c0 - c2 * x
+        a = weight * rstd
+        c2 = a * rstd * sum_dy_xhat / voxels
+        c0 = c2 * mean - a * sum_dy / voxels
+        dx = torch.addcmul(torch.addcmul(c0, dys, a), xs, c2, value=-1)
+        dx = dx.view(n, *x.shape[2:], c).permute(0, 4, 1, 2, 3)
+        return dx, sum_dy_xhat.sum((0, 1)), sum_dy.sum((0, 1)), None
+
+
+def instance_norm_cpu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """Instance norm of a 5-D CPU tensor with a learnt per-channel scale and shift (as ``group_norm`` with a
+    group per channel). The faster backward is used only where a backward will run and nothing traces the net
+    (ONNX export, ``torch.compile`` and inference take torch's own op), on plain tensors (a subclass such as
+    MONAI's ``MetaTensor`` would return the output as a view, which the in-place activation after it may not
+    modify)."""
+    tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+    grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    if type(x) is torch.Tensor and x.dim() == 5 and grad and not tracing:
+        return _InstanceNorm.apply(x, weight, bias, eps)
+    return torch.nn.functional.group_norm(x, len(weight), weight, bias, eps)  # a constant, where ONNX traces
