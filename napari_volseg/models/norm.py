@@ -29,6 +29,7 @@ class _InstanceNorm(torch.autograd.Function):
         return y
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the statistics carry no graph: no second derivative
     def backward(ctx, dy):
         x, mean, rstd, weight = ctx.saved_tensors
         n, c = x.shape[:2]
@@ -47,14 +48,28 @@ class _InstanceNorm(torch.autograd.Function):
         return dx, sum_dy_xhat.sum((0, 1)), sum_dy.sum((0, 1)), None
 
 
+def _traced() -> bool:
+    """Something records the net instead of running it (tracing, ONNX export, ``torch.compile``)."""
+    compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or bool(compiling and compiling())
+
+
 def instance_norm_cpu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """Instance norm of a 5-D CPU tensor with a learnt per-channel scale and shift (as ``group_norm`` with a
-    group per channel). The faster backward is used only where a backward will run and nothing traces the net
-    (ONNX export, ``torch.compile`` and inference take torch's own op), on plain tensors (a subclass such as
-    MONAI's ``MetaTensor`` would return the output as a view, which the in-place activation after it may not
-    modify)."""
-    tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
-    grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    if type(x) is torch.Tensor and x.dim() == 5 and grad and not tracing:
+    """Instance norm of a ``(N, C, Z, Y, X)`` CPU tensor with a learnt per-channel scale and shift (as
+    ``group_norm`` with a group per channel). The faster backward is used only where it was measured and a backward
+    will run: a plain float32/float64 tensor in ``channels_last_3d`` with gradients on, nothing tracing the net. A
+    contiguous tensor would pay two copies for the ``(N, voxels, C)`` view; a subclass such as MONAI's
+    ``MetaTensor`` would get its output back as a view, which the in-place activation after the norm may not
+    modify; under bf16 autocast the sums would lose the precision torch's mixed-type kernel keeps."""
+    fast = (
+        type(x) is torch.Tensor
+        and x.dim() == 5
+        and x.dtype in (torch.float32, torch.float64)
+        and x.is_contiguous(memory_format=torch.channels_last_3d)
+        and torch.is_grad_enabled()
+        and (x.requires_grad or weight.requires_grad)
+        and not _traced()
+    )
+    if fast:
         return _InstanceNorm.apply(x, weight, bias, eps)
     return torch.nn.functional.group_norm(x, len(weight), weight, bias, eps)  # a constant, where ONNX traces

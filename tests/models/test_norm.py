@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_volseg.models.norm import _InstanceNorm, instance_norm_cpu
+from napari_volseg.models.unet3d import InstanceNorm
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -46,10 +47,18 @@ def test_own_backward_only_where_a_backward_runs_on_plain_tensors():
     from monai.data import MetaTensor
 
     weight, bias = torch.ones(4, requires_grad=True), torch.zeros(4, requires_grad=True)
-    x = torch.randn(1, 4, 4, 4, 4, requires_grad=True)
+    x = torch.randn(1, 4, 4, 4, 4).to(memory_format=torch.channels_last_3d).requires_grad_()
     assert type(instance_norm_cpu(x, weight, bias, 1e-5).grad_fn).__name__ == "_InstanceNormBackward"
     with torch.no_grad():
         assert instance_norm_cpu(x, weight, bias, 1e-5).grad_fn is None
+    # contiguous: the (N, voxels, C) view would cost two copies; torch's own op, gradients in x's layout
+    flat = torch.randn(1, 4, 4, 4, 4, requires_grad=True)
+    out = instance_norm_cpu(flat, weight, bias, 1e-5)
+    assert type(out.grad_fn).__name__ != "_InstanceNormBackward"
+    # traced (ONNX export traces): torch's op, which exporters know
+    norm = InstanceNorm(4)
+    graph = str(torch.jit.trace(norm, x.detach(), check_trace=False).graph)
+    assert "PythonOp" not in graph and "group_norm" in graph
     # a MetaTensor's output comes back as a view, which the in-place activation after the norm may not modify
     meta = MetaTensor(torch.randn(1, 4, 4, 4, 4)).requires_grad_()
     out = instance_norm_cpu(meta, weight, bias, 1e-5)
