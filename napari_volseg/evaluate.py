@@ -20,6 +20,10 @@ from napari_volseg.outputs import atomic_write
 ROW_FIELDS = ("case", "label", "name", "dice", "hd95", "empty", "pred_ml", "true_ml")
 """The columns of a result row: one row per case and foreground class (HD95 in mm, volumes in mL)."""
 
+MODEL_FIELDS = ("model", "trained_on")
+"""Columns a predicted result adds (the Predict table's CSV): the model's checkpoint file, and whether the model
+was trained on the case (its Dice then says little about unseen scans)."""
+
 
 @dataclass
 class CaseResult:
@@ -56,6 +60,12 @@ def score_rows(case: str, scores: list[metrics.ClassScore], names: dict[int, str
         }
         for s in scores
     ]
+
+
+def result_rows(result: CaseResult, names: dict[int, str]) -> list[dict]:
+    """The rows of a predicted case (:data:`ROW_FIELDS` and :data:`MODEL_FIELDS`)."""
+    extra = {"model": result.model, "trained_on": result.trained_on}
+    return [{**row, **extra} for row in score_rows(result.case, result.scores, names)]
 
 
 def summarise(rows: list[dict]) -> dict[int, dict]:
@@ -111,11 +121,13 @@ def evaluate_folder(pred: str | os.PathLike, truth: str | os.PathLike) -> tuple[
 
 
 def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
-    """Write result rows (:data:`ROW_FIELDS`) as CSV, atomically."""
+    """Write result rows (:data:`ROW_FIELDS`, then :data:`MODEL_FIELDS` where the rows have them) as CSV,
+    atomically."""
+    fields = ROW_FIELDS + tuple(f for f in MODEL_FIELDS if any(f in row for row in rows))
 
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
 

@@ -172,6 +172,5 @@ def test_the_status_says_what_to_do_and_idle_buttons_say_why(make_napari_viewer,
     widget.predict_button.click()
     widget.scratch_button.click()
     widget.finish_button.click()
-    assert said == [f"no case to annotate: every case of {task.name} is labelled"] * 2 + [
-        "no annotation open: Predict or Annotate from scratch first"
-    ]
+    all_labelled = f"every case of {task.name} is labelled: nothing to annotate (Data → New task from images…)"
+    assert said == [all_labelled] * 2 + ["no annotation open: Predict or Annotate from scratch first"]

@@ -103,6 +103,7 @@ def test_newcomer_walkthrough_at_laptop_size(make_napari_viewer, qtbot, tiny_ct_
     # 5. export the table and save the predictions
     csv = predict.export_csv(tmp_path / "dice.csv")
     assert csv is not None and len(csv.read_text().splitlines()) == 1 + predict.table.rowCount()
+    assert csv.read_text().splitlines()[0].endswith(",model,trained_on")  # which model, and did it train on the case
     saved = predict.save_predictions(tmp_path / "predictions")
     assert len(saved) == predict.table.rowCount() and all(p.is_file() for p in saved)
 

@@ -158,8 +158,12 @@ class AnnotateWidget(QWidget):
         """The selected case to annotate, or None after one notification saying why there is none."""
         case_id = self._selected_case()
         if case_id is None and self._ready(need_model=False):
-            notify_error(f"no case to annotate: every case of {self.session.task.name} is labelled")
+            notify_error(self._all_labelled())
         return case_id
+
+    def _all_labelled(self) -> str:
+        """What to say when the open task has no case left to annotate (the case list is empty)."""
+        return f"every case of {self.session.task.name} is labelled: nothing to annotate (Data → New task from images…)"
 
     def _resting_text(self) -> str:
         """The status while nothing runs: what to do next."""
@@ -168,7 +172,7 @@ class AnnotateWidget(QWidget):
             return "open a task (Data tab)"
         left = self.cases.rowCount()
         if left == 0:
-            return f"every case of {task.name} is labelled: nothing to annotate (Data → New task from images…)"
+            return self._all_labelled()
         return f"{left} case(s) to annotate: Rank them, or double-click one"
 
     def unsaved(self, case_id: str | None) -> str | None:
@@ -235,7 +239,7 @@ class AnnotateWidget(QWidget):
         task, checkpoint = self.session.task, self.session.checkpoint
         cases = sparse.cases_to_annotate(task)
         if not cases:
-            notify_error("every case is labelled: nothing left to rank")
+            notify_error(self._all_labelled())
             return None
 
         @background

@@ -30,7 +30,7 @@ from napari_volseg._napari.widgets.common import NumberItem, compact, make_table
 from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg.engine.events import CasePredicted
 from napari_volseg.errors import VolsegError
-from napari_volseg.evaluate import CaseResult, score_rows
+from napari_volseg.evaluate import CaseResult, result_rows
 from napari_volseg.io import nifti
 from napari_volseg.outputs import check_writable
 
@@ -365,9 +365,10 @@ class PredictWidget(QWidget):
         self.show_result(self.table.item(row, 0).data(Qt.UserRole))
 
     def rows(self) -> list[dict]:
-        """The table as result rows (:data:`napari_volseg.evaluate.ROW_FIELDS`), as the CSV holds them."""
+        """The table as result rows (:func:`napari_volseg.evaluate.result_rows`: scores, the model and whether it
+        trained on the case), as the CSV holds them."""
         names = self.session.label_names()
-        return [row for r in self.session.results.values() for row in score_rows(r.case, r.scores, names)]
+        return [row for r in self.session.results.values() for row in result_rows(r, names)]
 
     def export_csv(self, path: str | Path) -> Path | None:
         """Write the scores as CSV; a path that cannot be written, or nothing scored yet, is one notification and
