@@ -59,6 +59,11 @@ class PostProcess:
             )
 
 
+def count_pieces(mask_zyx: np.ndarray) -> int:
+    """How many 26-connected components a boolean ``(z, y, x)`` mask holds."""
+    return int(ndimage.label(mask_zyx, structure=_FULL)[1])
+
+
 def largest_component(mask_zyx: np.ndarray) -> np.ndarray:
     """The largest 26-connected component of a boolean ``(z, y, x)`` mask (the mask itself if it has at most one)."""
     components, n = ndimage.label(mask_zyx, structure=_FULL)
@@ -119,7 +124,7 @@ def from_training_labels(labels_zyx: Iterable[np.ndarray], num_classes: int) -> 
     for label in labels_zyx:
         cases += 1
         for k in pieces:
-            pieces[k] = max(pieces[k], ndimage.label(label == k, structure=_FULL)[1])
+            pieces[k] = max(pieces[k], count_pieces(label == k))
     chosen = tuple(k for k, n in pieces.items() if n == 1)
     return PostProcess(chosen, "training labels", cases, pieces=pieces)
 

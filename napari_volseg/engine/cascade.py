@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from napari_volseg import planning, preprocess
+from napari_volseg import postprocess as post
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.config import Preset
 from napari_volseg.engine.events import Event, Finished, Progress
@@ -86,9 +87,10 @@ class Cascade:
             locator = yield from self.train_locator(locator_resumed)
             if locator is None:
                 return stopped_before_training(self.run.started)
-        boxes = yield from self.roi_boxes(locator)
-        if boxes is None:
+        located = yield from self.roi_boxes(locator)
+        if located is None:
             return stopped_before_training(self.run.started)
+        boxes, locator = located
         if base:
             plan = base.plan
         else:  # the voxel budget is spent on the regions of interest, not whole volumes
@@ -118,23 +120,30 @@ class Cascade:
             raise VolsegError(f"the cascade's locator stage ended without writing {path.name}")
         return ckpt.load(path).as_locator(self.preset.plan.roi_margin_mm)
 
-    def roi_boxes(self, locator: ckpt.Locator) -> Generator[Progress, None, dict[str, Box | None] | None]:
+    def roi_boxes(
+        self, locator: ckpt.Locator
+    ) -> Generator[Progress, None, tuple[dict[str, Box | None], ckpt.Locator] | None]:
         """Regions of interest by case: training cases' from their ground truth, validation cases' from
-        the locator (``None``: nothing found, the whole volume is used). None if the run was stopped meanwhile
-        (Stop is honoured after each case: reading 15 heart labels took 2-3 s)."""
+        the locator (``None``: nothing found, the whole volume is used), and the locator with its ``one_piece``
+        decided from the training labels (their foreground one 26-connected piece in every case). None if the run
+        was stopped meanwhile (Stop is honoured after each case: reading 15 heart labels took 2-3 s)."""
         run = self.run
         cases = run.split.train + run.split.val
         model = locator.build_model().to(run.device)
         boxes = {}
+        one_piece = True
         for i, case in enumerate(cases):
             if i < len(run.split.train):
                 truth = nifti.load(case.label_path)
                 annotated_fg = (truth.data > 0) & (truth.data != case.unlabelled)  # sparse: not unlabelled voxels
                 boxes[case.id] = preprocess.roi_box(annotated_fg, truth.spacing, locator.margin_mm)
+                one_piece = one_piece and post.count_pieces(annotated_fg) == 1
+                if i == len(run.split.train) - 1:
+                    locator = dataclasses.replace(locator, one_piece=one_piece)
             else:
                 image, _ = case.load()
                 boxes[case.id] = locate(model, locator, image, self.preset.infer, run.device)
             yield Progress(done=i + 1, total=len(cases), item=f"region of interest: {case.id}")
             if run.stop.is_set():
                 return None
-        return boxes
+        return boxes, locator

@@ -49,6 +49,11 @@ class Locator:
     state: dict[str, torch.Tensor]
     patch: tuple[int, int, int]
     margin_mm: float
+    one_piece: bool = False
+    """The training labels' foreground was one connected piece in every case: the region of interest is then the
+    box of the largest piece the locator finds, not of every piece over a tenth of it (a stray piece stretched a
+    heart's box by 60 voxels, and the main net, never trained on such a box, marked most of it). Checkpoints
+    written before it was decided read as False."""
 
     def build_model(self) -> UNet3D:
         return build_net(self.model_config, self.state)
@@ -60,6 +65,7 @@ class Locator:
                 "plan": self.plan.to_dict(),
                 "patch": list(self.patch),
                 "margin_mm": self.margin_mm,
+                "one_piece": self.one_piece,
             }
         )
 
@@ -228,6 +234,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
                 state={k[len("locator.") :]: v for k, v in tensors.items() if k.startswith("locator.")},
                 patch=tuple(int(p) for p in info["patch"]),
                 margin_mm=float(info["margin_mm"]),
+                one_piece=bool(info.get("one_piece", False)),
             )
     except SettingsError as exc:  # the settings it predicts with, checked as a preset file's would be
         raise CheckpointError(f"{path.name}: {exc}") from exc

@@ -126,10 +126,13 @@ def window_probabilities(
 def locate(
     model: torch.nn.Module, locator: ckpt.Locator, image: nifti.Volume, config: InferConfig, device: torch.device
 ) -> Box | None:
-    """Run a cascade's locator on the coarse grid; the box of what it finds, grown by its margin."""
+    """Run a cascade's locator on the coarse grid; the box of what it finds (its largest piece where the anatomy is
+    one piece: :attr:`~napari_volseg.engine.checkpoint.Locator.one_piece`), grown by its margin."""
     prepared = preprocess.apply(locator.plan, image)
     probs = window_probabilities(model, prepared.image, locator.patch, config, device)  # no mirror axes: no TTA
     found = preprocess.invert(probs, prepared) > 0
+    if locator.one_piece:
+        found = post.largest_component(found)
     return preprocess.roi_box(found, image.spacing, locator.margin_mm)
 
 

@@ -121,8 +121,14 @@ def description(checkpoint: ckpt.Checkpoint, files: dict[str, str]) -> dict:
             "plan": loc.plan.to_dict(),
             "roi_size": list(loc.patch),
             "margin_mm": loc.margin_mm,
+            "one_piece": loc.one_piece,
             "how": "run the locator on the whole volume with its own plan; its foreground's bounding box "
-            "(components under a tenth of the largest ignored), grown by margin_mm, is the crop of the main net",
+            + (
+                "(its largest 26-connected component only)"
+                if loc.one_piece
+                else "(components under a tenth of the largest ignored)"
+            )
+            + ", grown by margin_mm, is the crop of the main net",
         }
     card = read_card(checkpoint.path) if checkpoint.path else None
     if card is not None:

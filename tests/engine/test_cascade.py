@@ -10,6 +10,7 @@ from napari_volseg.engine import events as ev
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.engine.train import Trainer
 from napari_volseg.io import decathlon, nifti
+from napari_volseg.postprocess import count_pieces
 
 
 def test_cascade_trains_locator_then_main_net_and_predicts_in_source_geometry(train_ct_task, tmp_path):
@@ -31,6 +32,9 @@ def test_cascade_trains_locator_then_main_net_and_predicts_in_source_geometry(tr
     coarse, fine = checkpoint.locator.plan.target_spacing, checkpoint.plan.target_spacing
     assert np.prod(coarse) > np.prod(fine)  # the locator works on the coarser grid
     assert ckpt.load(ckpt.last_path(out)).locator is not None
+    # the training labels decide whether only the locator's largest piece makes the region of interest
+    one_piece = all(count_pieces(task.case(c).load_label().data > 0) == 1 for c in checkpoint.train_cases)
+    assert checkpoint.locator.one_piece is one_piece
 
     predictor = Predictor(out)
     case = task.cases[-1]
@@ -79,17 +83,46 @@ def test_stop_while_finding_the_regions_of_interest_ends_at_the_next_case(train_
     assert not any(isinstance(e, ev.Started) and e.stage == "" for e in events)  # the main net never started
 
 
-@pytest.mark.parametrize("margin", [0.0, 20.0])
-def test_locator_metadata_round_trips(tmp_path, margin):
+@pytest.mark.parametrize("margin,one_piece", [(0.0, False), (20.0, True)])
+def test_locator_metadata_round_trips(tmp_path, margin, one_piece):
     from napari_volseg.models import build_model, model_config
 
     net = build_model(model_config("cpu-lean", 1, 2))
     plan = planning.Plan(target_spacing=(4.0, 4.0, 4.0))
-    locator = ckpt.Locator(net.config, plan, net.state_dict(), (32, 64, 64), margin)
+    locator = ckpt.Locator(net.config, plan, net.state_dict(), (32, 64, 64), margin, one_piece)
     path = ckpt.save(
         tmp_path / "m.safetensors", net, planning.Plan(target_spacing=(1, 1, 1)), {0: "bg", 1: "fg"}, locator=locator
     )
     back = ckpt.load(path).locator
     assert back.plan == plan and back.patch == (32, 64, 64) and back.margin_mm == margin
+    assert back.one_piece is one_piece
     for k, v in net.state_dict().items():
         assert (back.state[k] == v).all()
+
+
+@pytest.mark.parametrize("one_piece", [False, True])
+def test_a_one_piece_anatomys_region_of_interest_ignores_a_stray_piece(monkeypatch, tmp_path, one_piece):
+    """A heart's locator also found a piece 13 % the size of the atrium, 60 voxels away: the box over both put the
+    main net on context it never trained on (held-out Dice 0.68, 0.91 with the box of the largest piece)."""
+    import torch
+
+    from napari_volseg.engine import infer
+    from napari_volseg.engine.config import InferConfig
+
+    def found(model, image_czyx, roi, config, device):  # the locator's answer: the anatomy and a stray piece
+        fg = torch.zeros(image_czyx.shape[1:])
+        fg[10:20, 10:20, 10:20] = 1  # 1,000 voxels
+        fg[10:15, 40:45, 40:45] = 1  # 125 voxels: over a tenth of the largest
+        return torch.stack([1 - fg, fg])
+
+    monkeypatch.setattr(infer, "window_probabilities", found)
+    plan = planning.Plan(target_spacing=(1.0, 1.0, 1.0), crop=False)
+    locator = ckpt.Locator(None, plan, {}, (16, 16, 16), margin_mm=2.0, one_piece=one_piece)
+    import nibabel as nib
+
+    scan = np.random.default_rng(0).normal(size=(64, 64, 32)).astype(np.float32)  # x, y, z: 1 mm voxels
+    nib.save(nib.Nifti1Image(scan, np.eye(4)), tmp_path / "scan.nii.gz")
+    image = nifti.load(tmp_path / "scan.nii.gz")
+    assert image.data.shape == (32, 64, 64)
+    box = infer.locate(None, locator, image, InferConfig(), torch.device("cpu"))
+    assert box == (((8, 22), (8, 22), (8, 22)) if one_piece else ((8, 22), (8, 47), (8, 47)))
