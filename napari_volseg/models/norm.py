@@ -54,7 +54,9 @@ def _traced() -> bool:
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or bool(compiling and compiling())
 
 
-def instance_norm_cpu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+def instance_norm_cpu(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float, channels: int | None = None
+) -> torch.Tensor:
     """Instance norm of a ``(N, C, Z, Y, X)`` CPU tensor with a learnt per-channel scale and shift (as
     ``group_norm`` with a group per channel). The faster backward is used only where it was measured and a backward
     will run: a plain float32/float64 tensor in ``channels_last_3d`` with gradients on, nothing tracing the net. A
@@ -72,4 +74,5 @@ def instance_norm_cpu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     )
     if fast:
         return _InstanceNorm.apply(x, weight, bias, eps)
-    return torch.nn.functional.group_norm(x, len(weight), weight, bias, eps)  # a constant, where ONNX traces
+    # ``channels`` as a Python int: where ONNX export traces the net, a tensor's size would become a graph value
+    return torch.nn.functional.group_norm(x, channels or weight.shape[0], weight, bias, eps)

@@ -89,7 +89,7 @@ class InstanceNorm(nn.GroupNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu":
-            return instance_norm_cpu(x, self.weight, self.bias, self.eps)
+            return instance_norm_cpu(x, self.weight, self.bias, self.eps, self.num_groups)
         return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
 
 
