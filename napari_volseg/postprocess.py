@@ -64,6 +64,15 @@ def count_pieces(mask_zyx: np.ndarray) -> int:
     return int(ndimage.label(mask_zyx, structure=_FULL)[1])
 
 
+def one_piece(piece_counts: Iterable[int]) -> bool | None:
+    """Whether the foreground is one piece in every label, from each fully labelled case's :func:`count_pieces` of
+    its foreground (a cascade's locator then boxes only the largest piece it finds); None without evidence (no
+    label holds any foreground). Count only fully labelled cases: a slice-sparse label is many pieces of one organ,
+    and a partly painted one may hold one piece of two."""
+    counts = [n for n in piece_counts if n > 0]
+    return all(n == 1 for n in counts) if counts else None
+
+
 def largest_component(mask_zyx: np.ndarray) -> np.ndarray:
     """The largest 26-connected component of a boolean ``(z, y, x)`` mask (the mask itself if it has at most one)."""
     components, n = ndimage.label(mask_zyx, structure=_FULL)

@@ -88,3 +88,18 @@ def test_decision_round_trips_through_checkpoint_metadata_and_predictor_applies_
         ckpt.write_atomic(tmp_path / "bad.safetensors", tensors, {**meta, post.METADATA_KEY: bad})
         with pytest.raises(ckpt.CheckpointError, match="bad.safetensors: postprocess"):
             ckpt.load(tmp_path / "bad.safetensors")
+
+
+def test_one_piece_is_decided_by_the_labels_that_hold_foreground():
+    from napari_volseg.postprocess import count_pieces, one_piece
+
+    blob = np.zeros((8, 8, 8), bool)
+    blob[1:3, 1:3, 1:3] = True
+    corner = blob.copy()
+    corner[3, 3, 3] = True  # touches the blob at a corner only: still one piece (26-connected)
+    two = blob.copy()
+    two[6:8, 6:8, 6:8] = True
+    assert [count_pieces(m) for m in (blob, corner, two, np.zeros_like(blob))] == [1, 1, 2, 0]
+    assert one_piece([1, 1, 0]) is True  # an empty label is no evidence either way
+    assert one_piece([1, 2, 1]) is False
+    assert one_piece([]) is None and one_piece([0]) is None  # nothing to decide on: the caller keeps what it had

@@ -13,6 +13,8 @@
 3. Stores the weights as float16 (``--dtype float32`` to keep them), drops the optimizer state, and
    writes the model card (task, classes, modality, spacing, data and licence, this exact command)
    into the checkpoint's metadata.
+   A cascade trained before its locator's ``one_piece`` was decided gets it from its training labels
+   (:func:`decide_one_piece`).
 4. Predicts every held-out case from its NIfTI file with the file as shipped and writes each case's
    Dice into the card; the same Dice of the float32 weights is printed beside it.
 5. Installs the file as ``napari_volseg/zoo/pretrained/<name>.safetensors`` (``--install-dir``).
@@ -101,6 +103,26 @@ def carded_checkpoint(path: Path, task, split) -> ckpt.Checkpoint:
     return checkpoint
 
 
+def decide_one_piece(path: Path, task, split, work: Path) -> Path:
+    """A cascade trained before its locator's ``one_piece`` was decided (its metadata has no such key) gets it from
+    its fully labelled training cases, as a cascade run decides it now: a copy in ``work`` with the key; any other
+    checkpoint is returned as it is."""
+    from napari_volseg import postprocess as post
+
+    meta, tensors = ckpt.read_tensors(path)
+    if "locator" not in meta or "one_piece" in json.loads(meta["locator"]):
+        return path
+    pieces = [post.count_pieces(c.load_label().data > 0) for c in split.train if not c.sparse]
+    decided = post.one_piece(pieces)
+    if decided is None:
+        return path
+    locator = {**json.loads(meta["locator"]), "one_piece": decided}
+    print(f"{path.name}: locator one_piece {decided} from {len(pieces)} training labels", flush=True)
+    return ckpt.write_atomic(
+        work / f"{path.stem}.one-piece.safetensors", tensors, {**meta, "locator": json.dumps(locator)}
+    )
+
+
 def score(model: Path, task: decathlon.Task, cases) -> list[HeldOut]:
     predictor = Predictor(model)
     rows = []
@@ -159,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         steps, seconds = train(task, preset, trained, work / "cache")
         trained_ckpt = ckpt.load(trained)
+    trained = decide_one_piece(trained, task, split, work)
     validated = preset.train.val_cases
     selection = f"checkpoint selected on {validated} validation cases" if validated else "no validation (final weights)"
     threads = f"{preset.train.threads} CPU threads" if preset.train.threads else "every CPU core"

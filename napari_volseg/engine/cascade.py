@@ -8,7 +8,8 @@ whole cascade, as prediction runs it). The main checkpoints carry the locator, s
 Both stages are :class:`~napari_volseg.engine.train.NetTrainer`\\ s; the locator's events carry
 ``stage="locator"`` and its checkpoints (``NAME.locator.safetensors``, ``NAME.locator.last.safetensors``)
 let a run stopped in either stage resume there. Fine-tuning a cascade (``init_from``) keeps its
-locator and plan and gives the main net the whole budget.
+locator and plan and gives the main net the whole budget (the locator's ``one_piece`` is decided again where the new
+training cases are fully labelled).
 """
 
 from __future__ import annotations
@@ -125,21 +126,25 @@ class Cascade:
     ) -> Generator[Progress, None, tuple[dict[str, Box | None], ckpt.Locator] | None]:
         """Regions of interest by case: training cases' from their ground truth, validation cases' from
         the locator (``None``: nothing found, the whole volume is used), and the locator with its ``one_piece``
-        decided from the training labels (their foreground one 26-connected piece in every case). None if the run
-        was stopped meanwhile (Stop is honoured after each case: reading 15 heart labels took 2-3 s)."""
+        decided from the fully labelled training cases (:func:`~napari_volseg.postprocess.one_piece`; without any,
+        as when fine-tuning on sparse annotations, the locator keeps what it had). None if the run was stopped
+        meanwhile (Stop is honoured after each case: reading 15 heart labels took 2-3 s)."""
         run = self.run
         cases = run.split.train + run.split.val
         model = locator.build_model().to(run.device)
         boxes = {}
-        one_piece = True
+        pieces = []
         for i, case in enumerate(cases):
             if i < len(run.split.train):
                 truth = nifti.load(case.label_path)
                 annotated_fg = (truth.data > 0) & (truth.data != case.unlabelled)  # sparse: not unlabelled voxels
                 boxes[case.id] = preprocess.roi_box(annotated_fg, truth.spacing, locator.margin_mm)
-                one_piece = one_piece and post.count_pieces(annotated_fg) == 1
+                if not case.sparse:
+                    pieces.append(post.count_pieces(annotated_fg))
                 if i == len(run.split.train) - 1:
-                    locator = dataclasses.replace(locator, one_piece=one_piece)
+                    decided = post.one_piece(pieces)
+                    if decided is not None:
+                        locator = dataclasses.replace(locator, one_piece=decided)
             else:
                 image, _ = case.load()
                 boxes[case.id] = locate(model, locator, image, self.preset.infer, run.device)

@@ -50,10 +50,10 @@ class Locator:
     patch: tuple[int, int, int]
     margin_mm: float
     one_piece: bool = False
-    """The training labels' foreground was one connected piece in every case: the region of interest is then the
-    box of the largest piece the locator finds, not of every piece over a tenth of it (a stray piece stretched a
-    heart's box by 60 voxels, and the main net, never trained on such a box, marked most of it). Checkpoints
-    written before it was decided read as False."""
+    """The foreground of every fully labelled training case was one connected piece: the region of interest is then
+    the box of the largest piece the locator finds, not of every piece over a tenth of it (a stray piece 60 voxels
+    from a heart's atrium stretched its box, and the main net, never trained on such a box, marked much of it).
+    Checkpoints written before it was decided read as False."""
 
     def build_model(self) -> UNet3D:
         return build_net(self.model_config, self.state)
@@ -234,7 +234,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
                 state={k[len("locator.") :]: v for k, v in tensors.items() if k.startswith("locator.")},
                 patch=tuple(int(p) for p in info["patch"]),
                 margin_mm=float(info["margin_mm"]),
-                one_piece=bool(info.get("one_piece", False)),
+                one_piece=_flag(info.get("one_piece", False), "locator.one_piece"),
             )
     except SettingsError as exc:  # the settings it predicts with, checked as a preset file's would be
         raise CheckpointError(f"{path.name}: {exc}") from exc
@@ -268,6 +268,12 @@ def load(path: str | os.PathLike) -> Checkpoint:
         postprocess=postprocess,
         train_cases=train_cases,
     )
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be true or false")
+    return value
 
 
 def _preset(data: Any) -> Preset:

@@ -131,8 +131,8 @@ def locate(
     prepared = preprocess.apply(locator.plan, image)
     probs = window_probabilities(model, prepared.image, locator.patch, config, device)  # no mirror axes: no TTA
     found = preprocess.invert(probs, prepared) > 0
-    if locator.one_piece:
-        found = post.largest_component(found)
+    if locator.one_piece:  # the box of that one piece, all of it (roi_box's own pieces are 6-connected)
+        return preprocess.roi_box(post.largest_component(found), image.spacing, locator.margin_mm, keep=0.0)
     return preprocess.roi_box(found, image.spacing, locator.margin_mm)
 
 

@@ -1,5 +1,8 @@
 """The coarse-to-fine cascade: a locator, then the main net, trained as two stages of one run."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import cascade_preset
@@ -96,6 +99,14 @@ def test_locator_metadata_round_trips(tmp_path, margin, one_piece):
     back = ckpt.load(path).locator
     assert back.plan == plan and back.patch == (32, 64, 64) and back.margin_mm == margin
     assert back.one_piece is one_piece
+    # written before it was decided: as before; a value that is not a boolean: an unreadable checkpoint
+    assert ckpt.load(Path(__file__).parent / "data" / "v0.1-cascade.safetensors").locator.one_piece is False
+    meta, tensors = ckpt.read_tensors(path)
+    info = json.loads(meta["locator"])
+    info["one_piece"] = "false"
+    ckpt.write_atomic(path, tensors, {**meta, "locator": json.dumps(info)})
+    with pytest.raises(ckpt.CheckpointError, match="one_piece must be true or false"):
+        ckpt.load(path)
     for k, v in net.state_dict().items():
         assert (back.state[k] == v).all()
 
@@ -112,7 +123,8 @@ def test_a_one_piece_anatomys_region_of_interest_ignores_a_stray_piece(monkeypat
     def found(model, image_czyx, roi, config, device):  # the locator's answer: the anatomy and a stray piece
         fg = torch.zeros(image_czyx.shape[1:])
         fg[10:20, 10:20, 10:20] = 1  # 1,000 voxels
-        fg[10:15, 40:45, 40:45] = 1  # 125 voxels: over a tenth of the largest
+        fg[20:24, 20:24, 20:24] = 1  # 64 more, touching it only at a corner: the same piece, 26-connected
+        fg[10:16, 40:50, 40:50] = 1  # a stray piece 60 % the size of the anatomy
         return torch.stack([1 - fg, fg])
 
     monkeypatch.setattr(infer, "window_probabilities", found)
@@ -125,4 +137,5 @@ def test_a_one_piece_anatomys_region_of_interest_ignores_a_stray_piece(monkeypat
     image = nifti.load(tmp_path / "scan.nii.gz")
     assert image.data.shape == (32, 64, 64)
     box = infer.locate(None, locator, image, InferConfig(), torch.device("cpu"))
-    assert box == (((8, 22), (8, 22), (8, 22)) if one_piece else ((8, 22), (8, 47), (8, 47)))
+    # one piece: all of the largest 26-connected piece; else the pieces over a tenth of the largest (6-connected)
+    assert box == (((8, 26), (8, 26), (8, 26)) if one_piece else ((8, 22), (8, 52), (8, 52)))
