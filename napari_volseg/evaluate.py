@@ -39,8 +39,9 @@ class CaseResult:
     """The FP/FN map (:func:`~napari_volseg.metrics.error_map`) against the ground truth; None without one."""
     seconds: float = 0.0
     """Inference time in seconds (prediction only, no loading or scoring)."""
-    trained_on: bool = False
-    """The model was trained on this case (its checkpoint lists it): its Dice says little about unseen scans."""
+    trained_on: bool | None = False
+    """The model was trained on this case (its checkpoint lists it): its Dice says little about unseen scans. None:
+    nobody can say (a scan dropped without a task: a checkpoint lists its training cases by task)."""
     model: str = ""
     """The model that predicted it (:func:`~napari_volseg.engine.predict.model_id`: its checkpoint file, resolved)."""
 
@@ -64,7 +65,7 @@ def score_rows(case: str, scores: list[metrics.ClassScore], names: dict[int, str
 
 def result_rows(result: CaseResult, names: dict[int, str]) -> list[dict]:
     """The rows of a predicted case (:data:`ROW_FIELDS` and :data:`MODEL_FIELDS`)."""
-    extra = {"model": result.model, "trained_on": result.trained_on}
+    extra = {"model": result.model, "trained_on": "" if result.trained_on is None else result.trained_on}
     return [{**row, **extra} for row in score_rows(result.case, result.scores, names)]
 
 

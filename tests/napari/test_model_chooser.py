@@ -118,6 +118,7 @@ def test_a_dropped_scan_without_a_task_predicts_with_a_pretrained_model(
     assert predict.mean_label.text().startswith("mean Dice over 1 case(s)")
     csv = predict.export_csv(tmp_path / "dice.csv")
     assert csv is not None and csv.read_text().count("spleen_002") == 1
+    assert csv.read_text().splitlines()[1].endswith("organ-pretrained.safetensors,")  # trained on it? nobody can say
     [saved] = predict.save_predictions(tmp_path / "preds")
     np.testing.assert_array_equal(nifti.load(saved, label=True).data, np.asarray(layer.data))
     np.testing.assert_allclose(nifti.load(saved).geometry.affine, nifti.load(image).geometry.affine)

@@ -214,10 +214,11 @@ class PredictWidget(QWidget):
                 model.release()
             names = dict(getattr(model, "labels", {}) or {})
             if truth is None or truth.shape != labels.shape:
-                return CaseResult(case, labels, geometry, model=model_name), names
+                return CaseResult(case, labels, geometry, trained_on=None, model=model_name), names
             classes = max(int(max(labels.max(), truth.max())) + 1, len(names))
             scores = metrics.score_case(labels, truth, classes, geometry.spacing_zyx)
-            return CaseResult(case, labels, geometry, scores, metrics.error_map(labels, truth), model=model_name), names
+            errors = metrics.error_map(labels, truth)
+            return CaseResult(case, labels, geometry, scores, errors, trained_on=None, model=model_name), names
 
         def shown(returned):
             result, names = returned
