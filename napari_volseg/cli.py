@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -127,12 +128,27 @@ def _run_trainer(trainer, what_name: str) -> int:
         elif isinstance(event, ev.Finished):
             if bar:
                 bar.close()
-            how = "stopped" if event.stopped else "finished"
-            print(
-                f"{how} at step {event.step} after {event.seconds / 60:.1f} min; best validation Dice "
-                f"{event.best_dice:.4f}; checkpoint {event.best_path}"
-            )
+            print(_finished_line(event))
     return 0
+
+
+def _finished_line(event) -> str:
+    """How a training run ended and which weights its checkpoint holds (never a "nan" Dice: a run without
+    validation, or stopped before its first, names its weights instead)."""
+    how = "stopped" if event.stopped else "finished"
+    head = f"{how} at step {event.step} after {event.seconds / 60:.1f} min"
+    if event.best_path is None:
+        last = f"; resumable weights in {event.last_path}" if event.last_path is not None else ""
+        return f"{head}: no model yet{last}"
+    if math.isfinite(event.best_dice):
+        return f"{head}; best validation Dice {event.best_dice:.4f}; checkpoint {event.best_path}"
+    averaged = (event.history[-1].get("averaged_steps") if event.history else None) or []
+    which = (
+        f"the mean of the weights at steps {', '.join(map(str, averaged))}"
+        if len(averaged) > 1
+        else f"the weights of step {event.step}"
+    )
+    return f"{head}; no validation ran, the model is {which}; checkpoint {event.best_path}"
 
 
 @command("new-task")

@@ -125,3 +125,19 @@ def test_train_reads_the_cache_volseg_preprocess_wrote(train_ct_task, tmp_path, 
     trainer_cache = caches[1]  # the cascade's locator stage, or the one network
     assert trainer_cache.folder == caches[0].folder and (trainer_cache.misses, trainer_cache.hits) == (0, 6)
     assert len(caches) == (3 if cascade else 2)  # the main stage's regions of interest are cut while training
+
+
+def test_train_without_validation_names_its_weights_not_a_nan_dice(train_ct_task, tmp_path, monkeypatch, capsys):
+    """`--val-cases 0` (nothing to select on): the closing line says which weights the model holds, never "nan"."""
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(
+        "name: tiny\ntrain: {epochs: 2, iterations_per_epoch: 2, val_every: 1, average_last: 2, "
+        "patch_size: [16, 32, 32], threads: 2}\n"
+    )
+    out = tmp_path / "m.safetensors"
+    argv = ["train", "--data", str(train_ct_task), "--preset", str(preset), "--out", str(out), "--val-cases", "0"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "nan" not in printed.lower()
+    assert f"no validation ran, the model is the mean of the weights at steps 2, 4; checkpoint {out}" in printed
