@@ -14,7 +14,7 @@
    writes the model card (task, classes, modality, spacing, data and licence, this exact command)
    into the checkpoint's metadata.
    A cascade trained before its locator's ``one_piece`` was decided gets it from its training labels
-   (:func:`decide_one_piece`).
+   (:func:`decide_one_piece`); the inference settings are ``--preset``'s as it is now (:func:`current_inference`).
 4. Predicts every held-out case from its NIfTI file with the file as shipped and writes each case's
    Dice into the card; the same Dice of the float32 weights is printed beside it.
 5. Installs the file as ``napari_volseg/zoo/pretrained/<name>.safetensors`` (``--install-dir``).
@@ -123,6 +123,21 @@ def decide_one_piece(path: Path, task, split, work: Path) -> Path:
     )
 
 
+def current_inference(path: Path, preset, work: Path) -> Path:
+    """Inference settings are not trained: a model carded after its preset's ``infer:`` changed ships with the
+    settings as the preset holds them now (fast-cpu's sliding-window overlap went from 0.25 to nnU-Net's 0.5 after
+    msd-heart trained). A copy in ``work``; a checkpoint of another preset, or one already so, is returned as it is."""
+    meta, tensors = ckpt.read_tensors(path)
+    stored = json.loads(meta.get("preset", "{}"))
+    now = preset.to_dict()["infer"]
+    if stored.get("name") != preset.name or stored.get("infer") == now:
+        return path
+    print(f"{path.name}: inference settings {stored.get('infer')} -> {now} ({preset.name} as it is now)", flush=True)
+    return ckpt.write_atomic(
+        work / f"{path.stem}.infer.safetensors", tensors, {**meta, "preset": json.dumps({**stored, "infer": now})}
+    )
+
+
 def score(model: Path, task: decathlon.Task, cases) -> list[HeldOut]:
     predictor = Predictor(model)
     rows = []
@@ -182,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         steps, seconds = train(task, preset, trained, work / "cache")
         trained_ckpt = ckpt.load(trained)
     trained = decide_one_piece(trained, task, split, work)
+    trained = current_inference(trained, load_preset(args.preset), work)
     validated = preset.train.val_cases
     selection = f"checkpoint selected on {validated} validation cases" if validated else "no validation (final weights)"
     threads = f"{preset.train.threads} CPU threads" if preset.train.threads else "every CPU core"

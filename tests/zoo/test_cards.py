@@ -15,7 +15,7 @@ from fakes import write_checkpoint
 from napari_volseg import metrics
 from napari_volseg.cli import main
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine.config import TrainConfig
+from napari_volseg.engine.config import TrainConfig, load_preset
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.io import decathlon, nifti
 from napari_volseg.zoo import registry
@@ -158,6 +158,16 @@ def test_make_pretrained_trains_scores_and_installs_a_carded_float16_model(train
         f"trained on 4 {task.name} cases for 0.05 min"
     )
     assert not (tmp_path / "work2" / "msd-hippocampus.trained.safetensors").exists()  # nothing trained again
+    # inference settings are not trained: a model whose preset's infer: changed since ships with them as they are now
+    meta, tensors = ckpt.read_tensors(stamped)
+    older = json.loads(meta["preset"])
+    older["infer"]["overlap"] = 0.125
+    ckpt.write_atomic(tmp_path / "older.safetensors", tensors, {**meta, "preset": json.dumps(older)})
+    argv[argv.index(str(stamped))] = str(tmp_path / "older.safetensors")
+    assert script.main(argv) == 0
+    shipped = ckpt.load(tmp_path / "again" / "msd-hippocampus.safetensors").preset.infer
+    assert shipped == load_preset("fast-cpu").infer and shipped.overlap == 0.5
+    argv[argv.index(str(tmp_path / "older.safetensors"))] = str(stamped)
     # a checkpoint that held out other cases is refused: its card would score cases it trained on
     meta, tensors = ckpt.read_tensors(stamped)
     preset = json.loads(meta["preset"])
