@@ -1,0 +1,85 @@
+"""Re-score the checkpoints of earlier `bench/accuracy.py` runs on their own held-out cases with other inference settings.
+
+    python bench/rescore.py --task ../shared/data/Task02_Heart --overlaps 0.25,0.5,0.75 RUN_DIR [RUN_DIR ...]
+
+Each RUN_DIR is an `--out` folder of `bench/accuracy.py` (its accuracy.json names each run's checkpoint and held-out
+cases). The weights are unchanged; only the sliding-window overlap differs, and a cascade boxes the locator's
+largest piece where its training labels were one piece (as the code decides now; older checkpoints lack the key).
+Prints a table and ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from napari_volseg import metrics
+from napari_volseg import postprocess as post
+from napari_volseg.engine import checkpoint as ckpt
+from napari_volseg.engine.predict import predict_cases
+from napari_volseg.io import decathlon
+
+
+def score(checkpoint: ckpt.Checkpoint, task: decathlon.Task, cases: list, overlap: float) -> dict:
+    """Mean Dice and volume ratio over ``cases`` at ``overlap``, with the checkpoint's post-processing."""
+    dice, ratio, started = {}, [], time.perf_counter()
+    for event in predict_cases(checkpoint, task, cases, postprocess=False, overlap=overlap):
+        result = event.result
+        truth = task.case(result.case).load_label()
+        final = post.apply(result.labels, checkpoint.postprocess)
+        scores = metrics.score_case(final, truth.data, task.num_classes, truth.spacing, with_hd95=False)
+        dice[result.case] = round(metrics.mean_dice(scores), 4)
+        ratio.append(np.mean([s.pred_ml / s.true_ml for s in scores if s.true_ml]))
+    return {
+        "dice": round(float(np.mean(list(dice.values()))), 4),
+        "volume_ratio": round(float(np.mean(ratio)), 3),
+        "s_per_case": round((time.perf_counter() - started) / len(cases), 2),
+        "cases": dice,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", type=Path, required=True, help="the MSD task folder the runs trained on")
+    parser.add_argument("--overlaps", default="0.25,0.5", help="comma-separated sliding-window overlaps")
+    parser.add_argument("runs", nargs="+", type=Path, help="`bench/accuracy.py --out` folders")
+    args = parser.parse_args()
+    overlaps = [float(x) for x in args.overlaps.split(",")]
+    task = decathlon.load_task(args.task)
+    rows = []
+    print(f"{'run':<22}{'budget':>12}" + "".join(f"{'ov ' + str(ov):>10}" for ov in overlaps))
+    for run_dir in args.runs:
+        acc = json.loads((run_dir / "accuracy.json").read_text())
+        for run in (r for v in acc.values() if isinstance(v, dict) for r in v.get("runs", [])):
+            path = Path(run["checkpoint"])
+            path = path if path.is_file() else run_dir / path.name
+            checkpoint = ckpt.load(path)
+            if checkpoint.locator is not None and not checkpoint.locator.one_piece:
+                decided = post.one_piece(
+                    post.count_pieces(task.case(c).load_label().data > 0)
+                    for c in checkpoint.train_cases
+                    if not task.case(c).sparse
+                )
+                locator = dataclasses.replace(checkpoint.locator, one_piece=bool(decided))
+                checkpoint = dataclasses.replace(checkpoint, locator=locator)
+            cases = [task.case(c) for c in run["heldout_cases"]]
+            by = {str(ov): score(checkpoint, task, cases, ov) for ov in overlaps}
+            rows.append({"run": run_dir.name, "budget": run.get("budget"), "checkpoint": path.name, "by_overlap": by})
+            print(
+                f"{run_dir.name:<22}{str(run.get('budget')):>12}"
+                + "".join(f"{by[str(ov)]['dice']:>10.4f}" for ov in overlaps),
+                flush=True,
+            )
+    means = {str(ov): round(float(np.mean([r["by_overlap"][str(ov)]["dice"] for r in rows])), 4) for ov in overlaps}
+    print(f"{'MEAN':<34}" + "".join(f"{means[str(ov)]:>10.4f}" for ov in overlaps))
+    print(json.dumps({"bench": "rescore", "task": task.name, "overlaps": overlaps, "mean_dice": means, "runs": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
