@@ -38,7 +38,7 @@ def score(checkpoint: ckpt.Checkpoint, task: decathlon.Task, cases: list, overla
     return {
         "dice": round(float(np.mean(list(dice.values()))), 4),
         "volume_ratio": round(float(np.mean(ratio)), 3),
-        "s_per_case": round((time.perf_counter() - started) / len(cases), 2),
+        "s_per_case_with_scoring": round((time.perf_counter() - started) / len(cases), 2),
         "cases": dice,
     }
 
@@ -55,7 +55,8 @@ def main() -> int:
     print(f"{'run':<22}{'budget':>12}" + "".join(f"{'ov ' + str(ov):>10}" for ov in overlaps))
     for run_dir in args.runs:
         acc = json.loads((run_dir / "accuracy.json").read_text())
-        for run in (r for v in acc.values() if isinstance(v, dict) for r in v.get("runs", [])):
+        runs = (r for v in acc.values() if isinstance(v, dict) and v.get("task") == args.task.name for r in v["runs"])
+        for run in runs:
             path = Path(run["checkpoint"])
             path = path if path.is_file() else run_dir / path.name
             checkpoint = ckpt.load(path)

@@ -392,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder: OUT/<case>.nii.gz in each input's geometry")
     p.add_argument("inputs", nargs="+", help="NIfTI files, or folders of them (an MSD task: imagesTs/ or imagesTr/)")
     p.add_argument(
-        "--overlap", type=float, default=None, help="sliding-window overlap (default: the model's; fast-cpu: 0.5)"
+        "--overlap", type=float, default=None, help="sliding-window overlap (default: the model's stored overlap)"
     )
     p.add_argument(
         "--tta",

@@ -208,7 +208,9 @@ class NetTrainer:
         self.epoch = self.step // t.iterations_per_epoch
         self.history = list(resumed.history) if resumed else []
         self.best = resumed.best_dice if resumed and not math.isnan(resumed.best_dice) else -1.0
-        self.best_path = self.out if self.out.is_file() and resumed else None
+        # a resumed run's model file is its own only where it was written as one: a validated run that never
+        # validated has none yet (an --out file there is another run's)
+        self.best_path = self.out if self.out.is_file() and resumed and (self.best >= 0 or not self.val) else None
         self.budget = t.minutes * 60.0 if t.minutes else None
         self.saved_weights: collections.deque = collections.deque(maxlen=max(1, t.average_last - 1))
         """(step, CPU copy of the weights) at the latest saves, for checkpoint averaging at the end."""

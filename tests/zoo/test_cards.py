@@ -158,6 +158,7 @@ def test_make_pretrained_trains_scores_and_installs_a_carded_float16_model(train
         f"trained on 4 {task.name} cases for 0.05 min"
     )
     assert not (tmp_path / "work2" / "msd-hippocampus.trained.safetensors").exists()  # nothing trained again
+    assert not list((tmp_path / "work2").glob("*.infer.safetensors"))  # its inference settings are current already
     # inference settings are not trained: a model whose preset's infer: changed since ships with them as they are now
     meta, tensors = ckpt.read_tensors(stamped)
     older = json.loads(meta["preset"])
@@ -165,8 +166,9 @@ def test_make_pretrained_trains_scores_and_installs_a_carded_float16_model(train
     ckpt.write_atomic(tmp_path / "older.safetensors", tensors, {**meta, "preset": json.dumps(older)})
     argv[argv.index(str(stamped))] = str(tmp_path / "older.safetensors")
     assert script.main(argv) == 0
-    shipped = ckpt.load(tmp_path / "again" / "msd-hippocampus.safetensors").preset.infer
-    assert shipped == load_preset("fast-cpu").infer and shipped.overlap == 0.5
+    shipped = ckpt.load(tmp_path / "again" / "msd-hippocampus.safetensors")
+    assert shipped.preset.infer == load_preset("fast-cpu").infer and shipped.preset.infer.overlap == 0.5
+    assert shipped.preset.train == ckpt.load(stamped).preset.train  # only the inference settings changed
     argv[argv.index(str(tmp_path / "older.safetensors"))] = str(stamped)
     # a checkpoint that held out other cases is refused: its card would score cases it trained on
     meta, tensors = ckpt.read_tensors(stamped)
