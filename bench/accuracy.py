@@ -88,12 +88,13 @@ def budget_preset(args, spec: Spec, split: int, budget: str) -> Preset:
     return preset.with_overrides(minutes=float(budget))
 
 
-def evaluate(path: Path, task: decathlon.Task, cases: list) -> dict:
-    """Held-out figures of one checkpoint: raw and with its post-processing (as ``volseg predict`` gives)."""
-    checkpoint = ckpt.load(path)
+def evaluate(path: Path | ckpt.Checkpoint, task: decathlon.Task, cases: list, **overrides) -> dict:
+    """Held-out figures of one checkpoint: raw and with its post-processing (as ``volseg predict`` gives);
+    ``overrides`` (``overlap=`` ...) change its inference settings (``bench/rescore.py``)."""
+    checkpoint = path if isinstance(path, ckpt.Checkpoint) else ckpt.load(path)
     decision = checkpoint.postprocess
     rows = []
-    for event in predict_cases(checkpoint, task, cases, postprocess=False):
+    for event in predict_cases(checkpoint, task, cases, postprocess=False, **overrides):
         result = event.result
         truth = task.case(result.case).load_label()
         final = post.apply(result.labels, decision)

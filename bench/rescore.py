@@ -13,34 +13,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import numpy as np
+from accuracy import evaluate  # bench/accuracy.py: the held-out figures of one checkpoint
 
-from napari_volseg import metrics
 from napari_volseg import postprocess as post
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine.predict import predict_cases
 from napari_volseg.io import decathlon
-
-
-def score(checkpoint: ckpt.Checkpoint, task: decathlon.Task, cases: list, overlap: float) -> dict:
-    """Mean Dice and volume ratio over ``cases`` at ``overlap``, with the checkpoint's post-processing."""
-    dice, ratio, started = {}, [], time.perf_counter()
-    for event in predict_cases(checkpoint, task, cases, postprocess=False, overlap=overlap):
-        result = event.result
-        truth = task.case(result.case).load_label()
-        final = post.apply(result.labels, checkpoint.postprocess)
-        scores = metrics.score_case(final, truth.data, task.num_classes, truth.spacing, with_hd95=False)
-        dice[result.case] = round(metrics.mean_dice(scores), 4)
-        ratio.append(np.mean([s.pred_ml / s.true_ml for s in scores if s.true_ml]))
-    return {
-        "dice": round(float(np.mean(list(dice.values()))), 4),
-        "volume_ratio": round(float(np.mean(ratio)), 3),
-        "s_per_case_with_scoring": round((time.perf_counter() - started) / len(cases), 2),
-        "cases": dice,
-    }
 
 
 def main() -> int:
@@ -61,15 +41,11 @@ def main() -> int:
             path = path if path.is_file() else run_dir / path.name
             checkpoint = ckpt.load(path)
             if checkpoint.locator is not None and not checkpoint.locator.one_piece:
-                decided = post.one_piece(
-                    post.count_pieces(task.case(c).load_label().data > 0)
-                    for c in checkpoint.train_cases
-                    if not task.case(c).sparse
-                )
+                decided = post.one_piece_of_cases(task.case(c) for c in checkpoint.train_cases)
                 locator = dataclasses.replace(checkpoint.locator, one_piece=bool(decided))
                 checkpoint = dataclasses.replace(checkpoint, locator=locator)
             cases = [task.case(c) for c in run["heldout_cases"]]
-            by = {str(ov): score(checkpoint, task, cases, ov) for ov in overlaps}
+            by = {str(ov): evaluate(checkpoint, task, cases, overlap=ov) for ov in overlaps}
             rows.append({"run": run_dir.name, "budget": run.get("budget"), "checkpoint": path.name, "by_overlap": by})
             print(
                 f"{run_dir.name:<22}{str(run.get('budget')):>12}"

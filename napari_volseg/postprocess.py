@@ -73,6 +73,12 @@ def one_piece(piece_counts: Iterable[int]) -> bool | None:
     return all(n == 1 for n in counts) if counts else None
 
 
+def one_piece_of_cases(cases: Iterable) -> bool | None:
+    """:func:`one_piece` over the fully labelled ones of these task cases (their labels read from disk): how a
+    cascade's locator is decided for a checkpoint written before the key existed."""
+    return one_piece(count_pieces(case.load_label().data > 0) for case in cases if not case.sparse)
+
+
 def largest_component(mask_zyx: np.ndarray) -> np.ndarray:
     """The largest 26-connected component of a boolean ``(z, y, x)`` mask (the mask itself if it has at most one)."""
     components, n = ndimage.label(mask_zyx, structure=_FULL)

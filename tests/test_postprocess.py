@@ -103,3 +103,21 @@ def test_one_piece_is_decided_by_the_labels_that_hold_foreground():
     assert one_piece([1, 1, 0]) is True  # an empty label is no evidence either way
     assert one_piece([1, 2, 1]) is False
     assert one_piece([]) is None and one_piece([0]) is None  # nothing to decide on: the caller keeps what it had
+
+
+def test_one_piece_of_cases_counts_only_fully_labelled_cases():
+    from types import SimpleNamespace
+
+    from napari_volseg.postprocess import one_piece_of_cases
+
+    blob = np.zeros((8, 8, 8), np.uint8)
+    blob[1:3, 1:3, 1:3] = 1
+    two = blob.copy()
+    two[6:8, 6:8, 6:8] = 1
+
+    def case(label, sparse=False):
+        return SimpleNamespace(sparse=sparse, load_label=lambda: SimpleNamespace(data=label))
+
+    assert one_piece_of_cases([case(blob), case(two, sparse=True)]) is True  # a sparse label's slices are no evidence
+    assert one_piece_of_cases([case(blob), case(two)]) is False
+    assert one_piece_of_cases([case(two, sparse=True)]) is None

@@ -112,12 +112,11 @@ def decide_one_piece(path: Path, task, split, work: Path) -> Path:
     meta, tensors = ckpt.read_tensors(path)
     if "locator" not in meta or "one_piece" in json.loads(meta["locator"]):
         return path
-    pieces = [post.count_pieces(c.load_label().data > 0) for c in split.train if not c.sparse]
-    decided = post.one_piece(pieces)
+    decided = post.one_piece_of_cases(split.train)
     if decided is None:
         return path
     locator = {**json.loads(meta["locator"]), "one_piece": decided}
-    print(f"{path.name}: locator one_piece {decided} from {len(pieces)} training labels", flush=True)
+    print(f"{path.name}: locator one_piece {decided} from the training labels", flush=True)
     return ckpt.write_atomic(
         work / f"{path.stem}.one-piece.safetensors", tensors, {**meta, "locator": json.dumps(locator)}
     )
