@@ -168,3 +168,28 @@ def test_deep_supervision_deeper_than_the_net_is_refused_before_any_work(train_c
     with pytest.raises(VolsegError, match="too deep"):
         Trainer(task, quick_preset(deep_supervision=4), tmp_path / "m.safetensors", cache_root=tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_resumed_run_stopped_before_its_first_validation_has_no_model_yet(train_ct_task, tmp_path):
+    """A model file already at ``--out`` is another run's: a validated run resumed and stopped again before it ever
+    validated names no model of its own (its resumable weights are in the last checkpoint)."""
+    import shutil
+
+    task = decathlon.load_task(train_ct_task)
+    preset = quick_preset(epochs=50, iterations_per_epoch=3, val_every=10, patch_size=(16, 32, 32), batch_size=1)
+    out = tmp_path / "m.safetensors"
+    first = Trainer(task, preset, out, cache_root=tmp_path / "c")
+    for event in first.run():
+        if isinstance(event, ev.Step) and event.step == 2:
+            first.stop()
+    shutil.copyfile(ckpt.last_path(out), out)  # another run's file where this run's model would go
+    again = Trainer(task, preset, out, cache_root=tmp_path / "c", resume=True)
+    events = []
+    for event in again.run():
+        events.append(event)
+        if isinstance(event, ev.Step) and event.step == 4:
+            again.stop()
+    finished = events[-1]
+    assert isinstance(finished, ev.Finished) and finished.stopped, finished
+    assert not any(isinstance(e, ev.Validated) for e in events)
+    assert finished.best_path is None and ckpt.load(finished.last_path).step == finished.step >= 4
