@@ -89,3 +89,29 @@ def test_the_same_case_asked_for_twice_while_it_is_shown_keeps_its_ground_truth(
     qtbot.waitUntil(lambda: "spleen_003 ground truth" in viewer.layers, timeout=5_000)
     qtbot.wait(100)
     assert [layer.name for layer in viewer.layers] == ["spleen_003", "spleen_003 ground truth"]
+
+
+def test_refill_redraws_a_reused_layer_once_and_leaves_it_where_its_new_volume_lies():
+    """A reused layer gets the new volume, spacing and origin (its extent follows them), and napari re-slices it once:
+    for the data, not once more for each transform (an unchanged transform is not even assigned)."""
+    from napari.layers import Image, Labels
+
+    from napari_volseg._napari.loading import refill
+
+    for kind in (Image, Labels):
+        layer = kind(np.zeros((4, 5, 6), dtype=np.uint8), scale=(1.0, 1.0, 1.0), translate=(0.0, 0.0, 0.0))
+        sliced, scaled = [], []  # napari emits set_data each time it has re-sliced the layer
+        layer.events.set_data.connect(lambda event, sliced=sliced: sliced.append(1))
+        layer.events.scale.connect(lambda event, scaled=scaled: scaled.append(1))
+        data = np.ones((8, 5, 6), dtype=np.uint8)
+        meta = {"volseg": {"case": "b"}}
+        refill(layer, data, {"name": "b", "scale": (2.0, 1.0, 1.0), "translate": (10.0, 0.0, 0.0), "metadata": meta})
+        assert layer.data is data and layer.name == "b" and layer.metadata == meta
+        assert np.allclose(layer.scale, (2.0, 1.0, 1.0)) and np.allclose(layer.translate, (10.0, 0.0, 0.0))
+        assert np.allclose(layer.extent.world[:, 0], (10.0, 24.0))  # 8 slices 2 mm apart from 10 mm (voxel centres)
+        assert len(sliced) == 1 and scaled == [1]
+        sliced.clear()
+        refill(
+            layer, data.copy(), {"name": "c", "scale": (2.0, 1.0, 1.0), "translate": (10.0, 0.0, 0.0), "metadata": meta}
+        )
+        assert len(sliced) == 1 and scaled == [1]  # the same spacing: not assigned again
