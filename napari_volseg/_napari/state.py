@@ -211,8 +211,8 @@ class Session:
             owner.destroyed.connect(lambda *_, w=worker: _stop(w))
 
     def busy_loading(self) -> bool:
-        """True while a task, a case or dropped files are being read, or their layers (image, ground truth) are still
-        being added; a case's prediction and error layers, added after it, are not counted."""
+        """True while a task, a case or dropped files are being read, or layers are still being added: a case's image
+        and ground truth, a prediction's prediction and error layers."""
         return bool(self._loaders) or self._layers_pending > 0
 
     def adding_layers(self) -> Callable[[], None]:

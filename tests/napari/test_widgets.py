@@ -135,14 +135,11 @@ def test_full_flow_open_train_predict_table(widgets, qtbot, train_ct_task, tmp_p
     for row in range(predict.table.rowCount()):
         case_id = predict.table.item(row, 0).text()
         predict._row_clicked(row, 0)
-        # the result layers come one per event-loop turn; then the other case's result layers go
-        qtbot.waitUntil(
-            lambda case_id=case_id: (
-                {layer.metadata["volseg"]["case"] for layer in viewer.layers} == {case_id}
-                and f"{case_id} errors" in viewer.layers
-            ),
-            timeout=30_000,
-        )
+        # the result layers come one per event-loop turn, then the other case's result layers go: all of it counts
+        # as loading, so a script (or this test) that waits for busy_loading() to end finds every layer in place
+        assert predict.session.busy_loading()
+        qtbot.waitUntil(lambda: not predict.session.busy_loading(), timeout=30_000)
+        assert {layer.metadata["volseg"]["case"] for layer in viewer.layers} == {case_id}
         pred_layer = viewer.layers[f"{case_id} prediction"]
         truth_layer = viewer.layers[f"{case_id} ground truth"]
         recomputed, _ = metrics.dice(np.asarray(pred_layer.data), np.asarray(truth_layer.data))

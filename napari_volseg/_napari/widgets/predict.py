@@ -225,7 +225,7 @@ class PredictWidget(QWidget):
             steps = [lambda: set_labels(self.viewer, f"{case} prediction", result.labels, layer, "prediction", case)]
             if result.errors is not None:
                 steps.append(lambda: set_labels(self.viewer, f"{case} errors", result.errors, layer, "errors", case))
-            in_turns(steps)
+            in_turns(steps, ended=self.session.adding_layers())
             if self.session.task is None:  # in the table, exported and saved like a task's cases (unless a task
                 self.session.results_for_model(model_name)  # was opened meanwhile: not one of its cases)
                 self.session.dropped_labels = names
@@ -329,7 +329,8 @@ class PredictWidget(QWidget):
                     self.viewer.layers.remove(layer)
 
         steps = [prediction] + ([errors] if result.errors is not None else []) + [drop_unused]
-        in_turns(steps, current=lambda: self.session.showing == case_id)  # another case asked for: stop
+        # another case asked for: stop; counted as loading until done (busy_loading)
+        in_turns(steps, current=lambda: self.session.showing == case_id, ended=self.session.adding_layers())
 
     # -- table ------------------------------------------------------------------------------------
 
