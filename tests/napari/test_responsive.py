@@ -61,14 +61,19 @@ def test_an_image_added_after_its_labels_goes_under_them(make_napari_viewer):
     assert [layer.name for layer in viewer.layers] == ["case", "case ground truth"]
 
 
-def test_nothing_is_frozen_while_the_viewer_shows_layers(make_napari_viewer):
+def test_nothing_is_frozen_while_the_viewer_shows_layers(make_napari_viewer, monkeypatch):
     """A frozen layer that napari later removes would never be collected, nor its volume."""
-    from napari_volseg._napari.responsive import freeze_long_lived
+    import threading
 
+    from napari_volseg._napari import responsive
+
+    frozen_by = []  # threads that froze (an earlier test's warm-up thread may freeze meanwhile: not this call)
+    monkeypatch.setattr(responsive.gc, "freeze", lambda: frozen_by.append(threading.get_ident()))
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((4, 8, 8), np.float32))
-    before = gc.get_freeze_count()
-    assert freeze_long_lived(viewer) is False and gc.get_freeze_count() == before
+    assert responsive.freeze_long_lived(viewer) is False and threading.get_ident() not in frozen_by
+    viewer.layers.clear()
+    assert responsive.freeze_long_lived(viewer) is True and threading.get_ident() in frozen_by
 
 
 def test_the_same_case_asked_for_twice_while_it_is_shown_keeps_its_ground_truth(
@@ -115,3 +120,37 @@ def test_refill_redraws_a_reused_layer_once_and_leaves_it_where_its_new_volume_l
             layer, data.copy(), {"name": "c", "scale": (2.0, 1.0, 1.0), "translate": (10.0, 0.0, 0.0), "metadata": meta}
         )
         assert len(sliced) == 1 and scaled == [1]  # the same spacing: not assigned again
+
+
+def test_another_cases_layers_go_one_per_event_loop_turn(make_napari_viewer, qtbot, tiny_ct_task):
+    """Opening a case removes the last one's extra layers (prediction, errors, preview) one per turn: each removal
+    costs napari a garbage collection, and several in one turn froze the viewer for their sum."""
+    from qtpy.QtCore import QTimer
+
+    from napari_volseg._napari import loading
+    from napari_volseg._napari.widgets import DataWidget
+
+    viewer = make_napari_viewer()
+    data = DataWidget(viewer)
+    data.open_task(tiny_ct_task)
+    qtbot.waitUntil(lambda: "spleen_001 ground truth" in viewer.layers and not data.session.busy_loading())
+    like = viewer.layers["spleen_001 ground truth"]
+    for role in ("prediction", "errors", "preview"):
+        viewer.add_labels(
+            np.zeros(like.data.shape, np.uint8),
+            name=f"spleen_001 {role}",
+            metadata={"volseg": {"case": "spleen_001", "role": role}},
+        )
+    turns, in_one_turn = [], []
+
+    def removed(event):
+        in_one_turn.append(event.value.name)
+        if len(in_one_turn) == 1:
+            QTimer.singleShot(0, lambda: (turns.append(list(in_one_turn)), in_one_turn.clear()))
+
+    viewer.layers.events.removed.connect(removed)
+    loading.open_case(data.session, "spleen_003")
+    qtbot.waitUntil(lambda: not data.session.busy_loading(), timeout=30_000)
+    qtbot.wait(50)
+    assert [layer.name for layer in viewer.layers] == ["spleen_003", "spleen_003 ground truth"]
+    assert len(turns) == 3 and all(len(names) == 1 for names in turns)

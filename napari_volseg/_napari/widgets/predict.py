@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 
 from napari_volseg import metrics
 from napari_volseg._napari.layers import ERROR_COLORS, ERROR_NAMES, GROUND_TRUTH, META_KEY, ROLE_COLORS, geometry_of
-from napari_volseg._napari.loading import case_layers
+from napari_volseg._napari.loading import case_layers, removal_steps
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.responsive import in_turns
 from napari_volseg._napari.state import session_for
@@ -323,12 +323,8 @@ class PredictWidget(QWidget):
         def errors():
             set_labels(self.viewer, f"{case_id} errors", result.errors, image, "errors", case_id)
 
-        def drop_unused():  # another case's result layer that found no use
-            for layer in list(self.viewer.layers):
-                if layer.metadata.get(META_KEY, {}).get("case") not in (None, case_id):
-                    self.viewer.layers.remove(layer)
-
-        steps = [prediction] + ([errors] if result.errors is not None else []) + [drop_unused]
+        steps = [prediction] + ([errors] if result.errors is not None else [])
+        steps += removal_steps(self.viewer, case_id)  # another case's result layers that found no use
         # another case asked for: stop; counted as loading until done (busy_loading)
         in_turns(steps, current=lambda: self.session.showing == case_id, ended=self.session.adding_layers())
 
