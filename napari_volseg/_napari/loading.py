@@ -17,7 +17,7 @@ import numpy as np
 
 from napari_volseg._napari.layers import META_KEY, case_layer_data, file_layer_data
 from napari_volseg._napari.notify import background, notify_error, notify_warning
-from napari_volseg._napari.responsive import in_turns
+from napari_volseg._napari.responsive import AGAIN, in_turns
 from napari_volseg._napari.state import CaseInfo, Session
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon
@@ -77,8 +77,9 @@ def refill(layer, data, kwargs: dict) -> None:
 
     napari re-slices and redraws the layer on every ``scale``, ``translate`` and ``data`` assignment (about 10 ms each
     on the heart under Mesa, cProfile): an unchanged transform is not assigned, and changed ones are assigned with the
-    layer's refresh held (napari's ``Layer._block_refresh``, where it has one), so the ``data`` assignment's refresh
-    is the only one."""
+    layer's own refresh held (napari's ``Layer._block_refresh``, where it has one), so the ``data`` assignment's
+    refresh is the layer's only one. (A transform that moves the viewer's dims range can still make the viewer
+    re-slice its layers once more.)"""
     layer.metadata = kwargs["metadata"]
     hold = getattr(layer, "_block_refresh", None)
     with hold() if callable(hold) else contextlib.nullcontext():
@@ -194,20 +195,20 @@ def _other_cases(viewer, case_id: str) -> dict[str, object]:
     return found
 
 
-def remove_one_other_case_layer(viewer, case_id: str | None, keep: tuple[str, ...] = ()) -> None:
-    """Remove one layer of a case other than ``case_id`` (the topmost), unless its role is in ``keep``. One per
-    event-loop turn: each removal costs napari a garbage collection and its canvas node (25-60 ms on the heart)."""
-    for layer in reversed(list(viewer.layers)):
-        meta = layer.metadata.get(META_KEY, {})
-        if meta.get("case") not in (None, case_id) and meta.get("role") not in keep:
-            viewer.layers.remove(layer)
-            return
+def remove_other_case_layers(viewer, case_id: str | None, keep: tuple[str, ...] = ()) -> Callable[[], object]:
+    """An :func:`~napari_volseg._napari.responsive.in_turns` step that removes the layers of cases other than
+    ``case_id`` (roles in ``keep`` stay), the topmost first, one per event-loop turn while any is left: each removal
+    costs napari a garbage collection and its canvas node (25-60 ms on the heart)."""
 
+    def step():
+        for layer in reversed(list(viewer.layers)):
+            meta = layer.metadata.get(META_KEY, {})
+            if meta.get("case") not in (None, case_id) and meta.get("role") not in keep:
+                viewer.layers.remove(layer)
+                return AGAIN
+        return None
 
-def removal_steps(viewer, case_id: str | None, keep: tuple[str, ...] = ()) -> list[Callable[[], None]]:
-    """Steps for :func:`~napari_volseg._napari.responsive.in_turns` that remove the other cases' layers one per turn
-    (as many steps as layers now; those left with nothing to remove do nothing)."""
-    return [functools.partial(remove_one_other_case_layer, viewer, case_id, keep)] * len(viewer.layers)
+    return step
 
 
 def _show_case(session: Session, case_id: str, layers: list[tuple], z: int | None, keep=(), then=None) -> None:
@@ -228,7 +229,7 @@ def _show_case(session: Session, case_id: str, layers: list[tuple], z: int | Non
             if old is None or old._type_string != kind or isinstance(kwargs["name"], list):
                 old = None
             steps.append(functools.partial(_place, viewer, case_id, role, old, data, kwargs, kind))
-    steps += removal_steps(viewer, case_id, keep)
+    steps.append(remove_other_case_layers(viewer, case_id, keep))
 
     def shown():
         if "image" not in have:

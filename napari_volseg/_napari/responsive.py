@@ -113,38 +113,48 @@ def prepare_event_loop(viewer=None) -> None:
     threading.Thread(target=warm_then_freeze, name="volseg-warm-up", daemon=True).start()
 
 
+AGAIN = object()
+"""What an :func:`in_turns` step returns to run once more in the next turn (e.g. one removal per turn while any is
+left)."""
+
+
 def in_turns(
     steps: Sequence[Callable[[], object]],
     then: Callable[[], object] | None = None,
     current=None,
     ended: Callable[[], object] | None = None,
 ) -> None:
-    """Run ``steps`` one per event-loop turn (the first at once), then ``then`` in a turn of its own; ``current()``
-    is asked before each: once it says False (a newer request came), the rest is dropped. No steps: ``then`` runs at
-    once. ``ended()`` runs once when the chain stops, whether done, dropped or failed."""
+    """Run ``steps`` one per event-loop turn (the first at once), then ``then`` in a turn of its own; a step that
+    returns :data:`AGAIN` runs again in the next turn. ``current()`` is asked before each: once it says False (a newer
+    request came), the rest is dropped. No steps: ``then`` runs at once. ``ended()`` runs once when the chain stops,
+    whether done, dropped or failed."""
     from qtpy.QtCore import QTimer
 
     pending = list(steps) + ([then] if then is not None else [])
 
-    def stop():
-        if ended is not None:
-            ended()
-
     def turn():
-        if current is not None and not current():
-            return stop()
+        again = False
         try:
-            pending.pop(0)()
-        except Exception as exc:  # noqa: BLE001 - one line for the user, and the rest of this chain is dropped
-            from napari_volseg._napari.notify import notify_error
+            if current is not None and not current():
+                return
+            try:
+                step = pending.pop(0)
+                if step() is AGAIN:
+                    pending.insert(0, step)
+            except Exception as exc:  # noqa: BLE001 - one line for the user, and the rest of this chain is dropped
+                from napari_volseg._napari.notify import notify_error
 
-            notify_error(f"showing the layers failed: {exc}")
-            return stop()
-        if pending:
-            QTimer.singleShot(0, turn)
-        else:
-            stop()
+                notify_error(f"showing the layers failed: {exc}")
+                return
+            if pending:
+                QTimer.singleShot(0, turn)
+                again = True
+        finally:
+            if not again and ended is not None:  # done, dropped or failed: the chain stops here, whatever raised
+                ended()
 
     if not pending:
-        return stop()
+        if ended is not None:
+            ended()
+        return
     turn()

@@ -33,6 +33,37 @@ def test_in_turns_drops_what_is_left_once_a_newer_request_came(qtbot):
     assert called == [True, "ended"]  # nothing to do: then() at once
 
 
+def test_a_step_that_says_again_runs_again_next_turn(qtbot):
+    from napari_volseg._napari.responsive import AGAIN, in_turns
+
+    left, done = [3], []
+
+    def one_at_a_time():
+        left[0] -= 1
+        done.append(left[0])
+        return AGAIN if left[0] > 0 else None
+
+    in_turns([one_at_a_time], then=lambda: done.append("then"), ended=lambda: done.append("ended"))
+    assert done == [2]
+    qtbot.waitUntil(lambda: done == [2, 1, 0, "then", "ended"], timeout=5_000)
+
+
+def test_a_chain_whose_current_check_raises_still_ends_once(qtbot):
+    from napari_volseg._napari.responsive import in_turns
+
+    ended = []
+
+    def current():
+        raise RuntimeError("the widget is gone")
+
+    try:
+        in_turns([lambda: None, lambda: None], current=current, ended=lambda: ended.append(True))
+    except RuntimeError:
+        pass
+    qtbot.wait(50)
+    assert ended == [True]  # busy_loading() would otherwise count this chain for good
+
+
 def test_a_failing_step_ends_the_chain_once(qtbot, monkeypatch):
     from napari_volseg._napari import notify
     from napari_volseg._napari.responsive import in_turns
@@ -133,7 +164,9 @@ def test_another_cases_layers_go_one_per_event_loop_turn(make_napari_viewer, qtb
     viewer = make_napari_viewer()
     data = DataWidget(viewer)
     data.open_task(tiny_ct_task)
-    qtbot.waitUntil(lambda: "spleen_001 ground truth" in viewer.layers and not data.session.busy_loading())
+    qtbot.waitUntil(
+        lambda: "spleen_001 ground truth" in viewer.layers and not data.session.busy_loading(), timeout=30_000
+    )
     like = viewer.layers["spleen_001 ground truth"]
     for role in ("prediction", "errors", "preview"):
         viewer.add_labels(

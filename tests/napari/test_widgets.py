@@ -132,6 +132,7 @@ def test_full_flow_open_train_predict_table(widgets, qtbot, train_ct_task, tmp_p
     assert shown_texts[-1] == f"predicted {len(val_ids)} case(s); click a row to open one"
     assert predict.table.rowCount() == len(val_ids) >= 1
     # the table's Dice equals metrics.dice recomputed on the two layers
+    qtbot.waitUntil(lambda: not predict.session.busy_loading(), timeout=30_000)  # the last result's layers
     for row in range(predict.table.rowCount()):
         case_id = predict.table.item(row, 0).text()
         predict._row_clicked(row, 0)

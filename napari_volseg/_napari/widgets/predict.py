@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 
 from napari_volseg import metrics
 from napari_volseg._napari.layers import ERROR_COLORS, ERROR_NAMES, GROUND_TRUTH, META_KEY, ROLE_COLORS, geometry_of
-from napari_volseg._napari.loading import case_layers, removal_steps
+from napari_volseg._napari.loading import case_layers, remove_other_case_layers
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.responsive import in_turns
 from napari_volseg._napari.state import session_for
@@ -324,7 +324,7 @@ class PredictWidget(QWidget):
             set_labels(self.viewer, f"{case_id} errors", result.errors, image, "errors", case_id)
 
         steps = [prediction] + ([errors] if result.errors is not None else [])
-        steps += removal_steps(self.viewer, case_id)  # another case's result layers that found no use
+        steps.append(remove_other_case_layers(self.viewer, case_id))  # other cases' result layers that found no use
         # another case asked for: stop; counted as loading until done (busy_loading)
         in_turns(steps, current=lambda: self.session.showing == case_id, ended=self.session.adding_layers())
 
