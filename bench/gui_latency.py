@@ -4,7 +4,9 @@ A QTimer fires every 10 ms; each firing records how much later than due it ran (
 plugin's tabbed dock as a user would start it, and its stalls are recorded from its start until it is done (its layers
 shown, its worker finished): open a task, open a case, drop an image and its label file, preview the plan, predict the
 current case, click a result row (another case: its volumes load), download a task from a local 127.0.0.1 server, and
-train. Every action runs twice: on an idle plugin, and while the Train tab trains (fast-cpu) in its worker.
+train. Every action runs twice: on an idle plugin, and while the Train tab trains (fast-cpu) in its worker. After each
+round, napari's own cost for one layer, with no plugin code between ("napari alone"): ``add_image`` / ``add_labels``
+of a case's volumes, already in memory, with the options the plugin gives, and the removal of a labels layer.
 
 Needs a display: ``xvfb-run -a -s "-screen 0 1366x768x24" python bench/gui_latency.py [--data TASK_DIR]``. The task
 defaults to the real MSD heart beside the checkout (``../shared/data/Task02_Heart``), else the synthetic CT task.
@@ -170,7 +172,7 @@ def main() -> int:
         run(
             label,
             "drop image + label",
-            lambda: (drop(dropped.image_path), drop(dropped.label_path)),
+            lambda: drop(dropped.image_path, dropped.label_path),  # one viewer.open, as napari's dropEvent does
             layer_shown(f"{dropped.id} ground truth"),
         )
         data.open_case(other)
@@ -197,6 +199,40 @@ def main() -> int:
             ),
         )
 
+    def napari_alone(label: str, round_: int) -> None:
+        """napari's own cost, no plugin code between: a case's volumes, read beforehand, added by napari's
+        ``add_image`` / ``add_labels`` with the options the plugin gives (scale, origin, contrast limits, colours; no
+        metadata), then the labels removed."""
+        from napari_volseg._napari.layers import image_layer, labels_layer
+
+        case = task.case(cases[-2 - round_])
+        image, truth = case.load()
+        layers = [image_layer(image, "alone", modality=task.modalities.get(0)), labels_layer(truth, "alone labels")]
+        (image_data, image_kwargs, _), (label_data, label_kwargs, _) = [
+            (data, {k: v for k, v in kwargs.items() if k != "metadata"}, kind) for data, kwargs, kind in layers
+        ]
+        viewer.layers.clear()
+        probe.measure(lambda: None, lambda: True, args.timeout)
+        run(
+            label,
+            "napari alone: add image",
+            lambda: viewer.add_image(image_data, **image_kwargs),
+            lambda: "alone" in viewer.layers or "alone [0]" in viewer.layers,
+        )
+        run(
+            label,
+            "napari alone: add labels",
+            lambda: viewer.add_labels(label_data, **label_kwargs),
+            lambda: "alone labels" in viewer.layers,
+        )
+        run(
+            label,
+            "napari alone: remove labels",
+            lambda: viewer.layers.remove("alone labels"),
+            lambda: "alone labels" not in viewer.layers,
+        )
+        viewer.layers.clear()
+
     # a model to predict with: a short run on the synthetic task (not measured)
     data.open_task(synthetic_ckpt_task)
     probe.measure(lambda: None, lambda: session.task is not None and not session.busy_loading(), args.timeout, 0)
@@ -206,6 +242,7 @@ def main() -> int:
     print("model:", session.checkpoint, flush=True)
 
     actions("idle", 0)
+    napari_alone("idle", 0)
     data.open_task(synthetic_ckpt_task)
     probe.measure(lambda: None, lambda: session.task is not None and not session.busy_loading(), args.timeout, 0)
     train.form.fields["minutes"].set(60.0)
@@ -218,6 +255,7 @@ def main() -> int:
     )
     session.set_checkpoint(checkpoint)  # training goes on; predictions use the first model
     actions("while training", 1)
+    napari_alone("while training", 1)
     train.stop()
     probe.measure(lambda: None, lambda: train.worker is None, args.timeout, settle=0.0)
     httpd.shutdown()
