@@ -394,6 +394,12 @@ def test_the_table_keeps_one_models_results_and_sets_its_training_cases_apart(wi
         "mean Dice over 1 case(s) it never trained on: 0.8000; over its 1 training case(s) (*): 0.9000"
     )
     assert predict.minimumSizeHint().width() <= 420  # the long line wraps: the tab still fits a 430 px dock
+    predict.resize(430, 700)  # every column inside the table of a 430 px dock: none cut, no sideways scrolling
+    predict.show()
+    qtbot.wait(50)
+    header = predict.table.horizontalHeader()
+    assert header.length() <= predict.table.viewport().width()
+    assert all(header.sectionSize(c) >= 36 for c in range(predict.table.columnCount()))
     assert mean_text([result("a", 0.8, "m"), result("b", 0.6, "m")]) == "mean Dice over 2 case(s): 0.7000"
     assert mean_text([]) == ""
     assert mean_text([result("a", 0.9, "m", trained=True)]) == "mean Dice over its 1 training case(s) (*): 0.9000"

@@ -13,6 +13,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QTableWidgetItem,
@@ -339,6 +340,10 @@ class PredictWidget(QWidget):
         self.table.setSortingEnabled(False)
         self.table.setColumnCount(len(headers))
         self.table.setHorizontalHeaderLabels(headers)
+        header = self.table.horizontalHeader()  # the case column fits its names; the figures share the rest, so the
+        header.setMinimumSectionSize(36)  # last one stays in a 430 px dock (sized to contents, it was cut to "…")
+        for column in range(1, len(headers)):
+            header.setSectionResizeMode(column, QHeaderView.Stretch)
         self.table.setRowCount(len(results))
         for r, result in enumerate(results):
             item = QTableWidgetItem(result.case + (" *" if result.trained_on else ""))
