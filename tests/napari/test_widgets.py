@@ -104,7 +104,7 @@ def test_the_plan_set_in_preprocess_is_the_plan_train_trains_with(widgets, qtbot
     assert captured["plan"].max_voxels is None
 
 
-def test_full_flow_open_train_predict_table(widgets, qtbot, train_ct_task, tmp_path):
+def test_full_flow_open_train_predict_table(widgets, qtbot, train_ct_task, tmp_path, monkeypatch):
     from napari_volseg import metrics
     from napari_volseg.io import nifti
 
@@ -133,6 +133,15 @@ def test_full_flow_open_train_predict_table(widgets, qtbot, train_ct_task, tmp_p
     assert predict.table.rowCount() == len(val_ids) >= 1
     # the table's Dice equals metrics.dice recomputed on the two layers
     qtbot.waitUntil(lambda: not predict.session.busy_loading(), timeout=30_000)  # the last result's layers
+    from napari_volseg._napari.widgets import predict as predict_module
+
+    counted = []  # whether each result layer is set while the session counts it as loading
+    set_labels = predict_module.set_labels
+    monkeypatch.setattr(
+        predict_module,
+        "set_labels",
+        lambda *a, **k: (counted.append(predict.session.busy_loading()), set_labels(*a, **k))[1],
+    )
     for row in range(predict.table.rowCount()):
         case_id = predict.table.item(row, 0).text()
         predict._row_clicked(row, 0)
@@ -141,6 +150,8 @@ def test_full_flow_open_train_predict_table(widgets, qtbot, train_ct_task, tmp_p
         assert predict.session.busy_loading()
         qtbot.waitUntil(lambda: not predict.session.busy_loading(), timeout=30_000)
         assert {layer.metadata["volseg"]["case"] for layer in viewer.layers} == {case_id}
+        assert counted and all(counted)  # the prediction and the error layer alike
+        counted.clear()
         pred_layer = viewer.layers[f"{case_id} prediction"]
         truth_layer = viewer.layers[f"{case_id} ground truth"]
         recomputed, _ = metrics.dice(np.asarray(pred_layer.data), np.asarray(truth_layer.data))
