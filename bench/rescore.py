@@ -20,6 +20,7 @@ from accuracy import evaluate  # bench/accuracy.py: the held-out figures of one 
 
 from napari_volseg import postprocess as post
 from napari_volseg.engine import checkpoint as ckpt
+from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon
 
 
@@ -29,8 +30,19 @@ def main() -> int:
     parser.add_argument("--overlaps", default="0.25,0.5", help="comma-separated sliding-window overlaps")
     parser.add_argument("runs", nargs="+", type=Path, help="`bench/accuracy.py --out` folders")
     args = parser.parse_args()
-    overlaps = [float(x) for x in args.overlaps.split(",")]
-    task = decathlon.load_task(args.task)
+    try:  # bad arguments end in one line (argparse's usage error), not a traceback
+        overlaps = [float(x) for x in args.overlaps.split(",")]
+    except ValueError:
+        parser.error(f"--overlaps: comma-separated numbers, got {args.overlaps!r}")
+    if not all(0.0 <= ov < 1.0 for ov in overlaps):
+        parser.error(f"--overlaps: each within [0, 1), got {args.overlaps!r}")
+    missing = [str(r) for r in args.runs if not (r / "accuracy.json").is_file()]
+    if missing:
+        parser.error(f"no accuracy.json (a bench/accuracy.py --out folder) in {', '.join(missing)}")
+    try:
+        task = decathlon.load_task(args.task)
+    except VolsegError as exc:
+        parser.error(str(exc))
     rows = []
     print(f"{'run':<22}{'budget':>12}" + "".join(f"{'ov ' + str(ov):>10}" for ov in overlaps))
     for run_dir in args.runs:
