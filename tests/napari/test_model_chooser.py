@@ -43,7 +43,8 @@ def viewer_widgets(make_napari_viewer, qtbot, tmp_path, monkeypatch, tiny_ct_tas
 
 def predict_current(predict, qtbot):
     predict.predict("current case")
-    qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
+    # the worker ends before the result's layers are in (one per event-loop turn, counted by busy_loading)
+    qtbot.waitUntil(lambda: predict.worker is None and not predict.session.busy_loading(), timeout=120_000)
     case = predict.session.case_id or predict.session.task.cases[0].id
     return predict.viewer.layers[f"{case} prediction"]
 
