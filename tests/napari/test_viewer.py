@@ -110,8 +110,12 @@ def test_dropped_image_and_label_read_in_a_worker(make_napari_viewer, fresh, qtb
     from napari_volseg._napari.preferences import claim_reader_preference
     from napari_volseg._napari.state import session_for
 
+    from napari_volseg._napari.widgets import DataWidget
+    from napari_volseg._napari.widgets.data import NO_TASK
+
     viewer = make_napari_viewer(show=True)
     session = session_for(viewer)
+    data = DataWidget(viewer)  # docked, no task open
     claim_reader_preference()
     started = []
     session.status.connect(lambda text: started.append(text) if text else None)
@@ -120,6 +124,9 @@ def test_dropped_image_and_label_read_in_a_worker(make_napari_viewer, fresh, qtb
     qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=60_000)
     assert sorted(layer.name for layer in viewer.layers) == ["spleen_002", "spleen_002 ground truth"]
     assert started and all(text.startswith("reading spleen_002") for text in started)  # read by the session's worker
+    # read: the Data tab no longer says "reading ..." (it did until a task was opened)
+    qtbot.waitUntil(lambda: not session.busy_loading(), timeout=60_000)
+    qtbot.waitUntil(lambda: data.summary.text() == NO_TASK, timeout=10_000)
 
 
 def test_a_task_opened_by_a_script_becomes_the_session_task(make_napari_viewer, qtbot, tiny_ct_task, tmp_path):

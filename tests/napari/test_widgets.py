@@ -416,6 +416,38 @@ def test_the_table_keeps_one_models_results_and_sets_its_training_cases_apart(wi
     assert mean_text([result("a", 0.9, "m", trained=True)]) == "mean Dice over its 1 training case(s) (*): 0.9000"
 
 
+def test_a_two_class_table_shows_every_dice_whole_in_a_laptop_dock(widgets, qtbot, tiny_ct_task, monkeypatch):
+    """Seven columns (the hippocampus: two classes) do not fit a 430 px dock: each figure keeps the width it needs and
+    the table scrolls sideways, the Dice columns first and in view (shared, every column got 44 px: "0...."); widened,
+    the figures share the width again with no sideways scrolling."""
+    from napari_volseg.evaluate import CaseResult
+    from napari_volseg.metrics import ClassScore
+
+    viewer, data, _, predict = widgets
+    open_task(qtbot, data, tiny_ct_task)
+    session = predict.session
+    monkeypatch.setattr(session, "label_names", lambda: {0: "background", 1: "Anterior", 2: "Posterior"})
+    grid = np.zeros((2, 2, 2), np.uint8)
+    for case, dice in zip(session.case_ids()[:2], (0.8934, 0.9012), strict=True):
+        scores = [ClassScore(label=k, dice=dice, hd95=12.25, empty=False, pred_ml=3.4, true_ml=3.5) for k in (1, 2)]
+        session.add_result(CaseResult(f"hippocampus_{case}", grid, None, scores, trained_on=True, model="m"))
+    predict.resize(430, 700)
+    predict.show()
+    qtbot.wait(50)
+    table, header = predict.table, predict.table.horizontalHeader()
+    assert table.columnCount() == 7
+    for column in range(table.columnCount()):  # no figure and no header word cut
+        assert header.sectionSize(column) >= predict._needed_width(column) >= table.sizeHintForColumn(column), column
+    dice_end = header.sectionPosition(2) + header.sectionSize(2)
+    assert dice_end <= table.viewport().width()  # the case and both Dice columns in view without scrolling
+    predict.resize(1000, 700)
+    qtbot.wait(50)
+    assert header.length() <= table.viewport().width()  # room for all: shared again, nothing to scroll
+    from qtpy.QtWidgets import QHeaderView
+
+    assert header.sectionResizeMode(1) == QHeaderView.Stretch
+
+
 def test_stop_ends_a_tasks_prediction_after_the_current_case(widgets, qtbot, tiny_ct_task, tiny_checkpoint):
     """Predicting every case can take minutes on a CPU: the Predict button becomes Stop, and Stop keeps the cases
     done so far."""

@@ -38,6 +38,9 @@ def _row(info: CaseInfo, split: str) -> tuple[str, ...]:
     return info.id, shape, spacing, SPLIT_NAMES.get(split, split) if info.labelled else "test"
 
 
+NO_TASK = "No task open. Drop NIfTI files or a task folder on the viewer, or open a task."
+
+
 class DataWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
@@ -69,7 +72,7 @@ class DataWidget(QWidget):
         row.addWidget(self.download_task, 1)
         row.addWidget(self.download_button)
         layout.addLayout(row)
-        self.summary = QLabel("No task open. Drop NIfTI files or a task folder on the viewer, or open a task.")
+        self.summary = QLabel(NO_TASK)
         self.summary.setWordWrap(True)
         layout.addWidget(self.summary)
         self.table = make_table(COLUMNS, min_height=180)
@@ -179,6 +182,8 @@ class DataWidget(QWidget):
             self.summary.setText(text)
         elif self.session.task is not None:
             self._show_summary(self.session.task)
+        else:  # dropped files read with no task open: "reading ..." must not stay
+            self.summary.setText(NO_TASK)
 
     def _show_summary(self, task) -> None:
         labels = ", ".join(f"{k} {v}" for k, v in sorted(task.labels.items()) if k > 0)
