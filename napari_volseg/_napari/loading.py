@@ -185,13 +185,20 @@ def case_layers(viewer, case_id: str) -> dict[str, object]:
     return found
 
 
+def _another_task_case(layer, case_id: str | None) -> bool:
+    """Whether ``layer`` shows a task case other than ``case_id`` (its image, ground truth or results): only those
+    are the plugin's to reuse or remove. Dropped files and their predictions (no task) are the user's and stay
+    (opening a task removed them, predictions included, without a word)."""
+    meta = layer.metadata.get(META_KEY, {})
+    return bool(meta.get("task")) and meta.get("case") not in (None, case_id)
+
+
 def _other_cases(viewer, case_id: str) -> dict[str, object]:
-    """Layers of cases other than ``case_id`` by role (the last of each role)."""
+    """Layers of task cases other than ``case_id`` by role (the last of each role)."""
     found = {}
     for layer in viewer.layers:
-        meta = layer.metadata.get(META_KEY, {})
-        if meta.get("case") not in (None, case_id):
-            found[meta.get("role")] = layer
+        if _another_task_case(layer, case_id):
+            found[layer.metadata[META_KEY].get("role")] = layer
     return found
 
 
@@ -202,8 +209,7 @@ def remove_other_case_layers(viewer, case_id: str | None, keep: tuple[str, ...] 
 
     def step():
         for layer in reversed(list(viewer.layers)):
-            meta = layer.metadata.get(META_KEY, {})
-            if meta.get("case") not in (None, case_id) and meta.get("role") not in keep:
+            if _another_task_case(layer, case_id) and layer.metadata[META_KEY].get("role") not in keep:
                 viewer.layers.remove(layer)
                 return AGAIN
         return None

@@ -37,6 +37,8 @@ def napari_get_reader(path: str | list[str]) -> Callable | None:
         return read_task
     if len(paths) == 1 and _is_scans_folder(Path(paths[0])):
         return read_scans_folder
+    if len(paths) == 1 and Path(paths[0]).is_dir():
+        return read_other_folder
     return None
 
 
@@ -86,6 +88,14 @@ def read_scans_folder(path: str | list[str]) -> list[tuple]:
     return [(None,)]
 
 
+def read_other_folder(path: str | list[str]) -> list[tuple]:
+    """A folder that is no task and holds no scans: one line says so and nothing opens (napari's own answer, after
+    its Choose-reader dialog, was an error that the reader 'refused the file')."""
+    folder = Path(path if isinstance(path, str) else path[0])
+    _notify(f"{folder.name} is not an MSD task folder (no dataset.json) and holds no NIfTI scans: nothing to open")
+    return [(None,)]
+
+
 def read_nifti(path: str | list[str]) -> list[tuple]:
     """One layer per file: ``<case>`` for an image, ``<case> ground truth`` for a label file."""
     files = [Path(p) for p in ([path] if isinstance(path, str) else path)]
@@ -118,4 +128,12 @@ def _notify(message: str) -> None:
     show_warning(message)
 
 
-__all__ = ["VolsegError", "napari_get_reader", "read_nifti", "read_scans_folder", "read_task", "task_folder_of"]
+__all__ = [
+    "VolsegError",
+    "napari_get_reader",
+    "read_nifti",
+    "read_other_folder",
+    "read_scans_folder",
+    "read_task",
+    "task_folder_of",
+]

@@ -35,6 +35,23 @@ def test_a_degenerate_affine_dropped_on_the_viewer_opens_with_one_warning(make_n
     assert _messages(notifications) == [("warning", "scan.nii.gz: its sform is degenerate (singular); using its qform")]
 
 
+def test_a_folder_with_nothing_to_open_is_one_line(make_napari_viewer, tmp_path, notifications):
+    """Dropped on the viewer, a folder without dataset.json or NIfTI scans: napari, after its Choose-reader dialog,
+    raised that the reader 'refused the file'; now one warning says why and nothing opens."""
+    from napari_volseg._napari.reader import napari_get_reader
+
+    folder = tmp_path / "emptyfolder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("no scans here")
+    viewer = make_napari_viewer()
+    assert napari_get_reader(str(folder)) is not None  # claimed, so napari does not answer with its own error
+    viewer.open(str(folder), plugin="napari-volseg")
+    assert len(viewer.layers) == 0
+    assert _messages(notifications) == [
+        ("warning", "emptyfolder is not an MSD task folder (no dataset.json) and holds no NIfTI scans: nothing to open")
+    ]
+
+
 @pytest.fixture
 def widgets(make_napari_viewer, tmp_path, monkeypatch):
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))

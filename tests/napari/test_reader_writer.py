@@ -8,7 +8,7 @@ from napari_volseg._napari import reader, sample_data, writer
 from napari_volseg.io import decathlon, nifti
 
 
-def test_reader_claims_nifti_files_and_task_folders_only(tiny_ct_task, tmp_path):
+def test_reader_claims_nifti_files_and_folders_only(tiny_ct_task, tmp_path):
     image = str(tiny_ct_task / "imagesTr" / "spleen_001.nii.gz")
     assert reader.napari_get_reader(image) is reader.read_nifti
     assert reader.napari_get_reader([image, image.replace("imagesTr", "labelsTr")]) is reader.read_nifti
@@ -18,7 +18,8 @@ def test_reader_claims_nifti_files_and_task_folders_only(tiny_ct_task, tmp_path)
     (tmp_path / "notes.txt").write_text("notes")
     assert reader.napari_get_reader(str(tmp_path / "x.tif")) is None
     assert reader.napari_get_reader(str(tmp_path / "notes.txt")) is None
-    assert reader.napari_get_reader(str(tmp_path)) is None
+    # a folder with no task or scans, once napari's dialog hands it to us: one line says so (test_bad_inputs)
+    assert reader.napari_get_reader(str(tmp_path)) is reader.read_other_folder
     assert reader.napari_get_reader(str(tmp_path / "missing.nii.gz")) is None
 
 

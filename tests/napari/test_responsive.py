@@ -172,7 +172,7 @@ def test_another_cases_layers_go_one_per_event_loop_turn(make_napari_viewer, qtb
         viewer.add_labels(
             np.zeros(like.data.shape, np.uint8),
             name=f"spleen_001 {role}",
-            metadata={"volseg": {"case": "spleen_001", "role": role}},
+            metadata={"volseg": {"case": "spleen_001", "role": role, "task": str(tiny_ct_task)}},  # as the plugin's
         )
     turns, in_one_turn = [], []
 

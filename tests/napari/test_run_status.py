@@ -74,11 +74,33 @@ def test_stage_titles_elapsed_and_time_left():
         now.t += 1.0
         run.step(ev.Step(step, 0, 0.5, 0.01, now.t, "locator"))
     text = run.step_text()
-    assert "step 10 / 1000" in text and "10 s elapsed" in text
+    assert "step 10 ·" in text and "10 s elapsed" in text
     assert "about 1:51 left in this stage" in text  # the 2-minute locator budget, not 990 steps at 1 s
+    assert "/ 1000" not in text  # the clock ends this stage: its step cap is no goal to show
     assert run.preparing(ev.Progress(3, 15, "la_003")).startswith("cascade stage 2 of 2: preparing cases 3 / 15")
     run.started(started("", 500))
     assert run.stage_title() == "cascade stage 2 of 2: main network"
+
+
+def test_the_step_count_has_a_goal_only_where_the_steps_end_the_run():
+    import dataclasses
+
+    now = Clock()
+    run = RunStatus(now)
+    preset = load_preset("fast-cpu")
+    run.begin(dataclasses.replace(preset, train=dataclasses.replace(preset.train, minutes=None)))  # epochs only
+    run.started(started("", 100))
+    for step in range(1, 11):
+        now.t += 1.0
+        run.step(ev.Step(step, 0, 0.5, 0.01, now.t))
+    assert "step 10 / 100" in run.step_text() and "about 1:21 left" in run.step_text()
+    run = RunStatus(now)
+    run.begin(dataclasses.replace(preset, train=dataclasses.replace(preset.train, minutes=60.0)))
+    run.started(started("", 100))  # 100 steps at 1 s end long before the hour
+    for step in range(1, 11):
+        now.t += 1.0
+        run.step(ev.Step(step, 0, 0.5, 0.01, now.t))
+    assert "step 10 / 100" in run.step_text()
 
 
 def test_a_third_worker_runs_while_training_and_predicting_fill_two_threads(qtbot):

@@ -109,7 +109,6 @@ def test_dropped_task_folder_opens_as_the_task(make_napari_viewer, fresh, qtbot,
 def test_dropped_image_and_label_read_in_a_worker(make_napari_viewer, fresh, qtbot, tiny_ct_task):
     from napari_volseg._napari.preferences import claim_reader_preference
     from napari_volseg._napari.state import session_for
-
     from napari_volseg._napari.widgets import DataWidget
     from napari_volseg._napari.widgets.data import NO_TASK
 
@@ -127,6 +126,42 @@ def test_dropped_image_and_label_read_in_a_worker(make_napari_viewer, fresh, qtb
     # read: the Data tab no longer says "reading ..." (it did until a task was opened)
     qtbot.waitUntil(lambda: not session.busy_loading(), timeout=60_000)
     qtbot.waitUntil(lambda: data.summary.text() == NO_TASK, timeout=10_000)
+
+
+def test_opening_a_task_keeps_the_dropped_scans_layers(make_napari_viewer, fresh, qtbot, tiny_ct_task, tmp_path):
+    """Dropped files (and what was predicted on them) are the user's: opening a task adds its first case beside them
+    (it removed them, without a word)."""
+    import shutil
+
+    from napari_volseg._napari.preferences import claim_reader_preference
+    from napari_volseg._napari.widgets import DataWidget
+
+    viewer = make_napari_viewer(show=True)
+    data = DataWidget(viewer)
+    claim_reader_preference()
+    own = tmp_path / "mine.nii.gz"  # the user's own scan, outside the task
+    shutil.copyfile(tiny_ct_task / "imagesTr" / "spleen_004.nii.gz", own)
+    drop(qtbot, viewer, [str(own)])
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=60_000)
+    viewer.add_labels(np.zeros(viewer.layers[0].data.shape, np.uint8), name="my edits")  # not the plugin's either
+    data.open_task(tiny_ct_task)
+    qtbot.waitUntil(lambda: data.table.rowCount() == 6, timeout=60_000)
+    qtbot.waitUntil(lambda: not data.session.busy_loading() and "spleen_001" in viewer.layers, timeout=60_000)
+    assert sorted(layer.name for layer in viewer.layers) == [
+        "mine",
+        "my edits",
+        "spleen_001",
+        "spleen_001 ground truth",
+    ]
+    data.open_case("spleen_002")  # another case reuses the first case's layers, never the dropped ones
+    qtbot.waitUntil(lambda: not data.session.busy_loading() and "spleen_002" in viewer.layers, timeout=60_000)
+    qtbot.wait(100)
+    assert sorted(layer.name for layer in viewer.layers) == [
+        "mine",
+        "my edits",
+        "spleen_002",
+        "spleen_002 ground truth",
+    ]
 
 
 def test_a_task_opened_by_a_script_becomes_the_session_task(make_napari_viewer, qtbot, tiny_ct_task, tmp_path):

@@ -121,6 +121,10 @@ class PreprocessWidget(QWidget):
         worker.start()
         return worker
 
+    def _task_root(self) -> str | None:
+        """The open task's folder: a preview is a task case's layer, which opening another case removes."""
+        return str(self.session.task.root) if self.session.task is not None else None
+
     def _show_preview(self, case_id, plan, cascade, image, prepared) -> None:
         spacing = plan.target_spacing or tuple(
             s * n / m for s, n, m in zip(image.spacing, prepared.crop_shape, prepared.image.shape[1:], strict=True)
@@ -133,7 +137,7 @@ class PreprocessWidget(QWidget):
             "name": f"{case_id} preprocessed",
             "scale": spacing,
             "translate": origin,
-            "metadata": {META_KEY: {"case": case_id, "role": "preview"}},
+            "metadata": {META_KEY: {"case": case_id, "role": "preview", "task": self._task_root()}},
             "contrast_limits": (float(data.min()), float(max(data.max(), data.min() + 1e-3))),
         }
         kwargs["contrast_limits_range"] = kwargs["contrast_limits"]

@@ -104,20 +104,24 @@ class RunStatus:
         stage_minutes = minutes * (share if self.stage == "locator" else 1.0 - share)
         return stage_minutes * 60.0 - (self.now() - (self.first_step_at or self.stage_start))
 
+    def _by_steps(self) -> float | None:
+        """Seconds until the stage's last step at the step rate so far (None until two steps are timed)."""
+        done = self.steps - self.first_step
+        if self.first_step_at is None or done <= 1:
+            return None
+        return (self.now() - self.first_step_at) / done * (self.total_steps - self.steps)
+
     def remaining(self) -> float | None:
         """Seconds left in this stage: the step rate's estimate, capped by the time budget."""
-        estimates = []
-        done = self.steps - self.first_step
-        if self.first_step_at is not None and done > 1:
-            per_step = (self.now() - self.first_step_at) / done
-            estimates.append(per_step * (self.total_steps - self.steps))
-        budget = self._budget_left()
-        if budget is not None:
-            estimates.append(budget)
+        estimates = [e for e in (self._by_steps(), self._budget_left()) if e is not None]
         return max(0.0, min(estimates)) if estimates else None
 
     def step_text(self) -> str:
-        parts = [f"{self.stage_title()}: step {self.steps} / {self.total_steps}"]
+        # "step 30 / 25000" read as the goal where the minutes end the run long before (a newcomer's first run):
+        # the step count is shown against the last step only where the steps, not the clock, will end the stage
+        budget, by_steps = self._budget_left(), self._by_steps()
+        clock_ends = budget is not None and (by_steps is None or budget <= by_steps)
+        parts = [f"{self.stage_title()}: step {self.steps}" + ("" if clock_ends else f" / {self.total_steps}")]
         parts.append(f"{clock(self.now() - self.run_start)} elapsed")
         left = self.remaining()
         if left is not None:
