@@ -52,6 +52,27 @@ def test_a_folder_with_nothing_to_open_is_one_line(make_napari_viewer, tmp_path,
     ]
 
 
+def test_a_scans_folder_dropped_after_the_dock_closed_is_one_line(make_napari_viewer, qtbot, tmp_path, notifications):
+    """A closed Data dock no longer answers drops (its dialog raised "wrapped C/C++ object ... has been deleted")."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_volseg._napari.widgets import DataWidget
+    from napari_volseg._napari.widgets.new_task import DROPS, offer
+
+    viewer = make_napari_viewer()
+    data = DataWidget(viewer)
+    destroyed = []
+    data.destroyed.connect(lambda *_: destroyed.append(True))
+    data.deleteLater()
+    qtbot.waitUntil(lambda: destroyed == [True], timeout=5_000)
+    QApplication.processEvents()
+    assert len(DROPS.folder_dropped) == 0
+    offer(tmp_path / "scans")
+    assert _messages(notifications) == [
+        ("info", "scans has no dataset.json: Data → New task from images… makes it a task")
+    ]
+
+
 @pytest.fixture
 def widgets(make_napari_viewer, tmp_path, monkeypatch):
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))

@@ -115,6 +115,18 @@ def test_newcomer_walkthrough_at_laptop_size(make_napari_viewer, qtbot, tiny_ct_
 
     # every control can be reached inside the laptop screen, and nothing went wrong on the way
     assert controls_outside_the_screen(dock) == []
+    # the Annotate tab says what to do (here: why there is nothing to annotate) in view as it opens, not below it
+    from qtpy.QtCore import QPoint, QRect
+
+    index = list(dock.widgets).index("Annotate")
+    dock.tabs.setCurrentIndex(index)
+    area = dock.tabs.widget(index)
+    area.verticalScrollBar().setValue(0)
+    qtbot.wait(50)
+    status = dock.widgets["Annotate"].status
+    assert status.text() and area.viewport().rect().contains(
+        QRect(status.mapTo(area.viewport(), QPoint(0, 0)), status.size())
+    )
     assert dock.parentWidget().geometry().bottom() <= SCREEN[1]
     errors = [n.message for n in notes if n.severity >= NotificationSeverity.ERROR]
     assert errors == []

@@ -53,6 +53,11 @@ class AnnotateWidget(QWidget):
         self.model_label = QLabel("model: none")
         self.model_label.setWordWrap(True)
         layout.addWidget(self.model_label)
+        # what to do next (or why there is nothing to do) under the model, in view: last in the tab it was cut at the
+        # bottom of a 1366 x 768 screen, and a newcomer saw only buttons that answered with errors
+        self.status = QLabel("open a task (Data tab)")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
         heading = QLabel("<b>Cases to annotate</b>: unlabelled, then sparse; the most uncertain first once ranked")
         heading.setWordWrap(True)
         layout.addWidget(heading)
@@ -84,9 +89,6 @@ class AnnotateWidget(QWidget):
         for w in (self.train_button, self.stop_button):
             row.addWidget(w)
         layout.addLayout(row)
-        self.status = QLabel("open a task (Data tab)")
-        self.status.setWordWrap(True)
-        layout.addWidget(self.status)
 
         self.rank_button.clicked.connect(self.rank)
         self.predict_button.clicked.connect(lambda: self.predict(self._case_or_say_why()))

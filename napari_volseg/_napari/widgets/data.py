@@ -93,7 +93,9 @@ class DataWidget(QWidget):
         self.session.task_changed.connect(self._fill)
         self.session.status.connect(self._show_status)
         self.new_task_button.clicked.connect(lambda: self.new_task())
-        DROPS.folder_dropped.connect(self.new_task)
+        offer_dialog = self.new_task  # a closed dock answers no more drops (a drop after it raised "deleted")
+        DROPS.folder_dropped.connect(offer_dialog)
+        self.destroyed.connect(lambda *_: DROPS.folder_dropped.disconnect(offer_dialog, missing_ok=True))
         if self.session.task is not None:
             self._fill(self.session.task)
 
