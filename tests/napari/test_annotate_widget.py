@@ -154,8 +154,8 @@ def test_dropping_a_folder_of_scans_offers_a_new_task(make_napari_viewer, qtbot,
 
 
 def test_the_status_says_what_to_do_and_idle_buttons_say_why(make_napari_viewer, qtbot, tiny_ct_task, monkeypatch):
-    """No task: open one; a task with every case labelled: nothing to annotate; Predict and Finish slice with
-    nothing to act on say so in one line instead of doing nothing."""
+    """No task: open one; a task with every case labelled: nothing to annotate, and the buttons that need a case are
+    off, saying why; Finish slice and Paint unlabelled with no annotation open say so in one line."""
     from napari_volseg._napari.state import session_for
     from napari_volseg._napari.widgets import AnnotateWidget
     from napari_volseg._napari.widgets import annotate as module
@@ -169,8 +169,10 @@ def test_the_status_says_what_to_do_and_idle_buttons_say_why(make_napari_viewer,
     assert widget.status.text().startswith(f"every case of {task.name} is labelled: nothing to annotate")
     said = []
     monkeypatch.setattr(module, "notify_error", said.append)
-    widget.predict_button.click()
-    widget.scratch_button.click()
-    widget.finish_button.click()
     all_labelled = f"every case of {task.name} is labelled: nothing to annotate (Data → New task from images…)"
-    assert said == [all_labelled] * 2 + ["no annotation open: Predict or Annotate from scratch first"]
+    # nothing to annotate: the buttons that need a case are off and say why (each answered with the same error)
+    for button in (widget.rank_button, widget.predict_button, widget.scratch_button):
+        assert not button.isEnabled() and button.toolTip() == all_labelled
+    widget.finish_button.click()
+    widget.unlabelled_button.click()  # did nothing and said nothing
+    assert said == ["no annotation open: Predict or Annotate from scratch first"] * 2

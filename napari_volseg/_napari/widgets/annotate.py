@@ -30,6 +30,8 @@ from napari_volseg.engine import events as ev
 from napari_volseg.engine.config import FinetuneConfig
 from napari_volseg.io.new_task import DEFAULT_UNLABELLED
 
+NO_ANNOTATION = "no annotation open: Predict or Annotate from scratch first"
+
 
 class AnnotateWidget(QWidget):
     def __init__(self, napari_viewer):
@@ -147,6 +149,11 @@ class AnnotateWidget(QWidget):
             for c, item in enumerate((name, QTableWidgetItem(dice), QTableWidgetItem(str(version.train_cases)))):
                 self.versions.setItem(r, c, item)
         self.undo_button.setEnabled(bool(self.accepted))
+        # a task with every case labelled: the buttons that need a case to annotate are off (each answered with the
+        # same error), and the status line at the top says why
+        for button in (self.rank_button, self.predict_button, self.scratch_button):
+            button.setEnabled(bool(rows))
+            button.setToolTip("" if rows else self._all_labelled())
         if self.worker is None and self.annotation_layer() is None:
             self.status.setText(self._resting_text())
 
@@ -329,9 +336,11 @@ class AnnotateWidget(QWidget):
 
     def paint_unlabelled(self) -> None:
         layer = self.annotation_layer()
-        if layer is not None:
-            layer.selected_label = self.unlabelled
-            layer.mode = "paint"
+        if layer is None:  # it did nothing and said nothing
+            notify_error(NO_ANNOTATION)
+            return
+        layer.selected_label = self.unlabelled
+        layer.mode = "paint"
 
     def current_slice(self) -> int:
         layer = self.annotation_layer()
@@ -340,7 +349,7 @@ class AnnotateWidget(QWidget):
     def finish_slice(self) -> None:
         layer = self.annotation_layer()
         if layer is None:
-            notify_error("no annotation open: Predict or Annotate from scratch first")
+            notify_error(NO_ANNOTATION)
             return
         z = self.current_slice()
         data = np.asarray(layer.data)
