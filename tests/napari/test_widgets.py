@@ -448,6 +448,29 @@ def test_a_two_class_table_shows_every_dice_whole_in_a_laptop_dock(widgets, qtbo
     assert header.sectionResizeMode(1) == QHeaderView.Stretch
 
 
+def test_a_models_own_held_out_cases_are_one_scope(widgets, qtbot, tiny_ct_task, tiny_checkpoint, monkeypatch):
+    """'validation cases' come from the training settings' split, which a pretrained model's training cases overlap
+    (msd-hippocampus: 20 of its 40 were starred); 'cases it never trained on' are the labelled cases its checkpoint
+    does not list, and a model that lists none says so instead of predicting everything under that name."""
+    from napari_volseg._napari.widgets import predict as predict_module
+    from napari_volseg.engine import predict as engine_predict
+
+    _, data, _, predict = widgets
+    open_task(qtbot, data, tiny_ct_task)
+    predict.session.set_checkpoint(tiny_checkpoint)
+    labelled = [c.id for c in predict.session.task.cases]
+    monkeypatch.setattr(engine_predict, "trained_cases", lambda checkpoint, task: set(labelled[:4]))
+    assert predict_module.NEVER_TRAINED_ON in [predict.scope.itemText(i) for i in range(predict.scope.count())]
+    assert predict._cases(predict_module.NEVER_TRAINED_ON) == labelled[4:]
+    said = []
+    monkeypatch.setattr(predict_module, "notify_error", said.append)
+    monkeypatch.setattr(engine_predict, "trained_cases", lambda checkpoint, task: set())
+    assert predict.predict(predict_module.NEVER_TRAINED_ON) is None and predict.worker is None
+    assert said == [
+        f"this model does not list the cases of {predict.session.task.name} it trained on: choose 'all cases'"
+    ]
+
+
 def test_stop_ends_a_tasks_prediction_after_the_current_case(widgets, qtbot, tiny_ct_task, tiny_checkpoint):
     """Predicting every case can take minutes on a CPU: the Predict button becomes Stop, and Stop keeps the cases
     done so far."""

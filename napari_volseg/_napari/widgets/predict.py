@@ -63,6 +63,13 @@ def mean_text(results) -> str:
     return (text or "mean Dice over") + f" its {len(seen)} training case(s) (*): {np.mean(seen):.4f}"
 
 
+NEVER_TRAINED_ON = "cases it never trained on"
+SCOPES = ("current case", NEVER_TRAINED_ON, "validation cases", "all cases")
+"""What Predict runs on. "validation cases" are the training settings' split, which a pretrained model's training
+cases may overlap (they are starred in the table); "cases it never trained on" are the labelled cases its checkpoint
+does not list."""
+
+
 class PredictWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
@@ -79,7 +86,7 @@ class PredictWidget(QWidget):
         layout.addLayout(row)
         row = QHBoxLayout()
         self.scope = compact(QComboBox())
-        self.scope.addItems(["current case", "validation cases", "all cases"])
+        self.scope.addItems(SCOPES)
         self.tta = QCheckBox("mirror TTA")
         self.run_button = QPushButton("Predict")
         row.addWidget(self.scope, 1)
@@ -140,6 +147,14 @@ class PredictWidget(QWidget):
             return []
         if scope == "current case":
             return [self.session.case_id] if self.session.case_id else [task.cases[0].id]
+        if scope == NEVER_TRAINED_ON:  # a pretrained model's own held-out cases: its honest figure, asked for by name
+            from napari_volseg.engine.predict import trained_cases
+
+            trained = trained_cases(self.session.checkpoint, task) if self.session.checkpoint else set()
+            if not trained:
+                notify_error(f"this model does not list the cases of {task.name} it trained on: choose 'all cases'")
+                return []
+            return [c.id for c in task.cases if c.id not in trained]
         if scope == "validation cases" and self.session.split is not None:
             return [c.id for c in self.session.split.val]
         return [c.id for c in task.cases + task.test_cases]
@@ -154,6 +169,8 @@ class PredictWidget(QWidget):
             return self.predict_layer()
         task, checkpoint = self.session.task, self.session.checkpoint
         cases = [task.case(case_id) for case_id in self._cases(scope)]
+        if not cases:  # said why already
+            return None
         tta = self.tta.isChecked()  # the rest of the inference settings come from the checkpoint's preset
 
         @background
