@@ -420,6 +420,7 @@ def test_a_two_class_table_shows_every_dice_whole_in_a_laptop_dock(widgets, qtbo
     """Seven columns (the hippocampus: two classes) do not fit a 430 px dock: each figure keeps the width it needs and
     the table scrolls sideways, the Dice columns first and in view (shared, every column got 44 px: "0...."); widened,
     the figures share the width again with no sideways scrolling."""
+    from napari_volseg._napari.widgets.common import needed_width
     from napari_volseg.evaluate import CaseResult
     from napari_volseg.metrics import ClassScore
 
@@ -437,15 +438,29 @@ def test_a_two_class_table_shows_every_dice_whole_in_a_laptop_dock(widgets, qtbo
     table, header = predict.table, predict.table.horizontalHeader()
     assert table.columnCount() == 7
     for column in range(table.columnCount()):  # no figure and no header word cut
-        assert header.sectionSize(column) >= predict._needed_width(column) >= table.sizeHintForColumn(column), column
+        assert header.sectionSize(column) >= needed_width(table, column) >= table.sizeHintForColumn(column), column
     dice_end = header.sectionPosition(2) + header.sectionSize(2)
     assert dice_end <= table.viewport().width()  # the case and both Dice columns in view without scrolling
     predict.resize(1000, 700)
     qtbot.wait(50)
     assert header.length() <= table.viewport().width()  # room for all: shared again, nothing to scroll
-    from qtpy.QtWidgets import QHeaderView
+    assert all(header.sectionSize(c) >= needed_width(table, c) for c in range(table.columnCount()))
+    assert header.length() >= table.viewport().width() - 2  # and the whole width used
 
-    assert header.sectionResizeMode(1) == QHeaderView.Stretch
+
+def test_the_case_table_fits_a_laptop_dock_without_sideways_scrolling(widgets, qtbot, tiny_ct_task):
+    """The Data table's columns share a 430 px dock (sized to contents, its split column sat behind a sideways
+    scroll bar at 1366 x 768), and every column still shows its cells whole."""
+    from napari_volseg._napari.widgets.common import needed_width
+
+    _, data, _, _ = widgets
+    open_task(qtbot, data, tiny_ct_task)
+    data.resize(430, 700)
+    data.show()
+    qtbot.wait(50)
+    table, header = data.table, data.table.horizontalHeader()
+    assert header.length() <= table.viewport().width()
+    assert all(header.sectionSize(c) >= needed_width(table, c) for c in range(table.columnCount()))
 
 
 def test_a_models_own_held_out_cases_are_one_scope(widgets, qtbot, tiny_ct_task, tiny_checkpoint, monkeypatch):

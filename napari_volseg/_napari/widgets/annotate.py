@@ -22,7 +22,7 @@ from napari_volseg._napari.layers import annotation_colors
 from napari_volseg._napari.loading import case_layers
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.state import session_for
-from napari_volseg._napari.widgets.common import button_row, compact, make_table, set_labels
+from napari_volseg._napari.widgets.common import button_row, compact, fit_columns, make_table, set_labels
 from napari_volseg.annotate import accept as accepting
 from napari_volseg.annotate import sparse, versions
 from napari_volseg.annotate.edits import EditStats, edit_stats
@@ -148,6 +148,8 @@ class AnnotateWidget(QWidget):
             dice = "-" if math.isnan(version.best_dice) else f"{version.best_dice:.3f}"
             for c, item in enumerate((name, QTableWidgetItem(dice), QTableWidgetItem(str(version.train_cases)))):
                 self.versions.setItem(r, c, item)
+        fit_columns(self.cases)
+        fit_columns(self.versions)
         self.undo_button.setEnabled(bool(self.accepted))
         # a task with every case labelled: the buttons that need a case to annotate are off (each answered with the
         # same error), and the status line at the top says why

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QAbstractSpinBox,
@@ -56,8 +56,8 @@ def button_row(*labels: str) -> tuple[QHBoxLayout, list[QPushButton]]:
 
 
 def make_table(columns: tuple[str, ...] = (), min_height: int = 110) -> QTableWidget:
-    """A read-only table with these column headers that selects one whole row at a time; columns fit their
-    contents and the last one takes the rest of the width."""
+    """A read-only table with these column headers that selects one whole row at a time; its columns are fitted
+    (:func:`fit_columns`) whenever it is resized, and by its widget whenever its contents change."""
     table = QTableWidget(0, len(columns))
     table.setHorizontalHeaderLabels(columns)
     table.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -69,7 +69,51 @@ def make_table(columns: tuple[str, ...] = (), min_height: int = 110) -> QTableWi
     header.setSectionResizeMode(QHeaderView.ResizeToContents)
     header.setStretchLastSection(True)
     table.setMinimumHeight(min_height)
+    table.viewport().installEventFilter(_Refit(table))  # the columns refit when the dock is resized
     return table
+
+
+class _Refit(QObject):
+    """Refits a table's columns (:func:`fit_columns`) whenever its viewport is resized."""
+
+    def __init__(self, table: QTableWidget):
+        super().__init__(table)
+        self.table = table
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Resize:
+            fit_columns(self.table)
+        return False
+
+
+def needed_width(table: QTableWidget, column: int) -> int:
+    """The width that shows a column's cells and its header's words whole (the header's own size hint also reserves
+    the sort arrow and napari's padding, more than a shared column needs)."""
+    header = table.horizontalHeader()
+    item = table.horizontalHeaderItem(column)
+    lines = item.text().split("\n") if item is not None else []
+    words = max((header.fontMetrics().horizontalAdvance(line) for line in lines), default=0) + 28  # + sort arrow
+    return max(table.sizeHintForColumn(column), words, header.minimumSectionSize())
+
+
+def fit_columns(table: QTableWidget) -> None:
+    """Where every column fits, each gets the width it needs and an equal part of the rest, so the last one stays in
+    a 430 px dock (sized to contents, the Predict table's last column was cut to "…" and the Data
+    table's split column sat behind a sideways scroll); where they do not (a task of two or more classes: seven
+    Predict columns), each keeps the width it needs and the table scrolls sideways, the first columns in view
+    (shared, the hippocampus's Dice cells read "0....")."""
+    header = table.horizontalHeader()
+    count = table.columnCount()
+    needed = [needed_width(table, c) for c in range(count)]
+    room = table.viewport().width() - sum(needed)
+    share = room >= 0
+    header.setStretchLastSection(share)
+    for column in range(count):
+        if share:  # each column what it needs and an equal part of the room left (the last one takes the rest)
+            header.setSectionResizeMode(column, QHeaderView.Interactive)
+            header.resizeSection(column, needed[column] + room // count)
+        else:
+            header.setSectionResizeMode(column, QHeaderView.ResizeToContents)
 
 
 def compact(widget: QWidget) -> QWidget:

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.state import CaseInfo, session_for
-from napari_volseg._napari.widgets.common import compact, make_table
+from napari_volseg._napari.widgets.common import compact, fit_columns, make_table
 from napari_volseg._napari.widgets.new_task import DROPS, NewTaskDialog, make_task
 from napari_volseg.io.download import MSD_MD5
 
@@ -206,3 +206,4 @@ class DataWidget(QWidget):
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
         self.table.sortItems(0, Qt.AscendingOrder)
+        fit_columns(self.table)

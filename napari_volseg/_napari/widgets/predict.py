@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 from napari.utils import progress
 from napari.utils.notifications import show_info
-from qtpy.QtCore import QEvent, Qt
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QTableWidgetItem,
@@ -27,7 +26,7 @@ from napari_volseg._napari.loading import case_layers, remove_other_case_layers
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.responsive import in_turns
 from napari_volseg._napari.state import session_for
-from napari_volseg._napari.widgets.common import NumberItem, compact, make_table, set_labels
+from napari_volseg._napari.widgets.common import NumberItem, compact, fit_columns, make_table, set_labels
 from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg.engine.events import CasePredicted
 from napari_volseg.errors import VolsegError
@@ -114,7 +113,6 @@ class PredictWidget(QWidget):
 
         self.run_button.clicked.connect(self._run_clicked)
         self.table.cellClicked.connect(self._row_clicked)
-        self.table.viewport().installEventFilter(self)  # the columns refit when the dock is resized
         self.csv_button.clicked.connect(self._csv_dialog)
         self.save_button.clicked.connect(self._save_dialog)
         self.session.checkpoint_changed.connect(self._show_model)
@@ -378,34 +376,7 @@ class PredictWidget(QWidget):
                 self.table.setItem(r, c + 1, NumberItem(value, d))
         self.table.setSortingEnabled(True)
         self.mean_label.setText(mean_text(results))
-        self._fit_columns()
-
-    def _fit_columns(self) -> None:
-        """The case column fits its names. Where every figure fits too, the figures share the rest of the width, so
-        the last one stays in a 430 px dock (sized to contents it was cut to "…"); where they do not (a task of two
-        or more classes: seven columns), each keeps the width its figures need and the table scrolls sideways, the
-        Dice columns first (shared, they were cut to "0...." in the hippocampus's table). Run again on each resize."""
-        header = self.table.horizontalHeader()
-        count = self.table.columnCount()
-        share = sum(self._needed_width(c) for c in range(count)) <= self.table.viewport().width()
-        header.setStretchLastSection(share)
-        header.setSectionResizeMode(0, QHeaderView.ResizeToContents)
-        for column in range(1, count):
-            header.setSectionResizeMode(column, QHeaderView.Stretch if share else QHeaderView.ResizeToContents)
-
-    def _needed_width(self, column: int) -> int:
-        """The width that shows a column's figures and its header's words whole (the header's own size hint also
-        reserves the sort arrow and napari's padding, more than a shared column needs)."""
-        item = self.table.horizontalHeaderItem(column)
-        lines = item.text().split("\n") if item is not None else []
-        metrics = self.table.horizontalHeader().fontMetrics()
-        words = max((metrics.horizontalAdvance(line) for line in lines), default=0) + 12
-        return max(self.table.sizeHintForColumn(column), words, self.table.horizontalHeader().minimumSectionSize())
-
-    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt's name)
-        if watched is self.table.viewport() and event.type() == QEvent.Resize:
-            self._fit_columns()
-        return super().eventFilter(watched, event)
+        fit_columns(self.table)
 
     def _row_clicked(self, row: int, column: int) -> None:
         self.show_result(self.table.item(row, 0).data(Qt.UserRole))
