@@ -2,7 +2,7 @@
 
 Every face calls :func:`check_writable` before work begins (a training run's checkpoint, a folder of
 predicted labels, a CSV table), so a typo or a read-only folder costs a second, not a 20-minute
-run, and nothing is written. :func:`atomic_write` writes through a temporary file in the target's
+run, and nothing is left behind. :func:`atomic_write` writes through a temporary file in the target's
 folder and renames it into place, so an interrupted write never leaves a half-written file; a
 failing write (disk full, permission) is one :class:`~napari_volseg.errors.OutputError` line.
 """
@@ -31,7 +31,8 @@ def _can_write_in(folder: Path) -> bool:
 
 
 def check_writable(path: str | os.PathLike, *, folder: bool = False, what: str = "output") -> Path:
-    """Refuse an output location that cannot be written, before any work and without writing.
+    """Refuse an output location that cannot be written, before any work (nothing is left behind: a probe file is
+    created in the nearest existing folder and removed at once).
 
     ``folder=False``: ``path`` is a file to create or replace (its folder may not exist yet);
     ``folder=True``: ``path`` is a folder to create or fill. Raises :class:`OutputError` when the
@@ -48,7 +49,23 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False, what: str =
         raise OutputError(f"cannot write {what} {path}: {existing} is a file, not a folder")
     if not _can_write_in(existing):
         raise OutputError(f"cannot write {what} {path}: no permission to write in {existing}")
+    refused = _refuses_new_files(existing)
+    if refused is not None:  # what the permission bits do not tell: /proc, /sys, a read-only mount, as root too
+        raise OutputError(f"cannot write {what} {path}: {existing} {refused}")
     return path
+
+
+def _refuses_new_files(folder: Path) -> str | None:
+    """Why ``folder`` takes no new file (a probe file is created and removed at once), or None when it does."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".volseg-probe-", dir=folder)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return "does not take new files"
+        return f"does not take new files ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
 
 
 def _failed(path: Path, exc: OSError, creating: bool = False) -> OutputError:

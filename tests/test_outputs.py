@@ -61,6 +61,18 @@ def test_a_folder_that_takes_no_new_files_is_named_as_such():
         atomic_write("/proc/dice.csv", lambda tmp: None)
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_that_takes_no_new_files_is_refused_before_the_work(tmp_path):
+    """Root may write "in" /proc by its permission bits: the check let a training run start there, and it failed at
+    its first save (a newcomer's walk-through). The check now finds out first, and leaves nothing behind."""
+    with pytest.raises(OutputError, match=r"^cannot write checkpoint /proc/runs/m\.safetensors: /proc does not take"):
+        check_writable("/proc/runs/m.safetensors", what="checkpoint")
+    with pytest.raises(OutputError, match=r"/proc does not take new files"):
+        check_writable("/proc/preds", folder=True)
+    check_writable(tmp_path / "m.safetensors")
+    assert list(tmp_path.iterdir()) == []  # the probe file is gone
+
+
 def test_a_failing_writer_is_not_blamed_on_the_folder(tmp_path):
     """A file missing inside the write (a checkpoint copied from a file that went away) says so plainly."""
 

@@ -89,7 +89,10 @@ def test_a_wrong_layer_or_file_is_one_notification(widget, qtbot, tmp_path, monk
 
     w.start(out=tmp_path / "m.safetensors")
     qtbot.waitUntil(lambda: w.worker is None and w.classifier is not None, timeout=120_000)
+    w.show_sample()  # a digit classified first: its answer must not stand for the wrong layer's
+    qtbot.waitUntil(lambda: "predicted" in w.result.text() and w.predicting is None, timeout=30_000)
     viewer.add_image(np.zeros((8, 8, 8), np.float32), name="small")
     w.classify()
-    qtbot.waitUntil(lambda: len(errors) == 2, timeout=30_000)
+    qtbot.waitUntil(lambda: len(errors) == 2 and w.predicting is None, timeout=30_000)
     assert "takes 16x16x16 volumes" in errors[1]
+    assert w.result.text() == "small: not classified" and all(bar.value() == 0 for bar in w.bars)

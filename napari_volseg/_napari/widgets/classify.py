@@ -155,13 +155,20 @@ class ClassifyWidget(QWidget):
         if layer is None:
             notify_error("show a test digit or select a 16x16x16 Image layer first")
             return None
+        self._clear_prediction(f"classifying {layer.name}…")  # an earlier answer must not stand for this layer's
         connect = {
             "returned": self._show_prediction,
-            "errored": notify_error,
+            "errored": lambda exc: (notify_error(exc), self._clear_prediction(f"{layer.name}: not classified")),
             "finished": lambda: setattr(self, "predicting", None),
         }
         self.predicting = thread_worker(self.classifier.predict, connect=connect)(np.asarray(layer.data), layer.name)
         return self.predicting
+
+    def _clear_prediction(self, text: str) -> None:
+        for bar in self.bars:
+            bar.setValue(0)
+            bar.setFormat("")
+        self.result.setText(text)
 
     def _show_prediction(self, prediction) -> None:
         for row, name in enumerate(DIGIT_CLASSES):
