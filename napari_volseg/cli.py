@@ -199,11 +199,14 @@ def _predict(args: argparse.Namespace) -> int:
 
 @command("evaluate")
 def _evaluate(args: argparse.Namespace) -> int:
-    from napari_volseg.evaluate import evaluate_folder, write_csv
+    from napari_volseg.evaluate import evaluate_folder, unlabelled_predictions, write_csv
 
     if args.csv:
         check_writable(args.csv, what="CSV table")
     rows, summary = evaluate_folder(args.pred, args.truth)
+    skipped = unlabelled_predictions(args.pred, args.truth)
+    if skipped:  # scored in silence, "(1 cases)" read as if every prediction had been scored
+        print(f"not scored, no label of the same name in {args.truth}: {', '.join(skipped)}")
     for row in rows:
         print(
             f"{row['case']:<24} class {row['label']} ({row['name']}): Dice {row['dice']:.4f}  HD95 {row['hd95']:.2f} mm"

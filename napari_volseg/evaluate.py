@@ -121,6 +121,11 @@ def evaluate_folder(pred: str | os.PathLike, truth: str | os.PathLike) -> tuple[
     return rows, summarise(rows)
 
 
+def unlabelled_predictions(pred: str | os.PathLike, truth: str | os.PathLike) -> list[str]:
+    """The cases of ``pred`` that :func:`evaluate_folder` cannot score: no label of the same name in ``truth``."""
+    return sorted(set(_by_case(Path(pred))) - set(_by_case(Path(truth))))
+
+
 def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
     """Write result rows (:data:`ROW_FIELDS`, then :data:`MODEL_FIELDS` where the rows have them) as CSV,
     atomically."""

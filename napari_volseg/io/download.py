@@ -78,7 +78,9 @@ def download_task(
     check_writable(dest, folder=True, what="download folder")
     expected = md5 or MSD_MD5.get(task)
     if expected is None:
-        raise DownloadError(f"no checksum known for {task!r}; pass md5= for a task outside the MSD ten")
+        raise DownloadError(
+            f"no checksum known for {task!r}; pass its md5 (volseg download --md5, or md5= in Python) for a task outside the MSD ten"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     tar_path = dest / f"{task}.tar"
     if not (tar_path.is_file() and file_digest(tar_path, "md5") == expected):

@@ -55,7 +55,12 @@ def test_train_predict_evaluate_round_trip(train_ct_task, tmp_path, monkeypatch,
     assert len(rows) == 6 and rows[0]["name"] == "spleen"
     assert all(0.0 <= float(r["dice"]) <= 1.0 for r in rows)
     printed = capsys.readouterr().out
-    assert "mean class 1: Dice" in printed
+    assert "mean class 1: Dice" in printed and "not scored" not in printed
+    (out / "extra_999.nii.gz").write_bytes((out / written[0]).read_bytes())  # a prediction with no label
+    assert cli.main(["evaluate", "--pred", str(out), "--truth", str(train_ct_task / "labelsTr")]) == 0
+    printed = capsys.readouterr().out
+    assert f"not scored, no label of the same name in {train_ct_task / 'labelsTr'}: extra_999" in printed
+    assert "(6 cases)" in printed
 
 
 def test_preprocess_caches_and_a_second_run_recomputes_nothing(train_ct_task, tmp_path):
