@@ -307,6 +307,10 @@ def test_preview_says_when_it_shows_the_cascade_locator_grid(widgets, qtbot, tra
     pre.preview()
     qtbot.waitUntil(lambda: "spleen_001 preprocessed" in viewer.layers, timeout=60_000)
     assert "cascade's coarse locator grid (stage 1 of 2)" in pre.status.text()
+    pre.run()  # what it caches is the locator's grid: the voxel budget applies later, to the regions of interest
+    qtbot.waitUntil(lambda: pre.worker is None, timeout=60_000)
+    assert pre.status.text().startswith("cascade stage 1 of 2, the locator's coarse grid: plan ")
+    assert "cut and cached when training starts" in pre.status.text()
 
 
 def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, train_ct_task, tmp_path, monkeypatch):

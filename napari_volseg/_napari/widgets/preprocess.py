@@ -167,10 +167,10 @@ class PreprocessWidget(QWidget):
 
         @background
         def work():
-            plan, _ = planning.plan_task(task, preset)
+            plan, cascade = planning.plan_task(task, preset)
             cache = PreparedCache(plan)
             yield from cache.fill(task.cases)
-            return cache
+            return cache, cascade
 
         bar = progress(total=len(task.cases), desc="preprocessing")
         self.worker = work()
@@ -183,7 +183,12 @@ class PreprocessWidget(QWidget):
         self.worker.start()
         return self.worker
 
-    def _done(self, cache) -> None:
-        self.status.setText(
-            f"plan {cache.plan.hash}: {cache.misses} preprocessed, {cache.hits} already cached in {cache.folder}"
-        )
+    def _done(self, result) -> None:
+        cache, cascade = result
+        text = f"plan {cache.plan.hash}: {cache.misses} preprocessed, {cache.hits} already cached in {cache.folder}"
+        if cascade:  # the voxel budget and the main grid apply to the regions of interest, cut when training starts
+            text = (
+                f"cascade stage 1 of 2, the locator's coarse grid: {text}. The main network's regions of interest "
+                "(where the voxel budget applies) are cut and cached when training starts."
+            )
+        self.status.setText(text)
