@@ -156,6 +156,10 @@ class Session:
         """Start again from preset ``name`` (its plan and training settings)."""
         if name == self.preset.name and not self.plan_edited:
             return
+        if self.plan_edited:  # the plan set in Preprocess goes with the old preset: say so (it went in silence)
+            from napari.utils.notifications import show_info
+
+            show_info(f"preset {name}: its own plan and training settings replace the plan set in Preprocess")
         self.preset = self.presets[name]
         self.plan_edited = False
         self._update_split()

@@ -294,6 +294,26 @@ def test_preprocess_widget_defaults_preview_and_cache(widgets, qtbot, train_ct_t
     assert "6 preprocessed, 0 already cached" in pre.status.text()
 
 
+def test_choosing_a_fixed_shape_starts_from_one_and_a_preset_change_says_what_it_replaces(widgets, qtbot, monkeypatch):
+    """'resample: shape' with no shape set raised SettingsError inside the form's slot (a traceback); it now starts
+    from 128³. Choosing another preset afterwards replaces the edited plan, and a notification says so."""
+    from napari_volseg._napari import state
+    from napari_volseg._napari.widgets import PreprocessWidget, TrainWidget
+
+    viewer, _, _, _ = widgets
+    pre, train = PreprocessWidget(viewer), TrainWidget(viewer)
+    pre.form.fields["resample"].set("shape")
+    pre.form._emit()  # as a user's choice does
+    assert pre.settings().shape == (128, 128, 128) and pre.session.preset.plan.resample == "shape"
+    assert "resized to 128 × 128 × 128" in pre.status.text()
+    said = []
+    monkeypatch.setattr("napari.utils.notifications.show_info", said.append)
+    train.preset.setCurrentText("seed-exp1-heart-ce")
+    assert said == ["preset seed-exp1-heart-ce: its own plan and training settings replace the plan set in Preprocess"]
+    train.preset.setCurrentText("fast-cpu")  # nothing edited since: nothing to say
+    assert len(said) == 1 and pre.settings() == pre.session.preset.plan == state.Session().presets["fast-cpu"].plan
+
+
 def test_preview_says_when_it_shows_the_cascade_locator_grid(widgets, qtbot, train_ct_task):
     import dataclasses
 

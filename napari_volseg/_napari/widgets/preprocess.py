@@ -30,6 +30,8 @@ LABELS = {
     "roi_margin_mm": "ROI margin mm",
 }
 NONE_TEXT = {"max_voxels": "no limit"}
+DEFAULT_SHAPE = (128, 128, 128)
+"""The fixed shape first offered when "resample" becomes "shape" (the seed report's heart experiments)."""
 CHOICES = {"resample": ("spacing", "shape")}
 
 
@@ -71,7 +73,19 @@ class PreprocessWidget(QWidget):
 
     def _changed(self) -> None:
         self._enable_fields()
-        self.session.set_plan(self.settings())
+        shape = self.form.fields["shape"]
+        if self.form.fields["resample"].get() == "shape" and shape.get() is None:
+            # a fixed shape with none set raised SettingsError in this slot (a traceback); start from the seed's 128³
+            shape.set(DEFAULT_SHAPE)
+            self.status.setText(
+                "every volume is resized to {} × {} × {} (z, y, x): set the shape you need".format(*DEFAULT_SHAPE)
+            )
+        try:
+            settings = self.settings()
+        except VolsegError as exc:  # keep the last valid plan; say what is wrong
+            self.status.setText(str(exc))
+            return
+        self.session.set_plan(settings)
 
     def _enable_fields(self) -> None:
         """A fixed shape ignores spacing, voxel budget and cascade; a spacing plan ignores the shape."""
