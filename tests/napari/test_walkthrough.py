@@ -67,9 +67,9 @@ def test_newcomer_walkthrough_at_laptop_size(make_napari_viewer, qtbot, tiny_ct_
     assert sorted(layer.name for layer in viewer.layers) == ["spleen_004", "spleen_004 ground truth"]
 
     # 2. drop the task folder: it becomes the task, its first case opens beside the dropped files (the user's)
+    dropped = sorted(names())  # before the drop: the task's first layers may come in during the drop's wait
     drop(tiny_ct_task)
     # a case's layers arrive one per event-loop turn: wait for the whole case, and nothing else left over
-    dropped = sorted(names())
     case_001 = ["spleen_001", "spleen_001 ground truth"]
 
     def task_layers():
