@@ -84,10 +84,12 @@ def test_sparse_annotation_from_scratch_then_train_from_annotations(annotate, qt
     viewer, widget = annotate
     assert widget.train_button.text() == "Train from annotations"
     case_id = widget.session.task.test_cases[0].id
+    viewer.dims.ndisplay = 3  # as Classify's test digits leave it
     widget.open_case(case_id, predict=False)
     qtbot.waitUntil(lambda: widget.case_id == case_id, timeout=60_000)  # suggested, then opened by the session
     layer = viewer.layers[f"{case_id} annotation"]
     assert (np.asarray(layer.data) == 255).all()
+    assert viewer.dims.ndisplay == 2  # annotated slice by slice
     data = np.asarray(layer.data).copy()
     data[8, 20:30, 20:30] = 1
     layer.data = data

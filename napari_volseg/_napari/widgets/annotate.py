@@ -329,6 +329,7 @@ class AnnotateWidget(QWidget):
         layer.selected_label = 1
         layer.mode = "paint"
         self.viewer.layers.selection.active = layer
+        self.viewer.dims.ndisplay = 2  # annotation is slice by slice ("Finish slice"); Classify's digits leave 3D on
         per_slice = ((suggestion > 0) & (suggestion != self.unlabelled)).sum(axis=(1, 2))
         if per_slice.any():  # start on the slice with the most foreground
             self.viewer.dims.set_point(0, layer.data_to_world([int(np.argmax(per_slice)), 0, 0])[0])
