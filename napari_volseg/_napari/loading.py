@@ -175,12 +175,14 @@ def open_files(session: Session, files: list[Path]):
     return _start(session, f"files-{next(_tokens)}", f"reading {name}…", work, done)
 
 
-def case_layers(viewer, case_id: str) -> dict[str, object]:
-    """The layers of ``case_id`` by role (image, ground truth, prediction, errors, preview)."""
+def case_layers(viewer, case_id: str, task_only: bool = True) -> dict[str, object]:
+    """The layers of task case ``case_id`` by role (image, ground truth, prediction, errors, preview);
+    ``task_only=False`` also finds dropped files' layers of that name (a dropped ``la_004.nii.gz`` is not the task's
+    la_004: counted as it, the task's case never opened beside it)."""
     found = {}
     for layer in viewer.layers:
         meta = layer.metadata.get(META_KEY, {})
-        if meta.get("case") == case_id:
+        if meta.get("case") == case_id and (meta.get("task") or not task_only):
             found[meta.get("role")] = layer
     return found
 

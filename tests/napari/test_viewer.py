@@ -164,6 +164,50 @@ def test_opening_a_task_keeps_the_dropped_scans_layers(make_napari_viewer, fresh
     ]
 
 
+def test_a_dropped_scan_named_like_a_task_case_is_not_that_case(
+    make_napari_viewer, fresh, qtbot, tiny_ct_task, tmp_path
+):
+    """A dropped ``spleen_001.nii.gz`` of another scan: the task's spleen_001 still opens beside it (counted as the
+    task's case, it never did), and a task case's prediction never refills the dropped scan's prediction."""
+    import shutil
+
+    from napari_volseg._napari.layers import META_KEY
+    from napari_volseg._napari.preferences import claim_reader_preference
+    from napari_volseg._napari.widgets import DataWidget
+    from napari_volseg._napari.widgets.common import set_labels
+    from napari_volseg.io import nifti
+
+    viewer = make_napari_viewer(show=True)
+    data = DataWidget(viewer)
+    claim_reader_preference()
+    (tmp_path / "mine").mkdir()
+    own = tmp_path / "mine" / "spleen_001.nii.gz"  # another scan, the task's case name
+    shutil.copyfile(tiny_ct_task / "imagesTr" / "spleen_004.nii.gz", own)
+    drop(qtbot, viewer, [str(own)])
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=60_000)
+    dropped = viewer.layers[0]
+    mine = set_labels(
+        viewer, "spleen_001 prediction", np.ones(dropped.data.shape, np.uint8), dropped, "prediction", "spleen_001"
+    )
+    data.open_task(tiny_ct_task)
+    qtbot.waitUntil(lambda: not data.session.busy_loading() and len(viewer.layers) == 4, timeout=60_000)
+    task_images = [
+        la for la in viewer.layers if la.metadata[META_KEY].get("task") and la.metadata[META_KEY]["role"] == "image"
+    ]
+    assert len(task_images) == 1
+    np.testing.assert_array_equal(task_images[0].data, nifti.load(tiny_ct_task / "imagesTr" / "spleen_001.nii.gz").data)
+    # another task case's prediction (spleen_002's, drawn on the open image's grid) reuses no dropped layer
+    theirs = set_labels(
+        viewer,
+        "spleen_002 prediction",
+        np.zeros(task_images[0].data.shape, np.uint8),
+        task_images[0],
+        "prediction",
+        "spleen_002",
+    )
+    assert theirs is not mine and np.asarray(mine.data).all()  # the dropped scan's prediction is untouched
+
+
 def test_a_task_opened_by_a_script_becomes_the_session_task(make_napari_viewer, qtbot, tiny_ct_task, tmp_path):
     from napari_volseg._napari.widgets import DataWidget
 

@@ -24,7 +24,8 @@ from napari_volseg._napari.layers import META_KEY, label_colors
 
 def set_labels(viewer, name: str, data: np.ndarray, like, role: str, case_id: str, colors: dict | None = None):
     """Show ``data`` as the ``role`` layer of ``case_id``, aligned with layer ``like``: the layer of that name, else
-    another case's layer of that role (reused: no remove and add), else a new one. ``colors`` (label value -> colour)
+    another task case's layer of that role when ``like`` is a task case's too (reused: no remove and add; a dropped
+    scan's layers are the user's and never refilled), else a new one. ``colors`` (label value -> colour)
     replaces the role's colours, e.g. a class palette with a veil for unlabelled voxels."""
     from napari.utils.colormaps import DirectLabelColormap
 
@@ -37,7 +38,8 @@ def set_labels(viewer, name: str, data: np.ndarray, like, role: str, case_id: st
     layer = viewer.layers[name] if name in viewer.layers else None
     for candidate in viewer.layers:
         info = candidate.metadata.get(META_KEY, {})
-        if layer is None and info.get("role") == role and info.get("case") != case_id:
+        reusable = info.get("task") and meta[META_KEY].get("task")
+        if layer is None and reusable and info.get("role") == role and info.get("case") != case_id:
             layer = candidate
     if layer is not None:
         refill(layer, data, kwargs)

@@ -213,7 +213,7 @@ class PredictWidget(QWidget):
         case = info.get("case") or layer.name
         kwargs = {"metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate}
         geometry = geometry_of(kwargs, tuple(layer.data.shape))
-        truth_layer = case_layers(self.viewer, case).get(GROUND_TRUTH)
+        truth_layer = case_layers(self.viewer, case, task_only=False).get(GROUND_TRUTH)  # dropped beside it
         truth = np.asarray(truth_layer.data) if truth_layer is not None else None
         image, checkpoint = np.asarray(layer.data), self.session.checkpoint
         from napari_volseg.engine.predict import model_id  # torch: imported when first needed, not with the dock
