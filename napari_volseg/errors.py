@@ -43,3 +43,19 @@ class SettingsError(VolsegError):
 
 class OutputError(VolsegError):
     """An output location cannot be written (not a folder, no permission, disk full)."""
+
+
+class VolumeFormatError(VolsegError):
+    """A volume file (NRRD, MetaImage, DICOM) cannot be read or written as asked."""
+
+
+class DicomError(VolumeFormatError):
+    """A DICOM series is not one clean volume (missing slices, tilt, mixed sizes) or cannot be decoded."""
+
+
+class SeriesChoiceError(DicomError):
+    """A folder holds several DICOM series and none was chosen; ``series`` lists them for a face to offer."""
+
+    def __init__(self, message: str, series: list) -> None:
+        super().__init__(message)
+        self.series = series

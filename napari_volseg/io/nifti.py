@@ -1,14 +1,8 @@
-"""NIfTI volumes in one canonical orientation, and the exact way back to the file's own.
+"""NIfTI-1 and NIfTI-2 files through nibabel: one backend of the front door ``io.volumes``.
 
-Inside napari-volseg every array is indexed ``(z, y, x)`` (``(c, z, y, x)`` for multi-channel
-images) in the radiological LPS+ orientation: ``x`` runs to the patient's left, ``y`` to
-posterior, ``z`` to superior. napari shows the last two axes as rows and columns, so an axial
-slice appears as a radiologist expects (anterior up, patient's right on the viewer's left).
-Spacing is in mm in the same ``(z, y, x)`` order.
-
-A :class:`Geometry` remembers how the file stored the voxels (shape, orientation, header), so
-that labels computed on a loaded image are written back voxel-for-voxel in the source grid
-with the source affine and qform/sform codes (:func:`save_labels`).
+Voxels come back in the canonical ``(z, y, x)`` LPS+ convention of :mod:`napari_volseg.io.geometry`; the
+:class:`Geometry` keeps the file's own header, so that labels are written back (:func:`save_labels`) voxel-for-voxel
+in the source grid with the source affine and qform/sform codes.
 """
 
 from __future__ import annotations
@@ -17,27 +11,28 @@ import logging
 import math
 import os
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nibabel.orientations import (
-    apply_orientation,
-    axcodes2ornt,
-    inv_ornt_aff,
-    io_orientation,
-    ornt_transform,
-)
+from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 from nibabel.volumeutils import shape_zoom_affine
 
-from napari_volseg.errors import LabelValueError, NiftiReadError, UnsupportedShapeError
+from napari_volseg.errors import NiftiReadError, UnsupportedShapeError
+from napari_volseg.io.geometry import (
+    CANONICAL_AXCODES,
+    Geometry,
+    Volume,
+    as_label_array,
+    canonical_volume,
+    geometry_from_affine,
+    geometry_from_spacing,
+)
 from napari_volseg.outputs import atomic_write
 from napari_volseg.validation import short
 
 log = logging.getLogger(__name__)
 
-CANONICAL_AXCODES = ("L", "P", "S")  # for array axes (x, y, z) before the (z, y, x) transpose
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 MAX_VOXELS = 2**31
 """The most voxels a file may declare (8.6 GB as float32; a 1024 x 1024 x 2048 micro-CT fits).
@@ -53,93 +48,6 @@ MAX_SPACING_MM = 1e5
 def is_nifti_path(path: str | os.PathLike) -> bool:
     """True when the file name ends in ``.nii`` or ``.nii.gz`` (any case)."""
     return str(path).lower().endswith(NIFTI_SUFFIXES)
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """How a volume lies in its source file and in the world.
-
-    ``source_shape`` is the file's spatial shape ``(i, j, k)``; ``affine`` maps the file's voxel
-    indices to world mm; ``to_canonical`` is the nibabel orientation transform from the file's
-    axes to LPS+. ``header`` is the source header, reused when writing so that every geometry
-    field (pixdim, qform, sform and their codes) is copied unchanged.
-    """
-
-    source_shape: tuple[int, int, int]
-    affine: np.ndarray
-    to_canonical: np.ndarray
-    header: nib.Nifti1Header = field(repr=False, compare=False)
-    image_class: type = field(default=nib.Nifti1Image, repr=False, compare=False)
-
-    @property
-    def shape_zyx(self) -> tuple[int, int, int]:
-        """Spatial shape of the canonical array, ``(z, y, x)``."""
-        xyz = [self.source_shape[int(axis)] for axis in np.argsort(self.to_canonical[:, 0])]
-        return (int(xyz[2]), int(xyz[1]), int(xyz[0]))
-
-    @property
-    def canonical_affine_xyz(self) -> np.ndarray:
-        """Affine from canonical ``(x, y, z)`` indices (LPS+ array before the transpose) to world mm."""
-        return self.affine @ inv_ornt_aff(self.to_canonical, self.source_shape)
-
-    @property
-    def spacing_zyx(self) -> tuple[float, float, float]:
-        """Voxel size in mm along ``(z, y, x)``."""
-        zooms = np.sqrt((self.canonical_affine_xyz[:3, :3] ** 2).sum(axis=0))
-        return (float(zooms[2]), float(zooms[1]), float(zooms[0]))
-
-    @property
-    def origin_zyx(self) -> tuple[float, float, float]:
-        """LPS+ world position (mm) of canonical voxel (0, 0, 0), as ``(S, P, L)`` to match ``(z, y, x)``.
-
-        Used as the napari layer ``translate`` so that layers of one scan (and of scans sharing a
-        frame of reference) line up in world coordinates; exact for axis-aligned scans.
-        """
-        o = self.canonical_affine_xyz[:3, 3]
-        return (float(o[2]), float(-o[1]), float(-o[0]))
-
-    def to_source(self, array_zyx: np.ndarray) -> np.ndarray:
-        """Map a canonical ``(z, y, x)`` array back to the file's own voxel order ``(i, j, k)``."""
-        if tuple(array_zyx.shape) != self.shape_zyx:
-            raise ValueError(f"array shape {array_zyx.shape} is not this geometry's {self.shape_zyx}")
-        back = ornt_transform(axcodes2ornt(CANONICAL_AXCODES), io_orientation(self.affine))
-        return np.ascontiguousarray(apply_orientation(array_zyx.transpose(2, 1, 0), back))
-
-    def same_grid(self, other: Geometry, tol_mm: float = 1e-3) -> bool:
-        """True when both geometries put the same voxels at the same world positions."""
-        return self.source_shape == other.source_shape and bool(
-            np.allclose(self.affine, other.affine, atol=tol_mm, rtol=0)
-        )
-
-
-@dataclass
-class Volume:
-    """A loaded volume: ``data`` is ``(z, y, x)`` or ``(c, z, y, x)``, spacing in mm ``(z, y, x)``.
-
-    ``issues`` lists what was found and repaired while loading (e.g. NaN intensities), one line each.
-    """
-
-    data: np.ndarray
-    geometry: Geometry
-    source: Path | None = None
-    issues: list[str] = field(default_factory=list)
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        return self.geometry.spacing_zyx
-
-    @property
-    def affine(self) -> np.ndarray:
-        return self.geometry.affine
-
-    @property
-    def channels(self) -> int:
-        return 1 if self.data.ndim == 3 else int(self.data.shape[0])
-
-    @property
-    def voxel_ml(self) -> float:
-        """Volume of one voxel in millilitres."""
-        return float(np.prod(self.spacing)) / 1000.0
 
 
 def _read(path: Path) -> nib.spatialimages.SpatialImage:
@@ -276,41 +184,12 @@ def load(path: str | os.PathLike, *, label: bool = False) -> Volume:
             f"{path.name} is a {len(shape)}D {kind} of shape {shape}; expected a 3D volume"
             + ("" if label else " or a 4D multi-channel volume")
         )
-    arr = _voxels(img, path).reshape(shape)
     geometry, repaired = _geometry(img, path.name)
-    canon = apply_orientation(arr, geometry.to_canonical)
-    canon = canon.transpose(2, 1, 0) if canon.ndim == 3 else canon.transpose(3, 2, 1, 0)
-    data = np.ascontiguousarray(canon)
-    issues = [repaired] if repaired else []
     if repaired:
         log.warning(repaired)
-    if label:
-        data = _as_label_array(data, path)
-    elif np.issubdtype(data.dtype, np.floating):
-        bad = ~np.isfinite(data)
-        if bad.any():
-            n = int(bad.sum())
-            fill = float(data[~bad].min()) if n < data.size else 0.0
-            data = np.where(bad, np.float32(fill), data).astype(data.dtype)
-            issues.append(f"{path.name}: {n} NaN/Inf voxels replaced by the finite minimum {fill:g}")
-            log.warning(issues[-1])
-    return Volume(data=data, geometry=geometry, source=path, issues=issues)
-
-
-def _as_label_array(data: np.ndarray, path: Path) -> np.ndarray:
-    """``data`` as the smallest unsigned integer type holding it; LabelValueError unless whole numbers >= 0."""
-    if data.dtype.kind not in "biuf":
-        raise LabelValueError(f"{path.name}: labels must be whole numbers, not {data.dtype} values")
-    if np.issubdtype(data.dtype, np.floating):
-        if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
-            raise LabelValueError(f"{path.name} is not a label volume: it holds non-integer values")
-    if data.size and data.min() < 0:
-        raise LabelValueError(f"{path.name} holds negative label values (min {data.min()})")
-    top = int(data.max()) if data.size else 0
-    if top >= 2**32:
-        raise LabelValueError(f"{path.name} holds label values up to {top}; labels are small whole numbers")
-    dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
-    return data.astype(dtype)
+    return canonical_volume(
+        _voxels(img, path).reshape(shape), geometry, path, label=label, issues=[repaired] if repaired else []
+    )
 
 
 def save_labels(labels_zyx: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> Path:
@@ -320,7 +199,7 @@ def save_labels(labels_zyx: np.ndarray, geometry: Geometry, path: str | os.PathL
     only the data type changes (smallest unsigned integer type holding the labels). The file is
     written to a temporary name and renamed, so a crash never leaves a half-written file.
     """
-    labels = _as_label_array(np.asarray(labels_zyx), Path(path))
+    labels = as_label_array(np.asarray(labels_zyx), Path(path))
     return _save(geometry.to_source(labels), geometry, path, labels.dtype)
 
 
@@ -350,31 +229,15 @@ def _save(source_array: np.ndarray, geometry: Geometry, path: str | os.PathLike,
     return atomic_write(path, lambda tmp: nib.save(img, tmp), suffix=suffix)
 
 
-def geometry_from_affine(affine: np.ndarray, source_shape: tuple[int, int, int]) -> Geometry:
-    """A geometry for arrays that never came from a file: ``affine`` maps file voxels to RAS+ mm."""
-    affine = np.asarray(affine, dtype=np.float64)
-    header = nib.Nifti1Header()
-    header.set_data_shape(tuple(int(s) for s in source_shape))
-    header.set_qform(affine, code=1)
-    header.set_sform(affine, code=1)
-    header.set_xyzt_units("mm")
-    return Geometry(
-        source_shape=tuple(int(s) for s in source_shape),
-        affine=affine,
-        to_canonical=ornt_transform(io_orientation(affine), axcodes2ornt(CANONICAL_AXCODES)),
-        header=header,
-    )
-
-
-def geometry_from_spacing(
-    shape_zyx: tuple[int, int, int], spacing_zyx=(1.0, 1.0, 1.0), origin_zyx=(0.0, 0.0, 0.0)
-) -> Geometry:
-    """A canonical geometry for a ``(z, y, x)`` array known only by spacing (e.g. a painted layer).
-
-    The file stores it in LPS+ voxel order with a RAS+ world affine, as NIfTI requires: voxel
-    ``(x, y, z)`` lies at world ``(-(x*sx + ox), -(y*sy + oy), z*sz + oz)`` mm.
-    """
-    sz, sy, sx = (float(s) for s in spacing_zyx)
-    oz, oy, ox = (float(o) for o in origin_zyx)
-    affine = np.array([[-sx, 0, 0, -ox], [0, -sy, 0, -oy], [0, 0, sz, oz], [0, 0, 0, 1]], dtype=np.float64)
-    return geometry_from_affine(affine, (int(shape_zyx[2]), int(shape_zyx[1]), int(shape_zyx[0])))
+__all__ = [
+    "CANONICAL_AXCODES",
+    "Geometry",
+    "Volume",
+    "geometry_from_affine",
+    "geometry_from_spacing",
+    "is_nifti_path",
+    "load",
+    "read_geometry",
+    "save_image",
+    "save_labels",
+]
