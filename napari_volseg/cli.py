@@ -15,6 +15,7 @@ from pathlib import Path
 
 from napari_volseg import __version__, paths
 from napari_volseg.errors import VolsegError
+from napari_volseg.io.volumes import OUT_FORMATS
 from napari_volseg.outputs import check_writable
 
 Command = Callable[[argparse.Namespace], int]
@@ -182,16 +183,19 @@ def _finetune(args: argparse.Namespace) -> int:
 
 @command("predict")
 def _predict(args: argparse.Namespace) -> int:
-    from napari_volseg.engine.infer import output_name, predict_files
+    from napari_volseg.engine.infer import predict_files
 
     # unset flags keep what the checkpoint's preset predicts with
     overrides = {"overlap": args.overlap, "tta": args.tta, "device": args.device}
     bar = None
-    for event in predict_files(args.model, args.inputs, args.out, **overrides):
+    events = predict_files(
+        args.model, args.inputs, args.out, out_format=args.out_format, series=args.series, **overrides
+    )
+    for event in events:
         if bar is None:
             bar = _progress_bar("predict", total=event.total, unit="case")
         bar.update(1)
-        bar.write(f"wrote {args.out / output_name(Path(event.item))}")
+        bar.write(f"wrote {event.item}")
     if bar:
         bar.close()
     return 0
@@ -363,8 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-cases", type=int, default=None, help="cases held out for validation")
     p.add_argument("--resume", action="store_true", help="continue from NAME.last.safetensors")
 
-    p = sub.add_parser("new-task", help="make an MSD-layout task folder from your own NIfTI scans (and labels)")
-    p.add_argument("--images", required=True, type=Path, help="folder of .nii/.nii.gz scans, one per case")
+    p = sub.add_parser(
+        "new-task", help="make an MSD-layout task folder from your own scans (NIfTI, NRRD, MetaImage, DICOM) and labels"
+    )
+    p.add_argument(
+        "--images",
+        required=True,
+        type=Path,
+        help="folder of scans, one per case: NIfTI, NRRD or MetaImage files, or DICOM series (a subfolder each); "
+        "all but NIfTI are converted to NIfTI in the task, their source recorded in dataset.json",
+    )
     p.add_argument("--labels", type=Path, default=None, help="folder of label files named like their scans")
     p.add_argument("--name", required=True, help="task name")
     p.add_argument(
@@ -386,14 +398,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="new checkpoint to write (.safetensors)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None, help="device (default auto)")
 
-    p = sub.add_parser("predict", help="segment NIfTI files (or folders) with a checkpoint")
+    p = sub.add_parser("predict", help="segment scans (NIfTI, NRRD, MetaImage, DICOM series) with a checkpoint")
     p.add_argument(
         "--model",
         required=True,
         help="model name (see `volseg models`), checkpoint (.safetensors) or MONAI bundle folder",
     )
-    p.add_argument("--out", required=True, type=Path, help="output folder: OUT/<case>.nii.gz in each input's geometry")
-    p.add_argument("inputs", nargs="+", help="NIfTI files, or folders of them (an MSD task: imagesTs/ or imagesTr/)")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output folder: OUT/<case>.<ext> in each input's own format and world geometry (NIfTI for DICOM)",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="scans: NIfTI, NRRD or MetaImage files, DICOM series folders (or one file of a series), or folders of "
+        "them (an MSD task: imagesTs/ or imagesTr/)",
+    )
+    p.add_argument(
+        "--out-format",
+        choices=tuple(OUT_FORMATS),
+        default="source",
+        help="label file format: source (each input's own; NIfTI for a DICOM series), nifti, nrrd, seg.nrrd, mha, "
+        "or dicom-seg (a DICOM Segmentation object referencing the DICOM input series)",
+    )
+    p.add_argument("--series", default=None, help="SeriesInstanceUID to read from a folder holding several series")
     p.add_argument(
         "--overlap", type=float, default=None, help="sliding-window overlap (default: the model's stored overlap)"
     )
@@ -407,8 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None, help="device (default auto)")
 
     p = sub.add_parser("evaluate", help="per-case, per-class Dice and HD95 of predictions against labels")
-    p.add_argument("--pred", required=True, type=Path, help="folder of predicted <case>.nii.gz")
-    p.add_argument("--truth", required=True, type=Path, help="folder of ground-truth <case>.nii.gz (e.g. labelsTr)")
+    p.add_argument(
+        "--pred", required=True, type=Path, help="folder of predicted <case> label files (.nii.gz, .nrrd, .mha, ...)"
+    )
+    p.add_argument(
+        "--truth", required=True, type=Path, help="folder of ground-truth <case> label files (e.g. labelsTr)"
+    )
     p.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
 
     p = sub.add_parser("preprocess", help="plan a task and cache its preprocessed cases")

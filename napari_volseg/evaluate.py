@@ -14,7 +14,7 @@ import numpy as np
 
 from napari_volseg import metrics
 from napari_volseg.errors import VolsegError
-from napari_volseg.io import decathlon, nifti
+from napari_volseg.io import decathlon, volumes
 from napari_volseg.outputs import atomic_write
 
 ROW_FIELDS = ("case", "label", "name", "dice", "hd95", "empty", "pred_ml", "true_ml")
@@ -32,7 +32,7 @@ class CaseResult:
     case: str
     labels: np.ndarray
     """uint8 ``(z, y, x)`` on the source volume's canonical grid."""
-    geometry: nifti.Geometry
+    geometry: volumes.Geometry
     """The source volume's geometry: where the labels are written back to (NIfTI, source voxel order)."""
     scores: list[metrics.ClassScore] = field(default_factory=list)
     errors: np.ndarray | None = None
@@ -87,9 +87,9 @@ def _by_case(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise VolsegError(f"{folder} is not a folder")
     return {
-        decathlon.case_id_of(p): p
+        volumes.case_id(p): p
         for p in sorted(folder.iterdir())
-        if nifti.is_nifti_path(p) and not p.name.startswith("._")
+        if volumes.is_volume_file(p) and not p.name.startswith("._") and not p.name.lower().endswith(".dcm")
     }
 
 
@@ -113,8 +113,8 @@ def evaluate_folder(pred: str | os.PathLike, truth: str | os.PathLike) -> tuple[
     names = _label_names(truth)
     rows = []
     for case in common:
-        p = nifti.load(preds[case], label=True)
-        t = nifti.load(truths[case], label=True)
+        p = volumes.read(preds[case], label=True)
+        t = volumes.read(truths[case], label=True)
         decathlon.check_same_grid(p, t, case)
         num_classes = max(int(p.data.max()), int(t.data.max()), max(names, default=1)) + 1
         rows += score_rows(case, metrics.score_case(p.data, t.data, num_classes, t.spacing), names)

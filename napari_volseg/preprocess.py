@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_volseg.errors import VolsegError
-from napari_volseg.io import nifti
+from napari_volseg.io.geometry import Volume
 from napari_volseg.planning import Plan
 
 CT_BODY_HU = -500.0
@@ -46,7 +46,7 @@ class Prepared:
         return tuple(b - a for a, b in self.box)
 
 
-def _channels(volume: nifti.Volume) -> np.ndarray:
+def _channels(volume: Volume) -> np.ndarray:
     data = volume.data.astype(np.float32, copy=False)
     return data[None] if data.ndim == 3 else data
 
@@ -114,8 +114,8 @@ def normalise(image_czyx: np.ndarray, plan: Plan, stats: list[tuple[float, float
 
 def apply(
     plan: Plan,
-    image: nifti.Volume,
-    label: nifti.Volume | None = None,
+    image: Volume,
+    label: Volume | None = None,
     box: Box | None = None,
     unlabelled: int | None = None,
 ) -> Prepared:

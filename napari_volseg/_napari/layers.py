@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_volseg.io import decathlon, nifti
+from napari_volseg.io import volumes
+from napari_volseg.io.geometry import Geometry, Volume, geometry_from_spacing
 from napari_volseg.io.new_task import looks_like_ct
 
 META_KEY = "volseg"
@@ -25,7 +26,7 @@ def display_range(data: np.ndarray, modality: str | None = None) -> tuple[float,
     return (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
 
 
-def _meta(volume: nifti.Volume, role: str, case: str | None, task: Path | None = None) -> dict[str, Any]:
+def _meta(volume: Volume, role: str, case: str | None, task: Path | None = None) -> dict[str, Any]:
     return {
         META_KEY: {
             "geometry": volume.geometry,
@@ -39,7 +40,7 @@ def _meta(volume: nifti.Volume, role: str, case: str | None, task: Path | None =
 
 
 def image_layer(
-    volume: nifti.Volume, name: str, case: str | None = None, modality: str | None = None, task: Path | None = None
+    volume: Volume, name: str, case: str | None = None, modality: str | None = None, task: Path | None = None
 ) -> tuple:
     """LayerData for an image; multi-channel volumes become one layer per channel."""
     kwargs: dict[str, Any] = {
@@ -59,7 +60,7 @@ def image_layer(
 
 
 def labels_layer(
-    volume: nifti.Volume, name: str, case: str | None = None, role: str = GROUND_TRUTH, task: Path | None = None
+    volume: Volume, name: str, case: str | None = None, role: str = GROUND_TRUTH, task: Path | None = None
 ) -> tuple:
     """LayerData for labels; the ground truth is drawn in one colour (green), so a prediction (magenta) differs."""
     kwargs = {
@@ -116,8 +117,8 @@ def case_layer_data(task, case) -> list[tuple]:
     return layers
 
 
-def _looks_like_labels(path: Path, volume: nifti.Volume) -> bool:
-    if path.parent.name.lower() in LABEL_FOLDERS:
+def _looks_like_labels(path: Path, volume: Volume) -> bool:
+    if path.parent.name.lower() in LABEL_FOLDERS or path.name.lower().endswith(".seg.nrrd"):
         return True
     data = volume.data
     if volume.channels > 1 or not np.issubdtype(data.dtype, np.integer) or data.min() < 0 or data.max() > 255:
@@ -125,20 +126,21 @@ def _looks_like_labels(path: Path, volume: nifti.Volume) -> bool:
     return len(np.unique(data[::2, ::2, ::2])) <= 16
 
 
-def file_layer_data(path: Path) -> tuple:
-    """LayerData of one NIfTI file: ``<case>`` for an image, ``<case> ground truth`` for a label file."""
-    volume = nifti.load(path)
-    case = decathlon.case_id_of(path)
+def file_layer_data(path: Path, series: str | None = None) -> tuple:
+    """LayerData of one volume (a NIfTI, NRRD or MetaImage file, a DICOM series): ``<case>`` for an image,
+    ``<case> ground truth`` for a label file. ``series``: which DICOM series of a folder holding several."""
+    volume = volumes.read(path, series=series)
+    case = volumes.case_id(path)
     if _looks_like_labels(path, volume):
-        return labels_layer(nifti.load(path, label=True), f"{case} {GROUND_TRUTH}", case=case)
+        return labels_layer(volumes.read(path, label=True, series=series), f"{case} {GROUND_TRUTH}", case=case)
     return image_layer(volume, case, case=case)
 
 
-def geometry_of(meta: dict[str, Any], shape_zyx: tuple[int, ...]) -> nifti.Geometry:
+def geometry_of(meta: dict[str, Any], shape_zyx: tuple[int, ...]) -> Geometry:
     """The source geometry kept in a layer's metadata, or one built from its scale and translate."""
     stored = (meta.get("metadata") or {}).get(META_KEY, {}).get("geometry")
-    if isinstance(stored, nifti.Geometry) and stored.shape_zyx == tuple(shape_zyx):
+    if isinstance(stored, Geometry) and stored.shape_zyx == tuple(shape_zyx):
         return stored
     scale = tuple(meta.get("scale") or (1.0, 1.0, 1.0))[-3:]
     translate = tuple(meta.get("translate") or (0.0, 0.0, 0.0))[-3:]
-    return nifti.geometry_from_spacing(tuple(shape_zyx), scale, translate)
+    return geometry_from_spacing(tuple(shape_zyx), scale, translate)

@@ -19,7 +19,7 @@ from napari_volseg._napari.layers import META_KEY, case_layer_data, file_layer_d
 from napari_volseg._napari.notify import background, notify_error, notify_warning
 from napari_volseg._napari.responsive import AGAIN, in_turns
 from napari_volseg._napari.state import CaseInfo, Session
-from napari_volseg.errors import VolsegError
+from napari_volseg.errors import SeriesChoiceError, VolsegError
 from napari_volseg.io import decathlon
 
 _tokens = itertools.count(1)
@@ -156,20 +156,37 @@ def open_case(session: Session, case_id: str, then: Callable | None = None, keep
     return _start(session, "case", f"opening {case_id}…", work, done)
 
 
-def open_files(session: Session, files: list[Path]):
-    """Dropped NIfTI files: ``<case>`` image and ``<case> ground truth`` label layers."""
+def open_files(session: Session, files: list[Path], series: dict[Path, str] | None = None):
+    """Dropped volumes (files, DICOM series folders): ``<case>`` image and ``<case> ground truth`` label layers.
+
+    A folder of several DICOM series asks which one to open (``series`` maps such a folder to the chosen
+    SeriesInstanceUID); the other files open meanwhile."""
+    chosen = dict(series or {})
 
     @background
     def work():
-        return [file_layer_data(f) for f in files]
+        layers, choices = [], []
+        for f in files:
+            try:
+                layers.append(file_layer_data(f, chosen.get(f)))
+            except SeriesChoiceError as exc:
+                choices.append((f, exc.series))
+        return layers, choices
 
-    def done(layers):
+    def done(payload):
+        layers, choices = payload
         viewer = session.viewer
         for _, kwargs, _ in layers:
             for issue in kwargs["metadata"][META_KEY]["issues"]:
                 notify_warning(issue)
         steps = [functools.partial(add_layer, viewer, *layer) for layer in layers]
         in_turns(steps, ended=session.adding_layers())
+        for folder, listed in choices:
+            from napari_volseg._napari.widgets.series_dialog import choose_series
+
+            uid = choose_series(folder, listed)
+            if uid is not None:
+                open_files(session, [folder], {folder: uid})
 
     name = files[0].name if len(files) == 1 else f"{len(files)} files"
     return _start(session, f"files-{next(_tokens)}", f"reading {name}…", work, done)

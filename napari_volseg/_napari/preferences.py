@@ -1,4 +1,4 @@
-"""napari's reader preference for NIfTI files and MSD task folders, claimed once when the plugin activates.
+"""napari's reader preference for volume files and MSD task folders, claimed once when the plugin activates.
 
 napari's builtin reader also lists ``*.nii`` / ``*.nii.gz`` (through imageio, which cannot read them) and accepts every
 folder, so with two readers napari asks which one to use on every drop. npe2 has no reader priority; what napari
@@ -12,32 +12,46 @@ from __future__ import annotations
 from napari_volseg import paths
 
 PLUGIN = "napari-volseg"
-READER_PATTERNS = ("*.nii", "*.nii.gz", "*/Task[0-9][0-9]*_*/")
-"""NIfTI files, and MSD-style task folders (``.../Task02_Heart/``, the form napari matches folders in)."""
+READER_PATTERNS = ("*.nii", "*.nii.gz", "*.nrrd", "*.nhdr", "*.mha", "*.mhd", "*.dcm", "*/Task[0-9][0-9]*_*/")
+"""Volume files (NIfTI, NRRD, MetaImage, DICOM), and MSD-style task folders (``.../Task02_Heart/``, the form napari
+matches folders in)."""
 
 
 def marker_path():
     return paths.cache_root() / "napari-reader-preference-claimed"
 
 
+def _claimed_before(marker) -> set[str]:
+    """The patterns the marker says were claimed (its one line: ``...preference for: *.nii, *.nii.gz, ...``)."""
+    try:
+        text = marker.read_text()
+    except OSError:
+        return set()
+    return {p.strip() for p in text.partition(": ")[2].split(",") if p.strip()}
+
+
 def claim_reader_preference() -> dict[str, str]:
     """Make napari-volseg napari's reader for :data:`READER_PATTERNS` unless the user chose otherwise.
 
-    Returns the patterns set now (empty when nothing changed: claimed before, or each pattern already has a reader).
+    Each pattern is claimed once (a pattern a newer version adds is claimed then too; one the user removed stays
+    removed). Returns the patterns set now (empty when nothing changed).
     """
     from napari.settings import get_settings
 
     marker = marker_path()
-    if marker.exists():
+    before = _claimed_before(marker)
+    new = [p for p in READER_PATTERNS if p not in before]
+    if not new:
         return {}
     plugins = get_settings().plugins
     current = dict(plugins.extension2reader)
-    added = {p: PLUGIN for p in READER_PATTERNS if p not in current}
+    added = {p: PLUGIN for p in new if p not in current}
     if added:
         plugins.extension2reader = {**current, **added}
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text("napari-volseg set napari's reader preference for: " + ", ".join(READER_PATTERNS) + "\n")
+        claimed = sorted(before | set(READER_PATTERNS))
+        marker.write_text("napari-volseg set napari's reader preference for: " + ", ".join(claimed) + "\n")
     except OSError:  # a read-only cache: claiming again next time changes nothing the user set
         pass
     return added

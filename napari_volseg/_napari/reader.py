@@ -1,4 +1,5 @@
-"""npe2 reader: ``.nii`` / ``.nii.gz`` files, MSD task folders and folders of NIfTI scans, nothing else.
+"""npe2 reader: volume files (NIfTI, NRRD, MetaImage, DICOM), DICOM series folders, MSD task folders and folders of
+scans, nothing else.
 
 Read from a drop or File > Open (napari's event loop is running), the files load in a worker of the viewer's
 session and the reader returns napari's "handled, no layers" sentinel ``[(None,)]``: the layers appear when the
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from napari_volseg._napari.layers import case_layer_data, file_layer_data
 from napari_volseg.errors import VolsegError
-from napari_volseg.io import decathlon, nifti
+from napari_volseg.io import decathlon, volumes
 
 
 def task_folder_of(path: str | Path) -> Path | None:
@@ -27,16 +28,19 @@ def task_folder_of(path: str | Path) -> Path | None:
 
 
 def napari_get_reader(path: str | list[str]) -> Callable | None:
-    """Return a reader for NIfTI files or an MSD task folder, else None (napari tries others)."""
+    """Return a reader for volume files, a DICOM series folder or an MSD task folder, else None (napari tries
+    others)."""
     paths = [path] if isinstance(path, str) else list(path)
     if not paths:
         return None
-    if all(nifti.is_nifti_path(p) and Path(p).is_file() for p in paths):
-        return read_nifti
+    if all(volumes.is_volume_file(p) and Path(p).is_file() for p in paths):
+        return read_volumes
     if len(paths) == 1 and Path(paths[0]).is_dir() and task_folder_of(paths[0]) is not None:
         return read_task
     if len(paths) == 1 and _is_scans_folder(Path(paths[0])):
         return read_scans_folder
+    if len(paths) == 1 and volumes.format_of(paths[0]) == "dicom":
+        return read_volumes
     if len(paths) == 1 and Path(paths[0]).is_dir():
         return read_other_folder
     return None
@@ -64,15 +68,17 @@ def _session():
 
 
 def _is_scans_folder(path: Path) -> bool:
-    """A folder holding NIfTI files (and no ``dataset.json``: task folders are matched first)."""
+    """A folder holding NIfTI, NRRD or MetaImage files (and no ``dataset.json``: task folders are matched first)."""
     try:
-        return path.is_dir() and any(nifti.is_nifti_path(p) for p in path.iterdir())
+        return path.is_dir() and any(
+            volumes.is_volume_file(p) and volumes.format_of(p) != "dicom" for p in path.iterdir()
+        )
     except OSError:
         return False
 
 
 def read_scans_folder(path: str | list[str]) -> list[tuple]:
-    """A folder of NIfTI files without ``dataset.json``: offer to make it a task (nothing opens yet).
+    """A folder of scans without ``dataset.json``: offer to make it a task (nothing opens yet).
 
     From a drop the offer waits until the drop has finished (the dialog is modal); the task is then written and
     opened in workers of the viewer's session."""
@@ -92,12 +98,15 @@ def read_other_folder(path: str | list[str]) -> list[tuple]:
     """A folder that is no task and holds no scans: one line says so and nothing opens (napari's own answer, after
     its Choose-reader dialog, was an error that the reader 'refused the file')."""
     folder = Path(path if isinstance(path, str) else path[0])
-    _notify(f"{folder.name} is not an MSD task folder (no dataset.json) and holds no NIfTI scans: nothing to open")
+    _notify(
+        f"{folder.name} is not an MSD task folder (no dataset.json) and holds no scans "
+        f"({volumes.describe_formats()}): nothing to open"
+    )
     return [(None,)]
 
 
-def read_nifti(path: str | list[str]) -> list[tuple]:
-    """One layer per file: ``<case>`` for an image, ``<case> ground truth`` for a label file."""
+def read_volumes(path: str | list[str]) -> list[tuple]:
+    """One layer per file or DICOM series: ``<case>`` for an image, ``<case> ground truth`` for a label file."""
     files = [Path(p) for p in ([path] if isinstance(path, str) else path)]
     session = _session()
     if session is not None:
@@ -131,7 +140,7 @@ def _notify(message: str) -> None:
 __all__ = [
     "VolsegError",
     "napari_get_reader",
-    "read_nifti",
+    "read_volumes",
     "read_other_folder",
     "read_scans_folder",
     "read_task",

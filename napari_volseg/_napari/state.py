@@ -24,7 +24,7 @@ from napari_volseg.io import decathlon
 
 @dataclass(frozen=True)
 class CaseInfo:
-    """A case's row in the Data table, from its NIfTI header alone."""
+    """A case's row in the Data table, from its header alone."""
 
     id: str
     shape: tuple[int, ...] | None

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_volseg.errors import GeometryMismatchError, LabelValueError, TaskFormatError
-from napari_volseg.io import nifti
+from napari_volseg.io import volumes
 from napari_volseg.io.decathlon import UNLABELLED_KEY, Task, write_dataset_json
 from napari_volseg.io.new_task import DEFAULT_UNLABELLED, nifti_suffix
 from napari_volseg.outputs import check_writable
@@ -85,7 +85,7 @@ def accept(task: Task, case_id: str, labels_zyx: np.ndarray) -> Accepted:
         backup.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(label_path, backup)
     try:
-        nifti.save_labels(labels_zyx, geometry, label_path)
+        volumes.write_labels(label_path, labels_zyx, geometry)
         _make_training_case(meta, root, case.image_path, label_path, sparse)
         if sparse and UNLABELLED_KEY not in meta:
             meta[UNLABELLED_KEY] = DEFAULT_UNLABELLED

@@ -13,7 +13,7 @@ import torch
 from napari_volseg.classify import checkpoint as cckpt
 from napari_volseg.engine.infer import resolve_device, set_threads
 from napari_volseg.errors import VolsegError
-from napari_volseg.io import nifti
+from napari_volseg.io import volumes
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ class Classifier:
 
 
 def load_volume(path: str | os.PathLike) -> np.ndarray:
-    """A ``(z, y, x)`` float32 volume from a NIfTI file (canonical axes) or a ``.npy`` array (as stored)."""
+    """A ``(z, y, x)`` float32 volume from a volume file (canonical axes, ``io.volumes``) or a ``.npy`` array (as
+    stored)."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
         if not path.is_file():
@@ -71,9 +72,9 @@ def load_volume(path: str | os.PathLike) -> np.ndarray:
         if data.ndim != 3 or not np.issubdtype(data.dtype, np.number):
             raise VolsegError(f"{path.name} holds a {data.ndim}D {data.dtype} array; expected a 3D volume")
         return data.astype(np.float32)
-    if not nifti.is_nifti_path(path):
-        raise VolsegError(f"{path.name}: classify NIfTI (.nii, .nii.gz) or .npy volumes")
-    volume = nifti.load(path)
+    if not volumes.is_volume_path(path):
+        raise VolsegError(f"{path.name}: classify .npy arrays or volumes ({volumes.describe_formats()})")
+    volume = volumes.read(path)
     if volume.data.ndim != 3:
         raise VolsegError(f"{path.name} has {volume.channels} channels; the classifier takes one")
     return volume.data.astype(np.float32)

@@ -29,7 +29,7 @@ from napari_volseg.engine.infer import locate
 from napari_volseg.engine.run import Run, resumable, stopped_before_training
 from napari_volseg.engine.train import NetTrainer
 from napari_volseg.errors import VolsegError
-from napari_volseg.io import nifti
+from napari_volseg.io import volumes
 from napari_volseg.preprocess import Box
 
 
@@ -136,7 +136,7 @@ class Cascade:
         pieces = []
         for i, case in enumerate(cases):
             if i < len(run.split.train):
-                truth = nifti.load(case.label_path)
+                truth = volumes.read(case.label_path)
                 annotated_fg = (truth.data > 0) & (truth.data != case.unlabelled)  # sparse: not unlabelled voxels
                 boxes[case.id] = preprocess.roi_box(annotated_fg, truth.spacing, locator.margin_mm)
                 if not case.sparse:

@@ -22,8 +22,9 @@ from napari_volseg import preprocess
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.config import InferConfig
 from napari_volseg.engine.events import Progress
-from napari_volseg.errors import VolsegError
-from napari_volseg.io import nifti
+from napari_volseg.errors import SeriesChoiceError, VolsegError
+from napari_volseg.io import volumes
+from napari_volseg.io.geometry import Volume
 from napari_volseg.outputs import check_writable
 from napari_volseg.preprocess import Box
 
@@ -124,7 +125,7 @@ def window_probabilities(
 
 
 def locate(
-    model: torch.nn.Module, locator: ckpt.Locator, image: nifti.Volume, config: InferConfig, device: torch.device
+    model: torch.nn.Module, locator: ckpt.Locator, image: Volume, config: InferConfig, device: torch.device
 ) -> Box | None:
     """Run a cascade's locator on the coarse grid; the box of what it finds (its largest piece where the anatomy is
     one piece: :attr:`~napari_volseg.engine.checkpoint.Locator.one_piece`), grown by its margin."""
@@ -185,7 +186,7 @@ class Predictor:
     def predict_prepared(self, prepared: preprocess.Prepared) -> torch.Tensor:
         return window_probabilities(self.model, prepared.image, self.roi, self.config, self.device, self.mirror_axes)
 
-    def locate(self, image: nifti.Volume) -> Box | None:
+    def locate(self, image: Volume) -> Box | None:
         """A cascade's region of interest in ``image`` (source canonical voxels); ``None`` without a
         locator, or when the locator finds nothing (the main net then sees the whole volume)."""
         locator = self.checkpoint.locator
@@ -193,7 +194,7 @@ class Predictor:
             return None
         return locate(self.locator_model, locator, image, self.config, self.device)
 
-    def predict(self, image: nifti.Volume, keep_probabilities: bool = False) -> Prediction:
+    def predict(self, image: Volume, keep_probabilities: bool = False) -> Prediction:
         prepared = preprocess.apply(self.plan, image, box=self.locate(image))
         probs = self.predict_prepared(prepared)
         labels = post.apply(preprocess.invert(probs, prepared), self.postprocess)
@@ -213,38 +214,63 @@ class Predictor:
 LABEL_FOLDERS = ("labelstr", "labelsts")
 
 
-def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """NIfTI files named directly or found in named folders (an MSD task folder: its imagesTs/ or imagesTr/).
+def collect_inputs(inputs: Sequence[str | os.PathLike], series: str | None = None) -> list[Path]:
+    """The scans to predict: volume files named directly (NIfTI, NRRD, MetaImage, a DICOM file: its series), DICOM
+    series folders, and folders of scans (an MSD task folder: its imagesTs/ or imagesTr/).
 
-    Files in an MSD ``labelsTr/`` or ``labelsTs/`` folder are refused: they are labels, not images.
+    A folder of DICOM series in subfolders gives one input per subfolder; several series side by side in one folder
+    need ``series`` (else ``SeriesChoiceError`` lists them). Files in an MSD ``labelsTr/`` or ``labelsTs/`` folder
+    are refused: they are labels, not images.
     """
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            for sub in (p / "imagesTs", p / "imagesTr", p):
-                found = sorted(f for f in sub.glob("*") if nifti.is_nifti_path(f) and not f.name.startswith("._"))
-                if found:
-                    files += found
-                    break
+            files += _folder_inputs(p, series)
         elif p.exists():
             files.append(p)
         else:
             raise VolsegError(f"no such input: {p}")
     if not files:
-        raise VolsegError("no .nii/.nii.gz inputs found")
+        raise VolsegError(f"no scans found in the inputs ({volumes.describe_formats()})")
     for f in files:
         if f.absolute().parent.name.lower() in LABEL_FOLDERS:
             raise VolsegError(f"{f.parent.name}/{f.name} is a label file; predict the image (imagesTr/ or imagesTs/)")
     return files
 
 
-def output_paths(files: Sequence[Path], out_dir: Path) -> list[Path]:
-    """``out_dir/<case>.nii.gz`` for each input; refused when two inputs share an output name or an
-    output would overwrite an input (``--out`` set to the inputs' own folder)."""
+def _folder_inputs(folder: Path, series: str | None) -> list[Path]:
+    for sub in (folder / "imagesTs", folder / "imagesTr", folder):
+        found = sorted(
+            f
+            for f in sub.glob("*")
+            if volumes.is_volume_file(f) and volumes.format_of(f) != "dicom" and not f.name.startswith("._")
+        )
+        if found:
+            return found
+    if volumes.format_of(folder) != "dicom":
+        return []
+    listed = volumes.list_series(folder)
+    if len(listed) <= 1 or series is not None:
+        return [folder]
+    folders = sorted({Path(os.path.commonpath([str(f) for f in s.files])) for s in listed})
+    if len(folders) == len(listed) and folder not in folders:
+        return folders
+    raise SeriesChoiceError(
+        f"{folder.name} holds {len(listed)} DICOM series: "
+        + "; ".join(s.describe() for s in listed)
+        + ". Choose one with --series UID",
+        listed,
+    )
+
+
+def output_paths(files: Sequence[Path], out_dir: Path, out_format: str = "source") -> list[Path]:
+    """``out_dir/<case>.<ext>`` for each input (:func:`io.volumes.labels_name`: the input's own format, NIfTI for a
+    DICOM series, or ``out_format``); refused when two inputs share an output name or an output would overwrite an
+    input (``--out`` set to the inputs' own folder)."""
     targets: dict[Path, Path] = {}
     for f in files:
-        target = (out_dir / output_name(f)).absolute()
+        target = (out_dir / volumes.labels_name(f, out_format)).absolute()
         if target in targets:
             raise VolsegError(
                 f"{targets[target]} and {f} would both be written to {target.name}; predict them into separate folders"
@@ -257,33 +283,35 @@ def output_paths(files: Sequence[Path], out_dir: Path) -> list[Path]:
     return list(targets)
 
 
-def output_name(path: Path) -> str:
-    name = path.name
-    stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else name[: -len(".nii")]
-    if stem.endswith("_0000"):  # nnU-Net channel suffix
-        stem = stem[:-5]
-    return f"{stem}.nii.gz"
-
-
 def predict_files(
     checkpoint: str | os.PathLike,
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     config: InferConfig | None = None,
+    *,
+    out_format: str = "source",
+    series: str | None = None,
     **overrides,
 ) -> Iterator[Progress]:
-    """Segment each input with a model (path, name or MONAI bundle folder) and write ``out_dir/<case>.nii.gz``
-    in that input's own geometry. The output folder, the inputs and the model are all checked before the
-    first prediction."""
+    """Segment each input with a model (path, name or MONAI bundle folder) and write ``out_dir/<case>.<ext>`` in
+    that input's own world geometry (``out_format``: :data:`io.volumes.OUT_FORMATS`; ``dicom-seg`` writes a DICOM
+    Segmentation referencing a DICOM input's series). ``series`` picks the DICOM series of a folder holding several.
+    The output folder, the inputs and the model are all checked before the first prediction; ``Progress.item`` is
+    the file written."""
     from napari_volseg.zoo.backend import open_model
 
     out = check_writable(out_dir, folder=True, what="prediction folder")
-    files = collect_inputs(inputs)
-    targets = output_paths(files, out)
+    files = collect_inputs(inputs, series)
+    if out_format == "dicom-seg":
+        not_dicom = [f.name for f in files if volumes.format_of(f) != "dicom"]
+        if not_dicom:
+            raise VolsegError(f"--out-format dicom-seg needs DICOM inputs; {not_dicom[0]} is not a DICOM series")
+    targets = output_paths(files, out, out_format)
     predictor = open_model(checkpoint, config, **overrides)
+    names = dict(getattr(predictor, "labels", {}) or {})
     for i, (path, target) in enumerate(zip(files, targets, strict=True)):
-        image = nifti.load(path)
+        image = volumes.read(path, series=series)
         prediction = predictor.predict(image)
-        nifti.save_labels(prediction.labels, image.geometry, target)
-        yield Progress(done=i + 1, total=len(files), item=path.name)
+        volumes.write_labels(target, prediction.labels, image.geometry, names)
+        yield Progress(done=i + 1, total=len(files), item=str(target))
     predictor.release()

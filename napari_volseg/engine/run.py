@@ -17,7 +17,7 @@ from napari_volseg.engine import distributed
 from napari_volseg.engine.config import PlanSettings, Preset
 from napari_volseg.engine.events import Finished
 from napari_volseg.errors import VolsegError
-from napari_volseg.io import nifti
+from napari_volseg.io import volumes
 from napari_volseg.io.decathlon import Split, Task
 
 
@@ -83,7 +83,7 @@ class Run:
         """The post-processing the training labels call for (read once, on their own grids): what a run
         without validation cases stores in its checkpoints."""
         if self._label_postprocess is None:
-            labels = (nifti.load(case.label_path).data for case in self.split.train)
+            labels = (volumes.read(case.label_path).data for case in self.split.train)
             self._label_postprocess = post.from_training_labels(labels, self.task.num_classes)
         return self._label_postprocess
 

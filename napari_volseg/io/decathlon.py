@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_volseg.errors import GeometryMismatchError, LabelValueError, TaskFormatError
-from napari_volseg.io import nifti
+from napari_volseg.io import volumes
+from napari_volseg.io.geometry import Geometry, Volume
 from napari_volseg.outputs import atomic_write
 from napari_volseg.validation import short, show
 
@@ -48,13 +49,13 @@ class Case:
     unlabelled: int | None = field(default=None, compare=False, repr=False)
     sparse: bool = field(default=False, compare=False)
 
-    def geometry(self) -> nifti.Geometry:
+    def geometry(self) -> Geometry:
         """The image's geometry from its header alone (shape and spacing without reading voxels)."""
-        return nifti.read_geometry(self.image_path)
+        return volumes.read_geometry(self.image_path)
 
-    def load_image(self) -> nifti.Volume:
+    def load_image(self) -> Volume:
         """The image in canonical ``(z, y, x)``, or ``(c, z, y, x)`` for multi-modal tasks."""
-        vol = nifti.load(self.image_path)
+        vol = volumes.read(self.image_path)
         if self.modalities and vol.channels != len(self.modalities):
             raise TaskFormatError(
                 f"{self.id}: image has {vol.channels} channel(s) but dataset.json names "
@@ -62,11 +63,11 @@ class Case:
             )
         return vol
 
-    def load_label(self) -> nifti.Volume:
+    def load_label(self) -> Volume:
         """The label volume, values checked against the task's label names."""
         if self.label_path is None:
             raise TaskFormatError(f"{self.id} has no label file (a test case)")
-        vol = nifti.load(self.label_path, label=True)
+        vol = volumes.read(self.label_path, label=True)
         if self.label_names:
             present = {int(v) for v in np.unique(vol.data)}
             unknown = sorted(present - set(self.label_names) - ({self.unlabelled} if self.sparse else set()))
@@ -79,7 +80,7 @@ class Case:
                 )
         return vol
 
-    def load(self) -> tuple[nifti.Volume, nifti.Volume | None]:
+    def load(self) -> tuple[Volume, Volume | None]:
         """Image and label (None for a test case), checked to lie on the same voxel grid."""
         image = self.load_image()
         if self.label_path is None:
@@ -89,16 +90,19 @@ class Case:
         return image, label
 
 
-def check_same_grid(image: nifti.Volume | nifti.Geometry, label: nifti.Volume | nifti.Geometry, name: str = "") -> None:
-    """Raise :class:`GeometryMismatchError` unless image and label share shape and affine."""
+def check_same_grid(image: Volume | Geometry, label: Volume | Geometry, name: str = "") -> None:
+    """Raise :class:`GeometryMismatchError` unless image and label put the same voxels at the same world positions
+    (the same shape and affine; or, for files of two formats that store voxels in different orders, such as a DICOM
+    series and its NRRD segmentation, the same canonical grid)."""
     who = f"{name}: " if name else ""
     gi, gl = getattr(image, "geometry", image), getattr(label, "geometry", label)
-    if gi.source_shape != gl.source_shape:
-        raise GeometryMismatchError(f"{who}image shape {gi.source_shape} differs from label shape {gl.source_shape}")
     tol = 1e-3 * max(1.0, max(gi.spacing_zyx))
-    if not gi.same_grid(gl, tol_mm=tol):
-        worst = float(np.abs(gi.affine - gl.affine).max())
-        raise GeometryMismatchError(f"{who}image and label affines differ (by up to {worst:.4g} mm)")
+    if gi.same_grid(gl, tol_mm=tol) or gi.same_world_grid(gl, tol_mm=tol):
+        return
+    if gi.shape_zyx != gl.shape_zyx:
+        raise GeometryMismatchError(f"{who}image shape {gi.source_shape} differs from label shape {gl.source_shape}")
+    worst = float(np.abs(gi.canonical_affine_xyz - gl.canonical_affine_xyz).max())
+    raise GeometryMismatchError(f"{who}image and label affines differ (by up to {worst:.4g} mm)")
 
 
 @dataclass(frozen=True)
@@ -203,12 +207,8 @@ def training_split(task: Task, train: TrainConfig) -> Split:
 
 
 def case_id_of(path: Path) -> str:
-    """``la_003`` for ``.../la_003.nii.gz``: the file name without its NIfTI suffix."""
-    name = path.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    """``la_003`` for ``.../la_003.nii.gz``: the file name without its format's ending (``io.volumes.case_id``)."""
+    return volumes.case_id(path)
 
 
 def _inside(root: Path, rel: object, what: str) -> Path:

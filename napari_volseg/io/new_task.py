@@ -1,9 +1,14 @@
-"""A task from your own files: a folder of NIfTI scans (and optionally some labels) -> an MSD-layout task.
+"""A task from your own files: a folder of scans (and optionally some labels) -> an MSD-layout task.
+
+Scans are NIfTI, NRRD or MetaImage files, or DICOM series (one per subfolder, or several in one folder): each is one
+case. NIfTI files are linked as they are; every other format is converted to NIfTI in its own voxel order and world
+geometry (the MSD layout is NIfTI), its source recorded in ``dataset.json`` (``"source"``, and ``"series"`` for a
+DICOM series).
 
 :func:`write_task_from_files` checks every input first (readable 3D images, each label on its
 image's grid with only named values or the declared unlabelled value, no label without its image),
 then builds the task in a hidden folder beside ``out`` and renames it into place: a failure leaves
-nothing behind. Files are hard-linked where the file system allows, copied otherwise; images keep
+nothing behind. NIfTI files are hard-linked where the file system allows, copied otherwise; images keep
 their own orientation and suffix (``.nii`` or ``.nii.gz``). Labelled scans go to ``imagesTr/`` +
 ``labelsTr/``, the rest to ``imagesTs/`` (the cases left to annotate).
 """
@@ -20,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_volseg.errors import LabelValueError, TaskFormatError, UnsupportedShapeError
-from napari_volseg.io import nifti
-from napari_volseg.io.decathlon import UNLABELLED_KEY, case_id_of, check_same_grid, write_dataset_json
+from napari_volseg.io import volumes
+from napari_volseg.io.decathlon import UNLABELLED_KEY, check_same_grid, write_dataset_json
 from napari_volseg.outputs import check_writable
 
 MODALITIES = ("CT", "MRI")
@@ -38,7 +43,7 @@ def looks_like_ct(data: np.ndarray) -> bool:
 
 def guess_modality(scan: str | os.PathLike) -> str:
     """CT or MRI, from one scan's intensities (:func:`looks_like_ct`)."""
-    return "CT" if looks_like_ct(nifti.load(scan).data) else "MRI"
+    return "CT" if looks_like_ct(volumes.read(scan).data) else "MRI"
 
 
 DEFAULT_UNLABELLED = 255
@@ -55,6 +60,8 @@ class SourceCase:
     image: Path
     label: Path | None
     sparse: bool = False
+    series: str | None = None
+    """The SeriesInstanceUID when ``image`` is a folder of several DICOM series."""
 
 
 def parse_classes(text: str) -> dict[int, str]:
@@ -71,18 +78,36 @@ def parse_classes(text: str) -> dict[int, str]:
     return dict(enumerate(names))
 
 
-def _nifti_files(folder: Path, what: str) -> dict[str, Path]:
+def _scans(folder: Path, what: str) -> dict[str, tuple[Path, str | None]]:
+    """Each case of ``folder``: its volume files (NIfTI, NRRD, MetaImage) and DICOM series (a subfolder holding one
+    series is the case of that name; series side by side in one folder are named by folder and series number)."""
     if not folder.is_dir():
         raise TaskFormatError(f"{what} folder {folder} does not exist")
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file() or not nifti.is_nifti_path(path):
-            continue
-        case = case_id_of(path)
+    found: dict[str, tuple[Path, str | None]] = {}
+
+    def add(case: str, path: Path, series: str | None = None) -> None:
         case = case[: -len("_0000")] if case.endswith("_0000") else case  # nnU-Net's channel suffix
         if case in found:
-            raise TaskFormatError(f"{what} folder holds two files for case {case}: {found[case].name} and {path.name}")
-        found[case] = path
+            raise TaskFormatError(
+                f"{what} folder holds two scans for case {case}: {found[case][0].name} and {path.name}"
+            )
+        found[case] = (path, series)
+
+    loose_dicom = False
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.is_dir():
+            if volumes.holds_dicom(path):
+                add(path.name, path)
+        elif volumes.is_volume_file(path) and not path.name.lower().endswith(volumes.DICOM_SUFFIXES):
+            add(volumes.case_id(path), path)
+        else:
+            loose_dicom = loose_dicom or volumes.format_of(path) == "dicom"
+    if loose_dicom:
+        series = [s for s in volumes.list_series(folder) if Path(s.files[0]).parent == folder]
+        for n, one in enumerate(series):
+            add(folder.name if len(series) == 1 else f"{folder.name}_s{one.number or n + 1}", folder, one.uid)
     return found
 
 
@@ -94,26 +119,30 @@ def find_cases(
     progress: Progress | None = None,
 ) -> list[SourceCase]:
     """Match labels to images by file name and check both (labels are read: their values are checked)."""
-    image_files = _nifti_files(Path(images), "images")
+    image_files = _scans(Path(images), "images")
     if not image_files:
-        raise TaskFormatError(f"no .nii or .nii.gz files in {images}")
-    label_files = _nifti_files(Path(labels), "labels") if labels else {}
+        raise TaskFormatError(f"no scans in {images} ({volumes.describe_formats()})")
+    label_files = {case: path for case, (path, _) in (_scans(Path(labels), "labels") if labels else {}).items()}
     orphans = sorted(set(label_files) - set(image_files))
     if orphans:
         raise TaskFormatError(f"label {label_files[orphans[0]].name} has no image of the same name in {images}")
     allowed = set(classes) | {unlabelled}
     cases = []
-    for i, (case_id, image_path) in enumerate(sorted(image_files.items())):
+    for i, (case_id, (image_path, series)) in enumerate(sorted(image_files.items())):
         if progress:
             progress(i, len(image_files), case_id)
-        geometry = nifti.read_geometry(image_path)
-        channels = int(np.prod(geometry.header.get_data_shape()[3:], dtype=int))
+        geometry = volumes.read_geometry(image_path, series)
+        channels = (
+            int(np.prod(geometry.header.get_data_shape()[3:], dtype=int))
+            if geometry.source_format == "nifti"
+            else volumes.read(image_path, series=series).channels
+        )
         if channels > 1:
             raise UnsupportedShapeError(f"{image_path.name} has {channels} channels; give one 3D scan per case")
         label_path = label_files.get(case_id)
         sparse = False
         if label_path is not None:
-            label = nifti.load(label_path, label=True)
+            label = volumes.read(label_path, label=True)
             check_same_grid(geometry, label.geometry, case_id)
             values = {int(v) for v in np.unique(label.data)}
             unknown = sorted(values - allowed)
@@ -124,7 +153,7 @@ def find_cases(
                     f"(and {unlabelled} for unlabelled voxels)"
                 )
             sparse = unlabelled in values
-        cases.append(SourceCase(case_id, image_path, label_path, sparse))
+        cases.append(SourceCase(case_id, image_path, label_path, sparse, series))
     if progress:
         progress(len(image_files), len(image_files), "")
     return cases
@@ -136,6 +165,36 @@ def _link(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:  # another file system, or links not allowed: copy
         shutil.copy2(source, target)
+
+
+def _place(case: SourceCase, folder: Path, root: Path) -> str:
+    """Put ``case``'s image in ``folder`` (a NIfTI file linked, any other format converted to ``.nii.gz`` in its
+    own voxel order and geometry); returns its path relative to ``root`` as ``dataset.json`` writes it."""
+    if volumes.format_of(case.image) == "nifti":
+        target = folder / f"{case.id}{nifti_suffix(case.image)}"
+        _link(case.image, target)
+    else:
+        image = volumes.read(case.image, series=case.series)
+        target = volumes.write_image(folder / f"{case.id}.nii.gz", image.data, image.geometry)
+    return f"./{target.relative_to(root).as_posix()}"
+
+
+def _place_label(case: SourceCase, folder: Path, root: Path) -> str:
+    """The label beside its image: linked when both are NIfTI, else written as ``.nii.gz`` on the image's grid."""
+    if volumes.format_of(case.image) == "nifti" and volumes.format_of(case.label) == "nifti":
+        target = folder / f"{case.id}{nifti_suffix(case.label)}"
+        _link(case.label, target)
+    else:
+        like = volumes.read_geometry(case.image, case.series)
+        target = volumes.write_labels(folder / f"{case.id}.nii.gz", volumes.read(case.label, label=True).data, like)
+    return f"./{target.relative_to(root).as_posix()}"
+
+
+def _source(case: SourceCase) -> dict[str, str]:
+    """What ``dataset.json`` records of a converted scan: where it came from (and which DICOM series)."""
+    if volumes.format_of(case.image) == "nifti":
+        return {}
+    return {"source": str(case.image.absolute())} | ({"series": case.series} if case.series else {})
 
 
 def nifti_suffix(path: Path) -> str:
@@ -174,24 +233,21 @@ def write_task_from_files(
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         training, test = [], []
+        for sub in ("imagesTr", "labelsTr", "imagesTs"):
+            (partial / sub).mkdir(exist_ok=True)
         for case in cases:
-            suffix = nifti_suffix(case.image)
             if case.label is None:
-                (partial / "imagesTs").mkdir(exist_ok=True)
-                _link(case.image, partial / "imagesTs" / f"{case.id}{suffix}")
-                test.append(f"./imagesTs/{case.id}{suffix}")
+                image = _place(case, partial / "imagesTs", partial)
+                test.append({"image": image, **_source(case)} if _source(case) else image)
                 continue
-            for sub in ("imagesTr", "labelsTr"):
-                (partial / sub).mkdir(exist_ok=True)
-            label_suffix = nifti_suffix(case.label)
-            _link(case.image, partial / "imagesTr" / f"{case.id}{suffix}")
-            _link(case.label, partial / "labelsTr" / f"{case.id}{label_suffix}")
-            entry = {"image": f"./imagesTr/{case.id}{suffix}", "label": f"./labelsTr/{case.id}{label_suffix}"}
+            entry = {
+                "image": _place(case, partial / "imagesTr", partial),
+                "label": _place_label(case, partial / "labelsTr", partial),
+            }
+            entry.update(_source(case))
             if case.sparse:
                 entry["sparse"] = True
             training.append(entry)
-        for sub in ("imagesTr", "labelsTr", "imagesTs"):
-            (partial / sub).mkdir(exist_ok=True)
         meta = {
             "name": name.strip(),
             "description": f"made by volseg new-task from {Path(images).name}",

@@ -17,8 +17,9 @@ import numpy as np
 from scipy import ndimage
 
 from napari_volseg.errors import VolsegError
-from napari_volseg.io import nifti
+from napari_volseg.io import volumes
 from napari_volseg.io.decathlon import write_dataset_json
+from napari_volseg.io.geometry import Geometry, geometry_from_affine
 from napari_volseg.outputs import check_writable
 
 KINDS = ("ct", "mri")
@@ -229,14 +230,14 @@ def mri_case(seed: int, spec: PhantomSpec | None = None) -> tuple[np.ndarray, np
     return np.clip(np.round(sig), 0, 65535).astype(np.uint16), la.astype(np.uint8)
 
 
-def _ras_geometry(spec: PhantomSpec, seed: int) -> nifti.Geometry:
+def _ras_geometry(spec: PhantomSpec, seed: int) -> Geometry:
     """RAS+ voxel order with a scanner-like origin; the file's axes are reversed and flipped vs canonical."""
     sz, sy, sx = spec.spacing
     nz, ny, nx = spec.shape
     origin = np.array([-(nx - 1) * sx / 2, -(ny - 1) * sy / 2, -(nz - 1) * sz / 2 + 10.0 * (seed % 7)])
     affine = np.diag([sx, sy, sz, 1.0])
     affine[:3, 3] = origin
-    return nifti.geometry_from_affine(affine, (nx, ny, nz))
+    return geometry_from_affine(affine, (nx, ny, nz))
 
 
 def write_task(
@@ -272,11 +273,11 @@ def write_task(
         geometry = _ras_geometry(spec, case_seed)
         name = f"{prefix}_{i + 1:03d}.nii.gz"
         if i < cases:
-            nifti.save_image(image, geometry, root / "imagesTr" / name)
-            nifti.save_labels(label, geometry, root / "labelsTr" / name)
+            volumes.write_image(root / "imagesTr" / name, image, geometry)
+            volumes.write_labels(root / "labelsTr" / name, label, geometry)
             training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
         else:
-            nifti.save_image(image, geometry, root / "imagesTs" / name)
+            volumes.write_image(root / "imagesTs" / name, image, geometry)
             test.append(f"./imagesTs/{name}")
     meta = dict(TASK_META[kind])
     meta.update(

@@ -18,7 +18,7 @@ import torch
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.config import InferConfig
 from napari_volseg.engine.infer import Prediction, Predictor, resolve_device, set_threads
-from napari_volseg.io import nifti
+from napari_volseg.io.geometry import Volume
 from napari_volseg.zoo.bundle_import import BUNDLE_FORMAT, BundleModel, is_bundle, load_bundle_model, read_bundle
 from napari_volseg.zoo.registry import resolve
 
@@ -32,7 +32,7 @@ class SegmentationModel(Protocol):
     labels: dict[int, str]
     mirror_axes: tuple[int, ...]
 
-    def predict(self, image: nifti.Volume, keep_probabilities: bool = False) -> Prediction: ...
+    def predict(self, image: Volume, keep_probabilities: bool = False) -> Prediction: ...
 
     def release(self) -> None: ...
 
@@ -75,7 +75,7 @@ class BundlePredictor:
         return transforms.Compose(steps)
 
     @torch.no_grad()
-    def predict(self, image: nifti.Volume, keep_probabilities: bool = False) -> Prediction:
+    def predict(self, image: Volume, keep_probabilities: bool = False) -> Prediction:
         """Labels ``(z, y, x)`` on ``image``'s canonical grid; probabilities (if kept) on that grid too."""
         from monai.data import MetaTensor
         from monai.inferers import sliding_window_inference

@@ -10,8 +10,8 @@ from napari_volseg.io import decathlon, nifti
 
 def test_reader_claims_nifti_files_and_folders_only(tiny_ct_task, tmp_path):
     image = str(tiny_ct_task / "imagesTr" / "spleen_001.nii.gz")
-    assert reader.napari_get_reader(image) is reader.read_nifti
-    assert reader.napari_get_reader([image, image.replace("imagesTr", "labelsTr")]) is reader.read_nifti
+    assert reader.napari_get_reader(image) is reader.read_volumes
+    assert reader.napari_get_reader([image, image.replace("imagesTr", "labelsTr")]) is reader.read_volumes
     assert reader.napari_get_reader(str(tiny_ct_task)) is reader.read_task
     assert reader.napari_get_reader(str(tiny_ct_task / "imagesTr")) is reader.read_task  # inside a task: the task
     (tmp_path / "x.tif").write_bytes(b"II*\x00")
@@ -32,14 +32,17 @@ def test_manifest_patterns_and_activation_hook():
     pm.discover()
     manifest = pm.get_manifest("napari-volseg")
     [contribution] = manifest.contributions.readers
-    assert contribution.filename_patterns == ["*.nii", "*.nii.gz"] and contribution.accepts_directories
+    assert contribution.filename_patterns == ["*.nii", "*.nii.gz", "*.nrrd", "*.nhdr", "*.mha", "*.mhd", "*.dcm"]
+    assert contribution.accepts_directories
+    [writes] = manifest.contributions.writers
+    assert {".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".dcm"} <= set(writes.filename_extensions)
     assert manifest.on_activate == "napari_volseg._napari.preferences:activate"
     assert callable(preferences.activate)
     assert manifest.display_name < "napari builtins"  # preselected in napari's Choose-reader dialog
 
 
 def test_image_opens_with_spacing_as_scale_and_geometry_in_metadata(tiny_ct_task):
-    [(data, kwargs, kind)] = reader.read_nifti(str(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz"))
+    [(data, kwargs, kind)] = reader.read_volumes(str(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz"))
     assert kind == "image" and data.shape == (16, 48, 48)
     np.testing.assert_allclose(kwargs["scale"], (5.0, 2.0, 2.0), rtol=1e-6)
     assert isinstance(kwargs["metadata"]["volseg"]["geometry"], nifti.Geometry)
@@ -47,13 +50,13 @@ def test_image_opens_with_spacing_as_scale_and_geometry_in_metadata(tiny_ct_task
 
 
 def test_label_files_open_as_labels(tiny_ct_task, tmp_path):
-    [(data, kwargs, kind)] = reader.read_nifti(str(tiny_ct_task / "labelsTr" / "spleen_002.nii.gz"))
+    [(data, kwargs, kind)] = reader.read_volumes(str(tiny_ct_task / "labelsTr" / "spleen_002.nii.gz"))
     assert kind == "labels" and data.dtype == np.uint8
     assert kwargs["name"] == "spleen_002 ground truth"  # not a second "spleen_002" beside the image
     arr = np.zeros((5, 5, 5), np.int16)
     arr[1:3, 1:3, 1:3] = 2
     nib.save(nib.Nifti1Image(arr, np.eye(4)), str(tmp_path / "seg.nii.gz"))
-    [(_, _, kind)] = reader.read_nifti(str(tmp_path / "seg.nii.gz"))
+    [(_, _, kind)] = reader.read_volumes(str(tmp_path / "seg.nii.gz"))
     assert kind == "labels"
 
 
@@ -67,7 +70,7 @@ def test_task_folder_opens_first_case_with_ground_truth(heart_dir):
 
 def test_writer_saves_labels_in_the_source_geometry(heart_dir, tmp_path):
     source = heart_dir / "labelsTr" / "la_005.nii.gz"
-    [(data, kwargs, _)] = reader.read_nifti(str(source))
+    [(data, kwargs, _)] = reader.read_volumes(str(source))
     [out] = writer.write_labels(str(tmp_path / "saved"), data, kwargs)
     assert out.endswith("saved.nii.gz")
     a, b = nib.load(str(source)), nib.load(out)
@@ -97,4 +100,50 @@ def test_sample_data_is_the_first_synthetic_ct_case(tmp_path, monkeypatch):
 def test_reader_errors_are_volseg_errors(tmp_path):
     (tmp_path / "broken.nii.gz").write_bytes(b"\x1f\x8b garbage")
     with pytest.raises(reader.VolsegError):
-        reader.read_nifti(str(tmp_path / "broken.nii.gz"))
+        reader.read_volumes(str(tmp_path / "broken.nii.gz"))
+
+
+@pytest.fixture(scope="module")
+def one_scan_four_ways(tiny_ct_task, tmp_path_factory):
+    """One case as NIfTI, NRRD and MetaImage (written by ITK from the NIfTI) and as a DICOM series folder."""
+    import SimpleITK as sitk
+    from series_writer import write_series
+
+    from napari_volseg.io import volumes
+
+    root = tmp_path_factory.mktemp("four")
+    source = tiny_ct_task / "imagesTr" / "spleen_002.nii.gz"
+    made = {"nifti": source}
+    for suffix in (".nrrd", ".mha"):
+        made[suffix] = root / f"spleen_002{suffix}"
+        sitk.WriteImage(sitk.ReadImage(str(source)), str(made[suffix]))
+    made["dicom"] = write_series(root / "spleen_002", volumes.read(source), modality="CT")
+    return made
+
+
+@pytest.mark.parametrize("kind", [".nrrd", ".mha", "dicom"])
+def test_every_format_opens_as_exactly_the_niftis_layer(one_scan_four_ways, kind):
+    path = one_scan_four_ways[kind]
+    assert reader.napari_get_reader(str(path)) is reader.read_volumes
+    [(data, kwargs, layer_kind)] = reader.read_volumes(str(path))
+    [(ref, ref_kwargs, ref_kind)] = reader.read_volumes(str(one_scan_four_ways["nifti"]))
+    assert (layer_kind, kwargs["name"]) == (ref_kind, ref_kwargs["name"]) == ("image", "spleen_002")
+    np.testing.assert_array_equal(data, ref)
+    np.testing.assert_allclose(kwargs["scale"], ref_kwargs["scale"], atol=1e-5)
+    np.testing.assert_allclose(kwargs["translate"], ref_kwargs["translate"], atol=1e-4)
+    assert kwargs.get("affine") is None and ref_kwargs.get("affine") is None
+    assert kwargs["contrast_limits"] == ref_kwargs["contrast_limits"]
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
+def test_saving_a_layer_of_a_nrrd_or_mha_scan_writes_that_format(one_scan_four_ways, tmp_path, suffix):
+    import SimpleITK as sitk
+
+    [(data, kwargs, _)] = reader.read_volumes(str(one_scan_four_ways[suffix]))
+    labels = (data > 0).astype(np.uint8)
+    [out] = writer.write_labels(str(tmp_path / "saved"), labels, kwargs)
+    assert out.endswith(f"saved{suffix}")
+    written, source = sitk.ReadImage(out), sitk.ReadImage(str(one_scan_four_ways[suffix]))
+    np.testing.assert_allclose(written.GetOrigin(), source.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(written.GetDirection(), source.GetDirection(), atol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(source) > 0)

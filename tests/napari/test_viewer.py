@@ -268,3 +268,39 @@ def test_steps_opened_as_docks_of_their_own_scroll_and_fit_a_laptop_screen(make_
     assert isinstance(train.step_widget, TrainWidget) and isinstance(predict.step_widget, PredictWidget)
     assert train.minimumSizeHint().height() < 200 and predict.minimumSizeHint().height() < 200
     assert window.height() <= 768, window.height()
+
+
+def test_dicom_and_nrrd_drops_open_without_a_dialog_and_two_series_ask_which(
+    make_napari_viewer, fresh, qtbot, tiny_ct_task, tmp_path, monkeypatch
+):
+    import SimpleITK as sitk
+    from series_writer import write_series
+
+    from napari_volseg._napari.preferences import activate
+    from napari_volseg.io import volumes
+
+    mixed = tmp_path / "export"
+    for n, case in enumerate(("spleen_001", "spleen_002")):  # two series side by side, as hospital exports come
+        write_series(mixed, volumes.read(tiny_ct_task / "imagesTr" / f"{case}.nii.gz"), "CT", seed=n, description=case)
+    nrrd = tmp_path / "spleen_003.nrrd"
+    sitk.WriteImage(sitk.ReadImage(str(tiny_ct_task / "imagesTr" / "spleen_003.nii.gz")), str(nrrd))
+    asked = []
+
+    def choose(folder, series):
+        asked.append(sorted(s.description for s in series))
+        return next(s.uid for s in series if s.description == "spleen_002")
+
+    monkeypatch.setattr("napari_volseg._napari.widgets.series_dialog.choose_series", choose)
+    viewer = make_napari_viewer()
+    activate()
+    drop(qtbot, viewer, [str(nrrd)])  # claimed like NIfTI: no Choose-reader dialog
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=20_000)
+    assert viewer.layers[0].name == "spleen_003"
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(0, lambda: viewer.open(str(mixed), plugin="napari-volseg"))  # a folder: napari names the reader
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=20_000)
+    assert asked == [["spleen_001", "spleen_002"]]
+    expected = volumes.read(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz")
+    np.testing.assert_array_equal(viewer.layers[1].data, expected.data)
+    np.testing.assert_allclose(viewer.layers[1].scale, expected.spacing, rtol=1e-5)

@@ -38,7 +38,9 @@ def _row(info: CaseInfo, split: str) -> tuple[str, ...]:
     return info.id, shape, spacing, SPLIT_NAMES.get(split, split) if info.labelled else "test"
 
 
-NO_TASK = "No task open. Drop NIfTI files or a task folder on the viewer, or open a task."
+NO_TASK = (
+    "No task open. Drop scans (NIfTI, NRRD, MetaImage, a DICOM folder) or a task folder on the viewer, or open a task."
+)
 
 
 class DataWidget(QWidget):
@@ -56,7 +58,9 @@ class DataWidget(QWidget):
         self.synthetic_kind = compact(QComboBox())
         self.synthetic_kind.addItems(["ct", "mri"])
         self.new_task_button = QPushButton("New task from images…")
-        self.new_task_button.setToolTip("a folder of your own NIfTI scans (and labels) becomes a task; or drop it")
+        self.new_task_button.setToolTip(
+            "a folder of your own scans (NIfTI, NRRD, MetaImage, DICOM series) and labels becomes a task; or drop it"
+        )
         row.addWidget(self.open_button)
         row.addWidget(self.new_task_button)
         layout.addLayout(row)

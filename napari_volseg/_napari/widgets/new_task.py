@@ -1,6 +1,7 @@
-""" "New task from images…": a folder of your own NIfTI scans (and labels) -> an MSD task, in a worker.
+""" "New task from images…": a folder of your own scans (NIfTI, NRRD, MetaImage, DICOM series) and labels -> an MSD
+task, in a worker.
 
-The Data widget opens :class:`NewTaskDialog`; dropping a folder of NIfTI files without a
+The Data widget opens :class:`NewTaskDialog`; dropping a folder of scans without a
 ``dataset.json`` on the viewer offers the same dialog (:func:`offer`), with the folder filled in.
 """
 
@@ -38,7 +39,7 @@ DROPS = _Drops()
 
 
 def offer(folder: Path) -> None:
-    """A folder of NIfTI files without ``dataset.json`` was dropped: offer to make it a task."""
+    """A folder of scans without ``dataset.json`` was dropped: offer to make it a task."""
     if len(DROPS.folder_dropped) == 0:
         show_info(f"{folder.name} has no dataset.json: Data → New task from images… makes it a task")
     DROPS.folder_dropped.emit(Path(folder))
@@ -69,7 +70,7 @@ class NewTaskDialog(QDialog):
         self.classes = QLineEdit("background,foreground")
         self.out = QLineEdit(str(Path(images).parent / f"{Path(images).name}-task") if images else "")
         form = QFormLayout(self)
-        form.addRow("images folder", _folder_row(self.images, "Folder of NIfTI scans"))
+        form.addRow("images folder", _folder_row(self.images, "Folder of scans (NIfTI, NRRD, MetaImage, DICOM series)"))
         form.addRow("labels folder", _folder_row(self.labels, "Folder of label files"))
         form.addRow("task name", self.name)
         form.addRow("modality", self.modality)

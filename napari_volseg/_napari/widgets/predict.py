@@ -31,7 +31,7 @@ from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg.engine.events import CasePredicted
 from napari_volseg.errors import VolsegError
 from napari_volseg.evaluate import CaseResult, result_rows
-from napari_volseg.io import nifti
+from napari_volseg.io import volumes
 from napari_volseg.outputs import check_writable
 
 
@@ -200,11 +200,11 @@ class PredictWidget(QWidget):
         return images[-1] if images else None
 
     def predict_layer(self):
-        """Predict an image layer opened without a task (a NIfTI file dropped onto the viewer) on its own grid:
+        """Predict an image layer opened without a task (a scan dropped onto the viewer) on its own grid:
         ``<name> prediction`` beside it, and its Dice and error layer when ``<case> ground truth`` is open too."""
         layer = self._image_layer()
         if layer is None:
-            notify_error("nothing to predict: drop a NIfTI scan onto the viewer, or open a task (Data tab)")
+            notify_error("nothing to predict: drop a scan onto the viewer, or open a task (Data tab)")
             return None
         if layer.ndim != 3 or layer.rgb:
             notify_error(f"{layer.name}: only single-channel 3D scans can be predicted without a task (open a task)")
@@ -226,7 +226,7 @@ class PredictWidget(QWidget):
 
             model = open_model(checkpoint)
             try:
-                labels = model.predict(nifti.Volume(image.astype(np.float32, copy=False), geometry)).labels
+                labels = model.predict(volumes.Volume(image.astype(np.float32, copy=False), geometry)).labels
             finally:
                 model.release()
             names = dict(getattr(model, "labels", {}) or {})
@@ -405,14 +405,17 @@ class PredictWidget(QWidget):
         return written
 
     def save_predictions(self, folder: str | Path) -> list[Path]:
-        """Write each prediction as ``folder/<case>.nii.gz`` in its scan's geometry; a folder that cannot be
+        """Write each prediction as ``folder/<case>.<ext>`` in its scan's format and geometry (NIfTI for a DICOM
+        series); a folder that cannot be
         written, or nothing predicted yet, is one notification before any file is written (an empty list)."""
         try:
             folder = check_writable(folder, folder=True, what="prediction folder")
             if not self.session.results:
                 raise VolsegError(NOTHING_TO_SAVE)
             saved = [
-                nifti.save_labels(r.labels, r.geometry, folder / f"{r.case}.nii.gz")
+                volumes.write_labels(
+                    folder / f"{r.case}{volumes.label_suffix(r.geometry.source_format)}", r.labels, r.geometry
+                )
                 for r in self.session.results.values()
             ]
         except (OSError, VolsegError) as exc:
@@ -433,6 +436,6 @@ class PredictWidget(QWidget):
         if not self.session.results:
             notify_error(NOTHING_TO_SAVE)
             return
-        folder = QFileDialog.getExistingDirectory(self, "Save predictions (NIfTI, source geometry) into")
+        folder = QFileDialog.getExistingDirectory(self, "Save predictions (each scan's own format and geometry) into")
         if folder:
             self.save_predictions(folder)

@@ -1,0 +1,196 @@
+"""The one front door for volume files: NIfTI, NRRD, MetaImage and DICOM series, read and written alike.
+
+Every module of napari-volseg that reads or writes a scan or a label file goes through here, so a new format is
+one backend module and one line in :data:`BACKENDS`:
+
+- ``read(path)`` -> :class:`Volume` in the canonical ``(z, y, x)`` LPS+ convention (``io.geometry``) with the file's
+  exact geometry; ``path`` is a file, or a folder (or any file) of a DICOM series.
+- ``write_labels(path, labels, like)`` writes labels in ``like``'s grid in the format ``path`` names:
+  ``.nii`` / ``.nii.gz`` (nibabel), ``.nrrd`` / ``.seg.nrrd`` / ``.mha`` / ``.mhd`` (SimpleITK), ``.dcm`` (a DICOM
+  Segmentation object referencing the source series, highdicom).
+- ``labels_name(source, out_format)`` names a source's label file: by default in the source's own format (NIfTI
+  for a DICOM series, which has no label format of its own but DICOM SEG).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from napari_volseg.errors import VolumeFormatError
+from napari_volseg.io import dicom, itk_formats, nifti
+from napari_volseg.io.geometry import Geometry, Volume
+
+__all__ = [
+    "OUT_FORMATS",
+    "Geometry",
+    "Volume",
+    "case_id",
+    "format_of",
+    "holds_dicom",
+    "is_volume_file",
+    "is_volume_path",
+    "label_suffix",
+    "labels_name",
+    "list_series",
+    "read",
+    "read_geometry",
+    "write_image",
+    "write_labels",
+]
+
+OUT_FORMATS = {
+    "source": None,
+    "nifti": ".nii.gz",
+    "nrrd": ".nrrd",
+    "seg.nrrd": ".seg.nrrd",
+    "mha": ".mha",
+    "dicom-seg": ".dcm",
+}
+"""Label file formats by the name a user picks (``--out-format``): ``source`` writes each input's own format."""
+SOURCE_SUFFIX = {"nrrd": ".nrrd", "metaimage": ".mha", "dicom": ".nii.gz", "nifti": ".nii.gz"}
+"""The label file ending for each source format under ``source`` (a ``.mhd`` keeps ``.mhd``, a ``.nii`` ``.nii``)."""
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+def format_of(path: str | os.PathLike) -> str | None:
+    """``nifti``, ``nrrd``, ``metaimage`` or ``dicom`` for a file (by its ending; a DICOM file also by its
+    preamble) or a folder holding DICOM files; None for anything else."""
+    p = Path(path)
+    if p.is_dir():
+        return "dicom" if dicom.holds_dicom(p) else None
+    if nifti.is_nifti_path(p):
+        return "nifti"
+    suffix = itk_formats.suffix_of(p)
+    if suffix is not None:
+        return itk_formats.FORMATS[suffix]
+    if p.name.lower().endswith(DICOM_SUFFIXES) or (p.is_file() and "." not in p.name and dicom.is_dicom_file(p)):
+        return "dicom"
+    return None
+
+
+def is_volume_file(path: str | os.PathLike) -> bool:
+    """True for a file this door reads by its name: NIfTI, NRRD, MetaImage or ``.dcm`` (no content is read)."""
+    name = str(path).lower()
+    return nifti.is_nifti_path(name) or itk_formats.suffix_of(name) is not None or name.endswith(DICOM_SUFFIXES)
+
+
+def is_volume_path(path: str | os.PathLike) -> bool:
+    """True for a file or folder :func:`read` takes (a folder: one holding a DICOM series)."""
+    return format_of(path) is not None
+
+
+def case_id(path: str | os.PathLike) -> str:
+    """The case name of a volume path: the file name without its format ending (``la_003.nii.gz`` -> ``la_003``,
+    ``heart.seg.nrrd`` -> ``heart``); a DICOM series is named by its folder (a ``.dcm`` file by the folder holding it)."""
+    p = Path(path)
+    name = p.name
+    lower = name.lower()
+    for suffix in (*nifti.NIFTI_SUFFIXES, *itk_formats.FORMATS):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    if p.is_dir():
+        return name
+    if format_of(p) == "dicom":
+        return p.absolute().parent.name
+    return name
+
+
+def read(path: str | os.PathLike, *, label: bool = False, series: str | None = None) -> Volume:
+    """The volume at ``path`` in canonical ``(z, y, x)`` (``(c, z, y, x)`` for several channels), with its geometry.
+
+    ``label=True``: whole numbers >= 0, returned as the smallest unsigned type. ``series``: the SeriesInstanceUID
+    to read from a folder of several DICOM series (without it such a folder raises ``SeriesChoiceError``, which
+    lists them). Every failure is a one-line ``VolsegError``."""
+    p = Path(path)
+    fmt = format_of(p)
+    if fmt == "nifti":
+        return nifti.load(p, label=label)
+    if fmt in ("nrrd", "metaimage"):
+        return itk_formats.load(p, label=label)
+    if fmt == "dicom":
+        return dicom.read_series(p, series, label=label)
+    if not p.exists():
+        raise VolumeFormatError(f"no such file or folder: {p}")
+    if p.is_dir():
+        raise VolumeFormatError(f"{p.name} holds no DICOM series (a folder opens as a DICOM series or an MSD task)")
+    raise VolumeFormatError(f"{p.name} is not a volume napari-volseg reads ({describe_formats()})")
+
+
+def read_geometry(path: str | os.PathLike, series: str | None = None) -> Geometry:
+    """The geometry of the volume at ``path``; from the header alone for NIfTI, NRRD and MetaImage."""
+    p = Path(path)
+    fmt = format_of(p)
+    if fmt == "nifti":
+        return nifti.read_geometry(p)
+    if fmt in ("nrrd", "metaimage"):
+        return itk_formats.read_geometry(p)
+    return read(p, series=series).geometry
+
+
+def list_series(path: str | os.PathLike) -> list:
+    """The DICOM image series in a folder (searched recursively) as ``io.dicom.SeriesInfo`` (uid, description,
+    modality, files in slice order)."""
+    return dicom.find_series(Path(path))[0]
+
+
+def holds_dicom(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds DICOM files (a cheap look at a few of them)."""
+    return dicom.holds_dicom(Path(folder))
+
+
+def describe_formats() -> str:
+    return "NIfTI .nii/.nii.gz, NRRD .nrrd/.nhdr/.seg.nrrd, MetaImage .mha/.mhd, or a DICOM series folder"
+
+
+def labels_name(source: str | os.PathLike, out_format: str = "source", like: Geometry | None = None) -> str:
+    """The file name of ``source``'s labels: its case name (nnU-Net's channel suffix ``_0000`` dropped) and
+    :func:`label_suffix`. ``like`` (the source's geometry) decides the format where the path alone cannot."""
+    stem = case_id(source)
+    if stem.endswith("_0000"):
+        stem = stem[:-5]
+    fmt = like.source_format if like is not None else (format_of(source) or "nifti")
+    return stem + label_suffix(fmt, out_format, Path(source).name)
+
+
+def label_suffix(source_format: str, out_format: str = "source", source_name: str = "") -> str:
+    """The ending of a label file for a source of ``source_format`` under ``out_format`` (:data:`OUT_FORMATS`):
+    ``source`` keeps the source's own format (a ``.nii`` stays ``.nii``, a ``.mhd`` ``.mhd``; NIfTI for a DICOM
+    series, whose own label format, DICOM SEG, is asked for by name)."""
+    if out_format not in OUT_FORMATS:
+        raise VolumeFormatError(f"unknown label format {out_format!r}: choose one of {', '.join(OUT_FORMATS)}")
+    suffix = OUT_FORMATS[out_format]
+    if suffix is not None:
+        return suffix
+    own = next((s for s in (".nii", ".mhd") if source_name.lower().endswith(s)), None)
+    return own or SOURCE_SUFFIX.get(source_format, ".nii.gz")
+
+
+def write_labels(
+    path: str | os.PathLike, labels_zyx: np.ndarray, like: Geometry, label_names: dict[int, str] | None = None
+) -> Path:
+    """Write canonical ``(z, y, x)`` labels in ``like``'s grid (its voxel order, affine or origin / spacing /
+    direction), in the format ``path``'s ending names; atomically (a temporary file, then a rename)."""
+    p = Path(path)
+    name = p.name.lower()
+    if nifti.is_nifti_path(name):
+        return nifti.save_labels(labels_zyx, like, p)
+    if itk_formats.suffix_of(name) is not None:
+        return itk_formats.save_labels(labels_zyx, like, p, label_names)
+    if name.endswith(".dcm"):
+        return dicom.write_seg(p, labels_zyx, like, label_names)
+    raise VolumeFormatError(
+        f"cannot write labels as {p.name}: end the name in .nii.gz, .nii, .nrrd, .seg.nrrd, .mha, .mhd or .dcm"
+    )
+
+
+def write_image(path: str | os.PathLike, data_zyx: np.ndarray, like: Geometry) -> Path:
+    """Write a canonical ``(z, y, x)`` image in ``like``'s grid as NIfTI, NRRD or MetaImage (by ``path``'s ending)."""
+    p = Path(path)
+    if nifti.is_nifti_path(p.name):
+        return nifti.save_image(data_zyx, like, p)
+    if itk_formats.suffix_of(p.name) is not None:
+        return itk_formats.save_image(data_zyx, like, p)
+    raise VolumeFormatError(f"cannot write an image as {p.name}: end the name in .nii.gz, .nii, .nrrd or .mha")
