@@ -123,3 +123,31 @@ def test_a_dropped_scan_without_a_task_predicts_with_a_pretrained_model(
     [saved] = predict.save_predictions(tmp_path / "preds")
     np.testing.assert_array_equal(nifti.load(saved, label=True).data, np.asarray(layer.data))
     np.testing.assert_allclose(nifti.load(saved).geometry.affine, nifti.load(image).geometry.affine)
+
+
+def test_a_dropped_dicom_series_predicts_and_saves_in_its_world_geometry(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, tiny_ct_task
+):
+    """Issue 29: a DICOM folder dropped with no task open is predicted in the Predict tab; Save writes NIfTI (a
+    series has no label format of its own but DICOM SEG) on the series' world grid."""
+    from series_writer import write_series
+
+    from napari_volseg._napari.widgets import PredictWidget
+    from napari_volseg.io import volumes
+
+    ship_a_model(tmp_path, monkeypatch)
+    source = volumes.read(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz")
+    series = write_series(tmp_path / "spleen_002", source, modality="CT")
+    viewer = make_napari_viewer()
+    predict = PredictWidget(viewer)
+    predict.session.open_files([series])
+    qtbot.waitUntil(lambda: "spleen_002" in viewer.layers and not predict.session.busy_loading())
+    assert predict.chooser.select("organ-pretrained")
+    assert predict.predict("current case") is not None
+    qtbot.waitUntil(lambda: predict.worker is None and "spleen_002 prediction" in viewer.layers, timeout=120_000)
+    layer = viewer.layers["spleen_002 prediction"]
+    [saved] = predict.save_predictions(tmp_path / "preds")
+    assert saved.name == "spleen_002.nii.gz"
+    written = volumes.read(saved, label=True)
+    np.testing.assert_array_equal(written.data, np.asarray(layer.data))
+    assert written.geometry.same_world_grid(source.geometry, tol_mm=1e-4)
