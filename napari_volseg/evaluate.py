@@ -89,7 +89,7 @@ def _by_case(folder: Path) -> dict[str, Path]:
     return {
         volumes.case_id(p): p
         for p in sorted(folder.iterdir())
-        if volumes.is_volume_file(p) and not p.name.startswith("._") and not p.name.lower().endswith(".dcm")
+        if volumes.format_of(p) in ("nifti", "nrrd", "metaimage") and not p.name.startswith("._")
     }
 
 

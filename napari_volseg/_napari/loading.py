@@ -20,7 +20,7 @@ from napari_volseg._napari.notify import background, notify_error, notify_warnin
 from napari_volseg._napari.responsive import AGAIN, in_turns
 from napari_volseg._napari.state import CaseInfo, Session
 from napari_volseg.errors import SeriesChoiceError, VolsegError
-from napari_volseg.io import decathlon
+from napari_volseg.io import decathlon, volumes
 
 _tokens = itertools.count(1)
 
@@ -166,7 +166,7 @@ def open_files(session: Session, files: list[Path], series: dict[Path, str] | No
     @background
     def work():
         layers, choices = [], []
-        for f in files:
+        for f in volumes.distinct_scans(files):
             try:
                 layers.append(file_layer_data(f, chosen.get(f)))
             except SeriesChoiceError as exc:

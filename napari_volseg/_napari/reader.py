@@ -70,9 +70,7 @@ def _session():
 def _is_scans_folder(path: Path) -> bool:
     """A folder holding NIfTI, NRRD or MetaImage files (and no ``dataset.json``: task folders are matched first)."""
     try:
-        return path.is_dir() and any(
-            volumes.is_volume_file(p) and volumes.format_of(p) != "dicom" for p in path.iterdir()
-        )
+        return path.is_dir() and any(volumes.is_scan_file(p) for p in path.iterdir())
     except OSError:
         return False
 
@@ -113,7 +111,7 @@ def read_volumes(path: str | list[str]) -> list[tuple]:
         session.open_files(files)
         return [(None,)]
     layers = []
-    for file in files:
+    for file in volumes.distinct_scans(files):
         layers.append(file_layer_data(file))
         for issue in layers[-1][1]["metadata"]["volseg"]["issues"]:
             _notify(issue)

@@ -241,11 +241,7 @@ def collect_inputs(inputs: Sequence[str | os.PathLike], series: str | None = Non
 
 def _folder_inputs(folder: Path, series: str | None) -> list[Path]:
     for sub in (folder / "imagesTs", folder / "imagesTr", folder):
-        found = sorted(
-            f
-            for f in sub.glob("*")
-            if volumes.is_volume_file(f) and volumes.format_of(f) != "dicom" and not f.name.startswith("._")
-        )
+        found = sorted(f for f in sub.glob("*") if volumes.is_scan_file(f) and not f.name.startswith("._"))
         if found:
             return found
     if volumes.format_of(folder) != "dicom":

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from napari_volseg.errors import UnsupportedShapeError, VolumeFormatError
+from napari_volseg.errors import OutputError, UnsupportedShapeError, VolumeFormatError
 from napari_volseg.io.geometry import Geometry, Volume, as_label_array, canonical_volume, geometry_from_lps
 from napari_volseg.io.nifti import MAX_VOXELS
 from napari_volseg.outputs import atomic_write
@@ -171,13 +171,19 @@ def _segmentation_keys(image: sitk.Image, labels: np.ndarray, names: dict[int, s
 def _write(image: sitk.Image, path: Path) -> Path:
     """Write atomically: a detached header's voxel file first, the header last, each renamed into place."""
     suffix = suffix_of(path)
-    if suffix in DETACHED:
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    if suffix in DETACHED:  # two files: each renamed into place, the voxels first, so a header never names a half file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         try:
             sitk.WriteImage(image, str(staging / path.name), True)
             header = staging / path.name
             for part in sorted(staging.iterdir(), key=lambda p: p == header):
                 os.replace(part, path.parent / part.name)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return path

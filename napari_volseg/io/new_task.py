@@ -41,9 +41,9 @@ def looks_like_ct(data: np.ndarray) -> bool:
     return float(np.min(data)) <= CT_BELOW
 
 
-def guess_modality(scan: str | os.PathLike) -> str:
-    """CT or MRI, from one scan's intensities (:func:`looks_like_ct`)."""
-    return "CT" if looks_like_ct(volumes.read(scan).data) else "MRI"
+def guess_modality(scan: str | os.PathLike, series: str | None = None) -> str:
+    """CT or MRI, from one scan's intensities (:func:`looks_like_ct`); ``series``: which DICOM series of a folder."""
+    return "CT" if looks_like_ct(volumes.read(scan, series=series).data) else "MRI"
 
 
 DEFAULT_UNLABELLED = 255
@@ -100,7 +100,7 @@ def _scans(folder: Path, what: str) -> dict[str, tuple[Path, str | None]]:
         if path.is_dir():
             if volumes.holds_dicom(path):
                 add(path.name, path)
-        elif volumes.is_volume_file(path) and not path.name.lower().endswith(volumes.DICOM_SUFFIXES):
+        elif volumes.is_scan_file(path) or (what == "labels" and volumes.format_of(path) == "nrrd"):
             add(volumes.case_id(path), path)
         else:
             loose_dicom = loose_dicom or volumes.format_of(path) == "dicom"
@@ -181,11 +181,15 @@ def _place(case: SourceCase, folder: Path, root: Path) -> str:
 
 def _place_label(case: SourceCase, folder: Path, root: Path) -> str:
     """The label beside its image: linked when both are NIfTI, else written as ``.nii.gz`` on the image's grid."""
+    like = volumes.read_geometry(case.image, case.series)
     if volumes.format_of(case.image) == "nifti" and volumes.format_of(case.label) == "nifti":
+        linkable = like.same_grid(volumes.read_geometry(case.label), tol_mm=1e-3 * max(1.0, max(like.spacing_zyx)))
+    else:
+        linkable = False
+    if linkable:  # the same voxel order and affine: the file itself
         target = folder / f"{case.id}{nifti_suffix(case.label)}"
         _link(case.label, target)
-    else:
-        like = volumes.read_geometry(case.image, case.series)
+    else:  # another format or voxel order: rewritten on the image's grid, as MSD pairs files by their arrays
         target = volumes.write_labels(folder / f"{case.id}.nii.gz", volumes.read(case.label, label=True).data, like)
     return f"./{target.relative_to(root).as_posix()}"
 
@@ -228,7 +232,7 @@ def write_task_from_files(
     labels_by_value = parse_classes(classes) if isinstance(classes, str) else dict(classes)
     cases = find_cases(images, labels, labels_by_value, DEFAULT_UNLABELLED, progress)
     if modality.upper() == AUTO:
-        modality = guess_modality(cases[0].image)
+        modality = guess_modality(cases[0].image, cases[0].series)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:

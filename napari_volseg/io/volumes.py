@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_volseg.errors import VolumeFormatError
+from napari_volseg.errors import VolsegError, VolumeFormatError
 from napari_volseg.io import dicom, itk_formats, nifti
 from napari_volseg.io.geometry import Geometry, Volume
 
@@ -28,9 +28,11 @@ __all__ = [
     "Geometry",
     "Volume",
     "case_id",
+    "distinct_scans",
     "format_of",
     "holds_dicom",
     "is_volume_file",
+    "is_scan_file",
     "is_volume_path",
     "label_suffix",
     "labels_name",
@@ -51,24 +53,42 @@ OUT_FORMATS = {
 }
 """Label file formats by the name a user picks (``--out-format``): ``source`` writes each input's own format."""
 SOURCE_SUFFIX = {"nrrd": ".nrrd", "metaimage": ".mha", "dicom": ".nii.gz", "nifti": ".nii.gz"}
-"""The label file ending for each source format under ``source`` (a ``.mhd`` keeps ``.mhd``, a ``.nii`` ``.nii``)."""
-DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+"""The label file ending for each source format under ``source`` (a ``.mhd`` keeps ``.mhd``; NIfTI is always
+``.nii.gz``, as predictions always were)."""
+DICOM_SUFFIXES = dicom.DICOM_SUFFIXES
+
+
+def _is(path: Path, kind: str) -> bool:
+    """``path.is_dir()`` / ``is_file()`` that says False for a name the file system refuses (too long, no access)."""
+    try:
+        return path.is_dir() if kind == "dir" else path.is_file()
+    except OSError:
+        return False
 
 
 def format_of(path: str | os.PathLike) -> str | None:
-    """``nifti``, ``nrrd``, ``metaimage`` or ``dicom`` for a file (by its ending; a DICOM file also by its
-    preamble) or a folder holding DICOM files; None for anything else."""
+    """``nifti``, ``nrrd``, ``metaimage`` or ``dicom`` for a file (by its ending; a DICOM file also by its content,
+    as PACS exports name files by UID or number) or a folder holding DICOM files; None for anything else."""
     p = Path(path)
-    if p.is_dir():
-        return "dicom" if dicom.holds_dicom(p) else None
     if nifti.is_nifti_path(p):
         return "nifti"
     suffix = itk_formats.suffix_of(p)
     if suffix is not None:
         return itk_formats.FORMATS[suffix]
-    if p.name.lower().endswith(DICOM_SUFFIXES) or (p.is_file() and "." not in p.name and dicom.is_dicom_file(p)):
+    if p.name.lower().endswith(DICOM_SUFFIXES):
+        return "dicom"
+    if _is(p, "dir"):
+        return "dicom" if dicom.holds_dicom(p) else None
+    if _is(p, "file") and dicom.is_dicom_file(p):
         return "dicom"
     return None
+
+
+def is_scan_file(path: str | os.PathLike) -> bool:
+    """A file that is a scan by its name alone: NIfTI, NRRD or MetaImage, not a segmentation (``.seg.nrrd``) and not
+    a DICOM slice (a series is a folder)."""
+    name = str(path).lower()
+    return (nifti.is_nifti_path(name) or itk_formats.suffix_of(name) is not None) and not name.endswith(".seg.nrrd")
 
 
 def is_volume_file(path: str | os.PathLike) -> bool:
@@ -91,8 +111,8 @@ def case_id(path: str | os.PathLike) -> str:
     for suffix in (*nifti.NIFTI_SUFFIXES, *itk_formats.FORMATS):
         if lower.endswith(suffix):
             return name[: -len(suffix)]
-    if p.is_dir():
-        return name
+    if _is(p, "dir"):
+        return p.absolute().name
     if format_of(p) == "dicom":
         return p.absolute().parent.name
     return name
@@ -141,6 +161,24 @@ def holds_dicom(folder: str | os.PathLike) -> bool:
     return dicom.holds_dicom(Path(folder))
 
 
+def distinct_scans(paths: list[Path]) -> list[Path]:
+    """``paths`` without the DICOM files of a series already named (dropping 300 slices of one series is one scan,
+    not 300 reads of it): the first file of each series stands for it."""
+    seen: set = set()
+    kept = []
+    for p in paths:
+        key = p
+        if _is(p, "file") and format_of(p) == "dicom":
+            try:
+                key = ("series", p.absolute().parent, dicom.series_uid_of(p))
+            except VolsegError:
+                key = p
+        if key not in seen:
+            seen.add(key)
+            kept.append(p)
+    return kept
+
+
 def describe_formats() -> str:
     return "NIfTI .nii/.nii.gz, NRRD .nrrd/.nhdr/.seg.nrrd, MetaImage .mha/.mhd, or a DICOM series folder"
 
@@ -157,15 +195,14 @@ def labels_name(source: str | os.PathLike, out_format: str = "source", like: Geo
 
 def label_suffix(source_format: str, out_format: str = "source", source_name: str = "") -> str:
     """The ending of a label file for a source of ``source_format`` under ``out_format`` (:data:`OUT_FORMATS`):
-    ``source`` keeps the source's own format (a ``.nii`` stays ``.nii``, a ``.mhd`` ``.mhd``; NIfTI for a DICOM
+    ``source`` keeps the source's own format (``.nii.gz`` for NIfTI, a ``.mhd`` stays ``.mhd``; NIfTI for a DICOM
     series, whose own label format, DICOM SEG, is asked for by name)."""
     if out_format not in OUT_FORMATS:
         raise VolumeFormatError(f"unknown label format {out_format!r}: choose one of {', '.join(OUT_FORMATS)}")
     suffix = OUT_FORMATS[out_format]
     if suffix is not None:
         return suffix
-    own = next((s for s in (".nii", ".mhd") if source_name.lower().endswith(s)), None)
-    return own or SOURCE_SUFFIX.get(source_format, ".nii.gz")
+    return ".mhd" if source_name.lower().endswith(".mhd") else SOURCE_SUFFIX.get(source_format, ".nii.gz")
 
 
 def write_labels(

@@ -47,7 +47,7 @@ def test_labels_go_back_in_the_sources_format_and_world_geometry(scan_as_every_f
     volume = volumes.read(source)
     labels = (volume.data > 0).astype(np.uint8)
     name = volumes.labels_name(source)
-    assert name == "spleen_001" + {"nifti": ".nii.gz", ".mhd": ".mhd"}.get(kind, kind)
+    assert name == "spleen_001" + {"nifti": ".nii.gz"}.get(kind, kind)
     out = volumes.write_labels(tmp_path / name, labels, volume.geometry)
     written, original = sitk.ReadImage(str(out)), sitk.ReadImage(str(source))
     assert written.GetSize() == original.GetSize()
@@ -78,7 +78,7 @@ def test_names_and_formats():
     assert volumes.case_id("a/heart.seg.nrrd") == "heart"
     assert volumes.case_id("a/x.MHA") == "x"
     assert volumes.labels_name("scans/case_0000.nii.gz") == "case.nii.gz"
-    assert volumes.labels_name("scans/c.nii") == "c.nii"
+    assert volumes.labels_name("scans/c.nii") == "c.nii.gz"  # predictions were always .nii.gz
     assert volumes.labels_name("scans/c.nhdr") == "c.nrrd"
     assert volumes.labels_name("scans/c.nrrd", "seg.nrrd") == "c.seg.nrrd"
     assert volumes.labels_name("scans/c.mha", "nifti") == "c.nii.gz"
@@ -136,3 +136,27 @@ def test_only_the_front_door_reads_or_writes_volume_files():
             ):
                 offenders.append(rel)
     assert offenders == []
+
+
+def test_many_slices_of_one_series_are_one_scan_and_folders_have_names(scan_as_every_format, monkeypatch):
+    series = scan_as_every_format["dicom"]
+    slices = sorted(series.iterdir())
+    assert volumes.distinct_scans([*slices, scan_as_every_format[".nrrd"]]) == [
+        slices[0],
+        scan_as_every_format[".nrrd"],
+    ]
+    monkeypatch.chdir(series)
+    assert volumes.case_id(".") == "spleen_001"  # `volseg predict .` inside the series folder: not '.nii.gz'
+    assert volumes.case_id("x" * 300 + ".txt") == "x" * 300 + ".txt"  # a name the file system refuses: no OSError
+
+
+def test_a_slicer_segmentation_beside_its_scan_is_not_a_second_scan(scan_as_every_format, tmp_path):
+    from napari_volseg.engine.infer import collect_inputs
+
+    folder = tmp_path / "slicer"
+    folder.mkdir()
+    scan = folder / "spleen_001.nrrd"
+    scan.write_bytes(scan_as_every_format[".nrrd"].read_bytes())
+    volume = volumes.read(scan)
+    volumes.write_labels(folder / "spleen_001.seg.nrrd", (volume.data > 0).astype(np.uint8), volume.geometry)
+    assert collect_inputs([folder]) == [scan]

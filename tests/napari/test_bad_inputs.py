@@ -48,7 +48,11 @@ def test_a_folder_with_nothing_to_open_is_one_line(make_napari_viewer, tmp_path,
     viewer.open(str(folder), plugin="napari-volseg")
     assert len(viewer.layers) == 0
     assert _messages(notifications) == [
-        ("warning", "emptyfolder is not an MSD task folder (no dataset.json) and holds no NIfTI scans: nothing to open")
+        (
+            "warning",
+            "emptyfolder is not an MSD task folder (no dataset.json) and holds no scans (NIfTI .nii/.nii.gz, NRRD "
+            ".nrrd/.nhdr/.seg.nrrd, MetaImage .mha/.mhd, or a DICOM series folder): nothing to open",
+        )
     ]
 
 

@@ -29,6 +29,7 @@ The package's modules:
 
 from napari_volseg.io.dicom.seg import write_seg
 from napari_volseg.io.dicom.series import (
+    DICOM_SUFFIXES,
     SeriesInfo,
     find_series,
     holds_dicom,
@@ -38,6 +39,7 @@ from napari_volseg.io.dicom.series import (
 )
 
 __all__ = [
+    "DICOM_SUFFIXES",
     "SeriesInfo",
     "find_series",
     "holds_dicom",

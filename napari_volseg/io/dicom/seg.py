@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from napari_volseg.errors import DicomError
 from napari_volseg.io.geometry import Geometry, as_label_array
@@ -62,7 +63,12 @@ def write_seg(
     values = [int(v) for v in np.unique(stack) if v]
     if not values:
         raise DicomError(f"cannot write {path.name}: the labels are empty; a DICOM SEG needs at least one segment")
-    sources = [pydicom.dcmread(f, stop_before_pixels=True, force=True) for f in files]
+    try:
+        sources = [pydicom.dcmread(f, stop_before_pixels=True, force=True) for f in files]
+    except (OSError, InvalidDicomError, ValueError, EOFError) as exc:
+        raise DicomError(
+            f"cannot write {path.name}: a source file of the series can no longer be read ({type(exc).__name__})"
+        ) from exc
     for source in sources:  # anonymised exports drop type 2 attributes the SEG copies: present, empty, as DICOM allows
         for keyword in SEG_COPIES:
             if keyword not in source:
@@ -73,9 +79,8 @@ def write_seg(
         raise DicomError(
             f"cannot write {path.name}: the source files in {files[0].parent} changed since they were read"
         )
-    lut = np.zeros(values[-1] + 1, dtype=np.uint16)
-    lut[values] = np.arange(1, len(values) + 1)
-    segments = lut[stack].astype(np.uint8 if len(values) < 256 else np.uint16)
+    segments = np.where(stack > 0, np.searchsorted(values, stack) + 1, 0)  # label value -> segment number 1..N
+    segments = segments.astype(np.uint8 if len(values) < 256 else np.uint16)
     if len(files) != len(frames):  # multi-frame source: SEG frames follow the source file's frame order
         if len(files) != 1:
             raise DicomError(
