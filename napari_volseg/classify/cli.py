@@ -37,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     q = verbs.add_parser("predict", help="classify NIfTI or .npy volumes: class and probabilities, one line each")
     q.add_argument("--model", required=True, type=Path, help="classifier checkpoint (.safetensors)")
-    q.add_argument("files", nargs="+", type=Path, help="16x16x16 volumes, values 0-1 (.nii, .nii.gz, .npy)")
+    q.add_argument(
+        "files", nargs="+", type=Path, help="16x16x16 volumes, values 0-1 (.npy, or NIfTI / NRRD / MetaImage files)"
+    )
     q.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device (default auto)")
 
 
