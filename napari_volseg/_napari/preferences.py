@@ -12,7 +12,19 @@ from __future__ import annotations
 from napari_volseg import paths
 
 PLUGIN = "napari-volseg"
-READER_PATTERNS = ("*.nii", "*.nii.gz", "*.nrrd", "*.nhdr", "*.mha", "*.mhd", "*.dcm", "*/Task[0-9][0-9]*_*/")
+READER_PATTERNS = (
+    "*.nii",
+    "*.nii.gz",
+    "*.nrrd",
+    "*.nhdr",
+    "*.mha",
+    "*.mhd",
+    "*.dcm",
+    "*.dicom",
+    "*.ima",
+    "*.IMA",
+    "*/Task[0-9][0-9]*_*/",
+)
 """Volume files (NIfTI, NRRD, MetaImage, DICOM), and MSD-style task folders (``.../Task02_Heart/``, the form napari
 matches folders in)."""
 
