@@ -16,7 +16,9 @@ CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 
 
-def write_series(folder: Path, volume: Volume, modality: str = "MR", seed: int = 0, description: str = "test") -> Path:
+def write_series(
+    folder: Path, volume: Volume, modality: str = "MR", seed: int = 0, description: str = "test", number: int = 1
+) -> Path:
     """Write ``volume`` as one DICOM series in ``folder``: one file per slice of its source grid's third axis, named
     at random, InstanceNumbers shuffled. The slices carry the geometry's LPS origin, direction and spacing, so the
     series and the volume's own file describe the same voxels at the same world positions."""
@@ -38,9 +40,9 @@ def write_series(folder: Path, volume: Volume, modality: str = "MR", seed: int =
         name = folder / f"{rng.getrandbits(40):010x}.dcm"
         ds = FileDataset(str(name), {}, file_meta=meta, preamble=b"\0" * 128)
         ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.SeriesDescription, ds.SeriesNumber = modality, description, 1
+        ds.Modality, ds.SeriesDescription, ds.SeriesNumber = modality, description, number
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.PatientID, ds.PatientName, ds.StudyDate = "anon", "anon", "20260101"
+        ds.PatientID, ds.PatientName, ds.StudyDate = "anon", "Anonymous^Patient", "20260101"
         ds.InstanceNumber = numbers[k]
         position = origin + k * spacing[2] * direction[:, 2]
         ds.ImagePositionPatient = [f"{v:.6f}" for v in position]

@@ -130,7 +130,7 @@ def file_layer_data(path: Path, series: str | None = None) -> tuple:
     """LayerData of one volume (a NIfTI, NRRD or MetaImage file, a DICOM series): ``<case>`` for an image,
     ``<case> ground truth`` for a label file. ``series``: which DICOM series of a folder holding several."""
     volume = volumes.read(path, series=series)
-    case = volumes.case_id(path)
+    case = volumes.case_id(path, volume.geometry)
     if _looks_like_labels(path, volume):
         return labels_layer(volumes.read(path, label=True, series=series), f"{case} {GROUND_TRUTH}", case=case)
     return image_layer(volume, case, case=case)

@@ -260,13 +260,16 @@ def _folder_inputs(folder: Path, series: str | None) -> list[Path]:
     )
 
 
-def output_paths(files: Sequence[Path], out_dir: Path, out_format: str = "source") -> list[Path]:
+def output_paths(
+    files: Sequence[Path], out_dir: Path, out_format: str = "source", series: str | None = None
+) -> list[Path]:
     """``out_dir/<case>.<ext>`` for each input (:func:`io.volumes.labels_name`: the input's own format, NIfTI for a
     DICOM series, or ``out_format``); refused when two inputs share an output name or an output would overwrite an
     input (``--out`` set to the inputs' own folder)."""
     targets: dict[Path, Path] = {}
     for f in files:
-        target = (out_dir / volumes.labels_name(f, out_format)).absolute()
+        like = volumes.read_geometry(f, series) if volumes.format_of(f) == "dicom" else None  # headers: the name
+        target = (out_dir / volumes.labels_name(f, out_format, like)).absolute()
         if target in targets:
             raise VolsegError(
                 f"{targets[target]} and {f} would both be written to {target.name}; predict them into separate folders"
@@ -302,7 +305,7 @@ def predict_files(
         not_dicom = [f.name for f in files if volumes.format_of(f) != "dicom"]
         if not_dicom:
             raise VolsegError(f"--out-format dicom-seg needs DICOM inputs; {not_dicom[0]} is not a DICOM series")
-    targets = output_paths(files, out, out_format)
+    targets = output_paths(files, out, out_format, series)
     predictor = open_model(checkpoint, config, **overrides)
     names = dict(getattr(predictor, "labels", {}) or {})
     for i, (path, target) in enumerate(zip(files, targets, strict=True)):

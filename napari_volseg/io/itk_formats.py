@@ -115,7 +115,8 @@ def read_geometry(path: str | os.PathLike) -> Geometry:
     path = Path(path)
     reader = _information(path)
     size = _check(reader, path, label=False)
-    return _geometry(reader, size, FORMATS[suffix_of(path)], {"segments": _segments(reader)})
+    meta = {"segments": _segments(reader), "components": int(reader.GetNumberOfComponents())}
+    return _geometry(reader, size, FORMATS[suffix_of(path)], meta)
 
 
 def load(path: str | os.PathLike, *, label: bool = False) -> Volume:

@@ -99,15 +99,21 @@ def _scans(folder: Path, what: str) -> dict[str, tuple[Path, str | None]]:
             continue
         if path.is_dir():
             if volumes.holds_dicom(path):
-                add(path.name, path)
+                listed = volumes.list_series(path)
+                if len(listed) == 1:
+                    add(path.name, path)
+                else:  # several: each its own case, named as every face names it
+                    for uid, name in volumes.series_case_ids(path.name, listed).items():
+                        add(name, path, uid)
         elif volumes.is_scan_file(path) or (what == "labels" and volumes.format_of(path) == "nrrd"):
             add(volumes.case_id(path), path)
         else:
             loose_dicom = loose_dicom or volumes.format_of(path) == "dicom"
     if loose_dicom:
         series = [s for s in volumes.list_series(folder) if Path(s.files[0]).parent == folder]
-        for n, one in enumerate(series):
-            add(folder.name if len(series) == 1 else f"{folder.name}_s{one.number or n + 1}", folder, one.uid)
+        names = volumes.series_case_ids(folder.name, series)
+        for one in series:
+            add(folder.name if len(series) == 1 else names[one.uid], folder, one.uid)
     return found
 
 
@@ -132,11 +138,7 @@ def find_cases(
         if progress:
             progress(i, len(image_files), case_id)
         geometry = volumes.read_geometry(image_path, series)
-        channels = (
-            int(np.prod(geometry.header.get_data_shape()[3:], dtype=int))
-            if geometry.source_format == "nifti"
-            else volumes.read(image_path, series=series).channels
-        )
+        channels = volumes.channels_of(image_path, series)
         if channels > 1:
             raise UnsupportedShapeError(f"{image_path.name} has {channels} channels; give one 3D scan per case")
         label_path = label_files.get(case_id)

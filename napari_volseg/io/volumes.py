@@ -28,6 +28,7 @@ __all__ = [
     "Geometry",
     "Volume",
     "case_id",
+    "channels_of",
     "distinct_scans",
     "format_of",
     "holds_dicom",
@@ -39,6 +40,8 @@ __all__ = [
     "list_series",
     "read",
     "read_geometry",
+    "series_case_id",
+    "series_case_ids",
     "write_image",
     "write_labels",
 ]
@@ -102,10 +105,15 @@ def is_volume_path(path: str | os.PathLike) -> bool:
     return format_of(path) is not None
 
 
-def case_id(path: str | os.PathLike) -> str:
+def case_id(path: str | os.PathLike, like: Geometry | None = None) -> str:
     """The case name of a volume path: the file name without its format ending (``la_003.nii.gz`` -> ``la_003``,
-    ``heart.seg.nrrd`` -> ``heart``); a DICOM series is named by its folder (a ``.dcm`` file by the folder holding it)."""
+    ``heart.seg.nrrd`` -> ``heart``); a DICOM series is named by its folder (a ``.dcm`` file by the folder holding it),
+    and where that folder holds several series (``like``: the series' geometry says so) by folder and series number,
+    ``export_s3``, so that two series of one folder never share a name."""
     p = Path(path)
+    meta = like.source_meta if like is not None and like.source_format == "dicom" else {}
+    if meta.get("series_in_folder", 1) > 1:
+        return series_case_id(Path(meta["folder"]).name, meta.get("series_number"), meta["series_uid"])
     name = p.name
     lower = name.lower()
     for suffix in (*nifti.NIFTI_SUFFIXES, *itk_formats.FORMATS):
@@ -116,6 +124,20 @@ def case_id(path: str | os.PathLike) -> str:
     if format_of(p) == "dicom":
         return p.absolute().parent.name
     return name
+
+
+def series_case_id(folder_name: str, number: int | None, uid: str) -> str:
+    """The case name of one of several DICOM series in a folder: ``<folder>_s<SeriesNumber>``, or the UID's last part
+    where the series has no number of its own (none, or one another series of the folder shares)."""
+    return f"{folder_name}_s{number if number is not None else uid.rsplit('.', 1)[-1]}"
+
+
+def series_case_ids(folder_name: str, listed: list) -> dict[str, str]:
+    """:func:`series_case_id` of every series of a folder (``dicom.SeriesInfo``), by SeriesInstanceUID."""
+    numbers = [s.number for s in listed]
+    return {
+        s.uid: series_case_id(folder_name, s.number if numbers.count(s.number) == 1 else None, s.uid) for s in listed
+    }
 
 
 def read(path: str | os.PathLike, *, label: bool = False, series: str | None = None) -> Volume:
@@ -140,13 +162,15 @@ def read(path: str | os.PathLike, *, label: bool = False, series: str | None = N
 
 
 def read_geometry(path: str | os.PathLike, series: str | None = None) -> Geometry:
-    """The geometry of the volume at ``path``; from the header alone for NIfTI, NRRD and MetaImage."""
+    """The geometry of the volume at ``path``, from its header(s) alone (no voxel is decoded)."""
     p = Path(path)
     fmt = format_of(p)
     if fmt == "nifti":
         return nifti.read_geometry(p)
     if fmt in ("nrrd", "metaimage"):
         return itk_formats.read_geometry(p)
+    if fmt == "dicom":
+        return dicom.read_geometry(p, series)
     return read(p, series=series).geometry
 
 
@@ -179,6 +203,14 @@ def distinct_scans(paths: list[Path]) -> list[Path]:
     return kept
 
 
+def channels_of(path: str | os.PathLike, series: str | None = None) -> int:
+    """How many channels (values per voxel, or a NIfTI's 4th axis) the volume at ``path`` holds, from its header."""
+    geometry = read_geometry(path, series)
+    if geometry.source_format == "nifti":
+        return int(np.prod(geometry.header.get_data_shape()[3:], dtype=int))
+    return int(geometry.source_meta.get("components", 1))
+
+
 def describe_formats() -> str:
     return "NIfTI .nii/.nii.gz, NRRD .nrrd/.nhdr/.seg.nrrd, MetaImage .mha/.mhd, or a DICOM series folder"
 
@@ -186,7 +218,7 @@ def describe_formats() -> str:
 def labels_name(source: str | os.PathLike, out_format: str = "source", like: Geometry | None = None) -> str:
     """The file name of ``source``'s labels: its case name (nnU-Net's channel suffix ``_0000`` dropped) and
     :func:`label_suffix`. ``like`` (the source's geometry) decides the format where the path alone cannot."""
-    stem = case_id(source)
+    stem = case_id(source, like)
     if stem.endswith("_0000"):
         stem = stem[:-5]
     fmt = like.source_format if like is not None else (format_of(source) or "nifti")

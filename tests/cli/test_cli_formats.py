@@ -83,7 +83,8 @@ def test_cli_format_mistakes_are_one_line(scans, tiny_checkpoint, tmp_path, caps
         assert len(err.splitlines()) == 1, err
     uid = volumes.list_series(scans / "dicom" / "spleen_002")[0].uid
     assert cli.main(["predict", "--model", model, "--out", str(tmp_path / "o4"), "--series", uid, str(mixed)]) == 0
-    assert [p.name for p in (tmp_path / "o4").iterdir()] == ["mixed.nii.gz"]
+    # two series of one folder never share a name: <folder>_s<SeriesNumber>, the UID's tail where numbers repeat
+    assert [p.name for p in (tmp_path / "o4").iterdir()] == [volumes.series_case_id("mixed", None, uid) + ".nii.gz"]
 
 
 def test_evaluate_scores_nrrd_predictions_against_nifti_labels(tiny_ct_task, tmp_path, capsys):
@@ -125,3 +126,22 @@ def test_new_task_from_dicom_series_and_nrrd_scans(scans, tiny_ct_task, tmp_path
     np.testing.assert_array_equal(image.data, reference.data)
     np.testing.assert_array_equal(label.data, truth.data)
     assert image.geometry.same_world_grid(reference.geometry, tol_mm=1e-4)
+
+
+def test_new_task_and_the_viewer_name_two_series_of_one_folder_alike(tiny_ct_task, tmp_path):
+    from napari_volseg._napari.layers import file_layer_data
+
+    export = tmp_path / "images" / "export"
+    for number, case in ((3, "spleen_001"), (5, "spleen_002")):
+        source = volumes.read(tiny_ct_task / "imagesTr" / f"{case}.nii.gz")
+        write_series(export, source, modality="CT", seed=number, description=case, number=number)
+    out = tmp_path / "Task51_Two"
+    call = ["new-task", "--images", str(tmp_path / "images"), "--out", str(out), "--name", "two"]
+    assert cli.main([*call, "--classes", "background,spleen", "--modality", "auto"]) == 0
+    meta = json.loads((out / "dataset.json").read_text())
+    assert [entry["image"] for entry in meta["test"]] == ["./imagesTs/export_s3.nii.gz", "./imagesTs/export_s5.nii.gz"]
+    assert meta["modality"] == {"0": "CT"}  # guessed from the first series, chosen by its uid
+    uid = next(s.uid for s in volumes.list_series(export) if s.number == 5)
+    _, kwargs, _ = file_layer_data(export, uid)
+    assert kwargs["name"] == "export_s5"
+    assert volumes.labels_name(export, like=volumes.read_geometry(export, uid)) == "export_s5.nii.gz"

@@ -34,11 +34,13 @@ from napari_volseg.io.dicom.series import (
     find_series,
     holds_dicom,
     is_dicom_file,
+    read_geometry,
     read_series,
     series_uid_of,
 )
 
 __all__ = [
+    "read_geometry",
     "DICOM_SUFFIXES",
     "SeriesInfo",
     "find_series",

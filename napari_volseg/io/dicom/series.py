@@ -23,7 +23,7 @@ from napari_volseg.errors import DicomError, SeriesChoiceError
 from napari_volseg.io.dicom.checks import _ordered
 from napari_volseg.io.dicom.pixels import _pixels
 from napari_volseg.io.dicom.planes import _Entry, _planes
-from napari_volseg.io.geometry import Volume, canonical_volume, geometry_from_lps
+from napari_volseg.io.geometry import Geometry, Volume, canonical_volume, geometry_from_lps
 from napari_volseg.validation import short
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,9 @@ def _where(info: SeriesInfo, folder: Path) -> str:
     return f"DICOM series{number}{description} in {folder}"
 
 
-def _choose(path: Path, series_uid: str | None) -> tuple[Path, SeriesInfo, list[_Entry], list[str]]:
+def _choose(path: Path, series_uid: str | None) -> tuple[Path, SeriesInfo, list[_Entry], list[str], list[SeriesInfo]]:
+    """The folder, the chosen series, its files' entries, the notes on what was skipped, and every image series the
+    folder holds."""
     folder = _folder(path)
     if path.is_file():
         entry = _entry(path)
@@ -278,27 +280,15 @@ def _choose(path: Path, series_uid: str | None) -> tuple[Path, SeriesInfo, list[
         raise DicomError(
             f"{folder} holds no DICOM series {series_uid}; it holds {'; '.join(i.describe() for i in infos)}"
         )
-    return folder, chosen[0], series[series_uid], notes
+    return folder, chosen[0], series[series_uid], notes, infos
 
 
-def read_series(path: Path, series_uid: str | None = None, *, label: bool = False) -> Volume:
-    """Read one DICOM image series into the canonical ``(z, y, x)`` LPS+ :class:`Volume` (spacing in mm).
-
-    ``path`` is a folder (searched recursively) or one file of the series (which then picks its own series).
-    ``series_uid`` chooses among several image series; without it a folder of several raises
-    :class:`SeriesChoiceError` listing them. Values are the stored pixels through the modality LUT or rescale slope
-    and intercept (CT in HU): float32 when a slope or intercept is fractional, else the smallest integer type that
-    holds them; ``label=True`` makes them the smallest unsigned type (whole numbers >= 0 required).
-    ``geometry.source_meta`` holds ``files`` (sorted by slice for single-frame series, each file once otherwise),
-    ``frames`` (per slice ``k``: the index in ``files`` and the frame index in that file), ``sop_instance_uids``,
-    ``series_uid``, ``modality`` and ``description``. Raises :class:`DicomError` for a series that is not one
-    regular 3D grid or cannot be decoded; ``volume.issues`` lists the files left out of the folder.
-    """
-    path = Path(path)
-    folder, info, entries, notes = _choose(path, series_uid)
+def _series(path: Path, series_uid: str | None) -> tuple[Geometry, list, str, list[str]]:
+    """The checked geometry of a series from its headers alone, its slices in order, where it is (for messages) and
+    the notes on what was skipped."""
+    folder, info, entries, notes, infos = _choose(path, series_uid)
     where = _where(info, folder)
     planes, normal, step = _ordered(_planes(entries, where), where)
-    stack = _pixels(planes, where)
     files: list[Path] = []
     for plane in planes:
         if plane.entry.path not in files:
@@ -315,10 +305,38 @@ def read_series(path: Path, series_uid: str | None = None, *, label: bool = Fals
             "frames": tuple((files.index(p.entry.path), p.frame) for p in planes),
             "sop_instance_uids": tuple(str(p.entry.header.get("SOPInstanceUID", "")) for p in planes),
             "series_uid": info.uid,
+            "series_number": info.number if [i.number for i in infos].count(info.number) == 1 else None,
+            "series_in_folder": len(infos),
+            "folder": str(folder),
             "modality": info.modality,
             "description": info.description,
         },
     )
+    return geometry, planes, where, notes
+
+
+def read_geometry(path: Path, series_uid: str | None = None) -> Geometry:
+    """The geometry of a series (as :func:`read_series` gives it) from its headers alone: no pixel is decoded."""
+    return _series(Path(path), series_uid)[0]
+
+
+def read_series(path: Path, series_uid: str | None = None, *, label: bool = False) -> Volume:
+    """Read one DICOM image series into the canonical ``(z, y, x)`` LPS+ :class:`Volume` (spacing in mm).
+
+    ``path`` is a folder (searched recursively) or one file of the series (which then picks its own series).
+    ``series_uid`` chooses among several image series; without it a folder of several raises
+    :class:`SeriesChoiceError` listing them. Values are the stored pixels through the modality LUT or rescale slope
+    and intercept (CT in HU): float32 when a slope or intercept is fractional, else the smallest integer type that
+    holds them; ``label=True`` makes them the smallest unsigned type (whole numbers >= 0 required).
+    ``geometry.source_meta`` holds ``files`` (sorted by slice for single-frame series, each file once otherwise),
+    ``frames`` (per slice ``k``: the index in ``files`` and the frame index in that file), ``sop_instance_uids``,
+    ``series_uid``, ``series_number`` (None where another series of the folder shares it), ``series_in_folder`` (how many image series its folder holds), ``folder``,
+    ``modality`` and ``description``. Raises :class:`DicomError` for a series that is not one
+    regular 3D grid or cannot be decoded; ``volume.issues`` lists the files left out of the folder.
+    """
+    path = Path(path)
+    geometry, planes, where, notes = _series(path, series_uid)
+    stack = _pixels(planes, where)
     for note in notes:
         log.info(note)
     return canonical_volume(stack.transpose(2, 1, 0), geometry, path, label=label, issues=notes)
