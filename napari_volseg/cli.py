@@ -183,21 +183,61 @@ def _finetune(args: argparse.Namespace) -> int:
 
 @command("predict")
 def _predict(args: argparse.Namespace) -> int:
-    from napari_volseg.engine.infer import predict_files
+    from napari_volseg.cohort.run import CohortSummary, predict_cohort
 
     # unset flags keep what the checkpoint's preset predicts with
     overrides = {"overlap": args.overlap, "tta": args.tta, "device": args.device}
     bar = None
-    events = predict_files(
-        args.model, args.inputs, args.out, out_format=args.out_format, series=args.series, **overrides
+    events = predict_cohort(
+        args.model,
+        args.inputs,
+        args.out,
+        workers=args.workers,
+        part=args.part,
+        parts=args.parts,
+        out_format=args.out_format,
+        series=args.series,
+        **overrides,
     )
+    summary = CohortSummary()
     for event in events:
+        if isinstance(event, CohortSummary):
+            summary = event
+            continue
         if bar is None:
-            bar = _progress_bar("predict", total=event.total, unit="case")
-        bar.update(1)
-        bar.write(f"wrote {event.item}")
+            bar = _progress_bar("predict", total=event.total, unit="scan")
+            bar.update(event.done)
+            if not event.item:
+                continue
+        else:
+            bar.update(event.done - bar.n)
+        if event.item.startswith("failed "):
+            bar.write(f"volseg: {event.item[len('failed ') :]} failed (its reason is in the manifest)")
+        elif not event.item.startswith("done "):
+            bar.write(f"wrote {event.item}")
     if bar:
         bar.close()
+    if summary.manifest is not None:
+        print(
+            f"{summary.done} predicted, {summary.skipped} already done by this model, {summary.failed} failed: "
+            f"{summary.manifest}"
+        )
+    if summary.failed:
+        first = summary.failures[0]
+        print(
+            f"volseg: error: {summary.failed} scan(s) failed, e.g. {Path(first.input).name}: {first.reason}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+@command("qc")
+def _qc(args: argparse.Namespace) -> int:
+    from napari_volseg.cohort.qc import write_report
+
+    report, flagged = write_report(args.folder, thumbnails=not args.no_thumbnails)
+    print(f"{len(flagged)} scan(s) flagged: {report}")
     return 0
 
 
@@ -207,13 +247,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.csv:
         check_writable(args.csv, what="CSV table")
+    from napari_volseg.cohort.records import join_manifest
+
     rows, summary = evaluate_folder(args.pred, args.truth)
+    if join_manifest(rows, args.pred):
+        print(f"joined {args.pred / 'manifest.csv'}: each case's model and confidence (expected edit share)")
     skipped = unlabelled_predictions(args.pred, args.truth)
     if skipped:  # scored in silence, "(1 cases)" read as if every prediction had been scored
         print(f"not scored, no label of the same name in {args.truth}: {', '.join(skipped)}")
     for row in rows:
+        confidence = f"  confidence {row['confidence']}" if row.get("confidence") else ""
         print(
             f"{row['case']:<24} class {row['label']} ({row['name']}): Dice {row['dice']:.4f}  HD95 {row['hd95']:.2f} mm"
+            + confidence
         )
     for label, values in summary.items():
         print(f"mean class {label}: Dice {values['dice']:.4f}  HD95 {values['hd95']:.2f} mm  ({values['cases']} cases)")
@@ -425,6 +471,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--series", default=None, help="SeriesInstanceUID to read from a folder holding several series")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes on this machine, sharing its cores (a cohort: OUT/manifest.csv, resumable; default 1)",
+    )
+    p.add_argument("--part", type=int, default=None, help="this process's part, 0 .. PARTS-1 (default: RANK, or 0)")
+    p.add_argument(
+        "--parts",
+        type=int,
+        default=None,
+        help="how many parts share the inputs, e.g. a SLURM array's size (default: WORLD_SIZE, or 1)",
+    )
+    p.add_argument(
         "--overlap", type=float, default=None, help="sliding-window overlap (default: the model's stored overlap)"
     )
     p.add_argument(
@@ -435,6 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: as the model's preset says)",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None, help="device (default auto)")
+
+    p = sub.add_parser("qc", help="a cohort's quality report: OUT/qc.html from OUT/manifest.csv (volseg predict)")
+    p.add_argument("folder", type=Path, help="the output folder of a cohort's volseg predict (holds manifest.csv)")
+    p.add_argument("--no-thumbnails", action="store_true", help="leave out the flagged scans' mid-slice pictures")
 
     p = sub.add_parser("evaluate", help="per-case, per-class Dice and HD95 of predictions against labels")
     p.add_argument(

@@ -20,9 +20,10 @@ from napari_volseg.outputs import atomic_write
 ROW_FIELDS = ("case", "label", "name", "dice", "hd95", "empty", "pred_ml", "true_ml")
 """The columns of a result row: one row per case and foreground class (HD95 in mm, volumes in mL)."""
 
-MODEL_FIELDS = ("model", "trained_on")
-"""Columns a predicted result adds (the Predict table's CSV): the model's checkpoint file, and whether the model
-was trained on the case (its Dice then says little about unseen scans)."""
+MODEL_FIELDS = ("model", "trained_on", "confidence")
+"""Columns a predicted result adds (the Predict table's CSV): the model's checkpoint file, whether the model was
+trained on the case (its Dice then says little about unseen scans), and a cohort manifest's confidence (the expected
+edit share, ``volseg evaluate`` on a cohort's folder)."""
 
 
 @dataclass

@@ -8,6 +8,7 @@ class, Dice is 1.0 and the result is flagged ``empty``. HD95 is MONAI's
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -96,3 +97,20 @@ def error_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     out[(pred > 0) & (truth != pred)] = 1
     out[(truth > 0) & (pred == 0)] = 2
     return out
+
+
+def expected_edit_share(probabilities: np.ndarray) -> float:
+    """The expected edit share (``annotate.uncertainty``'s ranking, the cohort manifest's confidence): expected wrong
+    voxels / predicted foreground voxels, from softmax probabilities on any grid:
+    ``(z, y, x)`` foreground probability of a two-class task, or ``(classes, z, y, x)``."""
+    p = np.asarray(probabilities, dtype=np.float32)
+    if p.ndim == 3:
+        wrong = np.minimum(p, 1.0 - p)
+        foreground = int((p >= 0.5).sum())
+    else:
+        top = p.max(axis=0)
+        wrong = 1.0 - top
+        foreground = int((p.argmax(axis=0) != 0).sum())
+    if foreground == 0:
+        return math.inf
+    return float(wrong.sum(dtype=np.float64)) / foreground

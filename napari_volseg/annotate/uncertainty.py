@@ -16,11 +16,10 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from napari_volseg.engine.events import Progress
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.io.decathlon import Case
+from napari_volseg.metrics import expected_edit_share
 
 
 @dataclass(frozen=True)
@@ -34,22 +33,6 @@ class Ranked:
     @property
     def found_nothing(self) -> bool:
         return math.isinf(self.score)
-
-
-def expected_edit_share(probabilities: np.ndarray) -> float:
-    """Expected wrong voxels / predicted foreground voxels, from softmax probabilities on any grid:
-    ``(z, y, x)`` foreground probability of a two-class task, or ``(classes, z, y, x)``."""
-    p = np.asarray(probabilities, dtype=np.float32)
-    if p.ndim == 3:
-        wrong = np.minimum(p, 1.0 - p)
-        foreground = int((p >= 0.5).sum())
-    else:
-        top = p.max(axis=0)
-        wrong = 1.0 - top
-        foreground = int((p.argmax(axis=0) != 0).sum())
-    if foreground == 0:
-        return math.inf
-    return float(wrong.sum(dtype=np.float64)) / foreground
 
 
 def rank_cases(predictor: Predictor, cases: Sequence[Case]) -> Iterator[Progress | list[Ranked]]:

@@ -266,6 +266,10 @@ def output_paths(
     """``out_dir/<case>.<ext>`` for each input (:func:`io.volumes.labels_name`: the input's own format, NIfTI for a
     DICOM series, or ``out_format``); refused when two inputs share an output name or an output would overwrite an
     input (``--out`` set to the inputs' own folder)."""
+    if out_format == "dicom-seg":
+        not_dicom = [f.name for f in files if volumes.format_of(f) != "dicom"]
+        if not_dicom:
+            raise VolsegError(f"--out-format dicom-seg needs DICOM inputs; {not_dicom[0]} is not a DICOM series")
     targets: dict[Path, Path] = {}
     for f in files:
         like = volumes.read_geometry(f, series) if volumes.format_of(f) == "dicom" else None  # headers: the name
@@ -301,10 +305,6 @@ def predict_files(
 
     out = check_writable(out_dir, folder=True, what="prediction folder")
     files = collect_inputs(inputs, series)
-    if out_format == "dicom-seg":
-        not_dicom = [f.name for f in files if volumes.format_of(f) != "dicom"]
-        if not_dicom:
-            raise VolsegError(f"--out-format dicom-seg needs DICOM inputs; {not_dicom[0]} is not a DICOM series")
     targets = output_paths(files, out, out_format, series)
     predictor = open_model(checkpoint, config, **overrides)
     names = dict(getattr(predictor, "labels", {}) or {})

@@ -42,8 +42,9 @@ def test_train_predict_evaluate_round_trip(train_ct_task, tmp_path, monkeypatch,
     assert "best validation Dice" in capsys.readouterr().out
     out = tmp_path / "pred"
     assert cli.main(["predict", "--model", str(model), "--out", str(out), str(train_ct_task / "imagesTr")]) == 0
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.name for p in out.glob("*.nii.gz"))
     assert written == sorted(p.name for p in (train_ct_task / "imagesTr").iterdir())
+    assert (out / "manifest.csv").is_file()  # a cohort of several scans: one manifest row each
     src = nifti.load(train_ct_task / "imagesTr" / written[0])
     got = nifti.load(out / written[0], label=True)
     assert got.data.shape == src.data.shape and np.array_equal(got.affine, src.affine)

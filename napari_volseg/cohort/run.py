@@ -1,0 +1,267 @@
+"""Predict a cohort: each input once, in this process or in N worker processes, each scan's end recorded on disk.
+
+:func:`predict_cohort` checks everything that can be checked before the first scan (the output folder, the inputs,
+their output names, the model), takes this process's part (:mod:`.shard`), skips what an earlier run completed with
+the same model (:mod:`.records`), and predicts the rest. A scan that cannot be read or does not fit the model (4D,
+empty, another modality than the model's) is a failed record with its one-line reason; the others go on. A worker
+killed mid-scan (``kill -9``, out of memory) loses only the scans in flight: their outputs are written atomically
+and have no record, so the next run does them again.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from napari_volseg.cohort.records import Record, complete, read_record, sha256, stamp, write_manifest, write_record
+from napari_volseg.cohort.shard import part_of, shard
+from napari_volseg.engine.config import InferConfig
+from napari_volseg.engine.events import Progress
+from napari_volseg.engine.infer import collect_inputs, output_paths, predict_files
+from napari_volseg.errors import VolsegError
+from napari_volseg.io import volumes
+from napari_volseg.io.new_task import looks_like_ct
+from napari_volseg.metrics import expected_edit_share
+from napari_volseg.outputs import check_writable
+from napari_volseg.validation import short
+from napari_volseg.zoo.backend import open_model
+from napari_volseg.zoo.registry import resolve
+
+PIECE_SHARE = 0.1
+"""A connected piece counts when it holds at least this share of its class's largest piece."""
+
+
+@dataclass(frozen=True)
+class Job:
+    input: Path
+    output: Path
+    series: str | None = None
+
+
+@dataclass
+class CohortSummary:
+    """The end of a cohort run: counts by status of this part's inputs, and the manifest written."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    manifest: Path | None = None
+    failures: list[Record] = field(default_factory=list)
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def model_fits(predictor, image: volumes.Volume, name: str) -> None:
+    """Refuse, in one line, a scan the model cannot segment sensibly: another channel count, one value everywhere,
+    or another modality than the one it was trained on (a CT model normalises by Hounsfield units)."""
+    checkpoint = getattr(predictor, "checkpoint", None)
+    expected = checkpoint.model_config.in_channels if checkpoint is not None else None
+    if expected is not None and image.channels != expected:
+        raise VolsegError(f"{name} has {image.channels} channel(s); the model expects {expected}")
+    data = image.data
+    if data.size == 0 or float(data.min()) == float(data.max()):
+        raise VolsegError(f"{name} holds one value everywhere: an empty scan")
+    normalization = getattr(getattr(predictor, "plan", None), "normalization", None)
+    if normalization == "ct" and not looks_like_ct(data):
+        raise VolsegError(f"{name} does not look like CT (nothing near the -1000 HU of air); the model is for CT")
+    if normalization == "zscore" and looks_like_ct(data):
+        raise VolsegError(f"{name} looks like CT (air at -1000 HU); the model was trained on MRI")
+
+
+def measure(labels: np.ndarray, voxel_ml: float, names: dict[int, str]) -> tuple[dict[str, float], dict[str, int]]:
+    """Predicted volume (mL) and connected pieces (26-connected, each at least :data:`PIECE_SHARE` of the largest)
+    per foreground class, labelled within the class's bounding box (a big scan's full grid is never relabelled)."""
+    volume_ml, pieces = {}, {}
+    for value, name in sorted(names.items()):
+        if value == 0:
+            continue
+        mask = labels == value
+        count = int(mask.sum())
+        volume_ml[name] = count * voxel_ml
+        if count == 0:
+            pieces[name] = 0
+            continue
+        box = ndimage.find_objects(mask.astype(np.uint8))[0]
+        parts, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3), bool))
+        sizes = np.bincount(parts.ravel())[1:]
+        pieces[name] = int((sizes >= PIECE_SHARE * sizes.max()).sum()) if n else 0
+    return volume_ml, pieces
+
+
+def predict_one(predictor, job: Job, out_dir: Path, model: str, model_sha256: str) -> Record:
+    """Predict one scan, write its labels and its record; a failure is the record's status and one-line reason."""
+    start = time.perf_counter()
+    names = {int(k): str(v) for k, v in (getattr(predictor, "labels", {}) or {}).items()}
+    post = getattr(predictor, "postprocess", None)
+    record = Record(
+        input=str(job.input),
+        output=str(job.output),
+        model=model,
+        model_sha256=model_sha256,
+        one_piece=[names.get(c, str(c)) for c in getattr(post, "largest_component", ())],
+    )
+    try:
+        image = volumes.read(job.input, series=job.series)
+        model_fits(predictor, image, job.input.name)
+        prediction = predictor.predict(image, keep_probabilities=True)
+        names = names or {v: f"label {v}" for v in np.unique(prediction.labels) if v}
+        volumes.write_labels(job.output, prediction.labels, image.geometry, names)
+        stamp(record)
+        if prediction.probabilities is not None:
+            record.confidence = expected_edit_share(prediction.probabilities)
+        record.volume_ml, record.pieces = measure(prediction.labels, image.voxel_ml, names)
+        record.status = "done"
+    except VolsegError as exc:
+        record.status, record.reason = "failed", str(exc)
+    except (RuntimeError, ValueError, MemoryError, OSError) as exc:  # torch and numpy say these in many lines
+        first = (str(exc).strip().splitlines() or [""])[0]
+        record.status, record.reason = "failed", f"{type(exc).__name__}: {short(first, 200)}"
+    record.seconds = time.perf_counter() - start
+    record.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_record(out_dir, record)
+    return record
+
+
+_WORKER: dict = {}
+
+
+def _start_worker(model: str, config: InferConfig | None, overrides: dict) -> None:
+    _WORKER["predictor"] = open_model(model, config, **overrides)
+
+
+def _work(job: Job, out_dir: Path, model: str, model_sha256: str) -> Record:
+    return predict_one(_WORKER["predictor"], job, out_dir, model, model_sha256)
+
+
+def plan_jobs(
+    inputs: Sequence[str | os.PathLike], out: Path, out_format: str, series: str | None, part: int, parts: int
+) -> tuple[list[Job], list[Job]]:
+    """Every job of the cohort (output names checked over all of them) and this part's share."""
+    files = collect_inputs(inputs, series)
+    targets = output_paths(files, out, out_format, series)
+    jobs = [Job(f.absolute(), t, series) for f, t in zip(files, targets, strict=True)]
+    mine = {f.absolute() for f in shard(files, part, parts)}
+    return jobs, [j for j in jobs if j.input in mine]
+
+
+def predict_cohort(
+    model: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    config: InferConfig | None = None,
+    *,
+    workers: int = 1,
+    part: int | None = None,
+    parts: int | None = None,
+    out_format: str = "source",
+    series: str | None = None,
+    **overrides,
+) -> Iterator[Progress | CohortSummary]:
+    """Segment this part of a cohort, yielding :class:`Progress` per scan (``item``: the record's status and input),
+    then a :class:`CohortSummary`. ``workers`` processes share the cores (``threads`` each, unless given); the
+    manifest ``OUT/manifest.csv`` lists every input of the cohort (other parts' as far as their records go)."""
+    if workers < 1:
+        raise VolsegError(f"--workers must be at least 1 (got {workers})")
+    part, parts = part_of(part, parts)
+    out = check_writable(out_dir, folder=True, what="prediction folder")
+    jobs, mine = plan_jobs(inputs, out, out_format, series, part, parts)
+    model_path = resolve(model)
+    model_sha = sha256(model_path)
+    label = str(model)
+    summary = CohortSummary()
+    if len(jobs) == 1 and parts == 1:  # one scan is no cohort: as before, it fails in one line and writes no records
+        yield from predict_files(model_path, inputs, out, config, out_format=out_format, series=series, **overrides)
+        summary.done = 1
+        yield summary
+        return
+    todo = [job for job in mine if not complete(read_record(out, job.output), model_sha)]
+    summary.skipped = len(mine) - len(todo)
+    total = len(mine)
+    yield Progress(done=summary.skipped, total=total, item="")
+    if todo:
+        out.mkdir(parents=True, exist_ok=True)
+        workers = min(workers, len(todo))
+        if workers == 1:
+            predictor = open_model(model_path, config, **overrides)
+            records = (predict_one(predictor, job, out, label, model_sha) for job in todo)
+        else:
+            threads = overrides.pop("threads", None) or max(1, cores() // workers)
+            records = _in_workers(
+                todo, workers, out, label, model_path, model_sha, config, {**overrides, "threads": threads}
+            )
+        for record in records:
+            if record.status == "done":
+                summary.done += 1
+            else:
+                summary.failed += 1
+                summary.failures.append(record)
+            done = summary.done + summary.failed + summary.skipped
+            yield Progress(done=done, total=total, item=f"{record.status} {Path(record.input).name}")
+    waiting = set(todo)
+    skipped_now = {str(j.input) for j in mine if j not in waiting}
+    summary.manifest = write_manifest(out, _manifest_records(jobs, out, skipped_now))
+    yield summary
+
+
+def _in_workers(todo, workers, out, label, model_path, model_sha, config, overrides) -> Iterator[Record]:
+    """Records of ``todo`` predicted in ``workers`` processes (spawned: no fork of torch's threads), a few jobs in
+    flight each; a worker that dies fails its jobs in flight, and a new pool takes the rest."""
+    pending = list(todo)
+    context = multiprocessing.get_context("spawn")
+    while pending:
+        with futures.ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start_worker, initargs=(str(model_path), config, overrides)
+        ) as pool:
+            flying: dict[futures.Future, Job] = {}
+            broken = False
+            while (pending or flying) and not broken:
+                while pending and len(flying) < 2 * workers:
+                    job = pending.pop(0)
+                    flying[pool.submit(_work, job, out, label, model_sha)] = job
+                finished, _ = futures.wait(flying, return_when=futures.FIRST_COMPLETED)
+                for future in finished:
+                    job = flying.pop(future)
+                    try:
+                        yield future.result()
+                    except futures.process.BrokenProcessPool:
+                        broken = True
+                        yield _died(job, out, label, model_sha)
+            if broken:
+                for job in flying.values():
+                    yield _died(job, out, label, model_sha)
+
+
+def _died(job: Job, out: Path, label: str, model_sha: str) -> Record:
+    record = Record(
+        input=str(job.input),
+        output=str(job.output),
+        status="failed",
+        reason="the worker process predicting it died (out of memory, or killed)",
+        model=label,
+        model_sha256=model_sha,
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    write_record(out, record)
+    return record
+
+
+def _manifest_records(jobs: list[Job], out: Path, skipped_now: set[str]) -> list[Record]:
+    """Every input's latest record (``skipped``: completed by an earlier run; ``pending``: no record yet)."""
+    rows = []
+    for job in jobs:
+        record = read_record(out, job.output) or Record(input=str(job.input), output=str(job.output))
+        if str(job.input) in skipped_now and record.status == "done":
+            record.status, record.reason = "skipped", f"done by an earlier run ({record.finished}) with this model"
+        rows.append(record)
+    return rows
