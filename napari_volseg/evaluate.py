@@ -20,10 +20,12 @@ from napari_volseg.outputs import atomic_write
 ROW_FIELDS = ("case", "label", "name", "dice", "hd95", "empty", "pred_ml", "true_ml")
 """The columns of a result row: one row per case and foreground class (HD95 in mm, volumes in mL)."""
 
-MODEL_FIELDS = ("model", "trained_on", "confidence")
-"""Columns a predicted result adds (the Predict table's CSV): the model's checkpoint file, whether the model was
-trained on the case (its Dice then says little about unseen scans), and a cohort manifest's confidence (the expected
-edit share, ``volseg evaluate`` on a cohort's folder)."""
+MODEL_FIELDS = ("model", "trained_on")
+"""Columns a predicted result adds (the Predict table's CSV): the model's checkpoint file, and whether the model
+was trained on the case (its Dice then says little about unseen scans)."""
+
+COHORT_FIELDS = ("confidence",)
+"""Columns a cohort's manifest adds (``volseg evaluate`` on a cohort's folder): the expected edit share."""
 
 
 @dataclass
@@ -128,9 +130,10 @@ def unlabelled_predictions(pred: str | os.PathLike, truth: str | os.PathLike) ->
 
 
 def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
-    """Write result rows (:data:`ROW_FIELDS`, then :data:`MODEL_FIELDS` where the rows have them) as CSV,
+    """Write result rows (:data:`ROW_FIELDS`, then :data:`MODEL_FIELDS` and :data:`COHORT_FIELDS` where the rows have
+    them) as CSV,
     atomically."""
-    fields = ROW_FIELDS + tuple(f for f in MODEL_FIELDS if any(f in row for row in rows))
+    fields = ROW_FIELDS + tuple(f for f in MODEL_FIELDS + COHORT_FIELDS if any(f in row for row in rows))
 
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:

@@ -90,14 +90,24 @@ def largest_component(mask_zyx: np.ndarray) -> np.ndarray:
 
 
 def keep_largest(labels_zyx: np.ndarray, classes: Sequence[int]) -> np.ndarray:
-    """``labels_zyx`` with each of ``classes`` reduced to its largest component (the rest becomes background)."""
+    """``labels_zyx`` with each of ``classes`` reduced to its largest component (the rest becomes background).
+
+    Each class is labelled inside its own bounding box (``ndimage.find_objects``, no full-grid temporaries): on a
+    512 x 512 x 400 CT the full-grid component labels alone took 0.4 GB (int32) beside as much again in masks."""
     if not len(classes):
         return labels_zyx
-    out = labels_zyx.copy()
+    out = labels_zyx
+    boxes = ndimage.find_objects(labels_zyx)
     for label in classes:
-        mask = labels_zyx == label
-        if mask.any():
-            out[mask & ~largest_component(mask)] = 0
+        box = boxes[label - 1] if 0 < label <= len(boxes) else None
+        if box is None:
+            continue
+        mask = labels_zyx[box] == label
+        drop = mask & ~largest_component(mask)
+        if drop.any():
+            if out is labels_zyx:
+                out = labels_zyx.copy()
+            out[box][drop] = 0
     return out
 
 

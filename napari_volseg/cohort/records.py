@@ -45,6 +45,8 @@ class Record:
     volume_ml: dict[str, float] = field(default_factory=dict)
     pieces: dict[str, int] = field(default_factory=dict)
     """Connected pieces per class of at least a tenth of the class's largest piece."""
+    peak_rss_mb: float = 0.0
+    """The peak resident memory of the process that predicted it, so far (MB): a worker's footprint."""
     one_piece: list[str] = field(default_factory=list)
     """The classes the model's card says are one piece (its post-processing keeps their largest component)."""
     finished: str = ""
@@ -117,6 +119,7 @@ def manifest_rows(records: list[Record]) -> list[dict]:
             "confidence": "" if r.confidence is None else f"{r.confidence:.4f}",
             "model": r.model,
             "model_sha256": r.model_sha256,
+            "peak_rss_mb": f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb else "",
             "finished": r.finished,
             "one_piece": "|".join(r.one_piece),
         }

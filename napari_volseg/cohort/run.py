@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures as futures
 import multiprocessing
 import os
+import resource
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -128,6 +129,7 @@ def predict_one(predictor, job: Job, out_dir: Path, model: str, model_sha256: st
         first = (str(exc).strip().splitlines() or [""])[0]
         record.status, record.reason = "failed", f"{type(exc).__name__}: {short(first, 200)}"
     record.seconds = time.perf_counter() - start
+    record.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     record.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_record(out_dir, record)
     return record
@@ -190,12 +192,13 @@ def predict_cohort(
     total = len(mine)
     yield Progress(done=summary.skipped, total=total, item="")
     if todo:
+        predictor = open_model(model_path, config, **overrides)  # a model that does not open: nothing written yet
         out.mkdir(parents=True, exist_ok=True)
         workers = min(workers, len(todo))
         if workers == 1:
-            predictor = open_model(model_path, config, **overrides)
             records = (predict_one(predictor, job, out, label, model_sha) for job in todo)
         else:
+            del predictor  # each worker opens its own
             threads = overrides.pop("threads", None) or max(1, cores() // workers)
             records = _in_workers(
                 todo, workers, out, label, model_path, model_sha, config, {**overrides, "threads": threads}
