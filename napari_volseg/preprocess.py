@@ -178,14 +178,14 @@ def invert(probabilities: np.ndarray | torch.Tensor, prepared: Prepared) -> np.n
     probs = probabilities if isinstance(probabilities, torch.Tensor) else torch.from_numpy(probabilities)
     probs = probs.float()
     crop = prepared.crop_shape
-    if probs.shape[0] == 2:
-        fg = F.interpolate(probs[None, 1:2], size=crop, mode="trilinear", align_corners=False)[0, 0]
-        labels_crop = (fg >= 0.5).to(torch.uint8).numpy()
+    out = np.zeros(prepared.source_shape, dtype=np.uint8)
+    view = out[tuple(slice(a, b) for a, b in prepared.box)]
+    if probs.shape[0] == 2:  # thresholded straight into the labels: no full-size mask or label copies beside them
+        fg = F.interpolate(probs[None, 1:2], size=crop, mode="trilinear", align_corners=False)[0, 0].numpy()
+        np.greater_equal(fg, 0.5, out=view, casting="unsafe")
     else:
         up = F.interpolate(probs[None], size=crop, mode="trilinear", align_corners=False)[0]
-        labels_crop = up.argmax(dim=0).to(torch.uint8).numpy()
-    out = np.zeros(prepared.source_shape, dtype=np.uint8)
-    out[tuple(slice(a, b) for a, b in prepared.box)] = labels_crop
+        view[...] = up.argmax(dim=0).numpy()
     return out
 
 

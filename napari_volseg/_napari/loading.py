@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_volseg._napari.layers import META_KEY, case_layer_data, file_layer_data
+from napari_volseg._napari.layers import META_KEY, case_layer_data, file_layer_data, labels_layer
 from napari_volseg._napari.notify import background, notify_error, notify_warning
 from napari_volseg._napari.responsive import AGAIN, in_turns
 from napari_volseg._napari.state import CaseInfo, Session
@@ -190,6 +190,26 @@ def open_files(session: Session, files: list[Path], series: dict[Path, str] | No
 
     name = files[0].name if len(files) == 1 else f"{len(files)} files"
     return _start(session, f"files-{next(_tokens)}", f"reading {name}…", work, done)
+
+
+def open_prediction(session: Session, image: Path, labels: Path):
+    """A scan and a prediction of it written by ``volseg predict`` (a cohort's flagged scan): ``<case>`` and
+    ``<case> prediction`` (magenta), read in a worker."""
+
+    @background
+    def work():
+        scan = file_layer_data(image)
+        case = scan[1]["metadata"][META_KEY]["case"]
+        return [
+            scan,
+            labels_layer(volumes.read(labels, label=True), f"{case} prediction", case=case, role="prediction"),
+        ]
+
+    def done(layers):
+        steps = [functools.partial(add_layer, session.viewer, *layer) for layer in layers]
+        in_turns(steps, ended=session.adding_layers())
+
+    return _start(session, f"files-{next(_tokens)}", f"reading {image.name}…", work, done)
 
 
 def case_layers(viewer, case_id: str, task_only: bool = True) -> dict[str, object]:

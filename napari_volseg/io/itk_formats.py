@@ -14,9 +14,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import SimpleITK as sitk
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 from napari_volseg.errors import OutputError, UnsupportedShapeError, VolumeFormatError
 from napari_volseg.io.geometry import Geometry, Volume, as_label_array, canonical_volume, geometry_from_lps
@@ -47,6 +50,8 @@ def _itk_error(path: Path, exc: Exception, doing: str) -> VolumeFormatError:
 
 
 def _information(path: Path) -> sitk.ImageFileReader:
+    import SimpleITK as sitk  # imported when first needed: its library alone is 90 MB of memory
+
     if not path.exists():
         raise VolumeFormatError(f"no such file: {path}")
     if path.is_dir():
@@ -62,6 +67,8 @@ def _information(path: Path) -> sitk.ImageFileReader:
 
 def _check(reader: sitk.ImageFileReader, path: Path, label: bool) -> tuple[int, ...]:
     """The spatial size ``(i, j, k)``, after refusing from the header alone what cannot be a volume."""
+    import SimpleITK as sitk  # imported when first needed: its library alone is 90 MB of memory
+
     size = tuple(int(s) for s in reader.GetSize())
     while len(size) > 3 and size[-1] == 1:
         size = size[:-1]
@@ -124,6 +131,8 @@ def load(path: str | os.PathLike, *, label: bool = False) -> Volume:
 
     Raises :class:`VolumeFormatError` for an unreadable or truncated file and :class:`UnsupportedShapeError` for
     anything but a 3D volume (labels: one value per voxel)."""
+    import SimpleITK as sitk  # imported when first needed: its library alone is 90 MB of memory
+
     path = Path(path)
     reader = _information(path)
     size = _check(reader, path, label)
@@ -141,6 +150,8 @@ def load(path: str | os.PathLike, *, label: bool = False) -> Volume:
 
 
 def _image(source_ijk: np.ndarray, geometry: Geometry) -> sitk.Image:
+    import SimpleITK as sitk  # imported when first needed: its library alone is 90 MB of memory
+
     image = sitk.GetImageFromArray(np.ascontiguousarray(source_ijk.transpose(2, 1, 0)))
     origin, spacing, direction = geometry.lps
     image.SetOrigin(tuple(float(v) for v in origin))
@@ -171,6 +182,8 @@ def _segmentation_keys(image: sitk.Image, labels: np.ndarray, names: dict[int, s
 
 def _write(image: sitk.Image, path: Path) -> Path:
     """Write atomically: a detached header's voxel file first, the header last, each renamed into place."""
+    import SimpleITK as sitk  # imported when first needed: its library alone is 90 MB of memory
+
     suffix = suffix_of(path)
     if suffix in DETACHED:  # two files: each renamed into place, the voxels first, so a header never names a half file
         try:

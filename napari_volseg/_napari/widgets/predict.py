@@ -107,14 +107,17 @@ class PredictWidget(QWidget):
         row = QHBoxLayout()
         self.csv_button = QPushButton("Export CSV…")
         self.save_button = QPushButton("Save predictions…")
-        row.addWidget(self.csv_button)
-        row.addWidget(self.save_button)
+        self.cohort_button = QPushButton("Cohort QC…")
+        self.cohort_button.setToolTip("a cohort predicted by volseg predict: its QC report and flagged scans")
+        for button in (self.csv_button, self.save_button, self.cohort_button):
+            row.addWidget(button)
         layout.addLayout(row)
 
         self.run_button.clicked.connect(self._run_clicked)
         self.table.cellClicked.connect(self._row_clicked)
         self.csv_button.clicked.connect(self._csv_dialog)
         self.save_button.clicked.connect(self._save_dialog)
+        self.cohort_button.clicked.connect(self.cohort_dialog)
         self.session.checkpoint_changed.connect(self._show_model)
         self.session.results_changed.connect(self.refresh_table)
         if self.session.checkpoint:
@@ -423,6 +426,13 @@ class PredictWidget(QWidget):
             return []
         show_info(f"saved {len(saved)} prediction(s) in {folder}")
         return saved
+
+    def cohort_dialog(self):
+        from napari_volseg._napari.widgets.cohort import CohortDialog
+
+        dialog = CohortDialog(self.session, self)
+        dialog.show()
+        return dialog
 
     def _csv_dialog(self) -> None:
         if not self.rows():
