@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     shutil.rmtree(inputs, ignore_errors=True)
     inputs.mkdir(parents=True)
     for s in scans:
-        (inputs / s.name).symlink_to(s)
+        (inputs / s.name).symlink_to(s.resolve())
     n = len(scans)
     rss_single = single_scan_rss(args.model, scans[0], work)
     base = [VOLSEG, "predict", "--model", args.model, str(inputs)]

@@ -16,6 +16,7 @@ import os
 import resource
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -237,7 +238,7 @@ def _in_workers(todo, workers, out, label, model_path, model_sha, config, overri
                     job = flying.pop(future)
                     try:
                         yield future.result()
-                    except futures.process.BrokenProcessPool:
+                    except BrokenProcessPool:
                         broken = True
                         yield _died(job, out, label, model_sha)
             if broken:
