@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from napari_volseg.cohort.records import read_manifest
 from napari_volseg.errors import VolsegError
@@ -49,21 +50,29 @@ def _number(text: str | None) -> float | None:
     return value
 
 
+MIN_HALF_WIDTH = 0.1
+"""The robust range is at least this share of the median on either side: a cohort of near-identical values (a MAD
+of 0) must not flag every scan that differs in the last digit."""
+
+
 def robust_range(values: list[float]) -> tuple[float, float] | None:
-    """``median +- 3 * 1.4826 * MAD`` of the finite values, or None with fewer than :data:`MIN_SCANS`."""
+    """``median +- max(3 * 1.4826 * MAD, 0.1 * |median|)`` of the finite values, or None with fewer than
+    :data:`MIN_SCANS`."""
     finite = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     if finite.size < MIN_SCANS:
         return None
     median = float(np.median(finite))
-    mad = 1.4826 * float(np.median(np.abs(finite - median)))
-    return median - MAD_SCALE * mad, median + MAD_SCALE * mad
+    half = max(MAD_SCALE * 1.4826 * float(np.median(np.abs(finite - median))), MIN_HALF_WIDTH * abs(median))
+    return median - half, median + half
 
 
 def flag(rows: list[dict]) -> list[Flagged]:
     """Every done or skipped row of a manifest with the reasons it is an outlier (none: not flagged)."""
     rows = [r for r in rows if r.get("status") in ("done", "skipped")]
     classes = [k[len("volume_ml ") :] for k in (rows[0] if rows else {}) if k.startswith("volume_ml ")]
-    ranges = {c: robust_range([_number(r.get(f"volume_ml {c}")) for r in rows]) for c in classes}
+    volumes_of = {c: [_number(r.get(f"volume_ml {c}")) for r in rows] for c in classes}
+    ranges = {c: robust_range([v for v in vs if v]) for c, vs in volumes_of.items()}  # over scans that have it
+    usual = {c: sum(bool(v) for v in vs) > len(vs) / 2 for c, vs in volumes_of.items()}  # found in most scans
     confidence_range = robust_range([_number(r.get("confidence")) for r in rows])
     flagged = []
     for row in rows:
@@ -74,7 +83,8 @@ def flag(rows: list[dict]) -> list[Flagged]:
             if ml is None:
                 continue
             if ml == 0:
-                reasons.append(f"no {c} found")
+                if usual[c]:  # a class most scans lack (a lesion) is no finding where it is absent
+                    reasons.append(f"no {c} found")
             elif ranges[c] and not ranges[c][0] <= ml <= ranges[c][1]:
                 lo, hi = ranges[c]
                 reasons.append(f"{c} {ml:.1f} mL, outside the cohort's {max(lo, 0):.1f}-{hi:.1f} mL")
@@ -82,7 +92,9 @@ def flag(rows: list[dict]) -> list[Flagged]:
             if c in one_piece and pieces is not None and pieces > 1:
                 reasons.append(f"{c} in {int(pieces)} large pieces; the model's card says one")
         share = _number(row.get("confidence"))
-        if share is not None and math.isfinite(share):  # infinite: nothing found, said above
+        if share is not None and math.isnan(share):
+            reasons.append("no confidence: the model's probabilities are not numbers")
+        elif share is not None and math.isfinite(share):  # infinite: nothing found, said above
             if share > UNSURE or (confidence_range and share > confidence_range[1]):
                 reasons.append(f"unsure: expected edit share {share:.2f}")
         flagged.append(Flagged(row, reasons))
@@ -95,17 +107,21 @@ def _png(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def _figure(width: float, height: float, columns: int = 1):
+    """A matplotlib figure of its own (no pyplot: nothing global changes in a napari process, and threads may draw)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height))
+    axes = figure.subplots(1, columns)
+    return figure, axes
+
+
 def _figures(rows: list[dict], classes: list[str]) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     done = [r for r in rows if r.get("status") in ("done", "skipped")]
     figures = []
     for c in classes:
         values = [v for v in (_number(r.get(f"volume_ml {c}")) for r in done) if v is not None]
-        fig, ax = plt.subplots(figsize=(4.2, 2.6))
+        fig, ax = _figure(4.2, 2.6)
         ax.hist(values, bins=min(40, max(5, len(values) // 3)), color="#ff2dd1")
         ax.set_xlabel(f"predicted {c} (mL)")
         ax.set_ylabel("scans")
@@ -113,35 +129,29 @@ def _figures(rows: list[dict], classes: list[str]) -> list[tuple[str, str]]:
         for bound in bounds or ():
             ax.axvline(bound, color="#555", linestyle="--", linewidth=1)
         figures.append((f"Volume: {c}", _png(fig)))
-        plt.close(fig)
     shares = [v for v in (_number(r.get("confidence")) for r in done) if v is not None and math.isfinite(v)]
-    fig, ax = plt.subplots(figsize=(4.2, 2.6))
+    fig, ax = _figure(4.2, 2.6)
     ax.hist(shares, bins=min(40, max(5, len(shares) // 3)), color="#0a84ff")
     ax.set_xlabel("expected edit share (lower: surer)")
     ax.set_ylabel("scans")
     figures.append(("Confidence", _png(fig)))
-    plt.close(fig)
     return figures
 
 
 def thumbnail(image_path: str, labels_path: str) -> str | None:
     """Axial, coronal and sagittal mid-slices through the prediction's centre (the scan's centre when it is
     empty), the prediction in magenta over the scan, as an embedded PNG; None when either cannot be read."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     try:
         image = volumes.read(image_path)
         labels = volumes.read(labels_path, label=True).data
-    except (VolsegError, OSError):
+    except Exception:  # noqa: BLE001 - one unreadable scan leaves its thumbnail out, not the report
         return None
     data = image.data if image.data.ndim == 3 else image.data[0]
-    found = np.argwhere(labels > 0)
-    centre = found.mean(axis=0).astype(int) if len(found) else np.array(labels.shape) // 2
+    found = (labels > 0).astype(np.uint8)
+    box = ndimage.find_objects(found)[0] if found.any() else None  # the first class's box would miss the others
+    centre = np.array([(s.start + s.stop) // 2 for s in box]) if box else np.array(labels.shape) // 2
     lo, hi = np.percentile(data[::2, ::2, ::2], [1, 99])
-    fig, axes = plt.subplots(1, 3, figsize=(6.6, 2.3))
+    fig, axes = _figure(6.6, 2.3, columns=3)
     sz, sy, sx = image.spacing
     views = (  # axial: anterior up; coronal and sagittal: superior up (z grows upward, hence origin "lower")
         (data[centre[0]], labels[centre[0]], sy / sx, "upper"),
@@ -152,9 +162,7 @@ def thumbnail(image_path: str, labels_path: str) -> str | None:
         ax.imshow(plane, cmap="gray", vmin=lo, vmax=hi, aspect=aspect, origin=origin)
         ax.imshow(np.ma.masked_equal(mask, 0), cmap="spring", alpha=0.45, aspect=aspect, origin=origin)
         ax.axis("off")
-    picture = _png(fig)
-    plt.close(fig)
-    return picture
+    return _png(fig)
 
 
 def write_report(out_dir: str | os.PathLike, thumbnails: bool = True) -> tuple[Path, list[Flagged]]:

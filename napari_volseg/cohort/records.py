@@ -36,6 +36,10 @@ class Record:
     seconds: float = 0.0
     model: str = ""
     model_sha256: str = ""
+    settings: str = ""
+    """The inference settings given beside the model's own (``overlap``, ``tta``), as JSON: another value redoes it."""
+    input_size: int = 0
+    input_mtime_ns: int = 0
     output_sha256: str = ""
     output_size: int = 0
     output_mtime_ns: int = 0
@@ -93,13 +97,25 @@ def stamp(record: Record) -> None:
     record.output_sha256, record.output_size, record.output_mtime_ns = sha256(output), info.st_size, info.st_mtime_ns
 
 
-def complete(record: Record | None, model_sha256: str) -> bool:
-    """Whether ``record`` vouches for its output: done, by the same model, and the file on disk is the one it
-    recorded (same size and modification time: a resume over thousands of outputs hashes none of them again)."""
-    if record is None or record.status != "done" or record.model_sha256 != model_sha256:
+def input_stamp(path: str | os.PathLike) -> tuple[int, int]:
+    """``(size, mtime_ns)`` of an input file (a DICOM series folder: ``(0, mtime_ns)``); ``(0, 0)`` when it is gone."""
+    try:
+        info = Path(path).stat()
+    except OSError:
+        return 0, 0
+    return (0 if Path(path).is_dir() else info.st_size), info.st_mtime_ns
+
+
+def complete(record: Record | None, model_sha256: str, settings: str, input_path: Path, output_path: Path) -> bool:
+    """Whether ``record`` vouches for ``output_path``: done, from this input as it is now (same path, size and
+    modification time), by the same model and settings, and the output on disk is the file it recorded (same size and
+    modification time: a resume over thousands of outputs hashes none of them again)."""
+    if record is None or record.status != "done" or (record.model_sha256, record.settings) != (model_sha256, settings):
+        return False
+    if record.input != str(input_path) or (record.input_size, record.input_mtime_ns) != input_stamp(input_path):
         return False
     try:
-        info = Path(record.output).stat()
+        info = output_path.stat()
     except OSError:
         return False
     return info.st_size == record.output_size and info.st_mtime_ns == record.output_mtime_ns

@@ -10,7 +10,9 @@ and have no record, so the next run does them again.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as futures
+import json
 import multiprocessing
 import os
 import resource
@@ -24,7 +26,16 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from napari_volseg.cohort.records import Record, complete, read_record, sha256, stamp, write_manifest, write_record
+from napari_volseg.cohort.records import (
+    Record,
+    complete,
+    input_stamp,
+    read_record,
+    sha256,
+    stamp,
+    write_manifest,
+    write_record,
+)
 from napari_volseg.cohort.shard import part_of, shard
 from napari_volseg.engine.config import InferConfig
 from napari_volseg.engine.events import Progress
@@ -101,19 +112,25 @@ def measure(labels: np.ndarray, voxel_ml: float, names: dict[int, str]) -> tuple
     return volume_ml, pieces
 
 
-def predict_one(predictor, job: Job, out_dir: Path, model: str, model_sha256: str) -> Record:
-    """Predict one scan, write its labels and its record; a failure is the record's status and one-line reason."""
+def predict_one(predictor, job: Job, out_dir: Path, model: str, model_sha256: str, settings: str) -> Record:
+    """Predict one scan, write its labels and its record; a failure is the record's status and one-line reason (and
+    leaves no output: an earlier model's labels for the scan are removed first, so nothing scores them as this one's)."""
     start = time.perf_counter()
     names = {int(k): str(v) for k, v in (getattr(predictor, "labels", {}) or {}).items()}
     post = getattr(predictor, "postprocess", None)
+    size, mtime_ns = input_stamp(job.input)
     record = Record(
         input=str(job.input),
         output=str(job.output),
         model=model,
         model_sha256=model_sha256,
+        settings=settings,
+        input_size=size,
+        input_mtime_ns=mtime_ns,
         one_piece=[names.get(c, str(c)) for c in getattr(post, "largest_component", ())],
     )
     try:
+        job.output.unlink(missing_ok=True)
         image = volumes.read(job.input, series=job.series)
         model_fits(predictor, image, job.input.name)
         prediction = predictor.predict(image, keep_probabilities=True)
@@ -126,14 +143,19 @@ def predict_one(predictor, job: Job, out_dir: Path, model: str, model_sha256: st
         record.status = "done"
     except VolsegError as exc:
         record.status, record.reason = "failed", str(exc)
-    except (RuntimeError, ValueError, MemoryError, OSError) as exc:  # torch and numpy say these in many lines
-        first = (str(exc).strip().splitlines() or [""])[0]
-        record.status, record.reason = "failed", f"{type(exc).__name__}: {short(first, 200)}"
+    except Exception as exc:  # noqa: BLE001 - one scan's failure of any kind (torch, MONAI, numpy) is its row's reason
+        record.status, record.reason = "failed", one_line(exc)
     record.seconds = time.perf_counter() - start
     record.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     record.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_record(out_dir, record)
     return record
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception that is no ``VolsegError`` (torch and numpy say theirs in many lines) as one line."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {short(first, 200)}"
 
 
 _WORKER: dict = {}
@@ -143,8 +165,8 @@ def _start_worker(model: str, config: InferConfig | None, overrides: dict) -> No
     _WORKER["predictor"] = open_model(model, config, **overrides)
 
 
-def _work(job: Job, out_dir: Path, model: str, model_sha256: str) -> Record:
-    return predict_one(_WORKER["predictor"], job, out_dir, model, model_sha256)
+def _work(job: Job, out_dir: Path, model: str, model_sha256: str, settings: str) -> Record:
+    return predict_one(_WORKER["predictor"], job, out_dir, model, model_sha256, settings)
 
 
 def plan_jobs(
@@ -154,8 +176,8 @@ def plan_jobs(
     files = collect_inputs(inputs, series)
     targets = output_paths(files, out, out_format, series)
     jobs = [Job(f.absolute(), t, series) for f, t in zip(files, targets, strict=True)]
-    mine = {f.absolute() for f in shard(files, part, parts)}
-    return jobs, [j for j in jobs if j.input in mine]
+    mine = set(shard([j.output for j in jobs], part, parts))  # by output name: the same on every machine
+    return jobs, [j for j in jobs if j.output in mine]
 
 
 def predict_cohort(
@@ -181,6 +203,7 @@ def predict_cohort(
     jobs, mine = plan_jobs(inputs, out, out_format, series, part, parts)
     model_path = resolve(model)
     model_sha = sha256(model_path)
+    settings = json.dumps({k: overrides.get(k) for k in ("overlap", "tta")}, sort_keys=True)
     label = str(model)
     summary = CohortSummary()
     if len(jobs) == 1 and parts == 1:  # one scan is no cohort: as before, it fails in one line and writes no records
@@ -188,7 +211,7 @@ def predict_cohort(
         summary.done = 1
         yield summary
         return
-    todo = [job for job in mine if not complete(read_record(out, job.output), model_sha)]
+    todo = [job for job in mine if not _complete(job, out, model_sha, settings)]
     summary.skipped = len(mine) - len(todo)
     total = len(mine)
     yield Progress(done=summary.skipped, total=total, item="")
@@ -197,12 +220,12 @@ def predict_cohort(
         out.mkdir(parents=True, exist_ok=True)
         workers = min(workers, len(todo))
         if workers == 1:
-            records = (predict_one(predictor, job, out, label, model_sha) for job in todo)
+            records = (predict_one(predictor, job, out, label, model_sha, settings) for job in todo)
         else:
             del predictor  # each worker opens its own
             threads = overrides.pop("threads", None) or max(1, cores() // workers)
             records = _in_workers(
-                todo, workers, out, label, model_path, model_sha, config, {**overrides, "threads": threads}
+                todo, workers, out, (label, model_sha, settings), model_path, config, {**overrides, "threads": threads}
             )
         for record in records:
             if record.status == "done":
@@ -214,44 +237,60 @@ def predict_cohort(
             yield Progress(done=done, total=total, item=f"{record.status} {Path(record.input).name}")
     waiting = set(todo)
     skipped_now = {str(j.input) for j in mine if j not in waiting}
-    summary.manifest = write_manifest(out, _manifest_records(jobs, out, skipped_now))
+    summary.manifest = write_manifest(out, _manifest_records(jobs, out, skipped_now, model_sha, settings))
     yield summary
 
 
-def _in_workers(todo, workers, out, label, model_path, model_sha, config, overrides) -> Iterator[Record]:
+def _complete(job: Job, out: Path, model_sha: str, settings: str) -> bool:
+    return complete(read_record(out, job.output), model_sha, settings, job.input, job.output)
+
+
+def _in_workers(todo, workers, out, stamp_, model_path, config, overrides) -> Iterator[Record]:
     """Records of ``todo`` predicted in ``workers`` processes (spawned: no fork of torch's threads), a few jobs in
-    flight each; a worker that dies fails its jobs in flight, and a new pool takes the rest."""
-    pending = list(todo)
+    flight each. A worker that dies fails the jobs it may have been predicting (those in flight), and a new pool takes
+    the rest; a pool that breaks before finishing any job (its workers cannot open the model) ends the run in one
+    line."""
+    label, model_sha, settings = stamp_
+    pending = collections.deque(todo)
     context = multiprocessing.get_context("spawn")
     while pending:
+        finished_any = False
+        flying: dict[futures.Future, Job] = {}
         with futures.ProcessPoolExecutor(
             workers, mp_context=context, initializer=_start_worker, initargs=(str(model_path), config, overrides)
         ) as pool:
-            flying: dict[futures.Future, Job] = {}
-            broken = False
-            while (pending or flying) and not broken:
-                while pending and len(flying) < 2 * workers:
-                    job = pending.pop(0)
-                    flying[pool.submit(_work, job, out, label, model_sha)] = job
-                finished, _ = futures.wait(flying, return_when=futures.FIRST_COMPLETED)
-                for future in finished:
-                    job = flying.pop(future)
-                    try:
-                        yield future.result()
-                    except BrokenProcessPool:
-                        broken = True
-                        yield _died(job, out, label, model_sha)
-            if broken:
+            try:
+                while pending or flying:
+                    while pending and len(flying) < 2 * workers:
+                        job = pending.popleft()
+                        flying[pool.submit(_work, job, out, label, model_sha, settings)] = job
+                    done, _ = futures.wait(flying, return_when=futures.FIRST_COMPLETED)
+                    for future in done:
+                        job = flying.pop(future)
+                        try:
+                            record = future.result()
+                        except BrokenProcessPool:
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - e.g. the record could not be written there
+                            record = _failed(job, out, label, model_sha, one_line(exc))
+                        finished_any = True
+                        yield record
+            except BrokenProcessPool:
+                if not finished_any:
+                    raise VolsegError(
+                        f"the {workers} worker processes died before finishing a scan (they could not open the model, "
+                        "or ran out of memory): try fewer --workers"
+                    ) from None
                 for job in flying.values():
-                    yield _died(job, out, label, model_sha)
+                    yield _failed(job, out, label, model_sha, "the worker process predicting it died (out of memory?)")
 
 
-def _died(job: Job, out: Path, label: str, model_sha: str) -> Record:
+def _failed(job: Job, out: Path, label: str, model_sha: str, reason: str) -> Record:
     record = Record(
         input=str(job.input),
         output=str(job.output),
         status="failed",
-        reason="the worker process predicting it died (out of memory, or killed)",
+        reason=reason,
         model=label,
         model_sha256=model_sha,
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -260,12 +299,15 @@ def _died(job: Job, out: Path, label: str, model_sha: str) -> Record:
     return record
 
 
-def _manifest_records(jobs: list[Job], out: Path, skipped_now: set[str]) -> list[Record]:
-    """Every input's latest record (``skipped``: completed by an earlier run; ``pending``: no record yet)."""
+def _manifest_records(jobs: list[Job], out: Path, skipped_now: set[str], model_sha: str, settings: str) -> list[Record]:
+    """Every input's latest record: ``skipped`` (completed by an earlier run), ``pending`` (no record yet, or one
+    that no longer vouches for its output: another model, other settings, a changed scan)."""
     rows = []
     for job in jobs:
         record = read_record(out, job.output) or Record(input=str(job.input), output=str(job.output))
-        if str(job.input) in skipped_now and record.status == "done":
+        if record.status == "done" and not complete(record, model_sha, settings, job.input, job.output):
+            record.status, record.reason = "pending", "done by another model, other settings, or the scan changed since"
+        elif str(job.input) in skipped_now and record.status == "done":
             record.status, record.reason = "skipped", f"done by an earlier run ({record.finished}) with this model"
         rows.append(record)
     return rows

@@ -10,7 +10,8 @@ from pathlib import Path
 from napari_volseg.errors import SettingsError
 
 RANK_VARIABLES = (("RANK", "WORLD_SIZE"), ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"))
-"""Where a launcher says which part this process is: torchrun's, then a SLURM job array's."""
+"""Where a launcher says which part this process is: torchrun's, then a SLURM job array's (counted from
+``SLURM_ARRAY_TASK_MIN``, so ``--array=1-20`` is parts 0 .. 19; the array's ids must be contiguous)."""
 
 
 def part_of(part: int | None, parts: int | None, env: Mapping[str, str] | None = None) -> tuple[int, int]:
@@ -23,8 +24,9 @@ def part_of(part: int | None, parts: int | None, env: Mapping[str, str] | None =
     if part is None:
         for rank, size in RANK_VARIABLES:
             if env.get(rank) not in (None, "") and env.get(size) not in (None, ""):
+                first = env.get("SLURM_ARRAY_TASK_MIN", "0") if rank.startswith("SLURM") else "0"  # --array=1-20
                 try:
-                    part, parts = int(env[rank]), int(env[size])
+                    part, parts = int(env[rank]) - int(first), int(env[size])
                 except ValueError as exc:
                     raise SettingsError(f"{rank}={env[rank]!r} / {size}={env[size]!r} are not whole numbers") from exc
                 break
@@ -36,6 +38,7 @@ def part_of(part: int | None, parts: int | None, env: Mapping[str, str] | None =
 
 
 def shard(inputs: Sequence[Path], part: int, parts: int) -> list[Path]:
-    """Every ``parts``-th input of the inputs sorted by path, starting at ``part``: the same share for the same
-    inputs on any machine, and the shares of ``0 .. parts - 1`` cover every input exactly once."""
+    """Every ``parts``-th item of ``inputs`` sorted by path, starting at ``part``: the same share for the same items on
+    any machine, and the shares of ``0 .. parts - 1`` cover every item exactly once. A cohort shards its output paths
+    (unique names in one folder), so how each machine spells its input paths does not matter."""
     return sorted(inputs, key=lambda p: str(p))[part::parts]

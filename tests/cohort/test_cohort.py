@@ -38,6 +38,8 @@ def test_the_part_comes_from_flags_or_a_launcher():
     assert part_of(None, None, {}) == (0, 1)
     assert part_of(None, None, {"RANK": "2", "WORLD_SIZE": "4"}) == (2, 4)
     assert part_of(None, None, {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3"}) == (1, 3)
+    slurm_from_1 = {"SLURM_ARRAY_TASK_ID": "20", "SLURM_ARRAY_TASK_COUNT": "20", "SLURM_ARRAY_TASK_MIN": "1"}
+    assert part_of(None, None, slurm_from_1) == (19, 20)  # --array=1-20: the last task is the last part
     assert part_of(0, 2, {"RANK": "1", "WORLD_SIZE": "4"}) == (0, 2)  # the flags win
     for bad in ((3, 3), (-1, 2), (0, 0), (1, None)):
         with pytest.raises(SettingsError):
@@ -192,3 +194,29 @@ def test_the_report_is_self_contained_with_plots_and_the_flagged_list(cohort, ti
     assert "corrupt.nii.gz" in report and "Failed scans" in report
     with pytest.raises(Exception, match="no manifest.csv"):
         qc.write_report(tmp_path)
+
+
+def test_identical_volumes_and_a_rare_class_are_no_outliers():
+    rows = [{**_row(f"s{i}", 100.0, 0.05), "volume_ml lesion": "0", "pieces lesion": "0"} for i in range(10)]
+    rows += [{**_row("lesioned", 100.0, 0.05), "volume_ml lesion": "3.5", "pieces lesion": "1"}]
+    rows += [_row("a_bit_more", 104.0, 0.05), _row("nan", 100.0, float("nan"))]
+    reasons = {f.row["input"]: f.reasons for f in qc.flag(rows)}
+    assert [name for name, why in reasons.items() if why] == ["/s/nan.nii.gz"]  # a MAD of 0 flags no 4 % difference
+    assert reasons["/s/nan.nii.gz"] == ["no confidence: the model's probabilities are not numbers"]
+
+
+def test_other_settings_or_a_changed_scan_are_done_again(cohort, tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    for f in ("corrupt.nii.gz", "four_d.nii.gz"):
+        (cohort / f).unlink()
+    argv = ["predict", "--model", str(tiny_checkpoint), "--out", str(out), str(cohort)]
+    assert cli.main(argv) == 0
+    assert cli.main([*argv, "--overlap", "0.5"]) == 0  # another setting: every scan again
+    assert {r["status"] for r in _rows(out).values()} == {"done"}
+    scans = sorted(cohort.iterdir())
+    shutil.copy(scans[1], scans[0])  # a scan replaced by another of the same name
+    assert cli.main([*argv, "--overlap", "0.5"]) == 0
+    rows = _rows(out)
+    assert rows[scans[0].name]["status"] == "done"
+    assert sorted(r["status"] for r in rows.values()) == ["done"] + ["skipped"] * 5
+    assert cli.main(argv) == 0  # back to the model's own overlap: the manifest said nothing stale in between
