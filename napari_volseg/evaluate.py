@@ -92,7 +92,8 @@ def _by_case(folder: Path) -> dict[str, Path]:
     return {
         volumes.case_id(p): p
         for p in sorted(folder.iterdir())
-        if volumes.format_of(p) in ("nifti", "nrrd", "metaimage") and not p.name.startswith("._")
+        if volumes.format_of(p) in ("nifti", "nrrd", "metaimage")
+        and not p.name.startswith(".")  # temporaries, ._ files
     }
 
 

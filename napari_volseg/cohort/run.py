@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as futures
+import glob
 import json
 import multiprocessing
 import os
@@ -211,6 +212,11 @@ def predict_cohort(
         summary.done = 1
         yield summary
         return
+    for (
+        job
+    ) in mine:  # what a kill left mid-write (atomic_write's hidden temporaries): this part's only, never another's
+        for left in out.glob(f".{glob.escape(job.output.name)}.*"):
+            left.unlink(missing_ok=True)
     todo = [job for job in mine if not _complete(job, out, model_sha, settings)]
     summary.skipped = len(mine) - len(todo)
     total = len(mine)

@@ -125,6 +125,8 @@ def test_kill_9_loses_at_most_the_scans_in_flight(tiny_ct_task, tiny_checkpoint,
         shutil.copy(scans[i % len(scans)], folder / f"case_{i:03d}.nii.gz")
     out = tmp_path / "out"
     argv = [VOLSEG, "predict", "--model", str(tiny_checkpoint), "--out", str(out), str(folder)]
+    out.mkdir()
+    (out / ".case_039.nii.gz.x1y2z3.nii.gz").write_bytes(b"half")  # what a kill mid-write leaves
     run = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     records = out / ".volseg-cohort"
     deadline = time.time() + 120
