@@ -47,9 +47,13 @@ def napari_get_reader(path: str | list[str]) -> Callable | None:
 
 
 def _from_event_loop() -> bool:
-    """True when napari's event loop is running this call (a drop, File > Open), not a script or a test body."""
-    from qtpy.QtCore import QThread
-    from qtpy.QtWidgets import QApplication
+    """True when napari's event loop is running this call (a drop, File > Open), not a script or a test body; False
+    without a Qt binding (napari used headless: ``ViewerModel().open(path, plugin="napari-volseg")`` in a script)."""
+    try:
+        from qtpy.QtCore import QThread
+        from qtpy.QtWidgets import QApplication
+    except ImportError:  # qtpy's QtBindingsNotFoundError is one
+        return False
 
     app = QApplication.instance()
     return app is not None and QThread.currentThread() is app.thread() and QThread.currentThread().loopLevel() > 0

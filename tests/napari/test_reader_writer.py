@@ -148,3 +148,15 @@ def test_saving_a_layer_of_a_nrrd_or_mha_scan_writes_that_format(one_scan_four_w
     np.testing.assert_allclose(written.GetOrigin(), source.GetOrigin(), atol=1e-4)
     np.testing.assert_allclose(written.GetDirection(), source.GetDirection(), atol=1e-6)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(source) > 0)
+
+
+def test_the_reader_works_without_a_qt_binding(tiny_ct_task, monkeypatch):
+    """napari used headless (a script, a notebook) in an environment with no Qt binding: the reader still reads."""
+    import sys
+
+    for name in ("qtpy", "qtpy.QtCore", "qtpy.QtWidgets"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import qtpy...` raises ImportError, as without a binding
+    [(data, kwargs, kind)] = reader.read_volumes(str(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz"))
+    assert kind == "image" and data.shape == (16, 48, 48)
+    layers = reader.read_task(str(tiny_ct_task))
+    assert [k for _, _, k in layers] == ["image", "labels"]
