@@ -222,6 +222,11 @@ def _predict(args: argparse.Namespace) -> int:
             f"{summary.done} predicted, {summary.skipped} already done by this model, {summary.failed} failed: "
             f"{summary.manifest}"
         )
+        others = {k: v for k, v in summary.cohort.items() if k in ("failed", "pending")}
+        mine = {"failed": summary.failed, "pending": 0}
+        if any(others.get(k, 0) > mine[k] for k in others):  # other parts' rows: say them, the last part is not all
+            said = ", ".join(f"{v} {k}" for k, v in sorted(summary.cohort.items()))
+            print(f"the whole cohort in {summary.manifest.parent}: {said} (other parts' records included)")
     if summary.failed:
         first = summary.failures[0]
         print(

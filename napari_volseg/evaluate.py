@@ -87,14 +87,19 @@ def summarise(rows: list[dict]) -> dict[int, dict]:
 
 
 def _by_case(folder: Path) -> dict[str, Path]:
+    """The label files of ``folder`` by case (hidden files, temporaries and ``._`` files passed over); two files of
+    one case (``la_004.nii.gz`` and ``la_004.nrrd``) are one line, not one of them scored in silence."""
     if not folder.is_dir():
         raise VolsegError(f"{folder} is not a folder")
-    return {
-        volumes.case_id(p): p
-        for p in sorted(folder.iterdir())
-        if volumes.format_of(p) in ("nifti", "nrrd", "metaimage")
-        and not p.name.startswith(".")  # temporaries, ._ files
-    }
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if volumes.format_of(p) not in ("nifti", "nrrd", "metaimage") or p.name.startswith("."):
+            continue
+        case = volumes.case_id(p)
+        if case in found:
+            raise VolsegError(f"{folder} holds two label files of case {case}: {found[case].name} and {p.name}")
+        found[case] = p
+    return found
 
 
 def _label_names(truth: Path) -> dict[int, str]:
@@ -113,7 +118,11 @@ def evaluate_folder(pred: str | os.PathLike, truth: str | os.PathLike) -> tuple[
     preds, truths = _by_case(pred), _by_case(truth)
     common = sorted(set(preds) & set(truths))
     if not common:
-        raise VolsegError(f"no case of {pred} has a label of the same name in {truth}")
+        seg = any(p.name.lower().endswith(".dcm") for p in pred.iterdir())
+        raise VolsegError(
+            f"no case of {pred} has a label of the same name in {truth}"
+            + ("; its .dcm DICOM SEG files are not scored: predict with --out-format source (NIfTI)" if seg else "")
+        )
     names = _label_names(truth)
     rows = []
     for case in common:

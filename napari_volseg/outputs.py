@@ -75,6 +75,19 @@ def _failed(path: Path, exc: OSError, creating: bool = False) -> OutputError:
     return OutputError(f"cannot write {path}: {exc.strerror or exc}")
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and back: the only way the standard library offers)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def shared_folder(path: Path) -> Path:
+    """Give a folder made by ``tempfile.mkdtemp`` (mode 0700) the permissions a ``mkdir`` would have."""
+    os.chmod(path, 0o777 & ~_umask())
+    return path
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix: str = ".tmp") -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``.
 
@@ -91,6 +104,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix
         raise _failed(path, exc, creating=True) from exc
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make every result private to its writer
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

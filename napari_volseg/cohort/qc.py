@@ -125,6 +125,7 @@ def _figures(rows: list[dict], classes: list[str]) -> list[tuple[str, str]]:
         ax.hist(values, bins=min(40, max(5, len(values) // 3)), color="#ff2dd1")
         ax.set_xlabel(f"predicted {c} (mL)")
         ax.set_ylabel("scans")
+        ax.locator_params(axis="x", nbins=5)
         bounds = robust_range(values)
         for bound in bounds or ():
             ax.axvline(bound, color="#555", linestyle="--", linewidth=1)
@@ -134,6 +135,9 @@ def _figures(rows: list[dict], classes: list[str]) -> list[tuple[str, str]]:
     ax.hist(shares, bins=min(40, max(5, len(shares) // 3)), color="#0a84ff")
     ax.set_xlabel("expected edit share (lower: surer)")
     ax.set_ylabel("scans")
+    for bound in (robust_range(shares) or ())[1:]:  # only the upper end flags (unsure)
+        ax.axvline(bound, color="#555", linestyle="--", linewidth=1)
+    ax.locator_params(axis="x", nbins=4)  # shares differ in the third decimal: fewer ticks, none run together
     figures.append(("Confidence", _png(fig)))
     return figures
 
@@ -169,6 +173,8 @@ def write_report(out_dir: str | os.PathLike, thumbnails: bool = True) -> tuple[P
     """Write ``OUT/qc.html`` from ``OUT/manifest.csv`` (and the scans and predictions it names); returns the
     report and the flagged scans."""
     out = Path(out_dir)
+    if not out.is_dir():
+        raise VolsegError(f"no such folder: {out}")
     if not (out / "manifest.csv").is_file():
         raise VolsegError(f"{out} has no manifest.csv: run `volseg predict ... --out {out}` on a cohort first")
     rows = read_manifest(out)
@@ -190,11 +196,19 @@ def write_report(out_dir: str | os.PathLike, thumbnails: bool = True) -> tuple[P
             f"<figure><img src='{src}' alt='{html.escape(title)}'><figcaption>{html.escape(title)}"
             "</figcaption></figure>"
         )
-    parts.append("</div><h2>Flagged scans</h2>")
+    parts.append(
+        "</div><h2>Flagged scans</h2><p>Thumbnails: mid-slices through the prediction (axial, coronal, sagittal), "
+        "each predicted class in its own colour over the scan (first class magenta, second yellow). Click a column "
+        "to sort.</p>"
+    )
     parts.append(_table(flagged, classes, thumbnails))
     if failed:
         parts.append("<h2>Failed scans</h2><table id='failed'><tr><th>scan</th><th>reason</th></tr>")
-        parts += [f"<tr><td>{html.escape(r['input'])}</td><td>{html.escape(r['reason'])}</td></tr>" for r in failed]
+        parts += [
+            f"<tr><td title='{html.escape(r['input'])}'>{html.escape(Path(r['input']).name)}</td>"
+            f"<td>{html.escape(r['reason'])}</td></tr>"
+            for r in failed
+        ]
         parts.append("</table>")
     parts.append(f"<script>{SCRIPT}</script></body></html>")
     text = "\n".join(parts)

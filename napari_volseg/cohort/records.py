@@ -130,7 +130,7 @@ def manifest_rows(records: list[Record]) -> list[dict]:
             "input": r.input,
             "status": r.status,
             "reason": r.reason,
-            "output": r.output,
+            "output": r.output if r.status in ("done", "skipped") else "",  # a failed scan has no output
             "seconds": f"{r.seconds:.2f}" if r.seconds else "",
             "confidence": "" if r.confidence is None else f"{r.confidence:.4f}",
             "model": r.model,

@@ -70,6 +70,8 @@ class CohortSummary:
     skipped: int = 0
     manifest: Path | None = None
     failures: list[Record] = field(default_factory=list)
+    cohort: dict[str, int] = field(default_factory=dict)
+    """The manifest's rows by status: the whole cohort as far as every part's records go."""
 
 
 def cores() -> int:
@@ -243,7 +245,9 @@ def predict_cohort(
             yield Progress(done=done, total=total, item=f"{record.status} {Path(record.input).name}")
     waiting = set(todo)
     skipped_now = {str(j.input) for j in mine if j not in waiting}
-    summary.manifest = write_manifest(out, _manifest_records(jobs, out, skipped_now, model_sha, settings))
+    rows = _manifest_records(jobs, out, skipped_now, model_sha, settings)
+    summary.manifest = write_manifest(out, rows)
+    summary.cohort = dict(collections.Counter(r.status for r in rows))
     yield summary
 
 

@@ -138,8 +138,9 @@ def load(path: str | os.PathLike, *, label: bool = False) -> Volume:
     size = _check(reader, path, label)
     try:
         image = reader.Execute()
-    except RuntimeError as exc:
-        raise _itk_error(path, exc, "read") from exc
+    except RuntimeError as exc:  # the header was read: the voxels are missing or damaged
+        said = str(_itk_error(path, exc, "read")).split(": ", 1)[-1]
+        raise VolumeFormatError(f"{path.name} is truncated or corrupt: its voxels cannot be read ({said})") from exc
     array = sitk.GetArrayFromImage(image)  # (k, j, i) or (k, j, i, c); higher singleton axes first
     array = array.reshape(
         tuple(reversed(size)) + ((array.shape[-1],) if image.GetNumberOfComponentsPerPixel() > 1 else ())

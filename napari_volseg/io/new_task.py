@@ -27,7 +27,7 @@ import numpy as np
 from napari_volseg.errors import LabelValueError, TaskFormatError, UnsupportedShapeError
 from napari_volseg.io import volumes
 from napari_volseg.io.decathlon import UNLABELLED_KEY, check_same_grid, write_dataset_json
-from napari_volseg.outputs import check_writable
+from napari_volseg.outputs import check_writable, shared_folder
 
 MODALITIES = ("CT", "MRI")
 AUTO = "AUTO"
@@ -236,7 +236,7 @@ def write_task_from_files(
     if modality.upper() == AUTO:
         modality = guess_modality(cases[0].image, cases[0].series)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    partial = shared_folder(Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)))
     try:
         training, test = [], []
         for sub in ("imagesTr", "labelsTr", "imagesTs"):

@@ -113,6 +113,9 @@ def case_id(path: str | os.PathLike, like: Geometry | None = None) -> str:
     p = Path(path)
     meta = like.source_meta if like is not None and like.source_format == "dicom" else {}
     if meta.get("series_in_folder", 1) > 1:
+        own = Path(meta.get("series_folder", meta["folder"]))
+        if own != Path(meta["folder"]):  # each series in a subfolder of its own: named by it, as predict names it
+            return own.name
         return series_case_id(Path(meta["folder"]).name, meta.get("series_number"), meta["series_uid"])
     name = p.name
     lower = name.lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -145,3 +146,16 @@ def test_new_task_and_the_viewer_name_two_series_of_one_folder_alike(tiny_ct_tas
     _, kwargs, _ = file_layer_data(export, uid)
     assert kwargs["name"] == "export_s5"
     assert volumes.labels_name(export, like=volumes.read_geometry(export, uid)) == "export_s5.nii.gz"
+
+
+def test_a_series_in_a_subfolder_of_its_own_is_named_by_it_everywhere(scans, tmp_path):
+    from napari_volseg._napari.layers import file_layer_data
+    from napari_volseg.engine.infer import collect_inputs
+
+    two = tmp_path / "two"
+    for sub in ("a", "b"):
+        shutil.copytree(scans / "dicom" / ("spleen_001" if sub == "a" else "spleen_002"), two / sub)
+    assert [p.name for p in collect_inputs([two])] == ["a", "b"]  # what volseg predict writes: a.nii.gz, b.nii.gz
+    uid = volumes.list_series(two / "b")[0].uid
+    _, kwargs, _ = file_layer_data(two, uid)  # the folder dropped on napari, series b chosen
+    assert kwargs["name"] == "b"

@@ -104,7 +104,7 @@ def test_another_model_redoes_everything(cohort, tiny_checkpoint, tmp_path):
     assert {r["status"] for r in _rows(out).values()} == {"done"}
 
 
-def test_two_parts_share_a_cohort_through_the_output_folder(cohort, tiny_checkpoint, tmp_path):
+def test_two_parts_share_a_cohort_through_the_output_folder(cohort, tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
     for f in ("corrupt.nii.gz", "four_d.nii.gz"):
         (cohort / f).unlink()
@@ -114,7 +114,13 @@ def test_two_parts_share_a_cohort_through_the_output_folder(cohort, tiny_checkpo
     assert sorted(r["status"] for r in first.values()) == ["done"] * 3 + ["pending"] * 3
     assert cli.main([*base, "--part", "1"]) == 0
     assert {r["status"] for r in _rows(out).values()} == {"done"}
-    assert len(list(out.glob("*.nii.gz"))) == 6
+    capsys.readouterr()
+    (cohort / "spleen_001.nii.gz").write_bytes(b"broken")  # part 0's scan fails on its rerun
+    assert cli.main([*base, "--part", "0"]) == 1
+    assert cli.main([*base, "--part", "1"]) == 0  # the last part ran clean, the cohort did not: it says so
+    assert "the whole cohort in" in capsys.readouterr().out.splitlines()[-1]
+    assert _rows(out)["spleen_001.nii.gz"]["output"] == ""  # a failed scan names no output
+    assert len(list(out.glob("*.nii.gz"))) == 5  # a failed scan's earlier output is removed
 
 
 def test_kill_9_loses_at_most_the_scans_in_flight(tiny_ct_task, tiny_checkpoint, tmp_path):

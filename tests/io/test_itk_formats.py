@@ -163,6 +163,8 @@ def test_bad_files_are_one_line(tmp_path):
         with pytest.raises(VolsegError) as err:
             itk_formats.load(path)
         assert "\n" not in str(err.value) and path.name in str(err.value)
+    with pytest.raises(VolsegError, match="cut.nrrd is truncated or corrupt: its voxels cannot be read"):
+        itk_formats.load(truncated)
     with pytest.raises(UnsupportedShapeError, match="2D"):
         itk_formats.load(two_d)
 

@@ -431,6 +431,8 @@ class PredictWidget(QWidget):
         from napari_volseg._napari.widgets.cohort import CohortDialog
 
         dialog = CohortDialog(self.session, self)
+        window = self.window().geometry()  # over the right edge (the dock), so the scan it opens stays in view
+        dialog.move(window.right() - dialog.width() - 24, window.top() + 80)
         dialog.show()
         return dialog
 

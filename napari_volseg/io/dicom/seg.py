@@ -108,7 +108,7 @@ def _segmentation(sources: list[Dataset], segments: np.ndarray, values: list[int
             segment_label=str((names or {}).get(value, f"label {value}"))[:64],
             segmented_property_category=codes.SCT.Tissue,
             segmented_property_type=codes.SCT.Tissue,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,  # a model's prediction
             algorithm_identification=algorithm,
         )
         for n, value in enumerate(values, start=1)

@@ -308,6 +308,7 @@ def _series(path: Path, series_uid: str | None) -> tuple[Geometry, list, str, li
             "series_number": info.number if [i.number for i in infos].count(info.number) == 1 else None,
             "series_in_folder": len(infos),
             "folder": str(folder),
+            "series_folder": os.path.commonpath([str(f) for f in files]) if len(files) > 1 else str(files[0].parent),
             "modality": info.modality,
             "description": info.description,
         },
