@@ -255,19 +255,29 @@ def _evaluate(args: argparse.Namespace) -> int:
     from napari_volseg.cohort.records import join_manifest
 
     rows, summary = evaluate_folder(args.pred, args.truth)
-    if join_manifest(rows, args.pred):
+    if join_manifest(rows, args.pred, args.truth):
         print(f"joined {args.pred / 'manifest.csv'}: each case's model and confidence (expected edit share)")
     skipped = unlabelled_predictions(args.pred, args.truth)
     if skipped:  # scored in silence, "(1 cases)" read as if every prediction had been scored
         print(f"not scored, no label of the same name in {args.truth}: {', '.join(skipped)}")
     for row in rows:
         confidence = f"  confidence {row['confidence']}" if row.get("confidence") else ""
+        star = " *" if row.get("trained_on") is True else ""
         print(
-            f"{row['case']:<24} class {row['label']} ({row['name']}): Dice {row['dice']:.4f}  HD95 {row['hd95']:.2f} mm"
-            + confidence
+            f"{row['case'] + star:<24} class {row['label']} ({row['name']}): Dice {row['dice']:.4f}  "
+            f"HD95 {row['hd95']:.2f} mm" + confidence
         )
     for label, values in summary.items():
         print(f"mean class {label}: Dice {values['dice']:.4f}  HD95 {values['hd95']:.2f} mm  ({values['cases']} cases)")
+    if any(row.get("trained_on") is True for row in rows):  # the model's own training cases are no test of it
+        for label in summary:
+            seen = [r["dice"] for r in rows if r["label"] == label and r.get("trained_on") is True]
+            unseen = [r["dice"] for r in rows if r["label"] == label and r.get("trained_on") is False]
+            print(
+                f"mean class {label} over the {len(unseen)} case(s) the model never trained on: "
+                + (f"Dice {sum(unseen) / len(unseen):.4f}" if unseen else "none")
+                + f"; over its {len(seen)} training case(s) (*): Dice {sum(seen) / len(seen):.4f}"
+            )
     if args.csv:
         write_csv(rows, args.csv)
         print(f"wrote {args.csv}")

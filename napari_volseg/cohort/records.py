@@ -158,18 +158,35 @@ def write_manifest(out_dir: Path, records: list[Record]) -> Path:
     return atomic_write(out_dir / MANIFEST, write, suffix=".csv")
 
 
-def join_manifest(rows: list[dict], pred_dir: str | os.PathLike) -> bool:
-    """Add a cohort manifest's ``model`` and ``confidence`` to evaluation rows (by the case of each output file);
-    False when ``pred_dir`` holds no manifest."""
-    from napari_volseg.io import volumes
+def join_manifest(rows: list[dict], pred_dir: str | os.PathLike, truth_dir: str | os.PathLike) -> bool:
+    """Add a cohort manifest's ``model`` and ``confidence`` to evaluation rows (by the case of each output file), and
+    ``trained_on`` where the labels belong to a task whose cases the model's checkpoint lists as its training cases
+    (their Dice says little about unseen scans); False when ``pred_dir`` holds no manifest."""
+    from napari_volseg.engine.predict import trained_cases
+    from napari_volseg.errors import VolsegError
+    from napari_volseg.io import decathlon, volumes
 
     if not (Path(pred_dir) / MANIFEST).is_file():
         return False
     by_case = {volumes.case_id(r["output"]): r for r in read_manifest(pred_dir) if r.get("output")}
+    task = None
+    for folder in (Path(truth_dir).parent, Path(truth_dir)):
+        if decathlon.is_task_folder(folder):
+            try:
+                task = decathlon.load_task(folder)
+            except VolsegError:
+                pass
+            break
+    trained: dict[str, set[str]] = {}
     for row in rows:
         entry = by_case.get(row["case"])
         if entry is not None:
-            row.update(model=entry.get("model", ""), confidence=entry.get("confidence", ""))
+            model = entry.get("model", "")
+            row.update(model=model, confidence=entry.get("confidence", ""))
+            if task is not None and model:
+                if model not in trained:
+                    trained[model] = trained_cases(model, task)
+                row["trained_on"] = row["case"] in trained[model]
     return True
 
 

@@ -228,3 +228,23 @@ def test_other_settings_or_a_changed_scan_are_done_again(cohort, tiny_checkpoint
     assert rows[scans[0].name]["status"] == "done"
     assert sorted(r["status"] for r in rows.values()) == ["done"] + ["skipped"] * 5
     assert cli.main(argv) == 0  # back to the model's own overlap: the manifest said nothing stale in between
+
+
+def test_evaluate_stars_the_models_training_cases_and_gives_the_unseen_mean_apart(
+    tiny_ct_task, tiny_checkpoint, tmp_path, capsys
+):
+    from napari_volseg.engine.predict import trained_cases
+    from napari_volseg.io.decathlon import load_task
+
+    trained = trained_cases(tiny_checkpoint, load_task(tiny_ct_task))
+    assert trained and len(trained) < 6  # the tiny model trained on some of these synthetic cases, not all
+    out = tmp_path / "out"
+    assert (
+        cli.main(["predict", "--model", str(tiny_checkpoint), "--out", str(out), str(tiny_ct_task / "imagesTr")]) == 0
+    )
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--pred", str(out), "--truth", str(tiny_ct_task / "labelsTr")]) == 0
+    printed = capsys.readouterr().out
+    starred = {line.split()[0] for line in printed.splitlines() if " * " in line}
+    assert starred == trained
+    assert "never trained on: Dice" in printed and f"over its {len(trained)} training case(s) (*)" in printed
