@@ -36,6 +36,18 @@ def model_id(checkpoint: ckpt.Checkpoint | str | os.PathLike) -> str:
         return str(checkpoint)
 
 
+def trained_on_name(checkpoint: str | os.PathLike, case: str) -> bool | None:
+    """Whether a scan named ``case`` (dropped without a task) is one the model trained on, by name alone: the
+    checkpoint lists its training cases by name; None where it lists none (nobody can say)."""
+    try:
+        from napari_volseg.zoo import registry
+
+        cases = json.loads(ckpt.read_meta(registry.resolve(checkpoint)).get("train_cases", "[]"))
+    except Exception:  # noqa: BLE001 - a model that cannot say marks nothing; predicting reports its own errors
+        return None
+    return case in cases if cases else None
+
+
 def trained_cases(checkpoint: ckpt.Checkpoint | str | os.PathLike, task: Task) -> set[str]:
     """The cases of ``task`` that the model was trained on, as its checkpoint lists them (none for another task's
     model, a MONAI bundle, or a checkpoint that does not say)."""

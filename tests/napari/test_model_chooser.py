@@ -151,3 +151,24 @@ def test_a_dropped_dicom_series_predicts_and_saves_in_its_world_geometry(
     written = volumes.read(saved, label=True)
     np.testing.assert_array_equal(written.data, np.asarray(layer.data))
     assert written.geometry.same_world_grid(source.geometry, tol_mm=1e-4)
+
+
+def test_a_dropped_scan_the_model_trained_on_is_starred(make_napari_viewer, qtbot, tiny_ct_task, tiny_checkpoint):
+    """Issue 26 item 5: la_003 dropped and predicted with msd-heart read 0.9567 with no star, above the card's held-out
+    figure; a scan whose name the checkpoint lists as a training case is starred, and the status says why."""
+    from napari_volseg._napari.widgets import PredictWidget
+    from napari_volseg.engine.predict import trained_on_name
+
+    case = next(f"spleen_00{i}" for i in range(1, 7) if trained_on_name(tiny_checkpoint, f"spleen_00{i}"))
+    viewer = make_napari_viewer()
+    predict = PredictWidget(viewer)
+    predict.session.open_files(
+        [tiny_ct_task / "imagesTr" / f"{case}.nii.gz", tiny_ct_task / "labelsTr" / f"{case}.nii.gz"]
+    )
+    qtbot.waitUntil(lambda: f"{case} ground truth" in viewer.layers and not predict.session.busy_loading())
+    predict.session.set_checkpoint(tiny_checkpoint)
+    assert predict.predict("current case") is not None
+    qtbot.waitUntil(lambda: predict.worker is None and f"{case} errors" in viewer.layers, timeout=120_000)
+    assert predict.table.item(0, 0).text() == f"{case} *"
+    assert "a case the model trained on" in predict.status.text()
+    assert "training case(s) (*)" in predict.mean_label.text()

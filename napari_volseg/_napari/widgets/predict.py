@@ -219,7 +219,7 @@ class PredictWidget(QWidget):
         truth_layer = case_layers(self.viewer, case, task_only=False).get(GROUND_TRUTH)  # dropped beside it
         truth = np.asarray(truth_layer.data) if truth_layer is not None else None
         image, checkpoint = np.asarray(layer.data), self.session.checkpoint
-        from napari_volseg.engine.predict import model_id  # torch: imported when first needed, not with the dock
+        from napari_volseg.engine.predict import model_id, trained_on_name  # torch: imported when first needed
 
         model_name = model_id(checkpoint)
 
@@ -233,12 +233,13 @@ class PredictWidget(QWidget):
             finally:
                 model.release()
             names = dict(getattr(model, "labels", {}) or {})
+            seen = trained_on_name(checkpoint, case)  # by name: la_003 dropped is msd-heart's la_003
             if truth is None or truth.shape != labels.shape:
-                return CaseResult(case, labels, geometry, trained_on=None, model=model_name), names
+                return CaseResult(case, labels, geometry, trained_on=seen, model=model_name), names
             classes = max(int(max(labels.max(), truth.max())) + 1, len(names))
             scores = metrics.score_case(labels, truth, classes, geometry.spacing_zyx)
             errors = metrics.error_map(labels, truth)
-            return CaseResult(case, labels, geometry, scores, errors, trained_on=None, model=model_name), names
+            return CaseResult(case, labels, geometry, scores, errors, trained_on=seen, model=model_name), names
 
         def shown(returned):
             result, names = returned
@@ -254,6 +255,7 @@ class PredictWidget(QWidget):
             self.status.setText(
                 f"{layer.name}: predicted"
                 + (f"; Dice against '{truth_layer.name}' {dice:.4f}" if dice is not None else "")
+                + (" (*: a case the model trained on, by name: no test of it)" if result.trained_on else "")
             )
 
         self.worker = work()
