@@ -524,3 +524,13 @@ def test_stop_ends_a_tasks_prediction_after_the_current_case(widgets, qtbot, tin
     assert predict.run_button.text() == "Predict" and predict.run_button.isEnabled()
     assert 1 <= len(predict.session.results) < total
     assert predict.status.text().startswith(f"stopped: predicted {len(predict.session.results)} of {total} case(s)")
+
+
+def test_the_train_form_offers_the_devices_this_machine_has(widgets):
+    """Issue 25's visible bug: the device choices came from the field's metadata (auto, cpu, cuda, mps), so a
+    CPU-only machine was offered cuda and mps; they come from available_devices()."""
+    from napari_volseg.engine.infer import available_devices
+
+    _, _, train, _ = widgets
+    assert tuple(train.form.fields["device"].choices) == tuple(available_devices())
+    assert list(train.form.fields["device"].parts[0].choices) == available_devices()

@@ -58,7 +58,8 @@ class FieldWidget:
         self.meta = dict(field.metadata or {})
         self.type, self.optional = _unwrap_optional(annotation)
         self.none_text = none_text
-        self.choices = tuple(self.meta.get("choices") or choices or ())
+        # the form's own choices (what this machine has: available_devices()) narrow the field's (every device)
+        self.choices = tuple(choices or self.meta.get("choices") or ())
         self.parts: list[mg.ValueWidget] = []
         self.widget = self._build(label)
         self.widget.name = self.name
