@@ -133,6 +133,11 @@ def file_layer_data(path: Path, series: str | None = None) -> tuple:
     case = volumes.case_id(path, volume.geometry)
     if _looks_like_labels(path, volume):
         return labels_layer(volumes.read(path, label=True, series=series), f"{case} {GROUND_TRUTH}", case=case)
+    if volume.channels > 1:  # a 4D file opens as one layer per channel: said, not done in silence
+        volume.issues.append(
+            f"{path.name} holds {volume.channels} channels (a 4D file): opened as '{case} [0]' to "
+            f"'{case} [{volume.channels - 1}]'; Predict segments the channel layer you select"
+        )
     return image_layer(volume, case, case=case)
 
 

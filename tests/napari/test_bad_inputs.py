@@ -174,3 +174,30 @@ def test_a_runtime_error_in_a_generator_worker_is_one_error_and_the_worker_ends(
     qtbot.waitUntil(lambda: ended == [True], timeout=10_000)
     assert [type(e).__name__ for e in errors] == ["VolsegError"]
     assert _messages(notifications) == [("error", "RuntimeError: out of memory: tried to allocate 9 GB")]
+
+
+def test_a_4d_scan_says_it_opened_as_channels_and_predict_says_which_it_used(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, tiny_ct_task, notifications
+):
+    """Issue 26 item 4: a 4D NIfTI was split into '[0]' / '[1]' layers in silence, and Predict used channel [1]
+    without a word."""
+    from test_model_chooser import ship_a_model
+
+    from napari_volseg._napari.widgets import PredictWidget
+    from napari_volseg.io import volumes
+
+    ship_a_model(tmp_path, monkeypatch)
+    scan = volumes.read(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz")
+    four = write_nifti(tmp_path / "two.nii.gz", np.stack([scan.data.T, scan.data.T], axis=-1).astype(np.float32))
+    viewer = make_napari_viewer()
+    predict = PredictWidget(viewer)
+    predict.session.open_files([four])
+    qtbot.waitUntil(lambda: "two [1]" in viewer.layers and not predict.session.busy_loading(), timeout=20_000)
+    said = [m for _, m in _messages(notifications)]
+    assert any("two.nii.gz holds 2 channels (a 4D file): opened as 'two [0]' to 'two [1]'" in m for m in said), said
+    viewer.layers.selection.active = viewer.layers["two [0]"]
+    assert predict.chooser.select("organ-pretrained")
+    assert predict.predict("current case") is not None
+    qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: "predicted" in predict.status.text(), timeout=20_000)
+    assert "channel 0 of two" in predict.status.text()

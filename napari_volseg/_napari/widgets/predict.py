@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -252,8 +253,14 @@ class PredictWidget(QWidget):
                 self.session.dropped_labels = names
                 self.session.add_result(result)
             dice = metrics.mean_dice(result.scores) if result.scores else None
+            channel = re.search(r" \[(\d+)\]$", layer.name)  # one channel of a multi-channel (4D) scan
             self.status.setText(
                 f"{layer.name}: predicted"
+                + (
+                    f" (channel {channel.group(1)} of {case}: select another channel's layer to predict it)"
+                    if channel
+                    else ""
+                )
                 + (f"; Dice against '{truth_layer.name}' {dice:.4f}" if dice is not None else "")
                 + (" (*: a case the model trained on, by name: no test of it)" if result.trained_on else "")
             )
