@@ -40,7 +40,7 @@ from napari_volseg.cohort.records import (
 from napari_volseg.cohort.shard import part_of, shard
 from napari_volseg.engine.config import InferConfig
 from napari_volseg.engine.events import Progress
-from napari_volseg.engine.infer import collect_inputs, output_paths, predict_files
+from napari_volseg.engine.infer import collect_inputs, cpu_cores, output_paths, predict_files
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import volumes
 from napari_volseg.io.new_task import looks_like_ct
@@ -74,17 +74,10 @@ class CohortSummary:
     """The manifest's rows by status: the whole cohort as far as every part's records go."""
 
 
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def model_fits(predictor, image: volumes.Volume, name: str) -> None:
-    """Refuse, in one line, a scan the model cannot segment sensibly: another channel count, one value everywhere,
-    or another modality than the one it was trained on (a CT model normalises by Hounsfield units)."""
-    checkpoint = getattr(predictor, "checkpoint", None)
-    expected = checkpoint.model_config.in_channels if checkpoint is not None else None
-    if expected is not None and image.channels != expected:
-        raise VolsegError(f"{name} has {image.channels} channel(s); the model expects {expected}")
+    """Refuse, in one line, a scan the model cannot segment sensibly: one value everywhere, or another modality than
+    the one it was trained on (a CT model normalises by Hounsfield units). Another channel count is the plan's to
+    refuse (``preprocess.apply``)."""
     data = image.data
     if data.size == 0 or float(data.min()) == float(data.max()):
         raise VolsegError(f"{name} holds one value everywhere: an empty scan")
@@ -231,7 +224,7 @@ def predict_cohort(
             records = (predict_one(predictor, job, out, label, model_sha, settings) for job in todo)
         else:
             del predictor  # each worker opens its own
-            threads = overrides.pop("threads", None) or max(1, cores() // workers)
+            threads = overrides.pop("threads", None) or max(1, cpu_cores() // workers)
             records = _in_workers(
                 todo, workers, out, (label, model_sha, settings), model_path, config, {**overrides, "threads": threads}
             )

@@ -57,10 +57,15 @@ def available_devices() -> list[str]:
     return devices
 
 
+def cpu_cores() -> int:
+    """The cores this process may use (its affinity where the system says it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def set_threads(threads: int | None) -> int:
     """Set torch's CPU threads explicitly (default: every core this process may use)."""
     if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = cpu_cores()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(max(1, int(threads)))
     return torch.get_num_threads()

@@ -21,7 +21,8 @@ from napari_volseg import cli
 from napari_volseg.cohort import qc
 from napari_volseg.cohort.records import read_manifest
 from napari_volseg.cohort.shard import part_of, shard
-from napari_volseg.errors import SettingsError
+from napari_volseg.errors import SettingsError, VolsegError
+from napari_volseg.io import volumes
 
 VOLSEG = str(Path(sys.executable).with_name("volseg"))
 
@@ -54,7 +55,8 @@ def cohort(tiny_ct_task, tmp_path):
     for f in sorted((tiny_ct_task / "imagesTr").iterdir()):
         shutil.copy(f, folder / f.name)
     (folder / "corrupt.nii.gz").write_bytes(b"not a scan")
-    write_nifti(folder / "four_d.nii.gz", np.zeros((8, 8, 8, 3), np.float32), sform=np.eye(4))
+    ct = volumes.read(tiny_ct_task / "imagesTr" / "spleen_001.nii.gz").data.T  # a CT in 3 channels: a 4D file
+    write_nifti(folder / "four_d.nii.gz", np.stack([ct] * 3, axis=-1).astype(np.float32), sform=np.eye(4))
     return folder
 
 
@@ -73,7 +75,7 @@ def test_a_bad_scan_is_a_failed_row_and_a_rerun_skips_what_is_complete(cohort, t
     assert rows["corrupt.nii.gz"]["status"] == "failed" and "not a readable NIfTI" in rows["corrupt.nii.gz"]["reason"]
     assert (
         rows["four_d.nii.gz"]["status"] == "failed"
-        and "3 channel(s); the model expects 1" in rows["four_d.nii.gz"]["reason"]
+        and "the plan expects 1 channel(s), the image has 3" in rows["four_d.nii.gz"]["reason"]
     )
     done = [r for r in rows.values() if r["status"] == "done"]
     assert len(done) == 6 and all(Path(r["output"]).is_file() and float(r["volume_ml spleen"]) > 0 for r in done)
@@ -248,3 +250,24 @@ def test_evaluate_stars_the_models_training_cases_and_gives_the_unseen_mean_apar
     starred = {line.split()[0] for line in printed.splitlines() if " * " in line}
     assert starred == trained
     assert "never trained on: Dice" in printed and f"over its {len(trained)} training case(s) (*)" in printed
+
+
+def test_a_scan_that_does_not_fit_the_model_is_one_line():
+    from types import SimpleNamespace
+
+    from napari_volseg.cohort.run import model_fits
+    from napari_volseg.io.geometry import Volume, geometry_from_spacing
+
+    def volume(data):
+        return Volume(np.asarray(data, np.float32), geometry_from_spacing((4, 4, 4)))
+
+    ct_model, mri_model = (SimpleNamespace(plan=SimpleNamespace(normalization=n)) for n in ("ct", "zscore"))
+    air_and_tissue = np.full((4, 4, 4), -1000.0)
+    air_and_tissue[1:3] = 40.0
+    with pytest.raises(VolsegError, match="one value everywhere"):
+        model_fits(ct_model, volume(np.zeros((4, 4, 4))), "blank.nii.gz")
+    with pytest.raises(VolsegError, match="looks like CT"):
+        model_fits(mri_model, volume(air_and_tissue), "ct.nii.gz")
+    with pytest.raises(VolsegError, match="does not look like CT"):
+        model_fits(ct_model, volume(np.arange(64).reshape(4, 4, 4)), "mri.nii.gz")
+    model_fits(ct_model, volume(air_and_tissue), "ct.nii.gz")  # fits: no error
