@@ -7,9 +7,12 @@ is argparse's usage message and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -79,25 +82,71 @@ def _train(args: argparse.Namespace) -> int:
     from napari_volseg.engine.config import load_preset
     from napari_volseg.engine.train import Trainer
     from napari_volseg.io.decathlon import load_task
+    from napari_volseg.zoo.warm import start_from
 
     preset = load_preset(args.preset).with_overrides(
         minutes=args.minutes, epochs=args.epochs, device=args.device, val_cases=args.val_cases
     )
     task = load_task(args.data)
-    return _run_trainer(Trainer(task, preset, args.out, resume=args.resume), preset.name)
+    warm, name = (None, "") if args.resume else start_from(args.start_from, task, preset)
+    if name:
+        print(f"starting from {name} (--start-from scratch to train from scratch)", file=sys.stderr)
+    trainer = Trainer(task, preset, args.out, resume=args.resume, warm_from=warm, warm_name=name)
+    return _run_trainer(trainer, preset.name)
 
 
 def _run_trainer(trainer, what_name: str) -> int:
     """Drive a trainer's events: a progress bar, validation lines, one line at the end."""
     from napari_volseg.engine import events as ev
 
-    task = trainer.task
-    bar = None
     if not trainer.dist.main:  # under torchrun, rank 0 alone reports
         for event in trainer.run():
             if isinstance(event, ev.Failed):
                 raise VolsegError(f"rank {trainer.dist.rank}: {event.message}")
         return 0
+    with _signals_stop(trainer) as caught:
+        finished = _report_events(trainer, what_name)
+    if caught and (finished is None or (finished.best_path is None and finished.last_path is None)):
+        return 130  # interrupted before a model existed
+    return 0
+
+
+@contextlib.contextmanager
+def _signals_stop(trainer):
+    """Ctrl-C (SIGINT) or SIGTERM is Stop: the run ends after this step and its model stays at ``--out``; a second
+    Ctrl-C interrupts at once (exit 130)."""
+    if threading.current_thread() is not threading.main_thread():  # signals can only be caught there
+        yield []
+        return
+
+    def stop(signum, _frame):
+        if trainer.stopping and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.stop()
+        print(
+            f"\nvolseg: {signal.Signals(signum).name}: stopping after this step; the model stays at {trainer.out} "
+            "(Ctrl-C again to abort)",
+            file=sys.stderr,
+        )
+
+    caught: list[int] = []
+    previous = {
+        s: signal.signal(s, lambda signum, frame: (caught.append(signum), stop(signum, frame)))
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield caught
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _report_events(trainer, what_name: str):
+    """Print the run's events; its :class:`Finished` (None if it ended otherwise)."""
+    from napari_volseg.engine import events as ev
+
+    task = trainer.task
+    bar = None
     for event in trainer.run():
         if isinstance(event, ev.Progress):
             print(f"preprocessing {event.done}/{event.total} {event.item}", file=sys.stderr, end="\r")
@@ -118,9 +167,13 @@ def _run_trainer(trainer, what_name: str) -> int:
             bar.update(event.step - bar.n)
             bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", refresh=False)
         elif isinstance(event, ev.Validated):
+            from napari_volseg.engine.quality import judge
+
             text = " ".join(f"{k}={v:.3f}" for k, v in event.dice.items())
+            stage = f"{event.stage} " if event.stage else ""
             (bar.write if bar else print)(
-                f"epoch {event.epoch + 1} step {event.step}: mean Dice {event.mean:.4f} ({text})"
+                f"{stage}epoch {event.epoch + 1} step {event.step}: mean Dice {event.mean:.4f} ({text}); "
+                + judge(event.mean, event.volume_ratio).verdict
             )
         elif isinstance(event, ev.Failed):
             if bar:
@@ -130,7 +183,8 @@ def _run_trainer(trainer, what_name: str) -> int:
             if bar:
                 bar.close()
             print(_finished_line(event))
-    return 0
+            return event
+    return None
 
 
 def _finished_line(event) -> str:
@@ -142,7 +196,10 @@ def _finished_line(event) -> str:
         last = f"; resumable weights in {event.last_path}" if event.last_path is not None else ""
         return f"{head}: no model yet{last}"
     if math.isfinite(event.best_dice):
-        return f"{head}; best validation Dice {event.best_dice:.4f}; checkpoint {event.best_path}"
+        from napari_volseg.engine.quality import of_file
+
+        verdict = of_file(event.best_path).verdict
+        return f"{head}; best validation Dice {event.best_dice:.4f} ({verdict}); checkpoint {event.best_path}"
     averaged = (event.history[-1].get("averaged_steps") if event.history else None) or []
     which = (
         f"the mean of the weights at steps {', '.join(map(str, averaged))}"
@@ -427,6 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None, help="device (default auto)")
     p.add_argument("--val-cases", type=int, default=None, help="cases held out for validation")
     p.add_argument("--resume", action="store_true", help="continue from NAME.last.safetensors")
+    p.add_argument(
+        "--start-from",
+        default="auto",
+        metavar="MODEL",
+        help="warm start: a zoo model name or checkpoint to start from, 'scratch', or 'auto' (default: the closest "
+        "model of the task's modality and channels, else scratch; a head for other classes starts fresh)",
+    )
 
     p = sub.add_parser(
         "new-task", help="make an MSD-layout task folder from your own scans (NIfTI, NRRD, MetaImage, DICOM) and labels"

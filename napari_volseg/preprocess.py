@@ -189,6 +189,23 @@ def invert(probabilities: np.ndarray | torch.Tensor, prepared: Prepared) -> np.n
     return out
 
 
+def cap_box(box: Box, mask_zyx: np.ndarray, spacing_zyx: tuple[float, ...], max_extent_mm: tuple[float, ...]) -> Box:
+    """``box`` shrunk, along each axis where it is longer than ``max_extent_mm``, to that length centred on the mask's
+    centre of mass inside it (a locator marking a whole chest: the main net is shown what it was trained on)."""
+    from scipy import ndimage
+
+    slices = tuple(slice(a, b) for a, b in box)
+    centre = ndimage.center_of_mass(mask_zyx[slices])
+    capped = []
+    for (a, b), c, spacing, longest, n in zip(box, centre, spacing_zyx, max_extent_mm, mask_zyx.shape, strict=True):
+        size = int(np.ceil(longest / spacing))
+        if b - a > size:
+            start = int(round(a + c - size / 2))
+            a, b = max(0, min(start, n - size)), max(0, min(start, n - size)) + size
+        capped.append((a, b))
+    return tuple(capped)
+
+
 def roi_box(mask_zyx: np.ndarray, spacing_zyx: tuple[float, ...], margin_mm: float, keep: float = 0.1) -> Box | None:
     """The bounding box of a foreground mask's main connected components, grown by ``margin_mm``.
 

@@ -15,9 +15,11 @@ training cases are fully labelled).
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Generator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from napari_volseg import planning, preprocess
@@ -54,6 +56,22 @@ def stage_presets(preset: Preset) -> tuple[Preset, Preset]:
     return locator, main
 
 
+MAX_EXTENT_FACTOR = 1.5
+"""How much longer than the longest training box a region of interest may be (:attr:`Locator.max_extent_mm`)."""
+
+
+def largest_extent(boxes: dict, train: dict, spacings: list) -> tuple[float, float, float] | None:
+    """:data:`MAX_EXTENT_FACTOR` times the longest training box along each axis (mm); None without boxes."""
+    extents = [
+        [(b - a) * s for (a, b), s in zip(boxes[case_id], spacing, strict=True)]
+        for case_id, spacing in zip(train, spacings, strict=True)
+        if boxes.get(case_id) is not None
+    ]
+    if not extents:
+        return None
+    return tuple(float(MAX_EXTENT_FACTOR * e) for e in np.max(extents, axis=0))
+
+
 class Cascade:
     """Train a cascade's locator, then its main net, into ``out`` (resuming whichever stage was stopped)."""
 
@@ -69,6 +87,8 @@ class Cascade:
         if init_from is not None:  # no locator to train: the main net has the whole budget
             self.main_preset = preset
         self.current: NetTrainer | None = None
+        self.incumbent: Finished | None = None
+        """How the locator stage ended; its ``best_path`` is ``out`` where its weights were published as the model."""
 
     @property
     def network(self) -> torch.nn.Module | None:
@@ -87,10 +107,10 @@ class Cascade:
         if locator is None:
             locator = yield from self.train_locator(locator_resumed)
             if locator is None:
-                return stopped_before_training(self.run.started)
+                return self.stopped_early()
         located = yield from self.roi_boxes(locator)
         if located is None:
-            return stopped_before_training(self.run.started)
+            return self.stopped_early()
         boxes, locator = located
         if base:
             plan = base.plan
@@ -106,15 +126,40 @@ class Cascade:
             locator=locator,
             resumed=resumed,
             init=self.init_from,
+            incumbent=self.incumbent.best_dice if self.incumbent else None,
+            warm=self.run.warm.state if self.run.warm is not None else None,
         )
         return (yield from self.current.train())
 
+    def stopped_early(self) -> Finished:
+        """Stopped before the main net trained: the locator's model if it was published, else its last weights (not
+        validated yet: a coarse whole-scan model all the same), else no model."""
+        done = self.incumbent
+        if done is None or (done.best_path is None and done.last_path is None):
+            return stopped_before_training(self.run.started)
+        return dataclasses.replace(done, stopped=True, seconds=time.perf_counter() - self.run.started)
+
     def train_locator(self, resumed: ckpt.Checkpoint | None) -> Generator[Event, None, ckpt.Locator | None]:
-        """Train the coarse locator; return it, or None if the run was stopped."""
+        """Train the coarse locator; return it, or None if the run was stopped. Its best weights are also the run's
+        model at ``out`` (:attr:`incumbent`) until the main net validates better: it segments whole scans on its
+        coarse grid, so Stop after its first validation leaves a usable model (the main net's first saves
+        predicted false positives over the whole chest)."""
         path = ckpt.locator_path(self.out)
         plan = resumed.plan if resumed else self.run.plan(self.locator_preset.plan)
-        self.current = NetTrainer(self.run, self.locator_preset, path, plan, stage="locator", resumed=resumed)
+        warm = self.run.warm
+        self.current = NetTrainer(
+            self.run,
+            self.locator_preset,
+            path,
+            plan,
+            stage="locator",
+            resumed=resumed,
+            publish=self.out,
+            warm=(warm.locator.state if warm.locator else warm.state) if warm is not None else None,
+        )
         finished = yield from self.current.train()
+        published = finished.best_path is not None and self.out.is_file()
+        self.incumbent = dataclasses.replace(finished, best_path=self.out if published else None)
         if finished.stopped:
             return None
         if not path.is_file():  # under torchrun rank 0 wrote it before the ranks' last barrier
@@ -145,6 +190,9 @@ class Cascade:
                     decided = post.one_piece(pieces)
                     if decided is not None:
                         locator = dataclasses.replace(locator, one_piece=decided)
+                    longest = largest_extent(boxes, {c.id: c for c in run.split.train}, run.statistics().spacings)
+                    if longest is not None:
+                        locator = dataclasses.replace(locator, max_extent_mm=longest)
             else:
                 image, _ = case.load()
                 boxes[case.id] = locate(model, locator, image, self.preset.infer, run.device)

@@ -14,6 +14,7 @@ checkpoint behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,20 +55,25 @@ class Locator:
     the box of the largest piece the locator finds, not of every piece over a tenth of it (a stray piece 60 voxels
     from a heart's atrium stretched its box, and the main net, never trained on such a box, marked much of it).
     Checkpoints written before it was decided read as False."""
+    max_extent_mm: tuple[float, float, float] | None = None
+    """The largest region of interest (z, y, x, mm) the main net may be shown: 1.5 times the largest training box.
+    A locator that marks the whole chest (early weights) would otherwise send the main net over the whole scan at
+    full resolution (15× the time). None in checkpoints written before it: no cap."""
 
     def build_model(self) -> UNet3D:
         return build_net(self.model_config, self.state)
 
     def meta(self) -> str:
-        return json.dumps(
-            {
-                "model_config": self.model_config.to_dict(),
-                "plan": self.plan.to_dict(),
-                "patch": list(self.patch),
-                "margin_mm": self.margin_mm,
-                "one_piece": self.one_piece,
-            }
-        )
+        info = {
+            "model_config": self.model_config.to_dict(),
+            "plan": self.plan.to_dict(),
+            "patch": list(self.patch),
+            "margin_mm": self.margin_mm,
+            "one_piece": self.one_piece,
+        }
+        if self.max_extent_mm is not None:
+            info["max_extent_mm"] = list(self.max_extent_mm)
+        return json.dumps(info)
 
 
 def build_net(config: ModelConfig | VGG3DConfig, state: dict[str, torch.Tensor]) -> UNet3D | VGG3D:
@@ -103,6 +109,8 @@ class Checkpoint:
     """What :class:`~napari_volseg.engine.infer.Predictor` does to every prediction, decided on validation."""
     train_cases: list[str] = field(default_factory=list)
     """Ids of the cases the weights were trained on (fine-tuning samples the others more often)."""
+    started_from: str = ""
+    """The model a warm start began from (``msd-heart``); empty: from scratch (or unrecorded)."""
 
     def build_model(self) -> UNet3D:
         return build_net(self.model_config, self.state)
@@ -128,6 +136,7 @@ def save(
     locator: Locator | None = None,
     postprocess: post.PostProcess | None = None,
     train_cases: list[str] | None = None,
+    started_from: str = "",
 ) -> Path:
     """Write a checkpoint atomically; ``optimizer`` makes it resumable."""
     path = Path(path)
@@ -147,6 +156,8 @@ def save(
         "version": __version__,
         "train_cases": json.dumps(list(train_cases or [])),
     }
+    if started_from:
+        meta["started_from"] = started_from
     if postprocess is not None:
         meta[post.METADATA_KEY] = post.to_metadata(postprocess)
     if locator is not None:
@@ -235,6 +246,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
                 patch=tuple(int(p) for p in info["patch"]),
                 margin_mm=float(info["margin_mm"]),
                 one_piece=_flag(info.get("one_piece", False), "locator.one_piece"),
+                max_extent_mm=_extent(info.get("max_extent_mm")),
             )
     except SettingsError as exc:  # the settings it predicts with, checked as a preset file's would be
         raise CheckpointError(f"{path.name}: {exc}") from exc
@@ -267,7 +279,17 @@ def load(path: str | os.PathLike) -> Checkpoint:
         locator=locator,
         postprocess=postprocess,
         train_cases=train_cases,
+        started_from=meta.get("started_from", ""),
     )
+
+
+def _extent(value: Any) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    extent = tuple(float(v) for v in value)
+    if len(extent) != 3 or not all(math.isfinite(v) and v > 0 for v in extent):
+        raise ValueError(f"locator.max_extent_mm must be three positive lengths, not {value!r}")
+    return extent
 
 
 def _flag(value: Any, what: str) -> bool:

@@ -45,6 +45,8 @@ class Validated:
     stage: str = ""
     metric: str = "dice"
     """What ``mean`` and ``dice`` measure: ``"dice"``, or ``"accuracy"`` (the 3D classifier, on its test set)."""
+    volume_ratio: float | None = None
+    """Predicted over true foreground volume on the validation cases (segmentation only)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,11 @@ class CheckpointSaved:
     kind: str
     """``"best"`` or ``"last"`` (a cascade's locator stage: ``"locator-best"``, ``"locator-last"``)."""
     step: int
+    dice: float | None = None
+    """The validation Dice of a ``best`` checkpoint (None: not validated)."""
+    stage: str = ""
+    """Which network the file holds: ``""`` (the one net, or a cascade's main net) or ``"locator"`` (a cascade's
+    coarse whole-volume net, which is the model until the main net validates better)."""
 
 
 @dataclass(frozen=True)

@@ -138,8 +138,13 @@ def locate(
     probs = window_probabilities(model, prepared.image, locator.patch, config, device)  # no mirror axes: no TTA
     found = preprocess.invert(probs, prepared) > 0
     if locator.one_piece:  # the box of that one piece, all of it (roi_box's own pieces are 6-connected)
-        return preprocess.roi_box(post.largest_component(found), image.spacing, locator.margin_mm, keep=0.0)
-    return preprocess.roi_box(found, image.spacing, locator.margin_mm)
+        found = post.largest_component(found)
+        box = preprocess.roi_box(found, image.spacing, locator.margin_mm, keep=0.0)
+    else:
+        box = preprocess.roi_box(found, image.spacing, locator.margin_mm)
+    if box is None or locator.max_extent_mm is None:
+        return box
+    return preprocess.cap_box(box, found, image.spacing, locator.max_extent_mm)
 
 
 @dataclass

@@ -70,6 +70,9 @@ class Run:
     started: float
     cache_root: Path | None = None
     case_weights: dict[str, float] | None = None
+    warm: ckpt.Checkpoint | None = None
+    """The zoo model a warm start begins from (its name in ``warm_name``); None: from scratch."""
+    warm_name: str = ""
     _statistics: planning.TaskStatistics | None = field(default=None, repr=False)
     _label_postprocess: post.PostProcess | None = field(default=None, repr=False)
 

@@ -57,6 +57,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+VALIDATE_AT_LEAST_EVERY_S = 60.0
+"""A run with validation cases validates at the first epoch's end this long after its last save, whatever
+``val_every`` says (the heart's main net took 2 minutes for ``val_every`` epochs)."""
+FIRST_VALIDATION_S = 30.0
+"""... and the first time this long after its first step: a model within the first minute of pressing Train."""
+
+
+def load_fitting(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
+    """Copy into ``model`` every tensor of ``state`` with the same name and shape; the number copied."""
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)
+    return len(fitting)
+
 
 class NetTrainer:
     """One network trained on one plan. ``stage`` tags its events (``"locator"`` in a cascade);
@@ -76,6 +90,9 @@ class NetTrainer:
         locator: ckpt.Locator | None = None,
         resumed: ckpt.Checkpoint | None = None,
         init: ckpt.Checkpoint | None = None,
+        incumbent: float | None = None,
+        publish: Path | None = None,
+        warm: dict[str, torch.Tensor] | None = None,
     ):
         self.run = run
         self.preset = preset
@@ -90,6 +107,17 @@ class NetTrainer:
         """What the checkpoints record for :class:`~napari_volseg.engine.infer.Predictor` to apply:
         decided by every validation, or once from the training labels when there is none."""
         self.init = init
+        self.incumbent = incumbent
+        """The validation Dice of the model already at ``out`` (a cascade's locator): these weights replace it only
+        where they validate better."""
+        self.publish = publish
+        self.warm = warm
+        """Weights to start from (a zoo model's: a warm start): every tensor whose name and shape fit is copied, the
+        rest (a head for other classes) starts fresh; None: from scratch."""
+        self.warmed = 0
+        """How many tensors the warm start copied."""
+        """A second file the best weights go to: a cascade's locator is the run's model until the main net validates
+        better (a whole scan segmented on its coarse grid)."""
         self.network: torch.nn.Module | None = None
         """The bare network (never the DDP wrapper) once :meth:`setup` has built it."""
 
@@ -97,7 +125,7 @@ class NetTrainer:
         """Yield the events of this stage; return its :class:`Finished` (the caller yields it)."""
         prepared = yield from self.prepare()
         if prepared is None:
-            return stopped_before_training(self.run.started)
+            return self.unstarted()
         self.setup(*prepared)
         yield Started(
             total_steps=self.total_steps,
@@ -111,6 +139,7 @@ class NetTrainer:
             stage=self.stage,
         )
         self.loop_start = time.perf_counter()
+        self.saved_at = self.loop_start - VALIDATE_AT_LEAST_EVERY_S + FIRST_VALIDATION_S
         stopped = False
         try:
             while self.step < self.total_steps:
@@ -167,6 +196,8 @@ class NetTrainer:
         model = build_model(config)
         if base:
             model.load_state_dict(base.state)
+        elif self.warm is not None:
+            self.warmed = load_fitting(model, self.warm)
         model.to(device)
         self.memory_format = torch.channels_last_3d if t.channels_last else torch.contiguous_format
         model.to(memory_format=self.memory_format)  # before DDP wraps it: its buckets follow the parameters' layout
@@ -211,6 +242,8 @@ class NetTrainer:
         # a resumed run's model file is its own only where it was written as one: a validated run that never
         # validated has none yet (an --out file there is another run's)
         self.best_path = self.out if self.out.is_file() and resumed and (self.best >= 0 or not self.val) else None
+        if self.incumbent is not None and self.val and self.out.is_file() and self.incumbent > self.best:
+            self.best, self.best_path = self.incumbent, self.out
         self.budget = t.minutes * 60.0 if t.minutes else None
         self.saved_weights: collections.deque = collections.deque(maxlen=max(1, t.average_last - 1))
         """(step, CPU copy of the weights) at the latest saves, for checkpoint averaging at the end."""
@@ -247,28 +280,33 @@ class NetTrainer:
     def after_step(self) -> tuple[bool, bool, bool]:
         """``(stopped, out of time, validate and save now)``, agreed by every rank."""
         t, run = self.preset.train, self.run
-        out_of_time = self.budget is not None and time.perf_counter() - self.loop_start >= self.budget
+        now = time.perf_counter()
+        out_of_time = self.budget is not None and now - self.loop_start >= self.budget
         end_of_epoch = self.step % t.iterations_per_epoch == 0
+        # a validated run is scored at least once a minute, so that Stop leaves a model measured lately
+        overdue = bool(self.val) and end_of_epoch and now - self.saved_at >= VALIDATE_AT_LEAST_EVERY_S
         if run.dist.enabled:  # every rank must leave the loop at the same step
             out_of_time = distributed.agree(out_of_time, run.dist, run.device)
+            overdue = distributed.agree(overdue, run.dist, run.device)
             if distributed.agree(run.stop.is_set(), run.dist, run.device):
                 run.stop.set()
         stopped = run.stop.is_set()
         due = stopped or out_of_time or self.step >= self.total_steps
-        due = due or (end_of_epoch and (self.epoch + 1) % t.val_every == 0)
+        due = due or overdue or (end_of_epoch and (self.epoch + 1) % t.val_every == 0)
         return stopped, out_of_time, due
 
     def validate_and_save(self, stopped: bool, final: bool = False) -> Iterator[Event]:
         """Rank 0 scores the validation cases (unless stopped) and writes the best and last checkpoints; without
         validation the model is the last weights, averaged at the end with the earlier saves' (``average_last``)."""
+        self.saved_at = time.perf_counter()
         if self.run.dist.main:
             seconds = time.perf_counter() - self.run.started
             record = {"step": self.step, "epoch": self.epoch, "loss": self.loss, "seconds": seconds}
             self.history.append(record)
             if self.val and not stopped:
-                scores, self.postprocess = self.validate()
+                scores, self.postprocess, ratio = self.validate()
                 mean = float(np.mean(list(scores.values())))
-                record.update(val_dice=mean, val_cases=scores)
+                record.update(val_dice=mean, val_cases=scores, volume_ratio=round(ratio, 4))
                 yield Validated(
                     step=self.step,
                     epoch=self.epoch,
@@ -276,11 +314,11 @@ class NetTrainer:
                     mean=mean,
                     seconds=time.perf_counter() - self.run.started,
                     stage=self.stage,
+                    volume_ratio=ratio,
                 )
                 if mean > self.best:
                     self.best = mean
-                    self.best_path = self.save(self.out, best_dice=self.best)
-                    yield self.saved(self.best_path, "best")
+                    yield from self.save_best(best_dice=self.best)
             best = self.best if self.best >= 0 else float("nan")
             yield self.saved(self.save(self.last, best_dice=best, optimizer=self.optimizer), "last")
             if not self.val:  # nothing to select on: the latest weights (averaged at the end) are the best we know
@@ -288,24 +326,27 @@ class NetTrainer:
                 if final and self.saved_weights:  # the network that is the model (a cascade's locator: not measured)
                     record["averaged_steps"] = [step for step, _ in self.saved_weights] + [self.step]
                     average_into(self.network, [w for _, w in self.saved_weights])
-                self.best_path = self.save(self.out)
-                yield self.saved(self.best_path, "best")
+                yield from self.save_best()
                 if not final and self.preset.train.average_last > 1 and not self.stage:
                     self.saved_weights.append((self.step, weights_copy(self.network.state_dict())))
         distributed.barrier(self.run.dist)  # rank 0 alone validates and writes
 
-    def validate(self) -> tuple[dict[str, float], post.PostProcess]:
+    def validate(self) -> tuple[dict[str, float], post.PostProcess, float]:
         """Mean foreground Dice per validation case (raw labels), predicted as ``volseg predict`` will
-        with this preset, and the post-processing they call for."""
+        with this preset, the post-processing they call for, and the predicted over true foreground volume."""
         scores, per_case = {}, []
         infer, device = self.preset.infer, self.run.device
+        predicted = true = 0
         for case, prepared, truth in self.val:
             probs = window_probabilities(
                 self.network, prepared.image, self.patch, infer, device, self.preset.train.mirror_axes
             )
-            per_case.append(post.class_dice(preprocess.invert(probs, prepared), truth.data, int(probs.shape[0])))
+            labels = preprocess.invert(probs, prepared)
+            per_case.append(post.class_dice(labels, truth.data, int(probs.shape[0])))
             scores[case.id] = float(np.mean([raw for raw, _ in per_case[-1].values()]))
-        return scores, post.decide(per_case)
+            predicted += int(np.count_nonzero(labels))
+            true += int(np.count_nonzero(truth.data))
+        return scores, post.decide(per_case), predicted / true if true else math.nan
 
     def save(self, path: Path, **values) -> Path:
         return ckpt.save(
@@ -321,11 +362,28 @@ class NetTrainer:
             history=self.history,
             postprocess=self.postprocess,
             train_cases=[c.id for c in self.run.split.train],
+            started_from=self.run.warm_name,
             **values,
         )
 
-    def saved(self, path: Path, kind: str) -> CheckpointSaved:
-        return CheckpointSaved(path=path, kind=f"{self.stage}-{kind}" if self.stage else kind, step=self.step)
+    def save_best(self, best_dice: float = float("nan")) -> Iterator[CheckpointSaved]:
+        """Write the model file (and the run's model too, where this stage's weights are it: ``publish``)."""
+        dice = None if math.isnan(best_dice) else best_dice
+        self.best_path = self.save(self.out, best_dice=best_dice)
+        yield self.saved(self.best_path, "best", dice=dice)
+        if self.publish is not None:
+            yield CheckpointSaved(self.save(self.publish, best_dice=best_dice), "best", self.step, dice, self.stage)
+
+    def saved(self, path: Path, kind: str, dice: float | None = None) -> CheckpointSaved:
+        kind = f"{self.stage}-{kind}" if self.stage else kind
+        return CheckpointSaved(path=path, kind=kind, step=self.step, dice=dice, stage=self.stage)
+
+    def unstarted(self) -> Finished:
+        """Stopped while preparing: the model already at ``out`` (the incumbent's) if any."""
+        if self.incumbent is None or not self.out.is_file():
+            return stopped_before_training(self.run.started)
+        seconds = time.perf_counter() - self.run.started
+        return Finished(0, self.incumbent, self.out, None, stopped=True, seconds=seconds)
 
     def finish(self, stopped: bool) -> Finished:
         if self.run.device.type == "cuda":  # give the GPU memory back (the GUI keeps running)
@@ -340,6 +398,20 @@ class NetTrainer:
             seconds=time.perf_counter() - self.run.started,
             history=self.history,
         )
+
+
+def check_warm_start(warm: ckpt.Checkpoint, preset: Preset, task: Task, name: str) -> None:
+    """One line if ``warm``'s network cannot start ``preset``'s on ``task``: other input channels or another
+    architecture (its classes may differ: the head then starts fresh)."""
+    channels = max(1, len(task.modalities))
+    if warm.model_config.in_channels != channels:
+        raise VolsegError(
+            f"cannot start from {name}: it reads {warm.model_config.in_channels} channel(s), {task.name} has {channels}"
+        )
+    wanted = model_config(preset.model, channels, task.num_classes, preset.train.deep_supervision)
+    mine = dataclasses.replace(wanted, num_classes=0, deep_supervision=0)
+    if dataclasses.replace(warm.model_config, num_classes=0, deep_supervision=0) != mine:
+        raise VolsegError(f"cannot start from {name}: its network is not {preset.model}; choose scratch")
 
 
 class Trainer:
@@ -366,6 +438,8 @@ class Trainer:
         split: Split | None = None,
         init_from: ckpt.Checkpoint | None = None,
         case_weights: dict[str, float] | None = None,
+        warm_from: ckpt.Checkpoint | None = None,
+        warm_name: str = "",
     ):
         self.task = task
         self.preset = preset
@@ -378,6 +452,10 @@ class Trainer:
         self.split = split if split is not None else training_split(task, preset.train)
         self.init_from = init_from
         self.case_weights = case_weights
+        if warm_from is not None and init_from is None:
+            check_warm_start(warm_from, preset, task, warm_name)
+        self.warm_from = warm_from if init_from is None else None
+        self.warm_name = (warm_name or "a checkpoint") if self.warm_from is not None else ""
         self.dist = distributed.env_context()
         self._stop = threading.Event()
         self.current: NetTrainer | Cascade | None = None
@@ -430,6 +508,8 @@ class Trainer:
             time.perf_counter(),
             self.cache_root,
             self.case_weights,
+            self.warm_from,
+            self.warm_name,
         )
         init = self.init_from
         # fine-tuning continues the checkpoint's kind of model; otherwise the task's volumes decide
@@ -444,5 +524,6 @@ class Trainer:
         run.device = distributed.init(self.dist, device)
         base = resumed or init
         plan = base.plan if base else run.plan(self.preset.plan)
-        self.current = NetTrainer(run, self.preset, self.out, plan, resumed=resumed, init=init)
+        warm = run.warm.state if run.warm is not None else None
+        self.current = NetTrainer(run, self.preset, self.out, plan, resumed=resumed, init=init, warm=warm)
         return (yield from self.current.train())

@@ -147,3 +147,32 @@ def test_train_without_validation_names_its_weights_not_a_nan_dice(train_ct_task
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "nan" not in last.replace(str(out), "").lower()
     assert last.endswith(f"no validation ran, the model is the mean of the weights at steps 2, 4; checkpoint {out}")
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_during_train_is_stop_and_leaves_the_model(train_ct_task, tmp_path, signum):
+    """Ctrl-C (or SIGTERM from a scheduler) while `volseg train` runs ends the run as Stop does: the model stays at
+    --out, the last line names it, exit 0 (it printed "interrupted" and exited 130 with whatever was saved)."""
+    import os
+    import signal
+    import time
+
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(
+        "name: tiny\ntrain: {epochs: 500, iterations_per_epoch: 2, val_every: 1, patch_size: [16, 32, 32], threads: 2}\n"
+    )
+    out = tmp_path / "m.safetensors"
+    env = {**os.environ, "VOLSEG_CACHE": str(tmp_path / "cache")}
+    argv = [VOLSEG, "train", "--data", str(train_ct_task), "--preset", str(preset), "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not out.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert out.is_file(), proc.communicate()
+    proc.send_signal(getattr(signal, signum))
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert f"{signum}: stopping after this step" in stderr and "Traceback" not in stderr
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("stopped at step") and last.endswith(f"checkpoint {out}")
+    assert "best validation Dice" in last

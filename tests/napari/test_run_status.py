@@ -46,6 +46,7 @@ def test_after_a_validation_the_best_weights_are_the_model():
     run.started(started())
     run.validated(ev.Validated(50, 1, {"c": 0.8}, 0.8, 10.0))
     best, last = Path("/runs/x.safetensors"), Path("/runs/x.last.safetensors")
+    run.saved(ev.CheckpointSaved(best, "best", 50, 0.8))
     event = finished(60, best_path=best, last_path=last, best=0.8)
     assert run.model_after(event) == best
     text = run.finished_text(event)
@@ -60,7 +61,7 @@ def test_stop_during_the_locator_stage_says_so():
     event = finished(0)
     assert run.model_after(event) is None
     text = run.finished_text(event)
-    assert "locator (cascade stage 1 of 2) at step 12 of 230" in text and "no segmentation model yet" in text
+    assert "locator (cascade stage 1 of 2) at step 12 of 230" in text and "no model yet" in text
     assert "step 0" not in text and "nan" not in text
 
 
@@ -150,3 +151,45 @@ def test_a_run_without_validation_makes_its_averaged_model_file_the_model():
     assert run.model_after(event) == model
     text = run.finished_text(event)
     assert "the mean of the weights at steps 50, 100" in text and "x.safetensors in /runs" in text
+
+
+def test_stop_now_says_what_stop_would_leave_and_whether_it_is_usable():
+    """Before Stop is pressed the status says what it would leave: nothing, the latest weights, the coarse whole-scan
+    model (a cascade's locator, until the main net validates better) or the main net's, with the quality verdict."""
+    run = RunStatus(Clock())
+    run.begin(load_preset("fast-cpu"))
+    run.started(started("locator", 230))
+    assert run.stop_now() == "Stop now: no model yet"
+    run.step(ev.Step(1, 0, 0.9, 0.01, 1.0, "locator"))
+    assert run.stop_now() == "Stop now: the latest weights, not validated yet"
+    out = Path("/runs/x.safetensors")
+    run.validated(ev.Validated(75, 2, {"c": 0.74}, 0.74, 40.0, "locator", volume_ratio=1.2))
+    run.saved(ev.CheckpointSaved(Path("/runs/x.locator.safetensors"), "locator-best", 75, 0.74, "locator"))
+    run.saved(ev.CheckpointSaved(out, "best", 75, 0.74, "locator"))
+    assert run.stop_now() == "Stop now: the coarse whole-scan model (locator), usable: validation Dice 0.74"
+    assert run.step_text().endswith("\n" + run.stop_now())
+    run.started(started("", 500))  # the main net: worse at first, the locator stays the model
+    run.step(ev.Step(25, 0, 0.9, 0.01, 50.0))
+    run.validated(ev.Validated(25, 0, {"c": 0.09}, 0.09, 60.0, volume_ratio=20.0))
+    assert "coarse whole-scan model (locator)" in run.stop_now()
+    event = finished(30, best_path=out, last_path=Path("/runs/x.last.safetensors"), best=0.74)
+    assert run.model_after(event) == out
+    text = run.finished_text(event)
+    assert "the coarse whole-scan network (the cascade's locator: Dice 0.740 at step 75" in text
+    assert "Usable: validation Dice 0.74." in text
+    assert run.finished_summary(event).endswith("model x.safetensors (usable: validation Dice 0.74)")
+
+
+def test_a_model_that_validated_badly_is_called_not_usable_yet():
+    run = RunStatus(Clock())
+    run.begin(load_preset("fast-cpu"))
+    run.started(started("", 100))
+    run.step(ev.Step(25, 0, 0.9, 0.01, 1.0))
+    out = Path("/runs/x.safetensors")
+    run.validated(ev.Validated(25, 0, {"c": 0.09}, 0.09, 30.0, volume_ratio=20.4))
+    run.saved(ev.CheckpointSaved(out, "best", 25, 0.09))
+    assert run.stop_now() == (
+        "Stop now: the model of step 25, not usable yet: Dice 0.09, predicts 20× the true volume; train longer"
+    )
+    text = run.finished_text(finished(30, best_path=out, best=0.09))
+    assert "Not usable yet: Dice 0.09, predicts 20× the true volume; train longer." in text

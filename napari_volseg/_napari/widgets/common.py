@@ -143,3 +143,23 @@ class NumberItem(QTableWidgetItem):
             b = -math.inf if math.isnan(other.value) else other.value
             return a < b
         return super().__lt__(other)
+
+
+def usable_or_asked(parent, checkpoint) -> bool:
+    """True where ``checkpoint`` is usable (or was never validated); for a model validated as not usable yet (Dice
+    below 0.5, or predicting volumes far off the truth's) ask first, saying why."""
+    from qtpy.QtWidgets import QMessageBox
+
+    from napari_volseg.engine.quality import of_file
+
+    quality = of_file(checkpoint)
+    if quality.usable is not False:
+        return True
+    answer = QMessageBox.question(
+        parent,
+        "Model not usable yet",
+        f"This model is {quality.line}.\nPredict with it anyway?",
+        QMessageBox.Yes | QMessageBox.No,
+        QMessageBox.No,
+    )
+    return answer == QMessageBox.Yes

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QWi
 from napari_volseg import paths
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.widgets.common import compact
+from napari_volseg.engine.quality import of_file
 from napari_volseg.errors import VolsegError
 from napari_volseg.zoo.registry import ModelEntry, list_models
 
@@ -64,8 +65,14 @@ class ModelChooser(QWidget):
         self.combo.clear()
         self.combo.addItem("no model")
         for entry in entries:
-            self.combo.addItem(entry.label)
-            self.combo.setItemData(self.combo.count() - 1, entry.about or str(entry.path or entry.url), 3)
+            label, about = entry.label, entry.about or str(entry.path or entry.url)
+            if entry.source in ("run", "this session") and entry.path is not None:  # trained here: say if usable
+                quality = of_file(entry.path)
+                if quality.usable is False:
+                    label += " · not usable yet"
+                about = f"{quality.line} · {about}"
+            self.combo.addItem(label)
+            self.combo.setItemData(self.combo.count() - 1, about, 3)
         self.combo.addItem(LOAD)
         selected = next((i for i, e in enumerate(entries) if current is not None and e.path == current), None)
         self.combo.setCurrentIndex(0 if selected is None else selected + 1)

@@ -27,7 +27,14 @@ from napari_volseg._napari.loading import case_layers, remove_other_case_layers
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.responsive import in_turns
 from napari_volseg._napari.state import session_for
-from napari_volseg._napari.widgets.common import NumberItem, compact, fit_columns, make_table, set_labels
+from napari_volseg._napari.widgets.common import (
+    NumberItem,
+    compact,
+    fit_columns,
+    make_table,
+    set_labels,
+    usable_or_asked,
+)
 from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg.engine.events import CasePredicted
 from napari_volseg.errors import VolsegError
@@ -166,6 +173,8 @@ class PredictWidget(QWidget):
             return None
         if self.session.checkpoint is None:
             notify_error("no model: choose one (pretrained, pulled or loaded) or train one first (Train tab)")
+            return None
+        if not usable_or_asked(self, self.session.checkpoint):
             return None
         if self.session.task is None:  # a dropped scan, no task: predict the image in view
             return self.predict_layer()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from napari_volseg.engine import events as ev
 from napari_volseg.engine.config import Preset
+from napari_volseg.engine.quality import Quality, judge
 
 
 def clock(seconds: float) -> str:
@@ -43,6 +44,10 @@ class RunStatus:
         self.best: tuple[float, int] | None = None
         self.validating = True
         self.validations = 0
+        self.model: ev.CheckpointSaved | None = None
+        """The run's model file as last written (a cascade's locator is it until the main net validates better)."""
+        self.ratios: dict[tuple[str, int], float | None] = {}
+        """Predicted / true volume by (stage, step) of each validation."""
 
     def begin(self, preset: Preset) -> None:
         self.__init__(self.now)
@@ -72,8 +77,30 @@ class RunStatus:
 
     def validated(self, event: ev.Validated) -> None:
         self.validations += 1
+        self.ratios[(event.stage, event.step)] = event.volume_ratio
         if math.isfinite(event.mean) and (self.best is None or event.mean > self.best[0]):
             self.best = (event.mean, event.step)
+
+    def saved(self, event: ev.CheckpointSaved) -> None:
+        if event.kind == "best":
+            self.model = event
+
+    def quality(self) -> Quality:
+        """The verdict on the run's model file now (never validated: no verdict)."""
+        m = self.model
+        return judge(m.dice if m else None, self.ratios.get((m.stage, m.step)) if m else None)
+
+    def stop_now(self) -> str:
+        """What Stop would leave now, said before it is pressed."""
+        m = self.model
+        if m is None:
+            if self.steps <= 0 or self.first_step_at is None:
+                return "Stop now: no model yet"
+            return "Stop now: the latest weights, not validated yet"
+        if m.dice is None:
+            return f"Stop now: the weights of step {m.step} (not validated)"
+        what = "the coarse whole-scan model (locator)" if m.stage == "locator" else f"the model of step {m.step}"
+        return f"Stop now: {what}, {self.quality().line}"
 
     # -- texts ----------------------------------------------------------------------------------
 
@@ -128,12 +155,13 @@ class RunStatus:
             parts.append(f"about {clock(left)} left" + (" in this stage" if self.stage == "locator" else ""))
         if self.best is not None:
             parts.append(f"best validation Dice {self.best[0]:.3f} (step {self.best[1]})")
-        return " · ".join(parts)
+        return " · ".join(parts) + "\n" + self.stop_now()
 
     def model_after(self, event: ev.Finished) -> Path | None:
-        """The weights that become the model: the best validated ones if a validation ran; without validation cases
-        the run's model file (its last weights, averaged at the end: ``average_last``); else the last ones."""
-        if event.best_path is not None and (self.best is not None or not self.validating):
+        """The weights that become the model: the best validated ones if a validation ran (a cascade's locator until
+        its main net validated better); without validation cases the run's model file (its last weights, averaged at
+        the end: ``average_last``); else the last ones."""
+        if event.best_path is not None and (self.best is not None or self.model is not None or not self.validating):
             return event.best_path
         return event.last_path or event.best_path
 
@@ -146,11 +174,17 @@ class RunStatus:
             if self.stage == "locator":
                 return (
                     f"stopped while training the locator (cascade stage 1 of 2) at step {self.steps} of "
-                    f"{self.total_steps} after {took}: no segmentation model yet (the main network had not started)."
+                    f"{self.total_steps} after {took}: no model yet (none had been saved)."
                 )
             return f"{how} after {took}, before training began: no model yet."
-        if model == event.best_path and self.best is not None:
-            which = f"the best validated weights (Dice {self.best[0]:.3f} at step {self.best[1]})"
+        m = self.model
+        if model == event.best_path and m is not None and m.dice is not None:
+            which = f"the best validated weights (Dice {m.dice:.3f} at step {m.step})"
+            if m.stage == "locator":
+                which = (
+                    f"the coarse whole-scan network (the cascade's locator: Dice {m.dice:.3f} at step {m.step}; the "
+                    "main network had not validated better)"
+                )
         elif event.best_path is not None and model == event.best_path:
             averaged = (event.history[-1].get("averaged_steps") if event.history else None) or []
             which = (
@@ -161,6 +195,9 @@ class RunStatus:
         else:
             which = f"the last weights (step {event.step}; not validated yet)"
         text = f"{how} at step {event.step} after {took}. Model: {which}, {_where(model)}."
+        if model == event.best_path and m is not None and m.dice is not None:
+            line = self.quality().line
+            text += f" {line[0].upper()}{line[1:]}."
         if model != event.last_path and event.last_path is not None and event.stopped:
             text += f" The last weights (step {event.step}) are in {event.last_path.name}."
         return text
@@ -171,7 +208,6 @@ class RunStatus:
         model = self.model_after(event)
         if model is None:
             return f"training {how}: no model yet"
-        dice = (
-            f", best validation Dice {self.best[0]:.3f}" if self.best is not None and model == event.best_path else ""
-        )
-        return f"training {how} at step {event.step}{dice}: model {model.name}"
+        quality = self.quality()
+        verdict = f" ({quality.line})" if model == event.best_path and quality.usable is not None else ""
+        return f"training {how} at step {event.step}: model {model.name}{verdict}"

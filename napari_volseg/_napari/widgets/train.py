@@ -37,6 +37,7 @@ from napari_volseg.errors import VolsegError
 from napari_volseg.losses import LOSSES
 from napari_volseg.models import MODEL_PRESETS
 from napari_volseg.outputs import atomic_write, check_writable
+from napari_volseg.zoo.warm import SCRATCH, candidates, default_start, start_from
 
 BASIC = ("minutes", "epochs", "patch_size", "lr", "loss", "device")
 LABELS = {"alpha": "alpha (Dice weight)", "patch_size": "patch z, y, x", "lr": "learning rate", "minutes": "minutes"}
@@ -85,6 +86,15 @@ class TrainWidget(QWidget):
         top.addWidget(self.preset, 1)
         top.addWidget(QLabel("network"))
         top.addWidget(self.model, 1)
+        warm_row = QHBoxLayout()
+        self.start_from = compact(QComboBox())
+        self.start_from.setMinimumContentsLength(3)
+        self.start_from.setToolTip(
+            "a zoo model whose weights the network starts from (a warm start: useful after a minute, not ten), or "
+            "scratch; offered where the model reads the task's channels with this network"
+        )
+        warm_row.addWidget(QLabel("start from"))
+        warm_row.addWidget(self.start_from, 1)
         self.form = DataclassForm(TrainConfig, BASIC, labels=LABELS, none_text=NONE_TEXT, choices=CHOICES)
         self.plan_label = QLabel()
         self.plan_label.setWordWrap(True)
@@ -112,6 +122,7 @@ class TrainWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addLayout(warm_row)
         layout.addWidget(self.settings)
         layout.addLayout(buttons)
         models = QHBoxLayout()
@@ -129,6 +140,9 @@ class TrainWidget(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.save_button.clicked.connect(self._save_dialog)
         self.session.checkpoint_changed.connect(self._show_checkpoint)
+        self.session.task_changed.connect(self._offer_starts)
+        self.model.currentTextChanged.connect(self._offer_starts)
+        self._offer_starts()
         self._show_checkpoint(self.session.checkpoint)  # a dock opened after a model was chosen names it
 
     # -- settings <-> config ----------------------------------------------------------------------
@@ -143,6 +157,25 @@ class TrainWidget(QWidget):
 
     def _show_plan(self, *_) -> None:
         self.plan_label.setText(describe_plan(self.session.preset, self.session.plan_edited))
+
+    def _offer_starts(self, *_) -> None:
+        """The warm starts that fit the task and network, the default first (``zoo.warm`` decides)."""
+        task, keep = self.session.task, self.start_from.currentData()
+        self.start_from.clear()
+        if task is None:
+            self.start_from.addItem("scratch (open a task to see the models that fit)", SCRATCH)
+            return
+        try:
+            preset = self.current_preset()
+            default = default_start(task, preset)
+            names = [c.name for c in candidates(task, preset)]
+        except VolsegError:  # a form value out of range: offer scratch until it is fixed
+            default, names = SCRATCH, []
+        self.start_from.addItem(f"{default} (default)" if default != SCRATCH else "scratch (no model fits)", default)
+        for name in [n for n in names if n != default] + ([SCRATCH] if default != SCRATCH else []):
+            self.start_from.addItem(name, name)
+        if keep is not None and self.start_from.findData(keep) >= 0:  # the user's choice outlives a refresh
+            self.start_from.setCurrentIndex(self.start_from.findData(keep))
 
     def current_preset(self) -> Preset:
         """The session's preset (with the plan set in Preprocess) and the training settings shown here."""
@@ -163,7 +196,8 @@ class TrainWidget(QWidget):
         out = Path(out) if out else paths.runs_dir() / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
         try:  # settings and the output folder are checked here, before the worker starts
             preset = self.current_preset()
-            self.trainer = Trainer(task, preset, out)
+            warm, name = start_from(self.start_from.currentData() or SCRATCH, task, preset)
+            self.trainer = Trainer(task, preset, out, warm_from=warm, warm_name=name)
         except VolsegError as exc:
             notify_error(exc)
             return None
@@ -217,8 +251,11 @@ class TrainWidget(QWidget):
             run.validated(event)
             self.plot.add_dice(event.step, event.mean)
             self.status.setText(run.step_text())
-        elif isinstance(event, ev.CheckpointSaved) and event.kind == "best":
-            self.session.set_checkpoint(event.path)
+        elif isinstance(event, ev.CheckpointSaved):
+            run.saved(event)
+            if event.kind == "best":
+                self.session.set_checkpoint(event.path)
+                self.status.setText(run.step_text())
         elif isinstance(event, ev.Failed):
             notify_error(event.message)
             self.status.setText(f"failed: {event.message}")
