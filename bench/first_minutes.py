@@ -60,7 +60,7 @@ def load(key: str, args) -> decathlon.Task:
 def run(key: str, split: int, start: str, args, marks: list[float]) -> dict:
     task = load(key, args)
     held_out, warm_name = TASKS[key][1], TASKS[key][2]
-    preset = load_preset("fast-cpu").with_overrides(seed=split, test_cases=held_out, minutes=args.minutes)
+    preset = load_preset(args.preset).with_overrides(seed=split, test_cases=held_out, minutes=args.minutes)
     folder = args.out / f"{key}-split{split}-{start}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -137,6 +137,7 @@ def main() -> int:
     parser.add_argument("--splits", default="0,1")
     parser.add_argument("--start", default="scratch,warm")
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--preset", default="fast-cpu", help="the Train tab's default, or another to compare")
     parser.add_argument("--marks", default="1,2,3,5,10")
     parser.add_argument("--data", type=Path, default=SHARED)
     parser.add_argument("--out", type=Path, default=None)

@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         attribution=MSD_ATTRIBUTION,
         command=command,
         training=f"{steps} steps in {seconds / 60:.1f} min on {threads}; "
-        f"napari-volseg {trained_ckpt.version or __version__}; {selection}",
+        f"napari-volseg {trained_ckpt.version or __version__}; {selection}; "
+        f"started from {trained_ckpt.started_from or 'scratch'}",
         weights=args.dtype,
         trained_by=made_by,
     )

@@ -66,6 +66,9 @@ class Session:
         """Class names of the model that predicted the dropped scans (no task open)."""
         self._workers: list = []
         self._loaders: list = []
+        self.training = None
+        """The training run in progress (``widgets.train.Training``), whichever Train dock started it: a dock opened
+        while it runs shows it, with its chart and Stop."""
         self._layers_pending = 0
         """Chains of layers still being added (one per event-loop turn) after their reader finished."""
         self.showing: str | None = None

@@ -127,6 +127,11 @@ class TrainConfig:
     """Deep supervision: the loss also scores the logits of this many lower decoder levels (half, quarter ...
     resolution; weights 1, 0.5, 0.25, ...). Their heads are trained and kept in the checkpoint; prediction uses
     the full-resolution head only. Applies to new models (a fine-tune keeps its base model's heads)."""
+    ema: float = setting(
+        0.0, "validate and save a moving average of the weights with this decay per step (0: off)", min=0.0, max=0.9999
+    )
+    """Validate and save an exponential moving average of the weights (decay per step; 0: the raw weights). The
+    resumable last checkpoint keeps the raw weights (a resumed run restarts the average from them)."""
     val_every: int = setting(5, "epochs between validations", min=1, max=10**7)
     average_last: int = setting(
         1, "without validation: the model averages the weights of this many last saves", min=1, max=16

@@ -3,6 +3,7 @@ schedule, resuming from a 'last' checkpoint, the end of a run stopped before its
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -112,3 +113,33 @@ def average_into(network: torch.nn.Module, earlier: list[dict[str, torch.Tensor]
                 for weights in earlier:
                     total += weights[key].to(torch.float64)
                 value.copy_((total / (len(earlier) + 1)).to(value.dtype))
+
+
+class EmaWeights:
+    """An exponential moving average of a network's floating-point weights (``decay`` per step, warmed up as
+    ``min(decay, (1 + n) / (10 + n))`` after n updates so that a short run is not its initial weights), which
+    :meth:`applied` puts in the network for validating and saving. At a high learning rate the raw weights swing from
+    one save to the next (the heart's held-out Dice by ±0.04); their average does not."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for key, value in model.state_dict().items():
+            if key in self.shadow:
+                self.shadow[key].mul_(d).add_(value.detach(), alpha=1 - d)
+
+    @contextlib.contextmanager
+    def applied(self, model: torch.nn.Module):
+        """The averaged weights in ``model`` inside the block, its own weights back after it."""
+        own = {k: v.detach().clone() for k, v in model.state_dict().items() if k in self.shadow}
+        model.load_state_dict(self.shadow, strict=False)
+        try:
+            yield
+        finally:
+            model.load_state_dict(own, strict=False)

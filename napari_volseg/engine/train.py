@@ -16,6 +16,7 @@ stopped and two runs with the same seed on the CPU give the same weights.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import math
@@ -38,6 +39,7 @@ from napari_volseg.engine.events import CheckpointSaved, Event, Failed, Finished
 from napari_volseg.engine.infer import resolve_device, set_threads, window_probabilities
 from napari_volseg.engine.patches import BatchStream, batch_size, effective_patch, train_case
 from napari_volseg.engine.run import (
+    EmaWeights,
     Run,
     average_into,
     learning_rate,
@@ -228,6 +230,7 @@ class NetTrainer:
             pin_memory=gpu,
             case_weights=[weights.get(c.id, 1.0) for c in train] if weights else None,
         )
+        self.ema = EmaWeights(model, t.ema) if t.ema > 0 else None
         if t.compile:
             self.model = torch.compile(self.model)
         # what the checkpoints record: the patch and batch actually trained with
@@ -271,6 +274,8 @@ class NetTrainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.network)
         self.step += 1
         self.epoch = epoch
         self.loss = float(loss.item())
@@ -304,32 +309,41 @@ class NetTrainer:
             record = {"step": self.step, "epoch": self.epoch, "loss": self.loss, "seconds": seconds}
             self.history.append(record)
             if self.val and not stopped:
-                scores, self.postprocess, ratio = self.validate()
-                mean = float(np.mean(list(scores.values())))
-                record.update(val_dice=mean, val_cases=scores, volume_ratio=round(ratio, 4))
-                yield Validated(
-                    step=self.step,
-                    epoch=self.epoch,
-                    dice=scores,
-                    mean=mean,
-                    seconds=time.perf_counter() - self.run.started,
-                    stage=self.stage,
-                    volume_ratio=ratio,
-                )
-                if mean > self.best:
-                    self.best = mean
-                    yield from self.save_best(best_dice=self.best)
+                with self.averaged():
+                    scores, self.postprocess, ratio = self.validate()
+                    mean = float(np.mean(list(scores.values())))
+                    record.update(val_dice=mean, val_cases=scores, volume_ratio=round(ratio, 4))
+                    yield Validated(
+                        step=self.step,
+                        epoch=self.epoch,
+                        dice=scores,
+                        mean=mean,
+                        seconds=time.perf_counter() - self.run.started,
+                        stage=self.stage,
+                        volume_ratio=ratio,
+                    )
+                    if mean > self.best:
+                        self.best = mean
+                        yield from self.save_best(best_dice=self.best)
             best = self.best if self.best >= 0 else float("nan")
+            # the raw weights, with the optimizer, to resume from
             yield self.saved(self.save(self.last, best_dice=best, optimizer=self.optimizer), "last")
             if not self.val:  # nothing to select on: the latest weights (averaged at the end) are the best we know
                 final = final or self.step >= self.total_steps
-                if final and self.saved_weights:  # the network that is the model (a cascade's locator: not measured)
-                    record["averaged_steps"] = [step for step, _ in self.saved_weights] + [self.step]
-                    average_into(self.network, [w for _, w in self.saved_weights])
-                yield from self.save_best()
-                if not final and self.preset.train.average_last > 1 and not self.stage:
-                    self.saved_weights.append((self.step, weights_copy(self.network.state_dict())))
+                with self.averaged():
+                    if (
+                        final and self.saved_weights
+                    ):  # the network that is the model (a cascade's locator: not measured)
+                        record["averaged_steps"] = [step for step, _ in self.saved_weights] + [self.step]
+                        average_into(self.network, [w for _, w in self.saved_weights])
+                    yield from self.save_best()
+                    if not final and self.preset.train.average_last > 1 and not self.stage:
+                        self.saved_weights.append((self.step, weights_copy(self.network.state_dict())))
         distributed.barrier(self.run.dist)  # rank 0 alone validates and writes
+
+    def averaged(self):
+        """Inside the block the network holds the weights' moving average (``ema``), if the preset keeps one."""
+        return self.ema.applied(self.network) if self.ema is not None else contextlib.nullcontext()
 
     def validate(self) -> tuple[dict[str, float], post.PostProcess, float]:
         """Mean foreground Dice per validation case (raw labels), predicted as ``volseg predict`` will

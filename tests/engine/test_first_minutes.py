@@ -183,3 +183,33 @@ def test_the_default_start_is_a_model_of_the_tasks_modality(tmp_path, train_ct_t
     assert start_from("scratch", mri, preset) == (None, "")
     loaded, name = start_from("auto", mri, preset)
     assert name == "msd-heart" and loaded.model_config.num_classes == 2
+
+
+def test_the_moving_average_of_the_weights_is_applied_only_inside_its_block():
+    import torch
+
+    from napari_volseg.engine.run import EmaWeights
+
+    net = torch.nn.Linear(3, 2)
+    ema = EmaWeights(net, decay=0.99)
+    start = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net)  # the first update is warmed up: decay min(0.99, 2/11)
+    moved = net.weight.detach().clone()
+    with ema.applied(net):
+        expected = start * (2 / 11) + moved * (9 / 11)
+        assert torch.allclose(net.weight, expected)
+    assert torch.equal(net.weight, moved)  # the raw weights are back
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_with_ema_the_model_file_holds_the_average_and_the_last_file_the_raw_weights(train_ct_task, tmp_path, ema):
+    task = decathlon.load_task(train_ct_task)
+    out = tmp_path / "ema.safetensors"
+    preset = quick_preset(epochs=2, iterations_per_epoch=3, val_every=1, val_cases=0, average_last=1, ema=ema)
+    run_until(Trainer(task, preset, out, cache_root=tmp_path / "cache"), lambda e: False)
+    model, last = ckpt.load(out), ckpt.load(ckpt.last_path(out))
+    assert model.step == last.step == 6 and model.preset.train.ema == ema
+    same = all(np.array_equal(model.state[k].numpy(), last.state[k].numpy()) for k in last.state)
+    assert same == (ema == 0)  # with ema the model is the average; the optimizer continues from the raw weights

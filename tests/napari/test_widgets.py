@@ -6,7 +6,10 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import quick_preset
+from conftest import cascade_preset, quick_preset
+
+from napari_volseg.engine import checkpoint as ckpt
+from napari_volseg.engine import events as ev
 
 pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under xvfb-run)")
 
@@ -191,7 +194,8 @@ def test_stop_before_validation_makes_the_last_weights_the_model(widgets, qtbot,
     qtbot.waitUntil(lambda: len(train.plot.loss) >= 3, timeout=600_000)
     train.stop_button.click()
     qtbot.waitUntil(lambda: train.worker is None, timeout=30_000)
-    assert train.start_button.isEnabled() and not train.stop_button.isEnabled() and train.settings.isExpanded()
+    assert train.start_button.isEnabled() and not train.stop_button.isEnabled()
+    assert not train.settings.isExpanded()  # the chart keeps its room after the run (unfolding squeezed its axes)
     last = ckpt.last_path(tmp_path / "stop.safetensors")
     status = train.status.text()
     assert status.startswith("stopped at step") and "nan" not in status
@@ -534,3 +538,147 @@ def test_the_train_form_offers_the_devices_this_machine_has(widgets):
     _, _, train, _ = widgets
     assert tuple(train.form.fields["device"].choices) == tuple(available_devices())
     assert list(train.form.fields["device"].parts[0].choices) == available_devices()
+
+
+# -- the Train tab's first minutes (issue 27): Stop leaves a model, warm starts, an unusable model asked about --
+
+
+def use_preset(train, preset):
+    session = train.session
+    session.presets["fast-cpu"] = preset
+    session.preset = preset
+    session.preset_changed.emit(preset)
+
+
+MOMENTS = {
+    "locator validated": lambda e: isinstance(e, ev.CheckpointSaved) and e.kind == "best" and e.stage == "locator",
+    "main net started": lambda e: isinstance(e, ev.Started) and e.stage == "",
+    "main net validated": lambda e: isinstance(e, ev.Validated) and e.stage == "",
+}
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_stop_at_any_moment_after_the_first_validation_leaves_a_model_that_predicts(
+    widgets, qtbot, train_ct_task, tmp_path, moment
+):
+    viewer, data, train, predict = widgets
+    open_task(qtbot, data, train_ct_task)
+    use_preset(train, cascade_preset(epochs=40, val_every=1))
+    out = tmp_path / "run.safetensors"
+    worker = train.start(out=out)
+    worker.yielded.connect(lambda event: train.stop() if MOMENTS[moment](event) else None)
+    qtbot.waitUntil(lambda: train.worker is None, timeout=300_000)
+    status = train.status.text()
+    assert status.startswith("stopped at step") and "Model:" in status and "nan" not in status
+    assert train.session.checkpoint == out and out.is_file()
+    assert ("coarse whole-scan network" in status) == (ckpt.load(out).locator is None)
+    assert "sable" in status  # the verdict: "Usable: ..." or "Not usable yet: ..."
+    predict.predict("current case")
+    qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
+    assert predict.table.rowCount() == 1
+    assert 0.0 <= float(predict.table.item(0, 1).text()) <= 1.0
+
+
+def test_the_warm_start_is_offered_for_the_tasks_modality_and_reaches_the_trainer(
+    widgets, qtbot, train_ct_task, tmp_path, monkeypatch
+):
+    from napari_volseg.engine import train as train_module
+    from napari_volseg.io import synthetic
+
+    viewer, data, train, _ = widgets
+    open_task(qtbot, data, train_ct_task)
+    items = [train.start_from.itemText(i) for i in range(train.start_from.count())]
+    assert items[0] == "scratch (default: no model of this modality)"  # the shipped models are MRI
+    assert {"msd-heart", "msd-hippocampus"} <= set(items)  # a CT task may still start from one, by choice
+
+    mri = synthetic.write_task(tmp_path / "Task93_MRI", cases=6, kind="mri", spec=None)
+    open_task(qtbot, data, mri)
+    items = [train.start_from.itemText(i) for i in range(train.start_from.count())]
+    assert items[0] == "msd-heart (default)" and items[-1] == "scratch"
+    captured = {}
+
+    class Recorder:
+        def __init__(self, task, preset, out, **kwargs):
+            captured.update(kwargs)
+
+        def run(self):
+            yield from ()
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(train_module, "Trainer", Recorder)
+    train.start(out=tmp_path / "warm.safetensors")
+    qtbot.waitUntil(lambda: train.worker is None, timeout=10_000)
+    assert captured["warm_name"] == "msd-heart" and captured["warm_from"].model_config.in_channels == 1
+    train.start_from.setCurrentIndex(train.start_from.findData("scratch"))
+    train.start(out=tmp_path / "cold.safetensors")
+    qtbot.waitUntil(lambda: train.worker is None, timeout=10_000)
+    assert captured["warm_from"] is None and captured["warm_name"] == ""
+
+
+def test_predicting_with_a_model_not_usable_yet_asks_first(
+    widgets, qtbot, tiny_ct_task, tiny_checkpoint, tmp_path, monkeypatch
+):
+    from qtpy.QtWidgets import QMessageBox
+
+    from napari_volseg.zoo.card import copy_checkpoint
+
+    viewer, data, _, predict = widgets
+    open_task(qtbot, data, tiny_ct_task)
+    bad = copy_checkpoint(tiny_checkpoint, tmp_path / "bad.safetensors", {"best_dice": "0.09"})
+    predict.session.set_checkpoint(bad)
+    asked = []
+    answer = [QMessageBox.No]
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *a: (asked.append(text), answer[0])[1])
+    assert predict.predict("current case") is None and predict.worker is None
+    assert len(asked) == 1 and "not usable yet: Dice 0.09" in asked[0] and "train longer" in asked[0]
+    answer[0] = QMessageBox.Yes
+    assert predict.predict("current case") is not None
+    qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
+    predict.session.set_checkpoint(tiny_checkpoint)  # a usable (or never validated) model is not asked about
+    asked.clear()
+    assert predict.predict("current case") is not None and not asked
+    qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
+    label = predict.chooser.combo.currentText()
+    assert label  # the chooser names the model in use
+
+
+def test_a_train_dock_opened_while_a_run_goes_on_shows_it_with_its_chart_and_stop(
+    widgets, qtbot, train_ct_task, tmp_path
+):
+    """Closing the tabbed dock mid-run left the run going and a reopened Train dock said "idle" with Start enabled:
+    no way to stop the hidden run, and a second could start. The session owns the run; any Train dock shows it."""
+    from napari_volseg._napari.widgets import TrainWidget
+
+    viewer, data, first, _ = widgets
+    open_task(qtbot, data, train_ct_task)
+    use_quick_settings(first, epochs=200)
+    first.start(out=tmp_path / "run.safetensors")
+    qtbot.waitUntil(lambda: len(first.plot.loss) >= 3, timeout=120_000)
+    first.hide()  # the dock closed with its title bar's ×
+    reopened = TrainWidget(viewer)
+    assert not reopened.start_button.isEnabled() and reopened.stop_button.isEnabled()
+    assert reopened.start() is None  # no second run
+    assert len(reopened.plot.loss) >= 3 and "step" in reopened.status.text()
+    seen = len(reopened.plot.loss)
+    qtbot.waitUntil(lambda: len(reopened.plot.loss) > seen, timeout=60_000)  # live, not a copy
+    reopened.stop_button.click()
+    qtbot.waitUntil(lambda: reopened.session.training is None, timeout=60_000)
+    qtbot.waitUntil(lambda: reopened.worker is None, timeout=10_000)
+    assert reopened.status.text().startswith("stopped at step") and reopened.start_button.isEnabled()
+    assert first.start_button.isEnabled()  # the hidden one agrees
+
+
+def test_a_cascades_chart_keeps_the_locators_curve_and_marks_where_the_main_net_starts(
+    widgets, qtbot, train_ct_task, tmp_path
+):
+    viewer, data, train, _ = widgets
+    open_task(qtbot, data, train_ct_task)
+    use_preset(train, cascade_preset(epochs=5, val_every=1))
+    train.start(out=tmp_path / "run.safetensors")
+    qtbot.waitUntil(lambda: train.worker is None, timeout=300_000)
+    steps = [step for step, _ in train.plot.loss]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps) == 50  # 10 locator + 40 main steps, in a row
+    assert [line.value() for line in train.plot.marks] == [10]
+    assert not train.settings.isExpanded()

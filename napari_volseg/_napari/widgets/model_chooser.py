@@ -16,6 +16,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QWi
 from napari_volseg import paths
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.widgets.common import compact
+from napari_volseg.engine.checkpoint import read_meta
 from napari_volseg.engine.quality import of_file
 from napari_volseg.errors import VolsegError
 from napari_volseg.zoo.registry import ModelEntry, list_models
@@ -70,7 +71,8 @@ class ModelChooser(QWidget):
                 quality = of_file(entry.path)
                 if quality.usable is False:
                     label += " · not usable yet"
-                about = f"{quality.line} · {about}"
+                started = read_meta(entry.path).get("started_from")
+                about = f"{quality.line} · " + (f"started from {started} · " if started else "") + about
             self.combo.addItem(label)
             self.combo.setItemData(self.combo.count() - 1, about, 3)
         self.combo.addItem(LOAD)

@@ -23,6 +23,7 @@ class TrainingPlot(QWidget):
         super().__init__(parent)
         self.loss: list[tuple[int, float]] = []
         self.dice: list[tuple[int, float]] = []
+        self.marks: list[pg.InfiniteLine] = []
         self.view = pg.GraphicsLayoutWidget()
         self.view.setMinimumHeight(170)
         self.plot = plot = self.view.addPlot(row=0, col=0)
@@ -93,8 +94,19 @@ class TrainingPlot(QWidget):
     def clear(self, title: str = "") -> None:
         self.loss.clear()
         self.dice.clear()
+        for line in self.marks:
+            self.plot.removeItem(line)
+        self.marks.clear()
         self._redraw()
         self.set_title(title)
+
+    def mark(self, step: int, text: str) -> None:
+        """A dashed vertical line at ``step`` labelled ``text`` (where a cascade's main net starts)."""
+        line = pg.InfiniteLine(
+            pos=step, angle=90, pen=pg.mkPen("#8e8e93", style=2), label=text, labelOpts={"position": 0.9}
+        )
+        self.plot.addItem(line)
+        self.marks.append(line)
 
     def add_loss(self, step: int, value: float) -> None:
         self.loss.append((step, value))

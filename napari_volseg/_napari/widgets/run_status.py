@@ -46,6 +46,8 @@ class RunStatus:
         self.validations = 0
         self.model: ev.CheckpointSaved | None = None
         """The run's model file as last written (a cascade's locator is it until the main net validates better)."""
+        self.offset = 0
+        """Where a cascade's main-net steps start on the chart: after the locator's."""
         self.ratios: dict[tuple[str, int], float | None] = {}
         """Predicted / true volume by (stage, step) of each validation."""
 
@@ -58,6 +60,8 @@ class RunStatus:
     # -- events ---------------------------------------------------------------------------------
 
     def started(self, event: ev.Started) -> None:
+        if event.stage == "" and self.stage == "locator":  # the main net's steps follow the locator's on the chart
+            self.offset = self.steps
         self.stage = event.stage or ("main" if self.cascade else "")
         self.cascade = self.cascade or event.stage == "locator"
         self.total_steps = event.total_steps
@@ -80,6 +84,10 @@ class RunStatus:
         self.ratios[(event.stage, event.step)] = event.volume_ratio
         if math.isfinite(event.mean) and (self.best is None or event.mean > self.best[0]):
             self.best = (event.mean, event.step)
+
+    def offset_of(self, event: ev.Step | ev.Validated) -> int:
+        """The chart's step offset of ``event``: 0 for a locator's, :attr:`offset` for a main net's."""
+        return 0 if event.stage == "locator" else self.offset
 
     def saved(self, event: ev.CheckpointSaved) -> None:
         if event.kind == "best":

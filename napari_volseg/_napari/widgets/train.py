@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari.utils import progress
@@ -62,6 +63,42 @@ def describe_plan(preset: Preset, edited: bool) -> str:
         if p.cascade:
             grid += ", cascade when a scan does not fit"
     return f"plan: {grid}" + (" (set in Preprocess)" if edited else f" ({preset.name})")
+
+
+@dataclass
+class Training:
+    """A training run the session owns (``session.training``): whichever Train dock shows it."""
+
+    trainer: object
+    worker: object
+    status: RunStatus
+    events: list = field(default_factory=list)
+    """The events so far that the chart draws (steps, validations, stage starts)."""
+
+
+def record(session, active: Training, event) -> None:
+    """The run's side of an event, once whatever docks show it: its status, the model, the one notification."""
+    run = active.status
+    if isinstance(event, (ev.Started, ev.Step, ev.Validated)):
+        active.events.append(event)
+    if isinstance(event, ev.Started):
+        run.started(event)
+    elif isinstance(event, ev.Step):
+        run.step(event)
+    elif isinstance(event, ev.Validated):
+        run.validated(event)
+    elif isinstance(event, ev.CheckpointSaved):
+        run.saved(event)
+        if event.kind == "best":
+            session.set_checkpoint(event.path)
+    elif isinstance(event, ev.Failed):
+        notify_error(event.message)
+    elif isinstance(event, ev.Finished):
+        model = run.model_after(event)
+        if model is not None:
+            session.set_checkpoint(model)
+        run.active = False
+        show_info(run.finished_summary(event))
 
 
 class TrainWidget(QWidget):
@@ -144,6 +181,8 @@ class TrainWidget(QWidget):
         self.model.currentTextChanged.connect(self._offer_starts)
         self._offer_starts()
         self._show_checkpoint(self.session.checkpoint)  # a dock opened after a model was chosen names it
+        if self.session.training is not None:  # a run started by a Train dock closed since
+            self._attach(self.session.training)
 
     # -- settings <-> config ----------------------------------------------------------------------
 
@@ -171,7 +210,8 @@ class TrainWidget(QWidget):
             names = [c.name for c in candidates(task, preset)]
         except VolsegError:  # a form value out of range: offer scratch until it is fixed
             default, names = SCRATCH, []
-        self.start_from.addItem(f"{default} (default)" if default != SCRATCH else "scratch (no model fits)", default)
+        first = f"{default} (default)" if default != SCRATCH else "scratch (default: no model of this modality)"
+        self.start_from.addItem(first, default)
         for name in [n for n in names if n != default] + ([SCRATCH] if default != SCRATCH else []):
             self.start_from.addItem(name, name)
         if keep is not None and self.start_from.findData(keep) >= 0:  # the user's choice outlives a refresh
@@ -208,20 +248,34 @@ class TrainWidget(QWidget):
         def work():
             yield from trainer.run()
 
+        worker = work()
+        worker.volseg_stop = trainer.stop
+        active = Training(trainer, worker, RunStatus())
+        active.status.begin(preset)
+        session = self.session
+        session.training = active  # the session owns the run: a Train dock opened later shows it, with Stop
+        worker.yielded.connect(lambda event: record(session, active, event))
+        worker.errored.connect(notify_error)
+        worker.finished.connect(lambda: setattr(session, "training", None))
+        session.track(worker)
         self.plot.clear()
-        self.run.begin(preset)
-        self.worker = work()
-        self.worker.volseg_stop = trainer.stop
-        self.worker.yielded.connect(self._on_event)
-        self.worker.errored.connect(notify_error)
-        self.worker.finished.connect(self._idle)
-        self.session.track(self.worker, owner=self)
-        self.start_button.setEnabled(False)
-        self.stop_button.setEnabled(True)
-        self.settings.collapse(animate=False)
+        self._attach(active)
         self.status.setText("preparing the cases…")
-        self.worker.start()
-        return self.worker
+        worker.start()
+        return worker
+
+    def _attach(self, active: Training) -> None:
+        """Show ``active`` (started here, or by a Train dock closed since): its chart so far, its status, Stop."""
+        self.trainer, self.worker, self.run = active.trainer, active.worker, active.status
+        self.plot.clear()
+        for event in active.events:
+            self._chart(event)
+        self.status.setText(self.run.step_text() if self.run.steps else "preparing the cases…")
+        active.worker.yielded.connect(self._on_event)
+        active.worker.finished.connect(self._idle)
+        self.start_button.setEnabled(False)
+        self.stop_button.setEnabled(not active.trainer.stopping)
+        self.settings.collapse(animate=False)
 
     def stop(self) -> None:
         if self.trainer is not None:
@@ -229,42 +283,39 @@ class TrainWidget(QWidget):
             self.stop_button.setEnabled(False)
             self.status.setText("stopping after this step…")
 
-    def _on_event(self, event) -> None:
+    def _chart(self, event) -> None:
+        """Draw ``event`` on the chart: a cascade's main net continues the locator's curves after a marked line."""
         run = self.run
+        if isinstance(event, ev.Started) and event.stage == "" and run.cascade:
+            self.plot.mark(run.offset, "main network")
+        elif isinstance(event, ev.Step):
+            self.plot.add_loss(run.offset_of(event) + event.step, event.loss)
+        elif isinstance(event, ev.Validated):
+            self.plot.add_dice(run.offset_of(event) + event.step, event.mean)
+
+    def _on_event(self, event) -> None:
+        """The widget's side of an event (:func:`record` has updated the run's status)."""
+        run = self.run
+        self._chart(event)
         if isinstance(event, ev.Progress):
             self.status.setText(run.preparing(event))
         elif isinstance(event, ev.Started):
-            run.started(event)
-            self.plot.clear(run.stage_title())
+            self.plot.set_title(run.stage_title())
             if self._bar is not None:  # a cascade's main stage follows its locator stage
                 self._bar.close()
             self._bar = progress(total=event.total_steps, desc=run.stage_title())
             self._bar.n = event.start_step
             self.status.setText(run.started_text(event))
         elif isinstance(event, ev.Step):
-            run.step(event)
-            self.plot.add_loss(event.step, event.loss)
             if self._bar is not None:
                 self._bar.update(event.step - self._bar.n)
             self.status.setText(run.step_text())
-        elif isinstance(event, ev.Validated):
-            run.validated(event)
-            self.plot.add_dice(event.step, event.mean)
+        elif isinstance(event, (ev.Validated, ev.CheckpointSaved)):
             self.status.setText(run.step_text())
-        elif isinstance(event, ev.CheckpointSaved):
-            run.saved(event)
-            if event.kind == "best":
-                self.session.set_checkpoint(event.path)
-                self.status.setText(run.step_text())
         elif isinstance(event, ev.Failed):
-            notify_error(event.message)
             self.status.setText(f"failed: {event.message}")
         elif isinstance(event, ev.Finished):
-            model = run.model_after(event)
-            if model is not None:
-                self.session.set_checkpoint(model)
             self.status.setText(run.finished_text(event))
-            show_info(run.finished_summary(event))
 
     def _idle(self) -> None:
         if self._bar is not None:
@@ -273,8 +324,7 @@ class TrainWidget(QWidget):
         self.worker = None
         self.trainer = None
         self.start_button.setEnabled(True)
-        self.stop_button.setEnabled(False)
-        self.settings.expand(animate=False)
+        self.stop_button.setEnabled(False)  # the settings stay folded: the chart keeps its room (Settings unfolds)
         try:
             import torch
 
