@@ -4,7 +4,11 @@ First a locator net is trained for ``locator_fraction`` of the budget on whole v
 a coarse grid of ``locator_voxels``; it finds the region of interest. Then the main net is trained
 for the rest of the budget inside regions of interest grown by ``roi_margin_mm``: the training
 cases' from their ground truth, the validation cases' from the locator (so validation scores the
-whole cascade, as prediction runs it). The main checkpoints carry the locator, so one file predicts.
+whole cascade, as prediction runs it). The main checkpoints carry the locator, so one file predicts. Until the main
+net validates better, the locator's own best weights are the run's model at ``out``: a coarse whole-scan model, so
+that Stop from the locator's first validation on (30 s of training) leaves a model that segments (the heart's main
+net took over from minute 3-5 of a 10-minute run; its first weights marked the whole chest). Regions of interest are
+capped at 1.5 times the longest training box, so a locator that marks too much costs the main net no more than that.
 Both stages are :class:`~napari_volseg.engine.train.NetTrainer`\\ s; the locator's events carry
 ``stage="locator"`` and its checkpoints (``NAME.locator.safetensors``, ``NAME.locator.last.safetensors``)
 let a run stopped in either stage resume there. Fine-tuning a cascade (``init_from``) keeps its
