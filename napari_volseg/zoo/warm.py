@@ -27,7 +27,7 @@ class Candidate:
     name: str
     modality: str
     task: str
-    """The task it was trained on."""
+    """The name of the task it was trained on (``dataset.json``'s, as its checkpoint records it)."""
 
 
 def _modality(text: str) -> str:
@@ -42,11 +42,12 @@ def candidates(task: Task, preset: Preset) -> list[Candidate]:
         if entry.path is None or entry.path.suffix != ".safetensors":
             continue
         try:
-            check_warm_start(ckpt.load(entry.path), preset, task, entry.name)
+            loaded = ckpt.load(entry.path)
+            check_warm_start(loaded, preset, task, entry.name)
         except VolsegError:
             continue
         card = entry.card
-        found.append(Candidate(entry.name, _modality(card.modality) if card else "", card.task if card else ""))
+        found.append(Candidate(entry.name, _modality(card.modality) if card else "", loaded.task))
     mine = _modality(task.modalities.get(0, ""))
     return sorted(found, key=lambda c: (c.task != task.name, c.modality != mine, c.name))
 

@@ -213,3 +213,10 @@ def test_with_ema_the_model_file_holds_the_average_and_the_last_file_the_raw_wei
     assert model.step == last.step == 6 and model.preset.train.ema == ema
     same = all(np.array_equal(model.state[k].numpy(), last.state[k].numpy()) for k in last.state)
     assert same == (ema == 0)  # with ema the model is the average; the optimizer continues from the raw weights
+
+
+def test_a_task_starts_from_its_own_model_first(hippocampus_dir):
+    """The hippocampus task starts from msd-hippocampus, not from msd-heart (both MRI): its checkpoint names the task."""
+    task = decathlon.load_task(hippocampus_dir)
+    assert default_start(task, quick_preset()) == "msd-hippocampus"
+    assert [c.name for c in candidates(task, quick_preset())][:2] == ["msd-hippocampus", "msd-heart"]
