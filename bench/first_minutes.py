@@ -108,7 +108,7 @@ def run(key: str, split: int, start: str, args, marks: list[float]) -> dict:
             "volume_ratio": scored["volume_ratio"],
             "predict_s_per_case": scored["infer_s_per_case"],
             "quality": of_file(snap).line,
-            "network": "locator" if meta.locator is None and meta.plan.target_spacing and _coarse(meta) else "main",
+            "network": ("locator" if meta.locator is None else "main") if steps["locator"] else "",
             "step": meta.step,
         }
         print(
@@ -124,11 +124,6 @@ def run(key: str, split: int, start: str, args, marks: list[float]) -> dict:
         "steps": steps,
         "marks": points,
     }
-
-
-def _coarse(meta: ckpt.Checkpoint) -> bool:
-    """A cascade's locator published as the model: a plan with no locator on a grid coarser than 3 mm."""
-    return max(meta.plan.target_spacing) > 3.0
 
 
 def main() -> int:
@@ -159,9 +154,8 @@ def main() -> int:
         cells = []
         for m in marks:
             p = r["marks"].get(f"{m:g}")
-            cells.append(
-                "no model" if p is None else f"{p['dice']:.3f} ({p['network']}, {p['predict_s_per_case']:.1f} s)"
-            )
+            where = f"{p['network']}, " if p and p["network"] else ""
+            cells.append("no model" if p is None else f"{p['dice']:.3f} ({where}{p['predict_s_per_case']:.1f} s)")
         start = r["start"] + (f" ({r['warm_from']})" if r["warm_from"] else "")
         print(f"| {r['task']} | {r['split']} | {start} | " + " | ".join(cells) + " |")
     summary = {

@@ -257,3 +257,20 @@ def one_line_volseg_error(call):
             return None
     event("accepted")
     return result
+
+
+@pytest.fixture(autouse=True)
+def no_modal_questions(request, monkeypatch):
+    """A question box (Predict asks before using a model not usable yet) answers Yes in tests and is recorded in
+    ``request.node.questions``: a real modal box would wait for a click forever. A test that answers otherwise
+    patches ``QMessageBox.question`` itself."""
+    request.node.questions = []
+    if not QT_FIXTURES & set(request.fixturenames):
+        return
+    from qtpy.QtWidgets import QMessageBox
+
+    monkeypatch.setattr(
+        QMessageBox,
+        "question",
+        lambda parent, title, text, *a: (request.node.questions.append(text), QMessageBox.Yes)[1],
+    )

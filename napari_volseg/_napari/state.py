@@ -215,7 +215,7 @@ class Session:
             running.append(worker)
             worker.finished.connect(lambda w=worker, r=running: r.remove(w) if w in r else None)
         if owner is not None:
-            owner.destroyed.connect(lambda *_, w=worker: _stop(w))
+            owner.destroyed.connect(lambda *_, w=worker: stop_worker(w))
 
     def busy_loading(self) -> bool:
         """True while a task, a case or dropped files are being read, or layers are still being added: a case's image
@@ -237,10 +237,11 @@ class Session:
     def shutdown(self, *args) -> None:
         """Stop every running worker (the viewer is closing)."""
         for worker in list(self._workers):
-            _stop(worker)
+            stop_worker(worker)
 
 
-def _stop(worker) -> None:
+def stop_worker(worker) -> None:
+    """Ask ``worker`` to end: its job's own Stop first (a trainer writes its model), then the worker's quit."""
     stop = getattr(worker, "volseg_stop", None)
     if stop:
         stop()

@@ -96,6 +96,8 @@ def test_the_plan_set_in_preprocess_is_the_plan_train_trains_with(widgets, qtbot
         def run(self):
             yield from ()
 
+        stopping = False
+
         def stop(self):
             pass
 
@@ -603,6 +605,8 @@ def test_the_warm_start_is_offered_for_the_tasks_modality_and_reaches_the_traine
 
         def run(self):
             yield from ()
+
+        stopping = False
 
         def stop(self):
             pass

@@ -24,7 +24,7 @@ from superqt import QCollapsible
 
 from napari_volseg import paths
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.state import session_for
+from napari_volseg._napari.state import session_for, stop_worker
 from napari_volseg._napari.widgets.common import compact
 from napari_volseg._napari.widgets.forms import DataclassForm
 from napari_volseg._napari.widgets.model_chooser import ModelChooser
@@ -74,6 +74,17 @@ class Training:
     status: RunStatus
     events: list = field(default_factory=list)
     """The events so far that the chart draws (steps, validations, stage starts)."""
+    docks: int = 0
+    """Train docks showing it; when the last is destroyed (the viewer closes) the run stops, writing its model."""
+
+    def shown_by(self, dock: QWidget) -> None:
+        self.docks += 1
+        dock.destroyed.connect(lambda *_: self.released())
+
+    def released(self) -> None:
+        self.docks -= 1
+        if self.docks <= 0:
+            stop_worker(self.worker)
 
 
 def record(session, active: Training, event) -> None:
@@ -199,7 +210,8 @@ class TrainWidget(QWidget):
 
     def _offer_starts(self, *_) -> None:
         """The warm starts that fit the task and network, the default first (``zoo.warm`` decides)."""
-        task, keep = self.session.task, self.start_from.currentData()
+        task = self.session.task
+        keep = self.start_from.currentData() if self.start_from.currentIndex() > 0 else None  # chosen, not defaulted
         self.start_from.clear()
         if task is None:
             self.start_from.addItem("scratch (open a task to see the models that fit)", SCRATCH)
@@ -273,6 +285,7 @@ class TrainWidget(QWidget):
         self.status.setText(self.run.step_text() if self.run.steps else "preparing the cases…")
         active.worker.yielded.connect(self._on_event)
         active.worker.finished.connect(self._idle)
+        active.shown_by(self)
         self.start_button.setEnabled(False)
         self.stop_button.setEnabled(not active.trainer.stopping)
         self.settings.collapse(animate=False)
