@@ -274,3 +274,23 @@ def no_modal_questions(request, monkeypatch):
         "question",
         lambda parent, title, text, *a: (request.node.questions.append(text), QMessageBox.Yes)[1],
     )
+
+
+def recording_trainer(captured: dict | None = None):
+    """A stand-in for ``Trainer`` in widget tests that check what Start hands the engine, not training: it records
+    the preset's plan and the keyword arguments in ``captured`` and ends at once."""
+    captured = {} if captured is None else captured
+
+    class Recorder:
+        stopping = False
+
+        def __init__(self, task, preset, out, **kwargs):
+            captured.update(kwargs, plan=preset.plan)
+
+        def run(self):
+            yield from ()
+
+        def stop(self):
+            pass
+
+    return Recorder

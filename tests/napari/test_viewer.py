@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import recording_trainer
 
 pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under xvfb-run)")
 
@@ -78,17 +79,7 @@ def test_a_text_file_is_not_ours(make_napari_viewer, tmp_path):
 def test_dropped_task_folder_opens_as_the_task(make_napari_viewer, fresh, qtbot, tiny_ct_task, monkeypatch):
     from napari_volseg.engine import train as train_module
 
-    class Idle:  # Train's start is what is checked here, not training
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def run(self):
-            yield from ()
-
-        def stop(self):
-            pass
-
-    monkeypatch.setattr(train_module, "Trainer", Idle)
+    monkeypatch.setattr(train_module, "Trainer", recording_trainer())  # Train's start is checked here, not training
     from napari_volseg._napari.preferences import claim_reader_preference
     from napari_volseg._napari.widgets import VolsegDock
 

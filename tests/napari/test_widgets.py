@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import cascade_preset, quick_preset
+from conftest import cascade_preset, quick_preset, recording_trainer
 
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import events as ev
@@ -88,20 +88,7 @@ def test_the_plan_set_in_preprocess_is_the_plan_train_trains_with(widgets, qtbot
     assert "set in Preprocess" in train.plan_label.text()
 
     captured = {}
-
-    class Recorder:
-        def __init__(self, task, preset, out, **kwargs):
-            captured["plan"] = preset.plan
-
-        def run(self):
-            yield from ()
-
-        stopping = False
-
-        def stop(self):
-            pass
-
-    monkeypatch.setattr(train_module, "Trainer", Recorder)
+    monkeypatch.setattr(train_module, "Trainer", recording_trainer(captured))
     train.start()
     qtbot.waitUntil(lambda: train.worker is None, timeout=10_000)
     assert captured["plan"] == pre.settings()
@@ -598,20 +585,7 @@ def test_the_warm_start_is_offered_for_the_tasks_modality_and_reaches_the_traine
     items = [train.start_from.itemText(i) for i in range(train.start_from.count())]
     assert items[0] == "msd-heart (default)" and items[-1] == "scratch"
     captured = {}
-
-    class Recorder:
-        def __init__(self, task, preset, out, **kwargs):
-            captured.update(kwargs)
-
-        def run(self):
-            yield from ()
-
-        stopping = False
-
-        def stop(self):
-            pass
-
-    monkeypatch.setattr(train_module, "Trainer", Recorder)
+    monkeypatch.setattr(train_module, "Trainer", recording_trainer(captured))
     train.start(out=tmp_path / "warm.safetensors")
     qtbot.waitUntil(lambda: train.worker is None, timeout=10_000)
     assert captured["warm_name"] == "msd-heart" and captured["warm_from"].model_config.in_channels == 1
