@@ -189,9 +189,10 @@ class RunStatus:
         if model == event.best_path and m is not None and m.dice is not None:
             which = f"the best validated weights (Dice {m.dice:.3f} at step {m.step})"
             if m.stage == "locator":
+                main = "had not started" if self.stage == "locator" else "had not validated better"
                 which = (
                     f"the coarse whole-scan network (the cascade's locator: Dice {m.dice:.3f} at step {m.step}; the "
-                    "main network had not validated better)"
+                    f"main network {main})"
                 )
         elif event.best_path is not None and model == event.best_path:
             averaged = (event.history[-1].get("averaged_steps") if event.history else None) or []
