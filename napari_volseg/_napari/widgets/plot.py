@@ -8,7 +8,7 @@ millisecond, so a run's 1,000 points never stall napari's event loop); colours f
 from __future__ import annotations
 
 import pyqtgraph as pg
-from qtpy.QtCore import QSize
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 LOSS_COLOR = "#ff9f0a"
@@ -103,7 +103,7 @@ class TrainingPlot(QWidget):
     def mark(self, step: int, text: str) -> None:
         """A dashed vertical line at ``step`` labelled ``text`` (where a cascade's main net starts)."""
         line = pg.InfiniteLine(
-            pos=step, angle=90, pen=pg.mkPen("#8e8e93", style=2), label=text, labelOpts={"position": 0.9}
+            pos=step, angle=90, pen=pg.mkPen("#8e8e93", style=Qt.PenStyle.DashLine), label=text, labelOpts={"position": 0.9}
         )
         self.plot.addItem(line)
         self.marks.append(line)
