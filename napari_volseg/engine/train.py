@@ -51,6 +51,7 @@ from napari_volseg.errors import VolsegError
 from napari_volseg.io.decathlon import Split, Task, training_split
 from napari_volseg.losses import make_loss
 from napari_volseg.models import build_model, model_config
+from napari_volseg.models.unet3d import ModelConfig
 from napari_volseg.outputs import check_writable
 from napari_volseg.preprocess import Box
 
@@ -414,17 +415,18 @@ class NetTrainer:
         )
 
 
-def check_warm_start(warm: ckpt.Checkpoint, preset: Preset, task: Task, name: str) -> None:
-    """One line if ``warm``'s network cannot start ``preset``'s on ``task``: other input channels or another
-    architecture (its classes may differ: the head then starts fresh)."""
+def check_warm_start(warm: ckpt.Checkpoint | ModelConfig, preset: Preset, task: Task, name: str) -> None:
+    """One line if ``warm``'s network (a checkpoint, or its architecture alone) cannot start ``preset``'s on ``task``:
+    other input channels or another architecture (its classes may differ: the head then starts fresh)."""
+    config = warm if isinstance(warm, ModelConfig) else warm.model_config
     channels = max(1, len(task.modalities))
-    if warm.model_config.in_channels != channels:
+    if config.in_channels != channels:
         raise VolsegError(
-            f"cannot start from {name}: it reads {warm.model_config.in_channels} channel(s), {task.name} has {channels}"
+            f"cannot start from {name}: it reads {config.in_channels} channel(s), {task.name} has {channels}"
         )
     wanted = model_config(preset.model, channels, task.num_classes, preset.train.deep_supervision)
     mine = dataclasses.replace(wanted, num_classes=0, deep_supervision=0)
-    if dataclasses.replace(warm.model_config, num_classes=0, deep_supervision=0) != mine:
+    if not isinstance(config, ModelConfig) or dataclasses.replace(config, num_classes=0, deep_supervision=0) != mine:
         raise VolsegError(f"cannot start from {name}: its network is not {preset.model}; choose scratch")
 
 

@@ -9,6 +9,7 @@ starts from scratch (the CT phantom with the shipped MRI models). Any fitting mo
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from napari_volseg.engine import checkpoint as ckpt
@@ -16,6 +17,7 @@ from napari_volseg.engine.config import Preset
 from napari_volseg.engine.train import check_warm_start
 from napari_volseg.errors import VolsegError
 from napari_volseg.io.decathlon import Task
+from napari_volseg.models.unet3d import ModelConfig
 from napari_volseg.zoo.registry import installed_models, resolve, shipped_models
 
 SCRATCH = "scratch"
@@ -41,13 +43,14 @@ def candidates(task: Task, preset: Preset) -> list[Candidate]:
     for entry in shipped_models() + installed_models():
         if entry.path is None or entry.path.suffix != ".safetensors":
             continue
+        meta = ckpt.read_meta(entry.path)  # the header alone: this list is built on the GUI thread
         try:
-            loaded = ckpt.load(entry.path)
-            check_warm_start(loaded, preset, task, entry.name)
-        except VolsegError:
+            config = ModelConfig(**json.loads(meta["model_config"]))
+            check_warm_start(config, preset, task, entry.name)
+        except (VolsegError, KeyError, TypeError, ValueError):  # no fit, or not a segmentation checkpoint
             continue
         card = entry.card
-        found.append(Candidate(entry.name, _modality(card.modality) if card else "", loaded.task))
+        found.append(Candidate(entry.name, _modality(card.modality) if card else "", meta.get("task", "")))
     mine = _modality(task.modalities.get(0, ""))
     return sorted(found, key=lambda c: (c.task != task.name, c.modality != mine, c.name))
 

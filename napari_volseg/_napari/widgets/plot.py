@@ -103,7 +103,11 @@ class TrainingPlot(QWidget):
     def mark(self, step: int, text: str) -> None:
         """A dashed vertical line at ``step`` labelled ``text`` (where a cascade's main net starts)."""
         line = pg.InfiniteLine(
-            pos=step, angle=90, pen=pg.mkPen("#8e8e93", style=Qt.PenStyle.DashLine), label=text, labelOpts={"position": 0.9}
+            pos=step,
+            angle=90,
+            pen=pg.mkPen("#8e8e93", style=Qt.PenStyle.DashLine),
+            label=text,
+            labelOpts={"position": 0.9},
         )
         self.plot.addItem(line)
         self.marks.append(line)
