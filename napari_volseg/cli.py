@@ -84,6 +84,17 @@ def _train(args: argparse.Namespace) -> int:
     from napari_volseg.io.decathlon import load_task
     from napari_volseg.zoo.warm import start_from
 
+    if args.interactive:
+        from napari_volseg.interactive.train import task_trainer
+
+        trainer = task_trainer(
+            load_task(args.data),
+            args.out,
+            minutes=args.minutes or 5.0,
+            start_from=args.start_from,
+            val_cases=args.val_cases,
+        )
+        return _run_trainer(trainer, "a promptable model (clicks, boxes, scribbles)")
     preset = load_preset(args.preset).with_overrides(
         minutes=args.minutes, epochs=args.epochs, device=args.device, val_cases=args.val_cases
     )
@@ -231,9 +242,15 @@ def _new_task(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from napari_volseg.annotate.finetune import finetuner
     from napari_volseg.engine.config import FinetuneConfig
+    from napari_volseg.interactive.train import is_promptable
     from napari_volseg.io.decathlon import load_task
 
     config = FinetuneConfig(**({"minutes": args.minutes} if args.minutes is not None else {}))
+    if is_promptable(args.model):
+        from napari_volseg.interactive.train import finetuner as prompt_finetuner
+
+        trainer = prompt_finetuner(args.model, load_task(args.data), args.out, minutes=config.minutes)
+        return _run_trainer(trainer, f"fine-tuning {args.model.name}")
     trainer = finetuner(args.model, load_task(args.data), args.out, config, device=args.device)
     return _run_trainer(trainer, f"fine-tuning {args.model.name}")
 
@@ -419,6 +436,13 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("interact")
+def _interact(args: argparse.Namespace) -> int:
+    from napari_volseg.interactive.cli import interact
+
+    return interact(args)
+
+
 @command("classify")
 def _classify(args: argparse.Namespace) -> int:
     from napari_volseg.classify.cli import run
@@ -489,7 +513,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         metavar="MODEL",
         help="warm start: a zoo model name or checkpoint to start from, 'scratch', or 'auto' (default: the closest "
-        "model of the task's modality and channels, else scratch; a head for other classes starts fresh)",
+        "model of the task's modality and channels, else scratch; a head for other classes starts fresh; with "
+        "--interactive: volseg-interactive)",
+    )
+    p.add_argument(
+        "--interactive",
+        action="store_true",
+        help="train a promptable model (clicks, boxes, scribbles; see `volseg interact`) on every labelled structure "
+        "of the task, for --minutes (default 5)",
     )
 
     p = sub.add_parser(
@@ -611,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list training presets, one line each")
 
     from napari_volseg.classify.cli import add_parser as add_classify_parser
+    from napari_volseg.interactive.cli import add_parser as add_interact_parser
+
+    add_interact_parser(sub)
 
     add_classify_parser(sub)
 

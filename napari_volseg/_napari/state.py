@@ -75,6 +75,8 @@ class Session:
         """The case whose layers are being shown (added one per event-loop turn)."""
         self.requests: dict[str, int] = {}
         """The latest open request of each kind (task, case): a loader whose request is stale drops its result."""
+        self.prompts_used: dict[str, dict[str, int]] = {}
+        """Prompts given per annotation layer name (clicks, boxes, scribbles), for the Annotate tab's edit report."""
         self.unsaved_work: Callable[[str | None], str | None] | None = None
         """Asked before a case's layers are replaced: given the case about to open (``None``: any case), one line
         saying what work that would lose, or ``None`` (set by the Annotate tab for unaccepted edits)."""

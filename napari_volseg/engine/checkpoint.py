@@ -111,6 +111,9 @@ class Checkpoint:
     """Ids of the cases the weights were trained on (fine-tuning samples the others more often)."""
     started_from: str = ""
     """The model a warm start began from (``msd-heart``); empty: from scratch (or unrecorded)."""
+    interactive: dict | None = None
+    """A promptable model's settings (:mod:`napari_volseg.interactive.net`: grid, region sizes, channels, what it
+    was trained on); None for a task's segmentation model."""
 
     def build_model(self) -> UNet3D:
         return build_net(self.model_config, self.state)
@@ -137,6 +140,7 @@ def save(
     postprocess: post.PostProcess | None = None,
     train_cases: list[str] | None = None,
     started_from: str = "",
+    interactive: dict | None = None,
 ) -> Path:
     """Write a checkpoint atomically; ``optimizer`` makes it resumable."""
     path = Path(path)
@@ -158,6 +162,8 @@ def save(
     }
     if started_from:
         meta["started_from"] = started_from
+    if interactive is not None:
+        meta["interactive"] = json.dumps(interactive)
     if postprocess is not None:
         meta[post.METADATA_KEY] = post.to_metadata(postprocess)
     if locator is not None:
@@ -280,7 +286,20 @@ def load(path: str | os.PathLike) -> Checkpoint:
         postprocess=postprocess,
         train_cases=train_cases,
         started_from=meta.get("started_from", ""),
+        interactive=_interactive(meta.get("interactive")),
     )
+
+
+def _interactive(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    try:
+        info = json.loads(text)
+    except ValueError as exc:
+        raise CheckpointError(f"unreadable interactive settings ({short(str(exc), 80)})") from None
+    if not isinstance(info, dict):
+        raise CheckpointError("unreadable interactive settings (not a mapping)")
+    return info
 
 
 def _extent(value: Any) -> tuple[float, float, float] | None:

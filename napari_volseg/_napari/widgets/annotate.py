@@ -383,7 +383,13 @@ class AnnotateWidget(QWidget):
             if self.case_id == case_id:
                 self.suggested = labels  # accepted: nothing of it is unsaved now
             self.last_edits = stats
-            text = f"accepted {case_id}: {stats.summary()}" + (" — sparse" if done.sparse else "")
+            used = self.session.prompts_used.pop(f"{case_id} annotation", {})
+            prompts = ", ".join(f"{n} {kind}" for kind, n in used.items() if n)
+            text = (
+                f"accepted {case_id}: {stats.summary()}"
+                + (f"; prompts: {prompts}" if prompts else "")
+                + (" — sparse" if done.sparse else "")
+            )
             self.edits_label.setText(text)
             self.status.setText(f"accepted {case_id}: it trains with the others now; open the next case")
             show_info(text)

@@ -14,6 +14,7 @@ from napari_volseg._napari.widgets.classify import ClassifyWidget
 from napari_volseg._napari.widgets.data import DataWidget
 from napari_volseg._napari.widgets.predict import PredictWidget
 from napari_volseg._napari.widgets.preprocess import PreprocessWidget
+from napari_volseg._napari.widgets.prompts import PromptsWidget
 from napari_volseg._napari.widgets.train import TrainWidget
 
 TABS = {
@@ -22,10 +23,11 @@ TABS = {
     "Train": TrainWidget,
     "Predict & evaluate": PredictWidget,
     "Annotate": AnnotateWidget,
+    "Prompts": PromptsWidget,
     "Classify": ClassifyWidget,
 }
 """Tab title -> widget class (taking the viewer), in the order a user works: the segmentation steps, the annotation
-loop (correct predictions, accept, fine-tune), then the 3D digit classifier. A new step is one more entry here; the
+loop (correct predictions, accept, fine-tune) and its prompts (click, box, scribble), then the 3D digit classifier. A new step is one more entry here; the
 dock, its tests and the screenshots take every entry."""
 
 
@@ -70,6 +72,7 @@ PreprocessDock = _step_dock(PreprocessWidget)
 TrainDock = _step_dock(TrainWidget)
 PredictDock = _step_dock(PredictWidget)
 AnnotateDock = _step_dock(AnnotateWidget)
+PromptsDock = _step_dock(PromptsWidget)
 ClassifyDock = _step_dock(ClassifyWidget)
 
 

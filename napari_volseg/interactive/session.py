@@ -1,0 +1,195 @@
+"""One object segmented by prompts: each click, box or scribble gives the object's whole 3D mask back.
+
+The session keeps the object's prompts and its current mask. Each interaction answers on a region around the
+prompts and the mask so far (:mod:`.region`); where the answer reaches the region's faces the region grows and is
+answered again (at most ``MAX_PASSES`` passes), so an object larger than the model's usual view is followed. Outside
+the region the mask stays as it was. Every interaction can be undone; a bad prompt changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from scipy import ndimage
+
+from napari_volseg.interactive import prompts as p
+from napari_volseg.interactive.region import Region, choose, grown
+
+LOCAL_MM = 4.0
+"""A click changes the parts of the mask it touches: the changed regions within this distance of it."""
+
+
+def local_change(before: np.ndarray, after: np.ndarray, prompt: p.Prompt, region: Region, spacing) -> np.ndarray:
+    """``after`` where it differs from ``before`` in a connected region touching the click, ``before`` elsewhere.
+
+    A corrective click is answered with a new mask of the whole region; applied as it is, the network's coarser grid
+    would also move the borders far from the click that were already right (a task model's prediction at the scan's
+    own resolution). Only the changes connected to the click are applied: the missed lobe a positive click lands in,
+    the false blob a negative one marks. Without a mask before, and for boxes and scribbles, ``after`` is taken whole."""
+    if not isinstance(prompt, p.Click) or not before.any():
+        return after
+    changed = before != after
+    labelled, count = ndimage.label(changed)
+    if count == 0:
+        return before
+    local = np.asarray(prompt.zyx) - np.asarray(region.lo)
+    radius = np.maximum(np.ceil(LOCAL_MM / np.asarray(spacing)), 1).astype(int)
+    lo, hi = np.maximum(local - radius, 0), np.minimum(local + radius + 1, changed.shape)
+    touched = np.unique(labelled[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]])
+    touched = touched[touched > 0]
+    if len(touched) == 0:
+        return before
+    keep = np.isin(labelled, touched)
+    return np.where(keep, after, before)
+
+
+class Segmenter(Protocol):
+    name: str
+    grid: int
+    min_extent_mm: float
+    max_extent_mm: float
+
+    def segment(
+        self, image: np.ndarray, region: Region, prompts: list[p.Prompt], previous: np.ndarray | None
+    ) -> np.ndarray: ...
+
+
+MAX_PASSES = 3
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How the last interaction was answered: its region, passes (1 + growths) and seconds."""
+
+    region: Region
+    passes: int
+    seconds: float
+
+
+class InteractiveSession:
+    """Prompts for one object on ``image`` ``(z, y, x)`` with voxel ``spacing`` (mm), answered by ``segmenter``."""
+
+    def __init__(self, segmenter: Segmenter, image: np.ndarray, spacing=(1.0, 1.0, 1.0), name: str = ""):
+        image = np.asarray(image)
+        if image.ndim != 3:
+            raise p.PromptError(f"prompts need one 3D image (z, y, x); this one has shape {image.shape}")
+        self.segmenter = segmenter
+        self.image = image.astype(np.float32, copy=False)
+        self.spacing = tuple(float(s) for s in spacing)
+        self.name = name
+        self.prompts: list[p.Prompt] = []
+        self.mask = np.zeros(image.shape, bool)
+        self.last: Answer | None = None
+        self.geometry = None
+        """The scan's geometry where it was read from a file (labels are written back on its grid)."""
+        self._history: list[tuple[list[p.Prompt], np.ndarray]] = []
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.image.shape)
+
+    # -- the contract ---------------------------------------------------------------------------------------------
+
+    def click(self, zyx, positive: bool = True) -> np.ndarray:
+        return self._answer(p.click(zyx, positive, self.shape))
+
+    def box(self, z, yx) -> np.ndarray:
+        return self._answer(p.box(z, yx, self.shape))
+
+    def scribble(self, mask, positive: bool = True) -> np.ndarray:
+        return self._answer(p.scribble(mask, positive, self.shape))
+
+    def start_from(self, mask) -> np.ndarray:
+        """Correct ``mask`` (e.g. a task model's prediction; non-zero is the object) with the prompts that follow."""
+        mask = np.asarray(mask)
+        if mask.shape != self.shape:
+            raise p.PromptError(
+                f"the mask is {mask.shape}, the scan {self.shape}: start from a mask on the scan's grid"
+            )
+        self._push()
+        self.prompts, self.mask = [], mask > 0
+        return self.result()
+
+    def undo(self) -> np.ndarray:
+        if not self._history:
+            raise p.PromptError("nothing to undo: no prompt given yet")
+        self.prompts, self.mask = self._history.pop()
+        return self.result()
+
+    def reset(self) -> np.ndarray:
+        self._push()
+        self.prompts, self.mask = [], np.zeros(self.shape, bool)
+        return self.result()
+
+    def result(self) -> np.ndarray:
+        """The object's current mask, ``uint8`` 0/1 ``(z, y, x)``."""
+        return self.mask.astype(np.uint8)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Prompts of the current object by kind (the edit report counts them)."""
+        kinds = {"clicks": 0, "boxes": 0, "scribbles": 0}
+        for prompt in self.prompts:
+            kinds[{p.Click: "clicks", p.Box: "boxes", p.Scribble: "scribbles"}[type(prompt)]] += 1
+        return kinds
+
+    # -- answering ------------------------------------------------------------------------------------------------
+
+    def _push(self) -> None:
+        self._history.append((list(self.prompts), self.mask.copy()))
+
+    def region_for(self, prompt: p.Prompt, prompts: list[p.Prompt]) -> Region:
+        points = [q.points() for q in prompts]
+        if self.mask.any():
+            nonzero = [np.nonzero(self.mask.any(axis=tuple(a for a in range(3) if a != ax)))[0] for ax in range(3)]
+            points.append(np.asarray([[n[0] for n in nonzero], [n[-1] for n in nonzero]]))
+        seg = self.segmenter
+        return choose(
+            self.shape,
+            self.spacing,
+            np.concatenate(points),
+            grid=seg.grid,
+            min_extent_mm=seg.min_extent_mm,
+            max_extent_mm=seg.max_extent_mm,
+            focus_zyx=prompt.points().mean(axis=0),
+        )
+
+    def _answer(self, prompt: p.Prompt) -> np.ndarray:
+        start = time.perf_counter()
+        prompts = [*self.prompts, prompt]
+        region = self.region_for(prompt, prompts)
+        previous = self.mask if self.mask.any() else None
+        passes = 0
+        while True:
+            passes += 1
+            inner = self.segmenter.segment(self.image, region, prompts, previous)
+            bigger = grown(region, self.shape)
+            side_mm = max(s * sp for s, sp in zip(bigger.shape, self.spacing, strict=True))
+            if (
+                passes >= MAX_PASSES
+                or not region.touches(inner, self.shape)
+                or bigger == region
+                or side_mm > self.segmenter.max_extent_mm * 1.01
+            ):
+                break
+            region = bigger
+        self._push()
+        mask = self.mask.copy()
+        mask[region.slices] = local_change(self.mask[region.slices], inner, prompt, region, self.spacing)
+        self.prompts, self.mask = prompts, mask
+        self.last = Answer(region, passes, time.perf_counter() - start)
+        return self.result()
+
+
+def merge(labels: np.ndarray, before: np.ndarray, after: np.ndarray, value: int) -> np.ndarray:
+    """``labels`` with one object's mask changed from ``before`` to ``after`` (bool, same shape), as label ``value``.
+
+    Voxels of other objects are never overwritten (a finished object stays as it is, whatever the new mask says);
+    voxels the object leaves go back to 0 where they still hold ``value``. A copy; ``labels`` is not changed."""
+    out = np.array(labels, copy=True)
+    out[before & ~after & (labels == value)] = 0
+    out[after & ((labels == 0) | (labels == value))] = value
+    return out

@@ -1,0 +1,86 @@
+"""The model-free answer for any structure: scikit-image's random walker seeded by the prompts, on the region.
+
+Seeds, on a ``GRID``-cube around the prompts: object where positive clicks and scribbles are (and the middle of a
+box), background where negative ones are, on the box's slice outside the box, and on the region's faces (the region
+is drawn larger than the object). With a current mask (corrective use) its eroded inside and eroded outside are
+seeds too, except near the new clicks, so a click changes the mask around it and leaves the rest.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from scipy import ndimage
+from skimage.segmentation import random_walker
+
+from napari_volseg.interactive.encode import _ball, _box, _voxels, encode
+from napari_volseg.interactive.prompts import Box, Click, Prompt
+from napari_volseg.interactive.region import Region, from_grid
+
+NAME = "random-walker"
+GRID = 48
+BETA = 130.0
+
+
+class RandomWalker:
+    name = NAME
+    grid = GRID
+    min_extent_mm = 80.0
+    max_extent_mm = 160.0
+
+    def segment(
+        self, image: np.ndarray, region: Region, prompts: list[Prompt], previous: np.ndarray | None
+    ) -> np.ndarray:
+        x = encode(image, region, prompts, previous)
+        data = x[0].numpy().astype(np.float64)
+        seeds = np.zeros(data.shape, np.uint8)
+        fg, bg = x[1].numpy() > 0, x[2].numpy() > 0
+        if previous is not None and x[4].numpy().any():
+            near_pos, near_neg = self._near(region, prompts, True), self._near(region, prompts, False)
+            mask = x[4].numpy() > 0.5
+            fg |= ndimage.binary_erosion(mask, iterations=2) & ~near_neg
+            bg |= ~ndimage.binary_dilation(mask, iterations=2) & ~near_pos
+        for prompt in prompts:
+            if isinstance(prompt, Box):
+                self._box_seeds(region, prompt, fg, bg)
+        faces = np.ones(data.shape, bool)
+        faces[1:-1, 1:-1, 1:-1] = False
+        bg |= faces & ~fg
+        if not fg.any():
+            return np.zeros(region.shape, bool)
+        seeds[bg] = 2
+        seeds[fg] = 1
+        with warnings.catch_warnings():  # "probability range outside [0, 1]": the solver's tolerance, clipped below
+            warnings.simplefilter("ignore", UserWarning)
+            prob = random_walker(data, seeds, beta=BETA, mode="cg_j", tol=1e-3, return_full_prob=True)[0]
+        prob = np.clip(prob, 0.0, 1.0)
+        p = torch.from_numpy(prob.astype(np.float32))
+        return from_grid(torch.stack([1 - p, p]), region)
+
+    @staticmethod
+    def _near(region: Region, prompts: list[Prompt], positive: bool, radius: float = 6.0) -> np.ndarray:
+        near = torch.zeros(region.grid)
+        for prompt in prompts:
+            if isinstance(prompt, Click) and prompt.positive == positive:
+                _ball(near, region.to_grid_coords(prompt.points())[0], radius)
+        return near.numpy() > 0
+
+    @staticmethod
+    def _box_seeds(region: Region, prompt: Box, fg: np.ndarray, bg: np.ndarray) -> None:
+        inside = torch.zeros(region.grid)
+        _box(inside, region, prompt)
+        rect = inside.numpy() > 0
+        z = np.nonzero(rect.any(axis=(1, 2)))[0]
+        if len(z) == 0:
+            return
+        bg[z[0]] |= ~rect[z[0]]
+        ys, xs = np.nonzero(rect[z[0]])
+        cy, cx, hy, hx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2, np.ptp(ys) / 6, np.ptp(xs) / 6
+        core = np.zeros((len(np.atleast_1d(z[0])), 3))
+        core[:] = (z[0], cy, cx)
+        mark = torch.zeros(region.grid)
+        mark[z[0], int(cy - hy) : int(cy + hy) + 1, int(cx - hx) : int(cx + hx) + 1] = 1
+        _voxels(mark, core)
+        fg |= mark.numpy() > 0
