@@ -387,7 +387,7 @@ def _preprocess(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from napari_volseg.models import MODEL_PRESETS, build_model, count_parameters
     from napari_volseg.models.registry import CLASSIFIER_PRESETS
-    from napari_volseg.zoo.registry import list_models
+    from napari_volseg.zoo.registry import list_models, promptable_models
 
     print("architectures (volseg train --preset ..., model:; volseg classify)")
     for name, (config, description) in {**MODEL_PRESETS, **CLASSIFIER_PRESETS}.items():
@@ -396,6 +396,9 @@ def _models(args: argparse.Namespace) -> int:
     for entry in list_models(args.index, runs=False):
         where = entry.path if entry.path else f"volseg pull {entry.name}"
         print(f"  {entry.label:<32} {entry.about}  [{where}]")
+    print("promptable models (volseg interact --model NAME; the Prompts tab), and random-walker (no model)")
+    for entry in promptable_models(runs=False):
+        print(f"  {entry.label:<32} {entry.about}  [{entry.path}]")
     return 0
 
 

@@ -184,12 +184,17 @@ class InteractiveSession:
         return self.result()
 
 
-def merge(labels: np.ndarray, before: np.ndarray, after: np.ndarray, value: int) -> np.ndarray:
+def merge(
+    labels: np.ndarray, under: np.ndarray, before: np.ndarray, after: np.ndarray, value: int, free=(0,)
+) -> np.ndarray:
     """``labels`` with one object's mask changed from ``before`` to ``after`` (bool, same shape), as label ``value``.
 
-    Voxels of other objects are never overwritten (a finished object stays as it is, whatever the new mask says);
-    voxels the object leaves go back to 0 where they still hold ``value``. A copy; ``labels`` is not changed."""
+    ``under``: the labels as they were when the object was started. The object takes only voxels that were ``free``
+    (background, or the unlabelled value of a sparse annotation) or its own value then: a finished object, or a
+    painted class, stays as it is, whatever the new mask says. Voxels the object leaves get back what they held
+    (background where it was the object's own prediction). A copy; ``labels`` is not changed."""
     out = np.array(labels, copy=True)
-    out[before & ~after & (labels == value)] = 0
-    out[after & ((labels == 0) | (labels == value))] = value
+    left = before & ~after & (labels == value)
+    out[left] = np.where(under[left] == value, 0, under[left])
+    out[after & np.isin(under, [*free, value])] = value
     return out

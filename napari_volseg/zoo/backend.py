@@ -10,6 +10,7 @@ bundles by :class:`BundlePredictor` (MONAI's own transforms, inverted with ``Inv
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.config import InferConfig
 from napari_volseg.engine.infer import Prediction, Predictor, resolve_device, set_threads
+from napari_volseg.errors import VolsegError
 from napari_volseg.io.geometry import Volume
 from napari_volseg.zoo.bundle_import import BUNDLE_FORMAT, BundleModel, is_bundle, load_bundle_model, read_bundle
 from napari_volseg.zoo.registry import resolve
@@ -46,8 +48,14 @@ def open_model(model: str | os.PathLike, config: InferConfig | None = None, **ov
     path = resolve(model)
     if path.is_dir() and is_bundle(path):
         return BundlePredictor(read_bundle(path), config, **overrides)
-    if ckpt.read_meta(path).get("format") == BUNDLE_FORMAT:
+    meta = ckpt.read_meta(path)
+    if meta.get("format") == BUNDLE_FORMAT:
         return BundlePredictor(load_bundle_model(path), config, **overrides)
+    if "interactive" in meta:
+        raise VolsegError(
+            f"{Path(path).name} is a promptable model (clicks, boxes, scribbles): use it in the Prompts tab or "
+            "`volseg interact`, and a segmentation model here"
+        )
     return Predictor(ckpt.load(path), config, **overrides)
 
 

@@ -47,6 +47,8 @@ class ModelEntry:
     url: str = ""
     sha256: str = ""
     description: str = ""
+    promptable: bool = False
+    """Answers clicks, boxes and scribbles (:mod:`napari_volseg.interactive`), not a whole scan."""
 
     @property
     def label(self) -> str:
@@ -59,9 +61,16 @@ class ModelEntry:
         return self.card.summary() if self.card else self.description
 
 
+def _entry(path: Path, source: str) -> ModelEntry:
+    from napari_volseg.engine.checkpoint import read_meta
+
+    promptable = "interactive" in read_meta(path)  # the header alone
+    return ModelEntry(path.name[: -len(".safetensors")], source, path, read_card(path), promptable=promptable)
+
+
 def _entries_in(folder: Path, source: str) -> list[ModelEntry]:
     files = sorted(p for p in folder.glob("*.safetensors") if not p.name.startswith("."))
-    return [ModelEntry(p.name[: -len(".safetensors")], source, p, read_card(p)) for p in files]
+    return [_entry(p, source) for p in files]
 
 
 def shipped_models() -> list[ModelEntry]:
@@ -82,7 +91,7 @@ def recent_runs(limit: int = RECENT_RUNS) -> list[ModelEntry]:
     models = {p.name for p in files if ".last." not in p.name}
     runs = [p for p in files if ".last." not in p.name or p.name.replace(".last.", ".") not in models]
     runs.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    return [ModelEntry(p.name[: -len(".safetensors")], "run", p, read_card(p)) for p in runs[:limit]]
+    return [_entry(p, "run") for p in runs[:limit]]
 
 
 def load_index(index: str | os.PathLike | None = None) -> list[ModelEntry]:
@@ -126,11 +135,17 @@ def _read_index(index: str | os.PathLike | None) -> str:
 
 
 def list_models(index: str | os.PathLike | None = None, runs: bool = True) -> list[ModelEntry]:
-    """Every model a user can choose: shipped, installed, pullable (not yet installed), recent runs."""
+    """Every segmentation model a user can choose: shipped, installed, pullable (not yet installed), recent runs
+    (promptable models answer prompts, not scans: :func:`promptable_models` lists them)."""
     entries = shipped_models() + installed_models()
     have = {e.name for e in entries}
     entries += [e for e in load_index(index) if e.name not in have]
-    return entries + (recent_runs() if runs else [])
+    return [e for e in entries + (recent_runs() if runs else []) if not e.promptable]
+
+
+def promptable_models(runs: bool = True) -> list[ModelEntry]:
+    """The shipped, installed and (``runs``) recently trained promptable models."""
+    return [e for e in shipped_models() + installed_models() + (recent_runs() if runs else []) if e.promptable]
 
 
 def resolve(model: str | os.PathLike, index: str | os.PathLike | None = None) -> Path:

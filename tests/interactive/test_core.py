@@ -269,7 +269,14 @@ def test_merge_never_overwrites_a_finished_object():
     labels[before] = 1
     after = np.zeros(labels.shape, bool)
     after[:, 2:6, 2:6] = True  # overlaps the finished object; leaves the old corner
-    merged = merge(labels, before, after, 1)
+    merged = merge(labels, labels, before, after, 1)
     assert (merged[:, :4, :4] == 2).all()  # untouched
     assert (merged[:, 4:6, 4:6] == 1).all() and (merged[:, 6:, 6:] == 0).all()
     assert (labels[:, 6:, 6:] == 1).all()  # a copy
+    sparse = np.full((4, 8, 8), 255, np.uint8)  # annotated from scratch: everything unlabelled
+    sparse[0] = 2
+    nothing = np.zeros(sparse.shape, bool)
+    took = merge(sparse, sparse, nothing, after, 1, free=(0, 255))
+    assert (took[1:, 2:6, 2:6] == 1).all() and (took[0] == 2).all()
+    back = merge(took, sparse, after, nothing, 1, free=(0, 255))
+    assert np.array_equal(back, sparse)  # left voxels are unlabelled again, not background

@@ -101,3 +101,35 @@ def test_a_second_object_never_overwrites_the_first_and_bad_prompts_keep_the_wor
     said.clear()
     widget.tool("box")
     assert said == ["no image to prompt on: open a scan or a task case first"]
+
+
+def test_prompts_correct_the_annotate_case_and_the_accept_report_counts_them(
+    make_napari_viewer, annotate_task, qtbot, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    from napari_volseg._napari.state import session_for
+    from napari_volseg._napari.widgets import AnnotateWidget
+    from napari_volseg._napari.widgets.prompts import PromptsWidget
+    from napari_volseg.io import decathlon
+
+    viewer = make_napari_viewer()
+    annotate, widget = AnnotateWidget(viewer), PromptsWidget(viewer)
+    session_for(viewer).set_task(decathlon.load_task(annotate_task))
+    case = annotate.cases.item(0, 0).text()
+    annotate.open_case(case, predict=False)  # all unlabelled: a grey veil
+    qtbot.waitUntil(lambda: annotate.case_id == case and annotate.worker is None, timeout=60_000)
+    layer = viewer.layers[f"{case} annotation"]
+    from napari_volseg._napari.loading import case_layers
+
+    image = case_layers(viewer, case)["image"]
+    qtbot.waitUntil(lambda: widget.image.currentText() == image.name, timeout=10_000)  # it follows the open case
+    widget.model.setCurrentText("random-walker")
+    widget.tool("positive")
+    centre = [s // 2 for s in np.asarray(image.data).shape]
+    viewer.layers["prompts +"].add(centre)
+    _answered(qtbot, widget)
+    data = np.asarray(layer.data)
+    assert data[tuple(centre)] == 1 and set(np.unique(data)) <= {1, 255}  # the rest stays unlabelled
+    assert annotate.accept() is not None
+    qtbot.waitUntil(lambda: annotate.writer is None and not annotate.session.busy_loading(), timeout=60_000)
+    assert "prompts: 1 clicks" in annotate.edits_label.text()

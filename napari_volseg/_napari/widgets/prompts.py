@@ -31,14 +31,10 @@ NO_IMAGE = "no image to prompt on: open a scan or a task case first"
 
 def promptable_models() -> list[str]:
     """Promptable zoo models and recent runs, by name, then the model-free random walker."""
-    from napari_volseg.engine.checkpoint import read_meta
     from napari_volseg.interactive import RANDOM_WALKER
-    from napari_volseg.zoo.registry import installed_models, recent_runs, shipped_models
+    from napari_volseg.zoo.registry import promptable_models as listed
 
-    names = [
-        e.name for e in shipped_models() + installed_models() + recent_runs() if "interactive" in read_meta(e.path)
-    ]
-    return names + [RANDOM_WALKER]
+    return [e.name for e in listed()] + [RANDOM_WALKER]
 
 
 class PromptsWidget(QWidget):
@@ -57,6 +53,8 @@ class PromptsWidget(QWidget):
         """Each answered prompt's marker (layer, what), so Undo removes the marker with the answer."""
         self.seen: dict[str, int] = {}
         self.scribbled: np.ndarray | None = None
+        self.under: np.ndarray | None = None
+        """The annotation as it was when the current object was started (what it gives back where it leaves)."""
 
         layout = QVBoxLayout(self)
         intro = QLabel(
@@ -108,6 +106,7 @@ class PromptsWidget(QWidget):
         self.next_button.clicked.connect(self.next_object)
         napari_viewer.layers.events.inserted.connect(lambda e: self.refresh_images())
         napari_viewer.layers.events.removed.connect(lambda e: self.refresh_images())
+        self.session.case_opened.connect(self.follow_case)
         for action, key in KEYS.items():
             handler = self.undo if action == "undo" else (lambda a=action: self.tool(a, 1))
             napari_viewer.bind_key(key, lambda viewer, h=handler: h(), overwrite=True)
@@ -133,6 +132,13 @@ class PromptsWidget(QWidget):
         if chosen:
             self.image.setCurrentText(chosen)
         self.image.blockSignals(False)
+
+    def follow_case(self, case_id: str) -> None:
+        """A task case opened (Data, Predict or Annotate): prompts go on its image."""
+        self.refresh_images()
+        image = case_layers(self.viewer, case_id).get("image")
+        if image is not None:
+            self.image.setCurrentText(image.name)
 
     def image_layer(self):
         name = self.image.currentText()
@@ -288,6 +294,8 @@ class PromptsWidget(QWidget):
 
         def on_return(result):
             session, before = result
+            if key != self.key:
+                self.under = np.asarray(target.data).copy()
             self.interactive, self.key = session, key
             self.placed.append(marker)
             self.show(target, before, session.mask, value)
@@ -313,7 +321,9 @@ class PromptsWidget(QWidget):
     def show(self, target, before: np.ndarray, after: np.ndarray, value: int) -> None:
         from napari_volseg.interactive.session import merge
 
-        target.data = merge(np.asarray(target.data), before, after, value)
+        task = self.session.task
+        unlabelled = task.unlabelled if task is not None and task.unlabelled is not None else 255
+        target.data = merge(np.asarray(target.data), self.under, before, after, value, free=(0, unlabelled))
         session = self.interactive
         counts = ", ".join(
             f"{n} {k if n != 1 else k[:-1] if k != 'boxes' else 'box'}" for k, n in session.counts.items() if n
@@ -370,7 +380,7 @@ class PromptsWidget(QWidget):
             self.viewer.layers[SCRIBBLES].data = np.zeros_like(np.asarray(self.viewer.layers[SCRIBBLES].data))
             self.scribbled = None
         done = self.value.value()
-        self.interactive, self.key, self.placed = None, None, []
+        self.interactive, self.key, self.placed, self.under = None, None, [], None
         self.value.setValue(min(done + 1, self.value.maximum()))
         show_info(f"object {done} kept; prompts now make object {self.value.value()}")
         self.status.setText(f"object {done} kept: prompt the next object (value {self.value.value()})")
