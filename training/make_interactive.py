@@ -54,7 +54,7 @@ MODELS = {
     },
     "volseg-interactive": {
         "tasks": ["heart", "hippocampus"],
-        "settings": Settings(min_extent_mm=64.0, max_extent_mm=200.0),
+        "settings": Settings(min_extent_mm=64.0, max_extent_mm=200.0, extent_jitter=(0.5, 1.8)),
         "modality": "any (z-scored per region)",
         "minutes": 12.0,
         "agnostic": True,
@@ -116,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
                 minutes=minutes,
                 settings=settings,
                 parts=agnostic,
-                extent_jitter=(0.5, 1.8) if agnostic else (0.8, 1.25),
                 batch=2,
                 seed=args.seed,
                 name=name,

@@ -27,6 +27,8 @@ class Settings:
     grid: int = 64
     min_extent_mm: float = 48.0
     max_extent_mm: float = 160.0
+    extent_jitter: tuple[float, float] = (0.8, 1.6)
+    """Training drew each region's smallest side from ``min_extent_mm`` times this range: the views it knows."""
     channels: tuple[str, ...] = CHANNELS
     click_radius: float = CLICK_RADIUS
     trained_on: list[str] = field(default_factory=list)
@@ -34,9 +36,15 @@ class Settings:
     held_out: dict = field(default_factory=dict)
     """Figures on held-out cases from training's own check (Dice after 1 / 3 clicks)."""
 
+    @property
+    def grows(self) -> bool:
+        """Whether a region may grow (1.5x) where the object goes on past it: only to views training showed."""
+        return float(self.extent_jitter[1]) >= 1.5
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["channels"] = list(self.channels)
+        d["extent_jitter"] = list(self.extent_jitter)
         return d
 
     @classmethod
@@ -82,6 +90,10 @@ class PromptNet:
     @property
     def grid(self) -> int:
         return int(self.settings.grid)
+
+    @property
+    def grows(self) -> bool:
+        return self.settings.grows
 
     @property
     def min_extent_mm(self) -> float:

@@ -46,6 +46,17 @@ def local_change(before: np.ndarray, after: np.ndarray, prompt: p.Prompt, region
     return np.where(keep, after, before)
 
 
+CLICK_MM = 2.0
+"""A click's own voxels (within this distance) always take its side: an answer that ignored a click would leave the
+annotator clicking the same voxel for ever."""
+
+
+def ball_slices(zyx, spacing, shape) -> tuple[slice, slice, slice]:
+    """The box of voxels within ``CLICK_MM`` of a click (at least the clicked voxel), clipped to the scan."""
+    radius = np.floor(CLICK_MM / np.asarray(spacing)).astype(int)
+    return tuple(slice(max(c - r, 0), min(c + r + 1, n)) for c, r, n in zip(zyx, radius, shape, strict=True))
+
+
 class Segmenter(Protocol):
     name: str
     grid: int
@@ -169,7 +180,8 @@ class InteractiveSession:
             bigger = grown(region, self.shape)
             side_mm = max(s * sp for s, sp in zip(bigger.shape, self.spacing, strict=True))
             if (
-                passes >= MAX_PASSES
+                not getattr(self.segmenter, "grows", True)
+                or passes >= MAX_PASSES
                 or not region.touches(inner, self.shape)
                 or bigger == region
                 or side_mm > self.segmenter.max_extent_mm * 1.01
@@ -179,6 +191,8 @@ class InteractiveSession:
         self._push()
         mask = self.mask.copy()
         mask[region.slices] = local_change(self.mask[region.slices], inner, prompt, region, self.spacing)
+        if isinstance(prompt, p.Click):  # what the user clicked is what they said, whatever the answer
+            mask[ball_slices(prompt.zyx, self.spacing, self.shape)] = prompt.positive
         self.prompts, self.mask = prompts, mask
         self.last = Answer(region, passes, time.perf_counter() - start)
         return self.result()

@@ -24,6 +24,7 @@ from napari_volseg.engine.distributed import DistContext
 from napari_volseg.errors import VolsegError
 from napari_volseg.interactive import simulate as sim
 from napari_volseg.interactive.data import Structure, sample
+from napari_volseg.interactive.encode import _ball
 from napari_volseg.interactive.net import PromptNet, Settings
 from napari_volseg.interactive.session import InteractiveSession
 from napari_volseg.losses import make_loss
@@ -53,6 +54,25 @@ def evaluate(net: PromptNet, structures: list[Structure], clicks: int = 3) -> li
     return curves
 
 
+LOOP_AFTER, LOOP_SHARE, LOOP_ROUNDS = 50, 0.5, 2
+"""After ``LOOP_AFTER`` steps, ``LOOP_SHARE`` of the batches are shown the network's own answers: up to
+``LOOP_ROUNDS`` times, its mask becomes the previous mask and a click goes to its largest error, as a user's next
+click would (DeepEdit's training; without it the net learnt to ignore corrective clicks on its own kind of errors:
+Dice 0.42 -> 0.44 in five clicks on a held-out heart)."""
+
+
+def in_the_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, rounds: int) -> None:
+    """Update the batch ``x`` in place with ``rounds`` simulated rounds of the network's answers and next clicks."""
+    for _ in range(rounds):
+        with torch.no_grad():
+            answer = model(x.contiguous(memory_format=torch.channels_last_3d)).argmax(1).numpy().astype(bool)
+        for i in range(len(x)):
+            click = sim.next_click(answer[i], y[i].numpy(), (1.0, 1.0, 1.0))
+            x[i, 4] = torch.from_numpy(answer[i].astype(np.float32))
+            if click is not None:
+                _ball(x[i, 1 if click.positive else 2], np.asarray(click.zyx, dtype=float))
+
+
 class InteractiveTrainer:
     """Trains a promptable net for ``minutes`` and saves it at ``out``; :meth:`run` yields the engine's events
     (Started, Step, Validated: Dice after 3 simulated clicks per held-out structure, Finished), so the CLI and the
@@ -67,7 +87,6 @@ class InteractiveTrainer:
         *,
         minutes: float,
         settings: Settings,
-        extent_jitter: tuple[float, float] = (0.7, 1.3),
         parts: bool = False,
         batch: int = 2,
         lr: float = 3e-3,
@@ -80,7 +99,7 @@ class InteractiveTrainer:
         if not structures:
             raise VolsegError("no labelled structure to train a promptable model on")
         self.structures, self.held_out, self.out = structures, held_out, Path(out)
-        self.minutes, self.settings, self.extent_jitter, self.parts = minutes, settings, extent_jitter, parts
+        self.minutes, self.settings, self.parts = minutes, settings, parts
         self.batch, self.lr, self.seed, self.warm = batch, lr, seed, warm
         self.task, self.name, self.started_from = task, name, started_from
         self.dist = DistContext()
@@ -101,7 +120,7 @@ class InteractiveTrainer:
         loss_fn = make_loss("dicece")
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=1e-4)
         budget = self.minutes * 60.0
-        lo, hi = self.extent_jitter
+        lo, hi = settings.extent_jitter
         extents = (settings.min_extent_mm * lo, settings.min_extent_mm * hi)
         grid = (settings.grid,) * 3
         start, step, losses = time.perf_counter(), 0, []
@@ -122,9 +141,12 @@ class InteractiveTrainer:
                 )
                 for _ in range(self.batch)
             ]
-            x = torch.stack([p[0] for p in pairs]).contiguous(memory_format=torch.channels_last_3d)
-            y = torch.stack([p[1] for p in pairs])[:, None].long()
-            loss = loss_fn(model(x), y)
+            x = torch.stack([p[0] for p in pairs])
+            y = torch.stack([p[1] for p in pairs])
+            if step >= LOOP_AFTER and rng.random() < LOOP_SHARE:
+                in_the_loop(model, x, y, int(rng.integers(1, LOOP_ROUNDS + 1)))
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+            loss = loss_fn(model(x), y[:, None].long())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -29,6 +29,7 @@ class RandomWalker:
     grid = GRID
     min_extent_mm = 80.0
     max_extent_mm = 160.0
+    grows = True
 
     def segment(
         self, image: np.ndarray, region: Region, prompts: list[Prompt], previous: np.ndarray | None
