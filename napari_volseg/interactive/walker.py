@@ -3,7 +3,7 @@
 Seeds, on a ``GRID``-cube around the prompts: object where positive clicks and scribbles are (and the middle of a
 box), background where negative ones are, on the box's slice outside the box, and on the region's faces (the region
 is drawn larger than the object). With a current mask (corrective use) its eroded inside and eroded outside are
-seeds too, except near the new clicks, so a click changes the mask around it and leaves the rest.
+seeds too (its eroded inside as object, except near negative clicks), so clicks add to what it found.
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from napari_volseg.interactive.region import Region, from_grid
 
 NAME = "random-walker"
 GRID = 48
-BETA = 130.0
+BETA = 300.0
+"""Edge weight exp(-beta * gradient^2 / (10 * std)) on the smoothed, z-scored region. Measured: a bright ball in
+noise (contrast 2, noise 0.3) reaches Dice 0.94 from one click at 300, 0.87 at 1,000, 0.10 at 3,000; the held-out
+hearts' left atria, whose walls leak, stay below 0.5 at any beta (0.02-0.05 at 300, 0.08-0.43 at 3,000)."""
+SMOOTH = 1.0
+"""Gaussian sigma (grid voxels) the region is smoothed with first: noise inside an object is no edge."""
 
 
 class RandomWalker:
@@ -35,14 +40,13 @@ class RandomWalker:
         self, image: np.ndarray, region: Region, prompts: list[Prompt], previous: np.ndarray | None
     ) -> np.ndarray:
         x = encode(image, region, prompts, previous)
-        data = x[0].numpy().astype(np.float64)
+        data = ndimage.gaussian_filter(x[0].numpy().astype(np.float64), SMOOTH)
         seeds = np.zeros(data.shape, np.uint8)
         fg, bg = x[1].numpy() > 0, x[2].numpy() > 0
         if previous is not None and x[4].numpy().any():
             near_pos, near_neg = self._near(region, prompts, True), self._near(region, prompts, False)
             mask = x[4].numpy() > 0.5
             fg |= ndimage.binary_erosion(mask, iterations=2) & ~near_neg
-            bg |= ~ndimage.binary_dilation(mask, iterations=2) & ~near_pos
         for prompt in prompts:
             if isinstance(prompt, Box):
                 self._box_seeds(region, prompt, fg, bg)

@@ -167,3 +167,39 @@ def test_train_interactive_then_finetune_gives_promptable_checkpoints(tmp_path, 
     )
     again = ckpt.load(tuned)
     assert again.interactive is not None and again.started_from == str(out)
+
+
+@pytest.fixture
+def promptable(tmp_path, monkeypatch):
+    """A promptable checkpoint (random weights) installed in a fresh cache's models folder."""
+    from napari_volseg import paths
+    from napari_volseg.interactive.net import Settings
+    from napari_volseg.interactive.train import LABELS, MODEL_PRESET
+    from napari_volseg.models import build_model
+    from napari_volseg.models.registry import model_config
+    from napari_volseg.planning import Plan
+
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    model = build_model(model_config(MODEL_PRESET, in_channels=5, num_classes=2))
+    path = paths.models_dir() / "my-interactive.safetensors"
+    ckpt.save(path, model, Plan(target_spacing=(1.0, 1.0, 1.0)), LABELS, interactive=Settings(grid=32).to_dict())
+    return path
+
+
+def test_promptable_models_are_listed_apart_and_refused_where_a_scan_is_segmented(promptable, scan, tmp_path, capsys):
+    from napari_volseg.interactive.net import PromptNet
+    from napari_volseg.zoo.registry import list_models, promptable_models
+
+    assert "my-interactive" not in [e.name for e in list_models(runs=False)]
+    assert [e.name for e in promptable_models(runs=False) if e.source == "installed"] == ["my-interactive"]
+    net = PromptNet(ckpt.load(promptable))
+    assert net.grid == 32 and net.grows  # extent_jitter (0.8, 1.6): trained on views 1.6x the smallest
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("promptable models") < out.index("my-interactive")
+    path, _ = scan
+    assert main(["predict", "--model", "my-interactive", "--out", str(tmp_path / "p"), str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "is a promptable model" in err and len(err.splitlines()) == 1
+    s = open_interactive("my-interactive", path)  # by name, through the zoo
+    assert s.click((12, 24, 24)).shape == SHAPE
