@@ -44,7 +44,7 @@ class RandomWalker:
         seeds = np.zeros(data.shape, np.uint8)
         fg, bg = x[1].numpy() > 0, x[2].numpy() > 0
         if previous is not None and x[4].numpy().any():
-            near_pos, near_neg = self._near(region, prompts, True), self._near(region, prompts, False)
+            near_neg = self._near(region, prompts, False)
             mask = x[4].numpy() > 0.5
             fg |= ndimage.binary_erosion(mask, iterations=2) & ~near_neg
         for prompt in prompts:
