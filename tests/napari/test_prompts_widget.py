@@ -133,3 +133,17 @@ def test_prompts_correct_the_annotate_case_and_the_accept_report_counts_them(
     assert annotate.accept() is not None
     qtbot.waitUntil(lambda: annotate.writer is None and not annotate.session.busy_loading(), timeout=60_000)
     assert "prompts: 1 clicks" in annotate.edits_label.text()
+
+
+def test_every_tab_label_fits_the_dock_at_its_default_width(make_napari_viewer, qtbot):
+    from napari_volseg._napari.widgets import VolsegDock
+
+    viewer = make_napari_viewer(show=True)
+    dock = VolsegDock(viewer)
+    viewer.window.add_dock_widget(dock, name="napari-volseg", area="right")
+    qtbot.waitUntil(lambda: dock.tabs.width() >= 360, timeout=10_000)
+    assert "Prompts" in [dock.tabs.tabText(i) for i in range(dock.tabs.count())]
+    bar = dock.tabs.tabBar()
+    needed = sum(bar.tabRect(i).width() for i in range(bar.count()))
+    width = dock.sizeHint().width()  # what the dock gets beside the canvas on a 1366 px screen
+    assert needed <= width, f"the tab bar needs {needed} px of {width}: it scrolls"

@@ -31,8 +31,9 @@ loop (correct predictions, accept, fine-tune) and its prompts (click, box, scrib
 dock, its tests and the screenshots take every entry."""
 
 
-TAB_LABELS = {"Predict & evaluate": "Predict"}
-"""Shorter tab labels where the title would not let all six tabs fit a 430 px dock (the tab bar scrolled)."""
+TAB_LABELS = {"Predict & evaluate": "Predict", "Preprocess": "Prep"}
+"""Shorter tab labels where the title would not let all seven tabs fit a 430 px dock (the tab bar scrolled: with
+Prompts added, Classify was cut to "Cl"); each tab's tooltip keeps the whole title."""
 
 
 def scrollable(widget: QWidget, area: QScrollArea | None = None) -> QScrollArea:
