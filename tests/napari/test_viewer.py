@@ -250,10 +250,9 @@ def test_steps_opened_as_docks_of_their_own_scroll_and_fit_a_laptop_screen(make_
     from napari_volseg._napari.widgets import PredictWidget, TrainWidget
 
     viewer = make_napari_viewer(show=True)
-    window = viewer.window._qt_window
-    window.resize(1366, 768)
     _, train = viewer.window.add_plugin_dock_widget("napari-volseg", "Train")
     _, predict = viewer.window.add_plugin_dock_widget("napari-volseg", "Predict & evaluate")
+    window = train.window()  # napari's main window, through Qt's public API (not napari's private _qt_window)
     window.resize(1366, 768)
     qtbot.wait(200)
     assert isinstance(train.step_widget, TrainWidget) and isinstance(predict.step_widget, PredictWidget)
