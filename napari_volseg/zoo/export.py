@@ -113,6 +113,24 @@ def description(checkpoint: ckpt.Checkpoint, files: dict[str, str]) -> dict:
             "how": post.describe(checkpoint.postprocess),
         },
     }
+    if checkpoint.interactive is not None:  # a promptable net: its input is the prompts' channels on a region
+        settings = checkpoint.interactive
+        info["interactive"] = settings
+        info.pop("sliding_window")
+        info["input"] = (
+            f"float32 (n, {len(settings.get('channels', []))}, g, g, g), g = interactive.grid: the channels "
+            f"{settings.get('channels')} on a cube around the prompts; z, y, x in LPS+ order"
+        )
+        info["steps"] = [
+            "load the image in LPS+ (z, y, x) order",
+            "region: the box of the object's prompts and current mask, grown by max(15 %, 6 mm) a side, made a cube "
+            "in mm of at least interactive.min_extent_mm and at most interactive.max_extent_mm, inside the scan",
+            "resample the region to the grid (trilinear); channel 0 the region z-scored by its own mean and std; "
+            "channels 1 and 2 balls of interactive.click_radius grid voxels at positive and negative clicks (and "
+            "scribbled voxels); channel 3 the box filled on its slice; channel 4 the current mask resampled",
+            "logits (2 classes) back to the region (trilinear), foreground where class 1 wins; paste into the mask",
+        ]
+        info.pop("postprocess")
     if checkpoint.locator is not None:
         loc = checkpoint.locator
         info["locator"] = {

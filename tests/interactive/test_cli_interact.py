@@ -203,3 +203,11 @@ def test_promptable_models_are_listed_apart_and_refused_where_a_scan_is_segmente
     assert "is a promptable model" in err and len(err.splitlines()) == 1
     s = open_interactive("my-interactive", path)  # by name, through the zoo
     assert s.click((12, 24, 24)).shape == SHAPE
+
+
+def test_a_promptable_model_exports_with_its_prompt_encoding(promptable, tmp_path):
+    out = tmp_path / "prompt.pt"
+    assert main(["export", "--model", str(promptable), "--format", "torchscript", "--out", str(out)]) == 0
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["interactive"]["grid"] == 32 and info["interactive"]["channels"][0] == "image"
+    assert "sliding_window" not in info and any("channel 4 the current mask" in step for step in info["steps"])
