@@ -73,6 +73,29 @@ def in_the_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, rounds
                 _ball(x[i, 1 if click.positive else 2], np.asarray(click.zyx, dtype=float))
 
 
+def seed_from_segmenter(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Start a promptable net from a task's segmentation net of the same architecture: every tensor that fits is
+    copied; the first convolution takes the image weights for channel 0 and zeros for the prompt channels (so the
+    net first answers as the task model does and learns what the prompts add); a head for other classes starts
+    fresh. Returns the names copied."""
+    own = model.state_dict()
+    copied = []
+    for name, value in state.items():
+        if name not in own:
+            continue
+        target = own[name]
+        if target.shape == value.shape:
+            own[name] = value.to(target.dtype).clone()
+        elif target.ndim == 5 and value.ndim == 5 and target.shape[0] == value.shape[0] and value.shape[1] == 1:
+            own[name] = torch.zeros_like(target)
+            own[name][:, :1] = value.to(target.dtype)
+        else:
+            continue
+        copied.append(name)
+    model.load_state_dict(own)
+    return copied
+
+
 class InteractiveTrainer:
     """Trains a promptable net for ``minutes`` and saves it at ``out``; :meth:`run` yields the engine's events
     (Started, Step, Validated: Dice after 3 simulated clicks per held-out structure, Finished), so the CLI and the
@@ -114,8 +137,10 @@ class InteractiveTrainer:
         settings = self.settings
         config = model_config(MODEL_PRESET, in_channels=len(settings.channels), num_classes=2)
         model = build_model(config)
-        if self.warm is not None:
+        if self.warm is not None and self.warm.interactive is not None:
             model.load_state_dict(self.warm.state)
+        elif self.warm is not None:
+            seed_from_segmenter(model, self.warm.state)
         model = model.to(memory_format=torch.channels_last_3d).train()
         loss_fn = make_loss("dicece")
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=1e-4)

@@ -280,3 +280,21 @@ def test_merge_never_overwrites_a_finished_object():
     assert (took[1:, 2:6, 2:6] == 1).all() and (took[0] == 2).all()
     back = merge(took, sparse, after, nothing, 1, free=(0, 255))
     assert np.array_equal(back, sparse)  # left voxels are unlabelled again, not background
+
+
+def test_a_promptable_net_starts_answering_as_its_task_model_does():
+    from napari_volseg.interactive.train import seed_from_segmenter
+    from napari_volseg.models import build_model
+    from napari_volseg.models.registry import model_config
+
+    torch.manual_seed(0)
+    task_net = build_model(model_config("cpu-lean", in_channels=1, num_classes=2)).eval()
+    prompt_net = build_model(model_config("cpu-lean", in_channels=5, num_classes=2)).eval()
+    copied = seed_from_segmenter(prompt_net, task_net.state_dict())
+    assert "down.0.0.weight" in copied and len(copied) == len(task_net.state_dict())
+    image = torch.randn(1, 1, 32, 32, 32)
+    prompts = torch.cat([image, torch.zeros(1, 4, 32, 32, 32)], dim=1)
+    with torch.no_grad():
+        assert torch.allclose(task_net(image), prompt_net(prompts), atol=1e-5)
+    three = build_model(model_config("cpu-lean", in_channels=1, num_classes=3)).state_dict()
+    assert "head.weight" not in seed_from_segmenter(prompt_net, three)  # a head for other classes starts fresh
