@@ -198,6 +198,15 @@ class InteractiveSession:
         return self.result()
 
 
+def changed_box(before: np.ndarray, after: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """The smallest box holding every voxel where ``before`` and ``after`` differ; None where none does."""
+    changed = before != after
+    spans = [np.nonzero(changed.any(axis=tuple(a for a in range(3) if a != axis)))[0] for axis in range(3)]
+    if any(len(span) == 0 for span in spans):
+        return None
+    return tuple(slice(int(span[0]), int(span[-1]) + 1) for span in spans)
+
+
 def merge(
     labels: np.ndarray, under: np.ndarray, before: np.ndarray, after: np.ndarray, value: int, free=(0,)
 ) -> np.ndarray:
