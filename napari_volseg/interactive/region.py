@@ -108,8 +108,9 @@ def to_grid(array: np.ndarray, region: Region, mode: str = "trilinear") -> torch
 
 
 def from_grid(logits: torch.Tensor, region: Region) -> np.ndarray:
-    """The network's two-class logits ``(2, gz, gy, gx)`` back on the region's voxels: the object mask (bool)."""
+    """The network's two-class logits ``(2, gz, gy, gx)`` back on the region's voxels as the object's margin
+    (class 1 minus class 0, float32): the object is where it is above 0."""
     margin = (logits[1] - logits[0])[None, None].float()
     if tuple(margin.shape[2:]) != region.shape:
         margin = F.interpolate(margin, size=region.shape, mode="trilinear", align_corners=False)
-    return (margin[0, 0] > 0).numpy()
+    return margin[0, 0].numpy()

@@ -22,6 +22,45 @@ LOCAL_MM = 4.0
 """A click changes the parts of the mask it touches: the changed regions within this distance of it."""
 
 
+FOLLOW_MM = 15.0
+"""How far from a click its own threshold reaches (:func:`follow_click`)."""
+
+
+def as_margin(answer: np.ndarray) -> np.ndarray:
+    """A segmenter's answer as a margin (object above 0): float margins as they are, a bool mask as +1 / -1."""
+    answer = np.asarray(answer)
+    return np.where(answer, 1.0, -1.0).astype(np.float32) if answer.dtype == bool else answer
+
+
+def follow_click(margin: np.ndarray, prompt: p.Prompt, region: Region, spacing) -> np.ndarray:
+    """The object mask of a region's ``margin``, obeying a click the answer disagrees with.
+
+    A positive click on a voxel the answer leaves out says: this is the object, and so is every voxel near it (within
+    ``FOLLOW_MM``) and connected to it that the answer rates at least as likely; a negative click on a voxel the answer
+    keeps takes out likewise every connected voxel rated at most as likely. The click sets the threshold where it
+    lands. (The heart's promptable net, warm-started from msd-heart, left a positive click in a 5,400-voxel missed
+    part outside its mask three times running; a click is the annotator's word.)"""
+    inner = margin > 0
+    if not isinstance(prompt, p.Click):
+        return inner
+    local = np.asarray(prompt.zyx) - np.asarray(region.lo)
+    if (local < 0).any() or (local >= np.asarray(region.shape)).any():
+        return inner
+    level = float(margin[tuple(local)])
+    if (level > 0) == prompt.positive:
+        return inner
+    radius = np.ceil(FOLLOW_MM / np.asarray(spacing)).astype(int)
+    lo, hi = np.maximum(local - radius, 0), np.minimum(local + radius + 1, region.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    near = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, local, spacing, strict=True)) <= FOLLOW_MM**2
+    side = (margin[box] >= level) if prompt.positive else (margin[box] <= level)
+    labelled, _ = ndimage.label(side & near)
+    part = labelled == labelled[tuple(local - lo)]
+    inner[box] = inner[box] | part if prompt.positive else inner[box] & ~part
+    return inner
+
+
 def local_change(before: np.ndarray, after: np.ndarray, prompt: p.Prompt, region: Region, spacing) -> np.ndarray:
     """``after`` where it differs from ``before`` in a connected region touching the click, ``before`` elsewhere.
 
@@ -176,7 +215,8 @@ class InteractiveSession:
         passes = 0
         while True:
             passes += 1
-            inner = self.segmenter.segment(self.image, region, prompts, previous)
+            margin = as_margin(self.segmenter.segment(self.image, region, prompts, previous))
+            inner = margin > 0
             bigger = grown(region, self.shape)
             side_mm = max(s * sp for s, sp in zip(bigger.shape, self.spacing, strict=True))
             if (
@@ -188,6 +228,7 @@ class InteractiveSession:
             ):
                 break
             region = bigger
+        inner = follow_click(margin, prompt, region, self.spacing)
         self._push()
         mask = self.mask.copy()
         mask[region.slices] = local_change(self.mask[region.slices], inner, prompt, region, self.spacing)

@@ -54,7 +54,7 @@ class RandomWalker:
         faces[1:-1, 1:-1, 1:-1] = False
         bg |= faces & ~fg
         if not fg.any():
-            return np.zeros(region.shape, bool)
+            return np.full(region.shape, -1.0, np.float32)
         seeds[bg] = 2
         seeds[fg] = 1
         with warnings.catch_warnings():  # "probability range outside [0, 1]": the solver's tolerance, clipped below

@@ -141,7 +141,7 @@ def test_from_grid_gives_the_mask_back_on_the_regions_voxels():
     logits = torch.zeros((2, 10, 10, 10))
     logits[1, :, :5] = 5.0
     logits[0, :, 5:] = 5.0
-    mask = from_grid(logits, region)
+    mask = from_grid(logits, region) > 0
     assert mask.shape == (10, 20, 20)
     assert mask[:, :9].all() and not mask[:, 11:].any()
 
