@@ -24,6 +24,13 @@ def scan(tmp_path):
     return volumes.write_image(tmp_path / "scan.nii.gz", image, geometry_from_spacing(SHAPE, SPACING)), truth
 
 
+def interact(image, prompts, out, model="random-walker") -> int:
+    """``volseg interact`` as a user types it."""
+    return main(
+        ["interact", "--model", str(model), "--image", str(image), "--prompts", str(prompts), "--out", str(out)]
+    )
+
+
 def write_prompts(path, prompts):
     path.write_text(json.dumps(prompts))
     return path
@@ -41,12 +48,7 @@ def test_interact_replays_prompts_and_writes_the_mask_on_the_scans_grid(tmp_path
         ],
     )
     out = tmp_path / "mask.nrrd"
-    assert (
-        main(
-            ["interact", "--model", "random-walker", "--image", str(path), "--prompts", str(prompts), "--out", str(out)]
-        )
-        == 0
-    )
+    assert interact(path, prompts, out) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(":")[0] for line in lines[:4]] == ["1", "2", "3", "4"]
     assert "click + (12, 24, 24)" in lines[0] and "undo" in lines[3] and lines[-1].startswith("wrote")
@@ -73,19 +75,7 @@ def test_interact_replays_prompts_and_writes_the_mask_on_the_scans_grid(tmp_path
 def test_bad_prompts_are_one_line_and_write_nothing(tmp_path, scan, capsys, prompts, words):
     path, _ = scan
     out = tmp_path / "mask.nii.gz"
-    code = main(
-        [
-            "interact",
-            "--model",
-            "random-walker",
-            "--image",
-            str(path),
-            "--prompts",
-            str(write_prompts(tmp_path / "p.json", prompts)),
-            "--out",
-            str(out),
-        ]
-    )
+    code = interact(path, str(write_prompts(tmp_path / "p.json", prompts)), str(out), "random-walker")
     err = capsys.readouterr().err.strip()
     assert code == 1 and words in err and len(err.splitlines()) == 1
     assert not out.exists()
@@ -96,39 +86,9 @@ def test_interact_refuses_a_task_model_and_an_unwritable_output_first(
 ):
     path, _ = scan
     prompts = write_prompts(tmp_path / "p.json", [{"click": [12, 24, 24]}])
-    assert (
-        main(
-            [
-                "interact",
-                "--model",
-                str(tiny_checkpoint),
-                "--image",
-                str(path),
-                "--prompts",
-                str(prompts),
-                "--out",
-                str(tmp_path / "m.nii.gz"),
-            ]
-        )
-        == 1
-    )
+    assert interact(path, str(prompts), str(tmp_path / "m.nii.gz"), str(tiny_checkpoint)) == 1
     assert "segmentation model, not an interactive one" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "interact",
-                "--model",
-                "random-walker",
-                "--image",
-                str(path),
-                "--prompts",
-                str(prompts),
-                "--out",
-                str(unwritable_dir / "m.nii.gz"),
-            ]
-        )
-        == 1
-    )
+    assert interact(path, str(prompts), str(unwritable_dir / "m.nii.gz"), "random-walker") == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
