@@ -7,6 +7,7 @@ and adds the layers on the GUI thread from the finished arrays. When the user as
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 from collections.abc import Callable
@@ -75,14 +76,17 @@ def refill(layer, data, kwargs: dict) -> None:
     full garbage collection and a new layer builds its canvas node, each hundreds of ms on the GUI thread.
 
     napari re-slices and redraws the layer on every ``scale``, ``translate`` and ``data`` assignment (about 10 ms each
-    on the heart under Mesa, cProfile): an unchanged transform is not assigned (the cases of one task share theirs).
-    napari's private ``Layer._block_refresh``, which held the refresh of changed ones, is not used: napari warns it
-    goes in 0.10, and only a case of another spacing pays the extra refresh."""
+    on the heart under Mesa, cProfile): an unchanged transform is not assigned, and changed ones are assigned with the
+    layer's own refresh held (napari's ``Layer._block_refresh``, where it has one), so the ``data`` assignment's
+    refresh is the layer's only one. (A transform that moves the viewer's dims range can still make the viewer
+    re-slice its layers once more.)"""
     layer.metadata = kwargs["metadata"]
-    for name in ("scale", "translate"):
-        value = np.asarray(kwargs[name], dtype=float)
-        if value.shape != np.shape(getattr(layer, name)) or not np.allclose(value, getattr(layer, name)):
-            setattr(layer, name, value)
+    hold = getattr(layer, "_block_refresh", None)
+    with hold() if callable(hold) else contextlib.nullcontext():
+        for name in ("scale", "translate"):
+            value = np.asarray(kwargs[name], dtype=float)
+            if value.shape != np.shape(getattr(layer, name)) or not np.allclose(value, getattr(layer, name)):
+                setattr(layer, name, value)
     layer.data = data
     layer.name = kwargs["name"]
     if "contrast_limits_range" in kwargs:
