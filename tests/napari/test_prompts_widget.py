@@ -147,3 +147,13 @@ def test_every_tab_label_fits_the_dock_at_its_default_width(make_napari_viewer, 
     needed = sum(bar.tabRect(i).width() for i in range(bar.count()))
     width = dock.sizeHint().width()  # what the dock gets beside the canvas on a 1366 px screen
     assert needed <= width, f"the tab bar needs {needed} px of {width}: it scrolls"
+
+
+def test_the_model_follows_the_sessions_model_to_its_promptable_companion(prompts):
+    from napari_volseg.zoo.registry import resolve
+
+    viewer, widget, _ = prompts
+    widget.session.set_checkpoint(resolve("msd-hippocampus"))
+    assert widget.model.currentText() == "msd-hippocampus-interactive"
+    widget.session.set_checkpoint(resolve("msd-heart"))
+    assert widget.model.currentText() == "msd-heart-interactive"

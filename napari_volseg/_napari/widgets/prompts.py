@@ -13,6 +13,7 @@ Where the annotation already holds the object's value (a prediction), the prompt
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 from napari.utils.notifications import show_info
@@ -107,6 +108,7 @@ class PromptsWidget(QWidget):
         napari_viewer.layers.events.inserted.connect(lambda e: self.refresh_images())
         napari_viewer.layers.events.removed.connect(lambda e: self.refresh_images())
         self.session.case_opened.connect(self.follow_case)
+        self.session.checkpoint_changed.connect(lambda path: self.follow_model())
         for action, key in KEYS.items():
             handler = self.undo if action == "undo" else (lambda a=action: self.tool(a, 1))
             napari_viewer.bind_key(key, lambda viewer, h=handler: h(), overwrite=True)
@@ -132,6 +134,18 @@ class PromptsWidget(QWidget):
         if chosen:
             self.image.setCurrentText(chosen)
         self.image.blockSignals(False)
+
+    def follow_model(self) -> None:
+        """The session's model changed (msd-hippocampus chosen, or a fine-tuned version): choose its promptable
+        companion where the zoo has one (``msd-hippocampus-interactive``)."""
+        checkpoint = self.session.checkpoint
+        if checkpoint is None:
+            return
+        stem = Path(checkpoint).name.removesuffix(".safetensors")
+        names = [self.model.itemText(i) for i in range(self.model.count())]
+        companion = next((n for n in (f"{stem}-interactive", f"{stem.split('.')[0]}-interactive") if n in names), None)
+        if companion is not None:
+            self.model.setCurrentText(companion)
 
     def follow_case(self, case_id: str) -> None:
         """A task case opened (Data, Predict or Annotate): prompts go on its image."""
