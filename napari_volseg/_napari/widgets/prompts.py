@@ -1,13 +1,11 @@
 """Prompts: click, box and scribble an object in napari and get its whole 3D mask back, in a worker.
 
-Only translation between napari's layers and :mod:`napari_volseg.interactive`: positive and negative clicks are two
-Points layers (``prompts +``, ``prompts −``: two layers, so napari's own add tool places them and each keeps its
-colour; a property would need a mode switch per click), a box is a rectangle on the current slice of a Shapes layer
-(``prompt box``), scribbles are painted with napari's brush on a Labels layer (``prompt scribbles``: 1 object,
-2 background). Each new prompt is answered in a worker (one at a time, the next ones queued) and the object's mask
-is written into the annotation layer, the ``<case> annotation`` of the Annotate tab when a case is open (so Accept,
-Undo accept and Fine-tune work unchanged), else ``<image> annotation``. Other objects' voxels are never overwritten.
-Where the annotation already holds the object's value (a prediction), the prompts correct it.
+Only translation between napari's layers and :mod:`napari_volseg.interactive`: clicks on two Points layers
+(``prompts +``, ``prompts −``: napari's add tool places either with no mode switch, each keeps its colour), a box on
+a Shapes layer's current slice (``prompt box``), scribbles with napari's brush (``prompt scribbles``: 1 object, 2
+background). Prompts are answered in a worker, one at a time, into the Annotate tab's ``<case> annotation`` when a
+case is open (Accept, Undo accept, Fine-tune unchanged), else ``<image> annotation``; other objects stay as they are,
+and a prediction already there is corrected.
 """
 
 from __future__ import annotations
@@ -28,6 +26,9 @@ from napari_volseg._napari.widgets.common import button_row, compact
 POSITIVE, NEGATIVE, BOX, SCRIBBLES = "prompts +", "prompts −", "prompt box", "prompt scribbles"
 KEYS = {"positive": "Shift-P", "negative": "Shift-N", "box": "Shift-B", "scribble": "Shift-S", "undo": "Shift-Z"}
 NO_IMAGE = "no image to prompt on: open a scan or a task case first"
+HINTS = {"positive": "click inside the object", "negative": "click where the mask should not be",
+         "box": "draw a rectangle around the object on this slice", "scribble": "paint over the object",
+         "erase": "paint over background the mask covers"}  # fmt: skip
 
 
 def promptable_models() -> list[str]:
@@ -113,8 +114,6 @@ class PromptsWidget(QWidget):
             handler = self.undo if action == "undo" else (lambda a=action: self.tool(a, 1))
             napari_viewer.bind_key(key, lambda viewer, h=handler: h(), overwrite=True)
         self.refresh_images()
-
-    # -- layers -----------------------------------------------------------------------------------------------------
 
     def image_layers(self) -> list:
         from napari.layers import Image
@@ -219,16 +218,7 @@ class PromptsWidget(QWidget):
             layer.mode = "paint"
         else:
             layer.mode = "add"
-        self.status.setText(
-            {
-                "positive": "click inside the object",
-                "negative": "click where the mask should not be",
-                "box": "draw a rectangle around the object on this slice",
-                "scribble": "paint over the object" if paint == 1 else "paint over background the mask covers",
-            }[which]
-        )
-
-    # -- prompts in -------------------------------------------------------------------------------------------------
+        self.status.setText(HINTS[which if which != "scribble" or paint == 1 else "erase"])
 
     def placed_prompt(self, name: str, event=None) -> None:
         """A prompt layer's data changed: answer the prompts added since (napari says "adding" before a point or
@@ -270,8 +260,6 @@ class PromptsWidget(QWidget):
             return
         self.queue.append((prompt, marker))
         self.pump()
-
-    # -- answering --------------------------------------------------------------------------------------------------
 
     def pump(self) -> None:
         if self.worker is not None or not self.queue:
