@@ -20,7 +20,7 @@ from scipy import ndimage
 from napari_volseg.interactive import simulate as sim
 from napari_volseg.interactive.encode import CHANNELS, _ball, _voxels
 from napari_volseg.interactive.prompts import Box, Click
-from napari_volseg.interactive.region import Region, choose, to_grid, zscore
+from napari_volseg.interactive.region import choose, to_grid, zscore
 
 
 @dataclass
@@ -210,11 +210,6 @@ def _box_on_grid(channel: torch.Tensor, truth: np.ndarray, rng: np.random.Genera
     y0, x0 = max(int(ys.min()) + jitter[0], 0), max(int(xs.min()) + jitter[1], 0)
     y1, x1 = int(ys.max()) + jitter[2], int(xs.max()) + jitter[3]
     channel[z, y0 : max(y1 + 1, y0 + 1), x0 : max(x1 + 1, x0 + 1)] = 1.0
-
-
-def grid_region(structure: Structure, region: Region) -> np.ndarray:
-    """The structure's mask on a region's grid (tests and the bench check what the net was shown)."""
-    return to_grid(structure.mask.astype(np.float32), region).numpy() > 0.5
 
 
 __all__ = ["Box", "Click", "Structure", "sample", "structures_of_task", "synthetic_structures"]

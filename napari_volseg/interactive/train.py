@@ -1,6 +1,6 @@
 """Training a promptable net on simulated interactions, for a time budget, and checking it as the bench does.
 
-:func:`train` draws :func:`~napari_volseg.interactive.data.sample` batches from the structures, trains the CPU-lean
+:class:`InteractiveTrainer` draws :func:`~napari_volseg.interactive.data.sample` batches from the structures, trains the CPU-lean
 U-Net with five input channels (Dice + cross-entropy, AdamW, cosine decay over the budget), and ends with the
 simulated annotator on held-out structures (Dice after 1 and 3 clicks), written into the checkpoint's settings.
 :func:`finetune` continues a promptable checkpoint on accepted cases (with a replay of what it learnt before).
@@ -220,11 +220,6 @@ class InteractiveTrainer:
             interactive=final.to_dict(),
         )
         yield ev.Finished(step, mean, path, None, self.stopping, time.perf_counter() - start, history)
-
-
-def train(structures, held_out, out, **kwargs) -> Iterator[ev.Event]:
-    """Train for ``minutes`` (keyword) and save at ``out``: :class:`InteractiveTrainer`'s events."""
-    return InteractiveTrainer(structures, held_out, out, **kwargs).run()
 
 
 HELD_OUT_STRUCTURES = 8
