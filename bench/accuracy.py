@@ -44,13 +44,14 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_volseg import events as ev
 from napari_volseg import metrics
 from napari_volseg import postprocess as post
+from napari_volseg.config import DEFAULT_PRESET, Preset, load_preset
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine import events as ev
-from napari_volseg.engine.config import Preset, load_preset
+from napari_volseg.engine.infer import Predictor
 from napari_volseg.engine.predict import predict_cases
-from napari_volseg.engine.train import Trainer
+from napari_volseg.engine.trainer import Trainer
 from napari_volseg.io import decathlon
 from napari_volseg.outputs import atomic_write, check_writable
 from napari_volseg.zoo.card import TRAINED_BY_KEY, copy_checkpoint
@@ -94,7 +95,7 @@ def evaluate(path: Path | ckpt.Checkpoint, task: decathlon.Task, cases: list, **
     checkpoint = path if isinstance(path, ckpt.Checkpoint) else ckpt.load(path)
     decision = checkpoint.postprocess
     rows = []
-    for event in predict_cases(checkpoint, task, cases, postprocess=False, **overrides):
+    for event in predict_cases(Predictor(checkpoint, postprocess=False, **overrides), task, cases):
         result = event.result
         truth = task.case(result.case).load_label()
         final = post.apply(result.labels, decision)
@@ -254,7 +255,7 @@ def summarise(runs: list[dict], target: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="fast-cpu")
+    parser.add_argument("--preset", default=DEFAULT_PRESET)
     parser.add_argument("--tasks", default="heart,hippo", help="heart, hippo or both (comma-separated)")
     parser.add_argument("--minutes", default=None, help="budgets, one run each (default: heart 20, hippocampus 10)")
     parser.add_argument("--steps", type=int, default=None, help="a step budget (locator + main) instead of minutes")

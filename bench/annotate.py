@@ -28,22 +28,22 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_volseg import events as ev
 from napari_volseg import metrics
 from napari_volseg.annotate.accept import accept
 from napari_volseg.annotate.edits import edit_stats
 from napari_volseg.annotate.finetune import finetuner
 from napari_volseg.annotate.sparse import keep_slices
 from napari_volseg.annotate.uncertainty import rank_cases
-from napari_volseg.engine import events as ev
-from napari_volseg.engine.config import FinetuneConfig, load_preset
+from napari_volseg.config import DEFAULT_PRESET, FinetuneConfig, load_preset
 from napari_volseg.engine.infer import Predictor
-from napari_volseg.engine.train import Trainer
+from napari_volseg.engine.trainer import Trainer
 from napari_volseg.io import decathlon, nifti
 from napari_volseg.io.new_task import write_task_from_files
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TASKS = {"heart": "Task02_Heart", "hippo": "Task04_Hippocampus"}
-PRESET = "fast-cpu"
+PRESET = DEFAULT_PRESET
 
 
 def build_task(folder: Path, source: decathlon.Task, labelled: dict, unlabelled: list) -> decathlon.Task:

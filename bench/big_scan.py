@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from napari_volseg.config import DEFAULT_PRESET
+
 VOLSEG = str(Path(sys.executable).with_name("volseg"))
 
 
@@ -67,7 +69,7 @@ def main(argv=None) -> int:
                 "--data",
                 str(task),
                 "--preset",
-                "fast-cpu",
+                DEFAULT_PRESET,
                 "--out",
                 str(model),
                 "--minutes",

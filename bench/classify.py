@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
+from napari_volseg import events as ev
 from napari_volseg.classify.config import classify_preset
 from napari_volseg.classify.train import ClassifierTrainer
-from napari_volseg.engine import events as ev
-from napari_volseg.engine.infer import set_threads
+from napari_volseg.engine.device import set_threads
 from napari_volseg.models.registry import build_model, classifier_config, count_parameters
 
 
@@ -66,7 +66,7 @@ def run(name: str, minutes: float, epochs: int | None, limit: int | None, thread
         "test_volumes": len(started.val_cases),
         "seconds": round(finished.seconds, 1),
         "seconds_per_epoch": round(finished.seconds / max(epochs_done, 1e-9), 1),
-        "test_accuracy": round(finished.best_dice, 4),
+        "test_accuracy": round(finished.accuracy, 4),
         "curve": curve,
         "data": trainer.source.description,
     }

@@ -1,7 +1,7 @@
 """The Train button's first minutes: held-out Dice of the model Stop would leave after 1, 2, 3, 5 and 10 minutes.
 
 Each run is the Train tab's: its default preset (``fast-cpu``, 10 minutes, validation cases chosen by the split owner,
-20 %), trained by :class:`~napari_volseg.engine.train.Trainer` as the button's worker drives it, from a cold
+20 %), trained by :class:`~napari_volseg.engine.trainer.Trainer` as the button's worker drives it, from a cold
 preprocessing cache (a first press). The clock starts when the run starts (preparing the cases counts). At each
 mark the run's model file (what Stop would leave at that moment: the best validated weights, a cascade's coarse
 locator until its main net validates better) is copied aside; afterwards every copy is scored on cases the run
@@ -31,11 +31,11 @@ from pathlib import Path
 
 from accuracy import SHARED, evaluate, peak_rss_gb
 
+from napari_volseg import events as ev
+from napari_volseg.config import DEFAULT_PRESET, load_preset
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine import events as ev
-from napari_volseg.engine.config import load_preset
 from napari_volseg.engine.quality import of_file
-from napari_volseg.engine.train import Trainer
+from napari_volseg.engine.trainer import Trainer
 from napari_volseg.io import decathlon, synthetic
 from napari_volseg.outputs import atomic_write, check_writable
 from napari_volseg.zoo.registry import resolve
@@ -132,7 +132,7 @@ def main() -> int:
     parser.add_argument("--splits", default="0,1")
     parser.add_argument("--start", default="scratch,warm")
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--preset", default="fast-cpu", help="the Train tab's default, or another to compare")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help="the Train tab's default, or another to compare")
     parser.add_argument("--marks", default="1,2,3,5,10")
     parser.add_argument("--data", type=Path, default=SHARED)
     parser.add_argument("--out", type=Path, default=None)

@@ -121,9 +121,9 @@ def main() -> int:
     import napari
 
     from napari_volseg._napari.preferences import claim_reader_preference
-    from napari_volseg._napari.sample_data import synthetic_task_dir
     from napari_volseg._napari.widgets import VolsegDock
     from napari_volseg.io import decathlon, synthetic
+    from napari_volseg.io.synthetic import synthetic_task_dir
 
     viewer = napari.Viewer(show=True)
     viewer.window.set_geometry(0, 0, 1366, 768)

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from napari_volseg.engine import events as ev
-from napari_volseg.engine.config import load_preset
-from napari_volseg.engine.infer import resolve_device, set_threads
-from napari_volseg.engine.train import Trainer
+from napari_volseg import events as ev
+from napari_volseg.config import DEFAULT_PRESET, load_preset
+from napari_volseg.engine.device import resolve_device, set_threads
+from napari_volseg.engine.trainer import Trainer
 from napari_volseg.io import decathlon, synthetic
 from napari_volseg.losses import make_loss
 from napari_volseg.models import build_model, model_config
@@ -81,7 +81,7 @@ def trainer_loop(name: str, patch, batch: int, steps: int, device: str, folder: 
         shape=(max(patch[0], 32), max(patch[1], 96), max(patch[2], 96)), spacing=(2.0, 1.5, 1.5)
     )
     task = decathlon.load_task(synthetic.write_task(folder / "task", cases=4, kind="ct", spec=spec))
-    preset = load_preset("fast-cpu").with_overrides(
+    preset = load_preset(DEFAULT_PRESET).with_overrides(
         epochs=1,
         iterations_per_epoch=steps + 2,
         patch_size=tuple(patch),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_volseg import paths
-from napari_volseg.engine.events import Progress
+from napari_volseg.events import Progress
 from napari_volseg.io.decathlon import Case
 from napari_volseg.planning import Plan
 from napari_volseg.preprocess import Box, Prepared, apply

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_volseg import overview, paths
+from napari_volseg import config, overview
 from napari_volseg.io import decathlon
 from napari_volseg.outputs import atomic_write, check_writable
 
@@ -24,7 +24,7 @@ def demo_task(data: Path | None = None, kind: str = "ct", cases: int = 8) -> dec
     """The task the demo works on: ``data`` if given, else the cached synthetic task."""
     if data is not None:
         return decathlon.load_task(data)
-    from napari_volseg._napari.sample_data import synthetic_task_dir
+    from napari_volseg.io.synthetic import synthetic_task_dir
 
     return decathlon.load_task(synthetic_task_dir(kind, cases))
 
@@ -34,15 +34,16 @@ def run_headless(
     data: Path | None = None,
     kind: str = "ct",
     minutes: float | None = None,
-    preset: str = paths.DEFAULT_PRESET,
+    preset: str = config.DEFAULT_PRESET,
     log=print,
 ) -> dict:
     """Train ``preset`` for ``minutes`` on the demo task, predict its validation cases, write the results."""
-    from napari_volseg.engine import events as ev
-    from napari_volseg.engine.config import load_preset
+    from napari_volseg import events as ev
+    from napari_volseg.config import load_preset
     from napari_volseg.engine.predict import predict_cases
-    from napari_volseg.engine.train import Trainer
+    from napari_volseg.engine.trainer import Trainer
     from napari_volseg.errors import VolsegError
+    from napari_volseg.zoo.backend import open_model
 
     started = time.perf_counter()
     check_writable(out, folder=True, what="demo output folder")
@@ -60,7 +61,7 @@ def run_headless(
         elif isinstance(event, ev.Finished):
             finished = event
     rows, shot = [], None
-    for event in predict_cases(finished.best_path, task, trainer.split.val):
+    for event in predict_cases(open_model(finished.best_path), task, trainer.split.val):
         result = event.result
         names = [task.labels.get(s.label, str(s.label)) for s in result.scores]
         rows.append(

@@ -15,7 +15,7 @@ import numpy as np
 from napari_volseg import metrics
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon, volumes
-from napari_volseg.outputs import atomic_write
+from napari_volseg.outputs import atomic_write, check_writable
 
 ROW_FIELDS = ("case", "label", "name", "dice", "hd95", "empty", "pred_ml", "true_ml")
 """The columns of a result row: one row per case and foreground class (HD95 in mm, volumes in mL)."""
@@ -46,7 +46,7 @@ class CaseResult:
     """The model was trained on this case (its checkpoint lists it): its Dice says little about unseen scans. None:
     nobody can say (a scan dropped without a task: a checkpoint lists its training cases by task)."""
     model: str = ""
-    """The model that predicted it (:func:`~napari_volseg.engine.predict.model_id`: its checkpoint file, resolved)."""
+    """The model that predicted it (:class:`~napari_volseg.engine.checkpoint.Provenance`: its checkpoint file, resolved)."""
 
 
 def score_rows(case: str, scores: list[metrics.ClassScore], names: dict[int, str]) -> list[dict]:
@@ -152,3 +152,52 @@ def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
             writer.writerows(rows)
 
     return atomic_write(path, write)
+
+
+def mean_text(results: list[CaseResult]) -> str:
+    """One line of means: the mean Dice over the scored cases the model never trained on, and apart from it the mean
+    over the cases it did train on (a shipped model scored on its own training cases reads too high)."""
+    scored = [(metrics.mean_dice(r.scores), r.trained_on) for r in results if r.scores]
+    unseen = [d for d, trained in scored if not trained]
+    seen = [d for d, trained in scored if trained]
+    if not seen:
+        return f"mean Dice over {len(unseen)} case(s): {np.mean(unseen):.4f}" if unseen else ""
+    text = f"mean Dice over {len(unseen)} case(s) it never trained on: {np.mean(unseen):.4f}; over" if unseen else ""
+    return (text or "mean Dice over") + f" its {len(seen)} training case(s) (*): {np.mean(seen):.4f}"
+
+
+def table_values(result: CaseResult, labels: list[int]) -> list[tuple[float, int]]:
+    """A result's row of numbers with their decimals: Dice per class, HD95 (mm) per class, predicted and true mL."""
+    by_label = {s.label: s for s in result.scores}
+    nan = float("nan")
+    values = [(by_label[k].dice if k in by_label else nan, 4) for k in labels]
+    values += [(by_label[k].hd95 if k in by_label else nan, 2) for k in labels]
+    values.append((sum(s.pred_ml for s in result.scores) if result.scores else nan, 1))
+    values.append((sum(s.true_ml for s in result.scores) if result.scores else nan, 1))
+    return values
+
+
+NOTHING_TO_SAVE = "no predictions to save yet: predict first"
+NOTHING_TO_EXPORT = "nothing to export yet: predict cases with ground truth first"
+"""What saving predictions and exporting scores say with nothing to write."""
+
+
+def write_predictions(results: list[CaseResult], folder: str | os.PathLike) -> list[Path]:
+    """Each prediction as ``folder/<case>.<ext>`` in its scan's own format and geometry (NIfTI for a DICOM series);
+    the folder is checked, and an empty list is one line, before any file is written."""
+    folder = check_writable(folder, folder=True, what="prediction folder")
+    if not results:
+        raise VolsegError(NOTHING_TO_SAVE)
+    return [
+        volumes.write_labels(folder / f"{r.case}{volumes.label_suffix(r.geometry.source_format)}", r.labels, r.geometry)
+        for r in results
+    ]
+
+
+def export_scores(results: list[CaseResult], names: dict[int, str], path: str | os.PathLike) -> tuple[Path, int]:
+    """The scores of ``results`` as CSV at ``path`` (checked first); the file and how many cases it holds."""
+    path = check_writable(path, what="CSV table")
+    rows = [row for r in results for row in result_rows(r, names)]
+    if not rows:
+        raise VolsegError(NOTHING_TO_EXPORT)
+    return write_csv(rows, path), len({row["case"] for row in rows})

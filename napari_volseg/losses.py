@@ -13,7 +13,7 @@ import torch
 from monai.losses import DeepSupervisionLoss, DiceLoss
 from torch import nn
 
-from napari_volseg.engine.config import LOSSES
+from napari_volseg.config import LOSSES
 from napari_volseg.errors import VolsegError
 from napari_volseg.preprocess import UNLABELLED
 

@@ -1,4 +1,4 @@
-"""The one home of paths and of defaults that are not training settings.
+"""The one home of paths (the settings' defaults and name lists live in :mod:`napari_volseg.config`).
 
 Every face and core module asks here; none reads ``VOLSEG_CACHE`` or spells a default itself.
 ``VOLSEG_CACHE`` moves the whole cache (preprocessed cases, training runs, downloaded models,
@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-DEFAULT_PRESET = "fast-cpu"
-"""The training preset every face starts from (CLI ``--preset``, Train and Preprocess widgets, demo)."""
 
 MSD_BASE_URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com"
 """The mirror of the Medical Segmentation Decathlon tarballs (MONAI's)."""

@@ -2,14 +2,14 @@
 
 nnU-Net's fingerprint -> planner split: :func:`statistics` reads what a plan depends on from the
 training cases once (spacing and extent from the headers; for CT the foreground intensities),
-:func:`make_plan` turns a preset's :class:`~napari_volseg.engine.config.PlanSettings` (the
-settings live with the other training settings in ``engine/config.py``, the one source of
+:func:`make_plan` turns a preset's :class:`~napari_volseg.config.PlanSettings` (the
+settings live with the other training settings in ``config.py``, the one source of
 defaults) and those statistics into a :class:`Plan`. A plan is plain data: stored in checkpoints,
 hashed for the disk cache (:mod:`napari_volseg.cache`), applied and inverted by
 :mod:`napari_volseg.preprocess`.
 
 Every plan is computed from the training split that :func:`napari_volseg.io.decathlon.training_split`
-decides (:func:`plan_task`), so ``volseg preprocess``, the Preprocess widget and the trainer agree
+decides (:func:`plan_run`), so ``volseg preprocess``, the Preprocess widget and the trainer agree
 on the plan, its hash and its cache.
 
 Two kinds of plan:
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from napari_volseg.engine.config import PlanSettings, Preset
+from napari_volseg.config import PlanSettings, Preset
 from napari_volseg.errors import SettingsError, VolsegError
 from napari_volseg.io.decathlon import Case, Task, training_split
 from napari_volseg.validation import check_fields, setting, settings_from_dict, show
@@ -242,10 +242,57 @@ def roi_extents(
     return tuple(float(e) for e in np.median(extents, axis=0))
 
 
-def plan_task(task: Task, preset: Preset) -> tuple[Plan, bool]:
-    """The plan ``preset`` prepares whole volumes of ``task`` with, computed from its training split,
-    and whether training will run a cascade (the plan is then its locator's)."""
-    split = training_split(task, preset.train)
-    stats = statistics(task, split.train, measures_intensities(task, preset.plan))
+def stage_presets(preset: Preset) -> tuple[Preset, Preset]:
+    """A cascade's locator and main-net presets: the locator's coarse plan settings, and the time (or epochs) split
+    between the two by ``locator_fraction``."""
+    s, t = preset.plan, preset.train
+    frac = s.locator_fraction
+    locator = replace(
+        preset,
+        plan=locator_settings(s),
+        train=replace(t, minutes=t.minutes * frac if t.minutes else None, epochs=max(1, round(t.epochs * frac))),
+    )
+    main = replace(
+        preset,
+        train=replace(
+            t, minutes=t.minutes * (1 - frac) if t.minutes else None, epochs=max(1, t.epochs - round(t.epochs * frac))
+        ),
+    )
+    return locator, main
+
+
+def time_share(preset: Preset, stage: str, cascade: bool) -> float:
+    """The share of a run's time budget that ``stage`` (``"locator"`` or ``""``, the main net) gets."""
+    if not cascade:
+        return 1.0
+    return preset.plan.locator_fraction if stage == "locator" else 1.0 - preset.plan.locator_fraction
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run of a preset on a task trains: one net, or a cascade of a locator and a main net."""
+
+    cascade: bool
+    plan: Plan
+    """The plan whole volumes are prepared with (a cascade's: its locator's; the regions are cut while training)."""
+    stages: tuple[tuple[str, Preset, float], ...]
+    """``(stage, preset, time share)`` in order: ``("locator", ..., 0.2), ("", ..., 0.8)``, or ``("", preset, 1)``."""
+
+
+def plan_run(task: Task, preset: Preset, split=None, stats: TaskStatistics | None = None) -> RunPlan:
+    """The one planning entry point: from ``split``'s training cases (default: the preset's
+    :func:`~napari_volseg.io.decathlon.training_split`), the cascade decision, the whole-volume plan and the stages
+    with their presets and time shares. ``volseg preprocess``, the Preprocess tab and the trainer ask it."""
+    if stats is None:
+        split = split if split is not None else training_split(task, preset.train)
+        stats = statistics(task, split.train, measures_intensities(task, preset.plan))
     cascade = needs_cascade(preset.plan, stats)
-    return make_plan(whole_volume_settings(preset.plan, stats), stats), cascade
+    plan = make_plan(whole_volume_settings(preset.plan, stats), stats)
+    if not cascade:
+        return RunPlan(False, plan, (("", preset, 1.0),))
+    locator, main = stage_presets(preset)
+    return RunPlan(
+        True,
+        plan,
+        (("locator", locator, time_share(preset, "locator", True)), ("", main, time_share(preset, "", True))),
+    )

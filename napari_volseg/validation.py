@@ -44,6 +44,40 @@ def setting(default: object, help: str, **rules: object) -> object:
     return dataclasses.field(default=default, metadata={"help": help, **rules})
 
 
+def describe(field: dataclasses.Field, choices: tuple | None = None) -> str:
+    """A setting's one-line help with its bounds and choices (or the narrower ``choices`` a face offers: this
+    machine's devices): the form's tooltip and the CLI flag's help alike."""
+    meta = {**(field.metadata or {}), **({"choices": choices} if choices else {})}
+    rules = []
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None or hi is not None:
+
+        def bound(x) -> str:
+            return "(" + ", ".join(map(_number, x)) + ")" if isinstance(x, (list, tuple)) else _number(x)
+
+        low = f"{bound(lo)} {'<' if meta.get('min_exclusive') else '<='} " if lo is not None else ""
+        high = f" {'<' if meta.get('max_exclusive') else '<='} {bound(hi)}" if hi is not None else ""
+        rules.append(f"{low}value{high}")
+    if meta.get("choices"):
+        rules.append("one of " + ", ".join(map(str, meta["choices"])))
+    text = str(meta.get("help", ""))
+    return f"{text} ({'; '.join(rules)})" if rules else text
+
+
+def unwrap_optional(annotation) -> tuple[object, bool]:
+    """``(T, True)`` for a setting typed ``T | None``, else ``(annotation, False)``."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(annotation)) == 2:
+            return args[0], True
+    return annotation, False
+
+
+def setting_types(cls: type) -> dict[str, object]:
+    """The resolved type of each field of settings dataclass ``cls``."""
+    return _hints(cls)
+
+
 @functools.cache
 def _hints(cls: type) -> dict[str, object]:
     return typing.get_type_hints(cls)

@@ -75,7 +75,7 @@ def main() -> int:
 
 def segmentation_and_classify(viewer, dock, args) -> None:
     """The Data, Preprocess, Train, Predict & evaluate and Classify shots (and predict-heart with a heart model)."""
-    from napari_volseg._napari.sample_data import synthetic_task_dir
+    from napari_volseg.io.synthetic import synthetic_task_dir
 
     data, pre, train, predict, classify = (
         dock.widgets[t] for t in ("Data", "Preprocess", "Train", "Predict & evaluate", "Classify")
@@ -160,8 +160,8 @@ def annotate(viewer, dock, size: str) -> None:
     as a careful user would paint it."""
     import tempfile
 
-    from napari_volseg.engine.config import load_preset
-    from napari_volseg.engine.train import Trainer
+    from napari_volseg.config import load_preset
+    from napari_volseg.engine.trainer import Trainer
     from napari_volseg.io import decathlon, synthetic
 
     root = synthetic.write_task(Path(tempfile.mkdtemp()) / "Task97_Annotate", cases=6, kind="mri", test_cases=5)

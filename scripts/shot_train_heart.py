@@ -13,7 +13,7 @@ import time
 import napari
 from screenshots import HEART, shot, wait_for
 
-from napari_volseg.engine import events as ev
+from napari_volseg import events as ev
 
 
 def main() -> int:

@@ -33,6 +33,8 @@ def pytest_collection_modifyitems(config, items):
     """Pre-flight: when Qt cannot start (no display, or a missing xcb library), the Qt tests are skipped with one
     line naming the cause, instead of the first of them aborting the whole run."""
     needs_qt = [item for item in items if QT_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    for item in needs_qt:  # a viewer or a widget: not for the fast selection (`pytest -m "not slow"`)
+        item.add_marker(pytest.mark.slow)
     if not needs_qt or not os.environ.get("DISPLAY"):
         return
     from napari_volseg._napari.qt_check import probe_qt
@@ -77,7 +79,7 @@ def train_ct_task(tmp_path_factory) -> Path:
 
 def quick_preset(**train):
     """fast-cpu shrunk for tests: whole-volume patches, validation every 2 epochs of 10 steps."""
-    from napari_volseg.engine.config import load_preset
+    from napari_volseg.config import load_preset
 
     settings = {
         "patch_size": (16, 64, 64),
@@ -104,7 +106,7 @@ def annotate_task(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A model trained for 8 steps on a tiny task (4 labelled cases, 1 validating): weights to start from."""
-    from napari_volseg.engine.train import Trainer
+    from napari_volseg.engine.trainer import Trainer
     from napari_volseg.io.decathlon import load_task
 
     root = tmp_path_factory.mktemp("ckpt")
@@ -138,8 +140,8 @@ def tiny_preset(monkeypatch):
 @pytest.fixture(scope="session")
 def trained_ct_checkpoint(train_ct_task, tmp_path_factory) -> Path:
     """fast-cpu (whole volumes: the phantom fits its voxel budget) trained for 40 steps on the synthetic CT."""
-    from napari_volseg.engine import events as ev
-    from napari_volseg.engine.train import Trainer
+    from napari_volseg import events as ev
+    from napari_volseg.engine.trainer import Trainer
     from napari_volseg.io.decathlon import load_task
 
     out = tmp_path_factory.mktemp("trained") / "ct.safetensors"

@@ -5,13 +5,14 @@ from conftest import quick_preset
 
 from napari_volseg import planning
 from napari_volseg.cache import PreparedCache
-from napari_volseg.engine.events import Progress
+from napari_volseg.events import Progress
 from napari_volseg.io import decathlon
 
 
 def test_a_second_cache_reads_what_the_first_wrote(tiny_ct_task, tmp_path):
     task = decathlon.load_task(tiny_ct_task)
-    plan, _ = planning.plan_task(task, quick_preset())
+    planned = planning.plan_run(task, quick_preset())
+    plan, _ = planned.plan, planned.cascade
     first = PreparedCache(plan, tmp_path)
     a = [first.get(c) for c in task.cases[:3]]
     assert (first.misses, first.hits) == (3, 0) and first.folder == tmp_path / plan.hash
@@ -25,7 +26,7 @@ def test_a_second_cache_reads_what_the_first_wrote(tiny_ct_task, tmp_path):
 
 def test_cache_keys_each_box_separately(tiny_ct_task, tmp_path):
     task = decathlon.load_task(tiny_ct_task)
-    cache = PreparedCache(planning.plan_task(task, quick_preset())[0], tmp_path)
+    cache = PreparedCache(planning.plan_run(task, quick_preset()).plan, tmp_path)
     case = task.cases[0]
     a = cache.get(case, box=((0, 8), (0, 48), (0, 48)))
     b = cache.get(case, box=((8, 16), (0, 48), (0, 48)))
@@ -37,7 +38,7 @@ def test_cache_keys_each_box_separately(tiny_ct_task, tmp_path):
 
 def test_fill_reports_each_case_and_skips_cached_ones(tiny_ct_task, tmp_path):
     task = decathlon.load_task(tiny_ct_task)
-    cache = PreparedCache(planning.plan_task(task, quick_preset())[0], tmp_path)
+    cache = PreparedCache(planning.plan_run(task, quick_preset()).plan, tmp_path)
     cache.get(task.cases[0])
     events = list(cache.fill(task.cases))
     assert events == [Progress(done=i + 1, total=6, item=c.id) for i, c in enumerate(task.cases)]

@@ -7,14 +7,15 @@ import pytest
 from conftest import cascade_preset, quick_preset
 
 from napari_volseg import planning
-from napari_volseg.engine.config import PlanSettings
+from napari_volseg.config import PlanSettings
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon
 
 
 def test_ct_plan_clips_to_foreground_percentiles_at_the_median_spacing(tiny_ct_task):
     task = decathlon.load_task(tiny_ct_task)
-    plan, cascade = planning.plan_task(task, quick_preset())
+    planned = planning.plan_run(task, quick_preset())
+    plan, cascade = planned.plan, planned.cascade
     assert plan.normalization == "ct" and 60 < plan.ct_clip[0] < plan.ct_clip[1] < 200 and not cascade
     assert plan.target_spacing == (5.0, 2.0, 2.0) and plan.num_classes == 2 and plan.in_channels == 1
 
@@ -24,7 +25,8 @@ def test_plans_are_computed_from_the_training_split_only(tiny_ct_task):
     task = decathlon.load_task(tiny_ct_task)
     preset = quick_preset()
     split = decathlon.training_split(task, preset.train)
-    plan, _ = planning.plan_task(task, preset)
+    planned = planning.plan_run(task, preset)
+    plan, _ = planned.plan, planned.cascade
     train_only = planning.make_plan(preset.plan, planning.statistics(task, split.train, intensities=True))
     every_case = planning.make_plan(preset.plan, planning.statistics(task, task.cases, intensities=True))
     assert plan == train_only and plan.hash != every_case.hash
@@ -73,10 +75,20 @@ def test_cascade_only_where_volumes_do_not_fit(train_ct_task):
     ahead = planning.whole_volume_settings(cascade_preset().plan, stats)
     assert ahead.max_voxels == 4_000 and not ahead.cascade
     assert planning.whole_volume_settings(quick_preset().plan, stats) == quick_preset().plan
-    plan, cascade = planning.plan_task(task, cascade_preset())
+    planned = planning.plan_run(task, cascade_preset())
+    plan, cascade = planned.plan, planned.cascade
     assert cascade and np.prod(plan.target_spacing) > np.prod(
-        planning.plan_task(task, quick_preset())[0].target_spacing
+        planning.plan_run(task, quick_preset()).plan.target_spacing
     )
+    # the stages and their time shares: the trainer, the CLI, Preprocess and the Train tab's clock ask here
+    preset = cascade_preset().with_overrides(minutes=10.0)
+    [(locator, lp, ls), (main, mp, ms)] = planning.plan_run(task, preset).stages
+    assert (locator, main) == ("locator", "") and ls + ms == pytest.approx(1.0)
+    assert ls == preset.plan.locator_fraction == planning.time_share(preset, "locator", True)
+    assert lp.train.minutes == pytest.approx(10.0 * ls) and mp.train.minutes == pytest.approx(10.0 * ms)
+    assert lp.plan.max_voxels == preset.plan.locator_voxels and mp.plan == preset.plan
+    [(only, same, share)] = planning.plan_run(task, quick_preset()).stages
+    assert (only, same, share) == ("", quick_preset(), 1.0) and planning.time_share(preset, "", False) == 1.0
 
 
 def test_roi_extents_are_the_median_box_in_mm_and_skip_cases_without_one():

@@ -4,7 +4,7 @@ import numpy as np
 from conftest import quick_preset
 
 from napari_volseg import metrics, planning, preprocess
-from napari_volseg.engine.config import PlanSettings
+from napari_volseg.config import PlanSettings
 from napari_volseg.io import decathlon
 
 
@@ -34,7 +34,8 @@ def test_shape_plan_resizes_to_the_fixed_shape(heart_dir):
 
 def test_ct_plan_crops_to_the_body(tiny_ct_task):
     task = decathlon.load_task(tiny_ct_task)
-    plan, _ = planning.plan_task(task, quick_preset())
+    planned = planning.plan_run(task, quick_preset())
+    plan, _ = planned.plan, planned.cascade
     image, label = task.cases[0].load()
     prepared = preprocess.apply(plan, image, label)
     assert prepared.crop_shape[1] < image.data.shape[1]  # air around the body is cropped away
@@ -44,7 +45,8 @@ def test_ct_plan_crops_to_the_body(tiny_ct_task):
 def test_apply_with_box_inverts_to_the_source_grid(tiny_ct_task):
     task = decathlon.load_task(tiny_ct_task)
     image, label = task.cases[0].load()
-    plan, _ = planning.plan_task(task, quick_preset())
+    planned = planning.plan_run(task, quick_preset())
+    plan, _ = planned.plan, planned.cascade
     box = ((2, 12), (10, 40), (5, 45))
     prepared = preprocess.apply(plan, image, label, box=box)
     assert prepared.box == box

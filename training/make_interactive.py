@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from napari_volseg import __version__
+from napari_volseg import events as ev
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine import events as ev
 from napari_volseg.interactive.data import structures_of_task, synthetic_structures
 from napari_volseg.interactive.net import PromptNet, Settings
 from napari_volseg.interactive.train import InteractiveTrainer, evaluate

@@ -36,11 +36,11 @@ from pathlib import Path
 import torch
 
 from napari_volseg import __version__, metrics
+from napari_volseg import events as ev
+from napari_volseg.config import DEFAULT_PRESET, load_preset
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine import events as ev
-from napari_volseg.engine.config import load_preset
 from napari_volseg.engine.infer import Predictor
-from napari_volseg.engine.train import Trainer
+from napari_volseg.engine.trainer import Trainer
 from napari_volseg.io import decathlon
 from napari_volseg.zoo.card import MSD_ATTRIBUTION, MSD_LICENCE, HeldOut, ModelCard, trained_by, write_card
 from napari_volseg.zoo.registry import PRETRAINED_DIR
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=sorted(MODELS))
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="folder of MSD tasks")
-    parser.add_argument("--preset", default="fast-cpu")
+    parser.add_argument("--preset", default=DEFAULT_PRESET)
     parser.add_argument("--minutes", type=float, default=60.0, help="training budget (wall clock)")
     parser.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="stored weights")
     parser.add_argument("--install-dir", type=Path, default=PRETRAINED_DIR)

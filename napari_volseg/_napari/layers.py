@@ -149,3 +149,14 @@ def geometry_of(meta: dict[str, Any], shape_zyx: tuple[int, ...]) -> Geometry:
     scale = tuple(meta.get("scale") or (1.0, 1.0, 1.0))[-3:]
     translate = tuple(meta.get("translate") or (0.0, 0.0, 0.0))[-3:]
     return geometry_from_spacing(tuple(shape_zyx), scale, translate)
+
+
+def _swatch(color: str, text: str) -> str:
+    return f'<span style="color:{color}">■</span> {text}'
+
+
+LEGEND = "  ".join(
+    [_swatch(ROLE_COLORS["prediction"], "prediction"), _swatch(ROLE_COLORS[GROUND_TRUTH], GROUND_TRUTH)]
+    + [_swatch(ERROR_COLORS[k], f"{v} (errors)") for k, v in ERROR_NAMES.items()]
+)
+"""The Predict tab's key to the colours of its layers."""

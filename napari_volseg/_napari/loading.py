@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,8 +110,9 @@ def add_layer(viewer, data, kwargs: dict, kind: str):
     return added
 
 
-def open_task(session: Session, folder: Path, open_first_case: bool = True):
+def open_task(session: Session, folder: str | Path, open_first_case: bool = True):
     """Read ``folder``'s task and its cases' headers; it becomes the session's task; its first case opens."""
+    folder = Path(folder)
 
     @background
     def work():
@@ -182,7 +184,7 @@ def open_files(session: Session, files: list[Path], series: dict[Path, str] | No
         steps = [functools.partial(add_layer, viewer, *layer) for layer in layers]
         in_turns(steps, ended=session.adding_layers())
         for folder, listed in choices:
-            from napari_volseg._napari.widgets.series_dialog import choose_series
+            from napari_volseg._napari.series_dialog import choose_series
 
             uid = choose_series(folder, listed)
             if uid is not None:
@@ -303,3 +305,29 @@ def _place(viewer, case_id: str, role: str, old, data, kwargs: dict, kind: str) 
 def _opened(session: Session, case_id: str) -> None:
     session.case_id = case_id
     session.case_opened.emit(case_id)
+
+
+def adopt_layer_task(session: Session, layer) -> None:
+    """A layer read from a task folder outside the widgets (a script's ``viewer.open``) opens that task."""
+    meta = getattr(layer, "metadata", {}).get("volseg", {})
+    folder = meta.get("task")
+    if folder and (session.task is None or Path(session.task.root).resolve() != Path(folder).resolve()):
+        session.case_id = meta.get("case")
+        open_task(session, folder, open_first_case=False)
+
+
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def session_for(viewer) -> Session:
+    """The one session of a viewer, created on first use; it adopts a task opened from a folder beforehand."""
+    session = _SESSIONS.get(viewer)
+    if session is None:
+        session = Session(viewer)
+        _SESSIONS[viewer] = session
+        layers = getattr(viewer, "layers", None)
+        if layers is not None:
+            layers.events.inserted.connect(lambda event: adopt_layer_task(session, event.value))
+            for layer in list(layers):
+                adopt_layer_task(session, layer)
+    return session

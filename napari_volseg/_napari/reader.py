@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from napari_volseg._napari import loading
 from napari_volseg._napari.layers import case_layer_data, file_layer_data
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon, volumes
@@ -65,7 +66,7 @@ def _session():
         return None
     import napari
 
-    from napari_volseg._napari.state import session_for
+    from napari_volseg._napari.loading import session_for
 
     viewer = napari.current_viewer()
     return session_for(viewer) if viewer is not None else None
@@ -112,7 +113,7 @@ def read_volumes(path: str | list[str]) -> list[tuple]:
     files = [Path(p) for p in ([path] if isinstance(path, str) else path)]
     session = _session()
     if session is not None:
-        session.open_files(files)
+        loading.open_files(session, files)
         return [(None,)]
     layers = []
     for file in volumes.distinct_scans(files):
@@ -127,7 +128,7 @@ def read_task(path: str | list[str]) -> list[tuple]:
     folder = task_folder_of(path if isinstance(path, str) else path[0])
     session = _session()
     if session is not None:
-        session.open_task(folder)
+        loading.open_task(session, folder)
         return [(None,)]
     task = decathlon.load_task(folder)
     return case_layer_data(task, (task.cases or task.test_cases)[0])

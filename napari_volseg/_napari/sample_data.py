@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from napari_volseg import paths
 from napari_volseg._napari.layers import case_layer_data
-from napari_volseg.io import decathlon, synthetic
-
-
-def synthetic_task_dir(kind: str = "ct", cases: int = 8) -> Path:
-    """The cached synthetic task folder (written once per user; ``VOLSEG_CACHE`` moves it)."""
-    folder = paths.samples_dir() / f"synthetic-{kind}-{cases}"
-    try:
-        task = decathlon.load_task(folder)
-        if len(task.cases) == cases:
-            return folder
-    except Exception:
-        pass
-    return synthetic.write_task(folder, cases=cases, kind=kind)
+from napari_volseg.io import decathlon
+from napari_volseg.io.synthetic import synthetic_task_dir
 
 
 def synthetic_ct() -> list[tuple]:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from psygnal import Signal
 
-from napari_volseg import paths
-from napari_volseg.engine.config import PlanSettings, Preset, list_presets
+from napari_volseg import config
+from napari_volseg.config import PlanSettings, Preset, list_presets
 from napari_volseg.errors import VolsegError
 from napari_volseg.evaluate import CaseResult
 from napari_volseg.io import decathlon
@@ -58,7 +58,7 @@ class Session:
         self.checkpoint: Path | None = None
         self.split: decathlon.Split | None = None
         self.presets = list_presets()
-        self.preset: Preset = self.presets[paths.DEFAULT_PRESET]
+        self.preset: Preset = self.presets[config.DEFAULT_PRESET]
         self.plan_edited = False
         """True once the Preprocess widget changed the chosen preset's plan settings."""
         self._results: dict[Path | None, dict[str, CaseResult]] = {}
@@ -183,31 +183,6 @@ class Session:
         self.plan_edited = settings != self.presets[self.preset.name].plan
         self.plan_changed.emit(settings)
 
-    # -- opening (workers) ---------------------------------------------------------------------
-
-    def open_task(self, folder: str | Path, open_first_case: bool = True):
-        from napari_volseg._napari import loading
-
-        return loading.open_task(self, Path(folder), open_first_case)
-
-    def open_case(self, case_id: str, then=None, keep: tuple[str, ...] = ()):
-        from napari_volseg._napari import loading
-
-        return loading.open_case(self, case_id, then, keep)
-
-    def open_files(self, files: list[Path]):
-        from napari_volseg._napari import loading
-
-        return loading.open_files(self, files)
-
-    def adopt_layer_task(self, layer) -> None:
-        """A layer read from a task folder outside the widgets (a script's ``viewer.open``) opens that task."""
-        meta = getattr(layer, "metadata", {}).get("volseg", {})
-        folder = meta.get("task")
-        if folder and (self.task is None or Path(self.task.root).resolve() != Path(folder).resolve()):
-            self.case_id = meta.get("case")
-            self.open_task(folder, open_first_case=False)
-
     # -- workers -------------------------------------------------------------------------------
 
     def track(self, worker, owner=None, loader: bool = False) -> None:
@@ -251,20 +226,3 @@ def stop_worker(worker) -> None:
         worker.quit()
     except RuntimeError:  # its Qt side is already gone
         pass
-
-
-_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def session_for(viewer) -> Session:
-    """The one session of a viewer, created on first use; it adopts a task opened from a folder beforehand."""
-    session = _SESSIONS.get(viewer)
-    if session is None:
-        session = Session(viewer)
-        _SESSIONS[viewer] = session
-        layers = getattr(viewer, "layers", None)
-        if layers is not None:
-            layers.events.inserted.connect(lambda event: session.adopt_layer_task(event.value))
-            for layer in list(layers):
-                session.adopt_layer_task(layer)
-    return session

@@ -39,3 +39,13 @@ def edit_stats(before_zyx: np.ndarray, after_zyx: np.ndarray, unlabelled: int | 
         slices_total=int(after.shape[0]),
         label_voxels=int(((after > 0) & annotated).sum()),
     )
+
+
+def accept_report(case_id: str, stats: EditStats, prompts: dict[str, int], sparse: bool) -> str:
+    """The line an accept leaves: the edits against the suggestion, the prompts used ("3 clicks"), sparse or not."""
+    used = ", ".join(f"{n} {kind}" for kind, n in prompts.items() if n)
+    return (
+        f"accepted {case_id}: {stats.summary()}"
+        + (f"; prompts: {used}" if used else "")
+        + (" — sparse" if sparse else "")
+    )

@@ -4,7 +4,7 @@ The validation cases are the checkpoint's own (from its history) while they stay
 the validation Dice of successive model versions is measured on the same cases (a checkpoint trained
 without validation is fine-tuned without it, as the latest weights); every other labelled
 case trains, and the cases the checkpoint was not trained on (the newly accepted ones) are drawn
-:attr:`~napari_volseg.engine.config.FinetuneConfig.recent_weight` times as often.
+:attr:`~napari_volseg.config.FinetuneConfig.recent_weight` times as often.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from napari_volseg.config import DEFAULT_PRESET, FinetuneConfig, load_preset
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine.config import FinetuneConfig
-from napari_volseg.engine.train import Trainer
+from napari_volseg.engine.trainer import Trainer
 from napari_volseg.errors import VolsegError
 from napari_volseg.io.decathlon import Split, Task
 from napari_volseg.zoo import registry
@@ -76,3 +76,11 @@ def finetuner(
     split, recent = finetuning_split(checkpoint, task)
     weights = {case_id: config.recent_weight for case_id in recent}
     return Trainer(task, preset, out, split=split, init_from=checkpoint, case_weights=weights or None)
+
+
+def next_version_trainer(checkpoint: str | os.PathLike | None, task: Task, out: Path, minutes: float) -> Trainer:
+    """The run that makes the annotation loop's next model version: fine-tuning the model in use on every labelled
+    case, or, with no model yet, a first model trained from the default preset (sparse cases train, one case too)."""
+    if checkpoint is not None:
+        return finetuner(checkpoint, task, out, FinetuneConfig(minutes=minutes))
+    return Trainer(task, load_preset(DEFAULT_PRESET).with_overrides(minutes=minutes), out)

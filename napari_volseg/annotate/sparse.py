@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from napari_volseg.io.decathlon import Case, Task
@@ -36,3 +38,33 @@ def unlabelled_volume(shape_zyx: tuple[int, int, int], unlabelled: int) -> np.nd
 def cases_to_annotate(task: Task) -> list[Case]:
     """The cases a user still has work on: unlabelled ones (``imagesTs/``), then sparsely labelled ones."""
     return list(task.test_cases) + [c for c in task.cases if c.sparse]
+
+
+def annotation_queue(task: Task, ranking: list) -> list[tuple[str, float, float]]:
+    """The cases left to annotate as ``(case id, uncertainty, predicted mL)`` rows: the ranked ones first in ranked
+    order (``ranking``: :func:`~napari_volseg.annotate.uncertainty.rank_cases`' items), then the others (NaN)."""
+    left = [c.id for c in cases_to_annotate(task)]
+    ranked = [r for r in ranking if r.case_id in left]
+    rows = [(r.case_id, r.score, r.predicted_ml) for r in ranked]
+    return rows + [(c, math.nan, math.nan) for c in left if c not in {r.case_id for r in ranked}]
+
+
+def busiest_slice(labels_zyx: np.ndarray, unlabelled: int) -> int | None:
+    """The axial slice holding the most annotated foreground (where annotating starts); None if there is none."""
+    per_slice = ((labels_zyx > 0) & (labels_zyx != unlabelled)).sum(axis=(1, 2))
+    return int(np.argmax(per_slice)) if per_slice.any() else None
+
+
+def suggestion(task: Task, case_id: str, checkpoint, unlabelled: int) -> np.ndarray:
+    """What a case's annotation starts from: ``checkpoint``'s prediction of it, or with ``checkpoint`` None nothing
+    annotated yet (every voxel ``unlabelled``: painting a few slices from scratch)."""
+    case = task.case(case_id)
+    if checkpoint is None:
+        return unlabelled_volume(case.geometry().shape_zyx, unlabelled)
+    from napari_volseg.engine.infer import Predictor  # torch: only when a model predicts
+
+    predictor = Predictor(checkpoint)
+    try:
+        return predictor.predict(case.load_image()).labels
+    finally:
+        predictor.release()

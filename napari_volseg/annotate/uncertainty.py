@@ -16,8 +16,8 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from napari_volseg.engine.events import Progress
 from napari_volseg.engine.infer import Predictor
+from napari_volseg.events import Progress
 from napari_volseg.io.decathlon import Case
 from napari_volseg.metrics import expected_edit_share
 
@@ -45,3 +45,12 @@ def rank_cases(predictor: Predictor, cases: Sequence[Case]) -> Iterator[Progress
         ranked.append(Ranked(case.id, score, float((prediction.labels > 0).sum()) * image.voxel_ml))
         yield Progress(done=i + 1, total=len(cases), item=case.id)
     yield sorted(ranked, key=lambda r: (-r.score, r.case_id))
+
+
+def rank_with(checkpoint, cases: Sequence[Case]) -> Iterator[Progress | list[Ranked]]:
+    """:func:`rank_cases` with the model at ``checkpoint`` (a file or a loaded checkpoint), released at the end."""
+    predictor = Predictor(checkpoint)
+    try:
+        yield from rank_cases(predictor, cases)
+    finally:
+        predictor.release()

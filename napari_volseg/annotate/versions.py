@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from napari_volseg.engine import checkpoint as ckpt
+from napari_volseg.engine import naming
 
 VERSION_PREFIX = "v"
 _NUMBERED = re.compile(rf"{VERSION_PREFIX}(\d+)\.safetensors")
@@ -46,7 +47,7 @@ def list_versions(folder: str | os.PathLike) -> list[Version]:
         return []
     found = []
     for path in folder.glob("*.safetensors"):
-        if path.name.endswith((".last.safetensors", ".locator.safetensors", ".locator.last.safetensors")):
+        if naming.is_companion(path):
             continue
         version = read_version(path)
         if version is not None:
@@ -59,3 +60,13 @@ def next_version_path(folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     taken = [int(m.group(1)) for p in folder.glob("*.safetensors") if (m := _NUMBERED.fullmatch(p.name))]
     return folder / f"{VERSION_PREFIX}{max(taken, default=0) + 1:03d}.safetensors"
+
+
+def versions_for(folder: str | os.PathLike, in_use: str | os.PathLike | None) -> list[Version]:
+    """The model versions to offer: the task's versions in ``folder``, with the model in use first where it is not
+    one of them (a shipped or trained model the loop started from)."""
+    listed = list_versions(folder)
+    if in_use and Path(in_use) not in {v.path for v in listed}:
+        current = read_version(in_use)
+        listed = ([current] if current else []) + listed
+    return listed

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_volseg.config import DEVICES
 from napari_volseg.errors import VolsegError
 
 DEFAULT_PRESET = "seed-vgg13-3d"
@@ -16,6 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from napari_volseg.classify.config import CLASSIFY_PRESETS
 
     p = sub.add_parser("classify", help="the 3D digit classifier (VGG-13 with 3D convolutions): train, predict")
+    p.set_defaults(run=run)
     verbs = p.add_subparsers(dest="classify_command", required=True, metavar="ACTION")
 
     t = verbs.add_parser("train", help="train on the 3D digits (or a 3D MNIST .h5 file); one safetensors checkpoint")
@@ -32,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="train on 3D MNIST's full_dataset_vectors.h5 instead of the 3D digits (--limit: first N volumes)",
     )
-    t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None, help="device (default auto)")
+    t.add_argument("--device", choices=DEVICES, default=None, help="device (default auto)")
     t.add_argument("--threads", type=int, default=None, help="CPU threads (default: all this process may use)")
 
     q = verbs.add_parser("predict", help="classify NIfTI or .npy volumes: class and probabilities, one line each")
@@ -40,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "files", nargs="+", type=Path, help="16x16x16 volumes, values 0-1 (.npy, or NIfTI / NRRD / MetaImage files)"
     )
-    q.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device (default auto)")
+    q.add_argument("--device", choices=DEVICES, default="auto", help="device (default auto)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from napari_volseg import events as ev
     from napari_volseg.classify import mnist3d
     from napari_volseg.classify.config import classify_preset
     from napari_volseg.classify.train import ClassifierTrainer
-    from napari_volseg.engine import events as ev
 
     preset = classify_preset(args.preset).with_overrides(
         epochs=args.epochs, minutes=args.minutes, limit=args.limit, device=args.device, threads=args.threads
@@ -82,7 +84,7 @@ def _train(args: argparse.Namespace) -> int:
             bar.close()
             how = "stopped" if event.stopped else "finished"
             print(
-                f"{how} at step {event.step} after {event.seconds / 60:.1f} min; test accuracy {event.best_dice:.4f}; "
+                f"{how} at step {event.step} after {event.seconds / 60:.1f} min; test accuracy {event.accuracy:.4f}; "
                 f"checkpoint {event.best_path}"
             )
     return 0

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from napari_volseg.classify import checkpoint as cckpt
-from napari_volseg.engine.infer import resolve_device, set_threads
+from napari_volseg.engine.device import resolve_device, set_threads
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import volumes
 

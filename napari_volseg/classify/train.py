@@ -1,8 +1,8 @@
 """Train the 3D classifier: a short loop that yields the engine's typed events (every face shows the same run).
 
 Events: ``Started``, ``Step`` (per batch), ``Validated`` (per epoch; ``metric="accuracy"``: the test set's accuracy
-overall and per class), ``CheckpointSaved`` (per epoch, ``kind="last"``), ``Finished`` (its ``best_dice`` is the
-final test accuracy and ``best_path`` the checkpoint) or ``Failed``. The test set only scores; no choice is made
+overall and per class), ``CheckpointSaved`` (per epoch, ``kind="last"``), ``ClassifierFinished`` (a ``Finished`` with
+the final test ``accuracy``; ``best_path`` is the checkpoint) or ``Failed``. The test set only scores; no choice is made
 on it (the checkpoint is the model after its last epoch), so the accuracy it reports is a fair test figure.
 """
 
@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,18 @@ from napari_volseg.classify import checkpoint as cckpt
 from napari_volseg.classify.config import ClassifyPreset
 from napari_volseg.classify.data import VolumeSet, VolumeSource
 from napari_volseg.classify.digits3d import DigitsSource
-from napari_volseg.engine.events import CheckpointSaved, Event, Failed, Finished, Started, Step, Validated
-from napari_volseg.engine.infer import resolve_device, set_threads
+from napari_volseg.engine.device import resolve_device, set_threads
 from napari_volseg.errors import VolsegError
+from napari_volseg.events import CheckpointSaved, Event, Failed, Finished, Started, Step, Validated
 from napari_volseg.models.registry import build_model, classifier_config
+
+
+@dataclass(frozen=True)
+class ClassifierFinished(Finished):
+    """A classifier run's end: ``accuracy`` on its test digits (``best_dice`` stays NaN: a classifier has no Dice)."""
+
+    accuracy: float = float("nan")
+
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 64
@@ -165,9 +174,10 @@ class ClassifierTrainer:
             yield CheckpointSaved(self.out, "last", step)
             if self._stop.is_set() or (budget is not None and time.perf_counter() - started >= budget):
                 break
-        yield Finished(
+        yield ClassifierFinished(
+            accuracy=accuracy,
             step=step,
-            best_dice=accuracy,
+            best_dice=float("nan"),
             best_path=self.out,
             last_path=self.out,
             stopped=self._stop.is_set(),

@@ -162,9 +162,9 @@ def join_manifest(rows: list[dict], pred_dir: str | os.PathLike, truth_dir: str 
     """Add a cohort manifest's ``model`` and ``confidence`` to evaluation rows (by the case of each output file), and
     ``trained_on`` where the labels belong to a task whose cases the model's checkpoint lists as its training cases
     (their Dice says little about unseen scans); False when ``pred_dir`` holds no manifest."""
-    from napari_volseg.engine.predict import trained_cases
     from napari_volseg.errors import VolsegError
     from napari_volseg.io import decathlon, volumes
+    from napari_volseg.zoo.backend import provenance
 
     if not (Path(pred_dir) / MANIFEST).is_file():
         return False
@@ -185,7 +185,7 @@ def join_manifest(rows: list[dict], pred_dir: str | os.PathLike, truth_dir: str 
             row.update(model=model, confidence=entry.get("confidence", ""))
             if task is not None and model:
                 if model not in trained:
-                    trained[model] = trained_cases(model, task)
+                    trained[model] = provenance(model).trained_in(task.name)
                 row["trained_on"] = row["case"] in trained[model]
     return True
 

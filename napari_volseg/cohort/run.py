@@ -38,11 +38,12 @@ from napari_volseg.cohort.records import (
     write_record,
 )
 from napari_volseg.cohort.shard import part_of, shard
-from napari_volseg.engine.config import InferConfig
-from napari_volseg.engine.events import Progress
-from napari_volseg.engine.infer import collect_inputs, cpu_cores, output_paths, predict_files
+from napari_volseg.config import InferConfig
+from napari_volseg.engine.device import cpu_cores
 from napari_volseg.errors import VolsegError
+from napari_volseg.events import Progress
 from napari_volseg.io import volumes
+from napari_volseg.io.inputs import collect_inputs, output_paths
 from napari_volseg.io.new_task import looks_like_ct
 from napari_volseg.metrics import expected_edit_share
 from napari_volseg.outputs import check_writable
@@ -314,3 +315,31 @@ def _manifest_records(jobs: list[Job], out: Path, skipped_now: set[str], model_s
             record.status, record.reason = "skipped", f"done by an earlier run ({record.finished}) with this model"
         rows.append(record)
     return rows
+
+
+def predict_files(
+    checkpoint: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    config: InferConfig | None = None,
+    *,
+    out_format: str = "source",
+    series: str | None = None,
+    **overrides,
+) -> Iterator[Progress]:
+    """Segment each input with a model (path, name or MONAI bundle folder) and write ``out_dir/<case>.<ext>`` in
+    that input's own world geometry (``out_format``: :data:`io.volumes.OUT_FORMATS`; ``dicom-seg`` writes a DICOM
+    Segmentation referencing a DICOM input's series). ``series`` picks the DICOM series of a folder holding several.
+    The output folder, the inputs and the model are all checked before the first prediction; ``Progress.item`` is
+    the file written."""
+    out = check_writable(out_dir, folder=True, what="prediction folder")
+    files = collect_inputs(inputs, series)
+    targets = output_paths(files, out, out_format, series)
+    predictor = open_model(checkpoint, config, **overrides)
+    names = dict(getattr(predictor, "labels", {}) or {})
+    for i, (path, target) in enumerate(zip(files, targets, strict=True)):
+        image = volumes.read(path, series=series)
+        prediction = predictor.predict(image)
+        volumes.write_labels(target, prediction.labels, image.geometry, names)
+        yield Progress(done=i + 1, total=len(files), item=str(target))
+    predictor.release()

@@ -28,37 +28,16 @@ import torch
 
 from napari_volseg import planning, preprocess
 from napari_volseg import postprocess as post
+from napari_volseg.config import Preset
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine.config import Preset
-from napari_volseg.engine.events import Event, Finished, Progress
+from napari_volseg.engine import naming
 from napari_volseg.engine.infer import locate
 from napari_volseg.engine.run import Run, resumable, stopped_before_training
 from napari_volseg.engine.train import NetTrainer
 from napari_volseg.errors import VolsegError
+from napari_volseg.events import Event, Finished, Progress
 from napari_volseg.io import volumes
 from napari_volseg.preprocess import Box
-
-
-def stage_presets(preset: Preset) -> tuple[Preset, Preset]:
-    """The locator's and the main net's presets: the locator's coarse plan settings, and the time
-    (or epochs) split between the two by ``locator_fraction``."""
-    s, t = preset.plan, preset.train
-    frac = s.locator_fraction
-    locator = dataclasses.replace(
-        preset,
-        plan=planning.locator_settings(s),
-        train=dataclasses.replace(
-            t, minutes=t.minutes * frac if t.minutes else None, epochs=max(1, round(t.epochs * frac))
-        ),
-    )
-    main = dataclasses.replace(
-        preset,
-        train=dataclasses.replace(
-            t, minutes=t.minutes * (1 - frac) if t.minutes else None, epochs=max(1, t.epochs - round(t.epochs * frac))
-        ),
-    )
-    return locator, main
-
 
 MAX_EXTENT_FACTOR = 1.5
 """How much longer than the longest training box a region of interest may be (:attr:`Locator.max_extent_mm`)."""
@@ -87,7 +66,7 @@ class Cascade:
         self.out = Path(out)
         self.resume = resume
         self.init_from = init_from
-        self.locator_preset, self.main_preset = stage_presets(preset)
+        self.locator_preset, self.main_preset = planning.stage_presets(preset)
         if init_from is not None:  # no locator to train: the main net has the whole budget
             self.main_preset = preset
         self.current: NetTrainer | None = None
@@ -101,7 +80,7 @@ class Cascade:
     def train(self) -> Generator[Event, None, Finished]:
         resumed = locator_resumed = None
         if self.resume:
-            last, locator_last = ckpt.last_path(self.out), ckpt.last_path(ckpt.locator_path(self.out))
+            last, locator_last = naming.last_path(self.out), naming.last_path(naming.locator_path(self.out))
             if locator_last.is_file() and not last.is_file():
                 locator_resumed = resumable(locator_last)  # stopped while the locator trained: carry on with it
             else:
@@ -148,7 +127,7 @@ class Cascade:
         model at ``out`` (:attr:`incumbent`) until the main net validates better: it segments whole scans on its
         coarse grid, so Stop after its first validation leaves a usable model (the main net's first saves
         predicted false positives over the whole chest)."""
-        path = ckpt.locator_path(self.out)
+        path = naming.locator_path(self.out)
         plan = resumed.plan if resumed else self.run.plan(self.locator_preset.plan)
         warm = self.run.warm
         self.current = NetTrainer(

@@ -5,7 +5,7 @@ resumable checkpoints, the optimizer's (``optim.*``). Metadata (JSON strings): f
 config, preprocessing plan, label names, the preset as trained (its effective patch and batch),
 training history, step/epoch, the training cases' ids, package version, the post-processing decision
 (``postprocess``, :mod:`napari_volseg.postprocess`). Loading gives typed values back (a
-:class:`~napari_volseg.engine.config.Preset`, a :class:`~napari_volseg.planning.Plan`), built by
+:class:`~napari_volseg.config.Preset`, a :class:`~napari_volseg.planning.Plan`), built by
 the same functions that read preset files, so their checks apply to checkpoints too. Writes go to
 a temporary file that is renamed into place, so an interrupted save never leaves a broken
 checkpoint behind.
@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 from napari_volseg import __version__
 from napari_volseg import postprocess as post
-from napari_volseg.engine.config import Preset, preset_from_dict
+from napari_volseg.config import Preset, preset_from_dict
 from napari_volseg.errors import SettingsError, VolsegError
 from napari_volseg.models import ModelConfig, UNet3D, build_model
 from napari_volseg.models.vgg3d import VGG3D, VGG3DConfig
@@ -319,7 +319,7 @@ def _flag(value: Any, what: str) -> bool:
 
 def _preset(data: Any) -> Preset:
     """The preset of a checkpoint's metadata, every setting checked; the first checkpoints may hold
-    only some of its sections (or none): what is missing takes the defaults of ``engine/config.py``,
+    only some of its sections (or none): what is missing takes the defaults of ``config.py``,
     and keys another version wrote are skipped."""
     if not isinstance(data, dict):
         raise SettingsError("preset must be a mapping of settings")
@@ -339,6 +339,45 @@ def _postprocess(text: str | None, labels: dict[int, str]) -> post.PostProcess:
     return decision
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Which model made a result and what it was trained on: ``model`` is its file, resolved (two
+    ``best.safetensors`` in different folders are two models); ``task`` and ``train_cases`` as the checkpoint lists
+    them (empty where it does not say: a MONAI bundle, an older file)."""
+
+    model: str
+    task: str = ""
+    train_cases: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint) -> Provenance:
+        return cls(
+            str(Path(checkpoint.path).resolve()) if checkpoint.path else "",
+            checkpoint.task,
+            frozenset(checkpoint.train_cases),
+        )
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> Provenance:
+        """From a checkpoint file's header alone (no tensor is read); a file that cannot say lists nothing."""
+        meta = read_meta(path)
+        try:
+            cases = json.loads(meta.get("train_cases", "[]"))
+        except ValueError:
+            cases = []
+        cases = [c for c in cases if isinstance(c, str)] if isinstance(cases, list) else []
+        return cls(str(Path(path).resolve()), meta.get("task", ""), frozenset(cases))
+
+    def trained_in(self, task_name: str) -> frozenset[str]:
+        """The cases of the task named ``task_name`` that the model trained on (none for another task's model)."""
+        return frozenset() if self.task and self.task != task_name else self.train_cases
+
+    def trained_on(self, case: str) -> bool | None:
+        """Whether a scan named ``case`` (dropped without a task) is one the model trained on, by name alone; None
+        where the checkpoint lists no case (nobody can say)."""
+        return case in self.train_cases if self.train_cases else None
+
+
 def read_preset(path: str | os.PathLike) -> Preset | None:
     """The preset a checkpoint was trained with, from its header alone (no tensor is read); None if unreadable."""
     meta = read_meta(path)
@@ -350,15 +389,9 @@ def read_preset(path: str | os.PathLike) -> Preset | None:
         return None
 
 
-def locator_path(best: Path) -> Path:
-    """Where a cascade run keeps its locator stage's own (best) checkpoint."""
-    best = Path(best)
-    name = best.name[: -len(".safetensors")] if best.name.endswith(".safetensors") else best.name
-    return best.with_name(f"{name}.locator.safetensors")
-
-
-def last_path(best: Path) -> Path:
-    """Where the resumable 'last' checkpoint of a run whose best checkpoint is ``best`` lives."""
-    best = Path(best)
-    name = best.name[: -len(".safetensors")] if best.name.endswith(".safetensors") else best.name
-    return best.with_name(f"{name}.last.safetensors")
+def mirror_tta(path: str | os.PathLike) -> tuple[bool, bool]:
+    """Whether mirror test-time augmentation can help the model at ``path`` (it was trained mirrored), and whether
+    its preset predicts with it, from the header alone."""
+    preset = read_preset(path)
+    mirrored = preset is not None and bool(preset.train.mirror_axes)
+    return mirrored, mirrored and preset.infer.tta

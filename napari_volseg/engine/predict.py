@@ -1,73 +1,43 @@
 """Predict and score the cases of a task: the one worker body of the Predict widget, the demo and the benchmarks.
 
-:func:`predict_cases` loads each case, segments it with a checkpoint (the locator first for a
+:func:`predict_cases` loads each case, segments it with an opened model (the locator first for a
 cascade), scores it against its ground truth when it has one (Dice, HD95, volumes, the FP/FN
 error map), and yields a
-:class:`~napari_volseg.engine.events.CasePredicted` holding a :class:`~napari_volseg.evaluate.CaseResult`.
+:class:`~napari_volseg.events.CasePredicted` holding a :class:`~napari_volseg.evaluate.CaseResult`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from napari_volseg import metrics
+from napari_volseg.config import InferConfig
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine.config import InferConfig
-from napari_volseg.engine.events import CasePredicted
-from napari_volseg.engine.infer import Predictor
+from napari_volseg.engine.infer import Prediction, Predictor
 from napari_volseg.evaluate import CaseResult
+from napari_volseg.events import CasePredicted
 from napari_volseg.io.decathlon import Case, Task
+from napari_volseg.io.geometry import Volume
 
 
-def model_id(checkpoint: ckpt.Checkpoint | str | os.PathLike) -> str:
-    """Which model made a result: its checkpoint file, resolved (two ``best.safetensors`` in different folders are
-    two models); a name the zoo cannot resolve stays as given."""
-    if isinstance(checkpoint, ckpt.Checkpoint):
-        return str(Path(checkpoint.path).resolve()) if checkpoint.path else ""
-    try:
-        from napari_volseg.zoo import registry
+class SegmentationModel(Protocol):
+    """What the engine and the faces need of an opened model (``zoo.backend.open_model`` opens one)."""
 
-        return str(registry.resolve(checkpoint).resolve())
-    except Exception:  # noqa: BLE001 - predicting reports a model that cannot be found
-        return str(checkpoint)
+    labels: dict[int, str]
+    mirror_axes: tuple[int, ...]
+    provenance: ckpt.Provenance
 
+    def predict(self, image: Volume, keep_probabilities: bool = False) -> Prediction: ...
 
-def trained_on_name(checkpoint: str | os.PathLike, case: str) -> bool | None:
-    """Whether a scan named ``case`` (dropped without a task) is one the model trained on, by name alone: the
-    checkpoint lists its training cases by name; None where it lists none (nobody can say)."""
-    try:
-        from napari_volseg.zoo import registry
-
-        cases = json.loads(ckpt.read_meta(registry.resolve(checkpoint)).get("train_cases", "[]"))
-    except Exception:  # noqa: BLE001 - a model that cannot say marks nothing; predicting reports its own errors
-        return None
-    return case in cases if cases else None
-
-
-def trained_cases(checkpoint: ckpt.Checkpoint | str | os.PathLike, task: Task) -> set[str]:
-    """The cases of ``task`` that the model was trained on, as its checkpoint lists them (none for another task's
-    model, a MONAI bundle, or a checkpoint that does not say)."""
-    if isinstance(checkpoint, ckpt.Checkpoint):
-        meta_task, cases = checkpoint.task, checkpoint.train_cases
-    else:
-        try:
-            from napari_volseg.zoo import registry
-
-            meta = ckpt.read_meta(registry.resolve(checkpoint))
-            meta_task, cases = meta.get("task", ""), json.loads(meta.get("train_cases", "[]"))
-        except Exception:  # noqa: BLE001 - a model that cannot say marks no case; predicting reports its own errors
-            return set()
-    if meta_task and meta_task != task.name:
-        return set()
-    return {c for c in cases if isinstance(c, str)}
+    def release(self) -> None: ...
 
 
 def predict_cases(
-    checkpoint: ckpt.Checkpoint | str | os.PathLike,
+    model: SegmentationModel | ckpt.Checkpoint,
     task: Task,
     cases: Sequence[Case],
     config: InferConfig | None = None,
@@ -75,18 +45,14 @@ def predict_cases(
 ) -> Iterator[CasePredicted]:
     """Predict ``cases`` of ``task`` one by one; labels on each source grid, Dice / HD95 / volumes per class.
 
-    ``checkpoint``: a loaded checkpoint, or what ``volseg predict --model`` takes (a model name, a
-    checkpoint file, an imported MONAI bundle). ``config`` and ``overrides`` (``tta=``, ``device=`` ...) as :class:`~napari_volseg.engine.infer.Predictor`
-    takes them: unset, the checkpoint's preset decides. The model is released when the generator ends.
+    ``model``: an opened model (``zoo.backend.open_model`` opens names, files and MONAI bundles) or a loaded
+    checkpoint, with ``config`` and ``overrides`` (``tta=``, ``device=`` ...) as
+    :class:`~napari_volseg.engine.infer.Predictor` takes them (unset: the checkpoint's preset decides). Each result
+    says whether the model trained on its case. The model is released when the generator ends.
     """
-    if isinstance(checkpoint, ckpt.Checkpoint):
-        predictor = Predictor(checkpoint, config, **overrides)
-    else:  # a name, a checkpoint file or an imported MONAI bundle: the zoo picks the backend
-        from napari_volseg.zoo.backend import open_model
-
-        predictor = open_model(checkpoint, config, **overrides)
-    trained = trained_cases(checkpoint, task)
-    model = model_id(checkpoint)
+    predictor = Predictor(model, config, **overrides) if isinstance(model, ckpt.Checkpoint) else model
+    provenance = predictor.provenance
+    trained = provenance.trained_in(task.name)
     try:
         for i, case in enumerate(cases):
             image, truth = case.load()
@@ -99,7 +65,7 @@ def predict_cases(
                 geometry=image.geometry,
                 seconds=seconds,
                 trained_on=case.id in trained,
-                model=model,
+                model=provenance.model,
             )
             if truth is not None:
                 result.scores = metrics.score_case(labels, truth.data, task.num_classes, truth.spacing)
@@ -107,3 +73,21 @@ def predict_cases(
             yield CasePredicted(done=i + 1, total=len(cases), result=result)
     finally:
         predictor.release()
+
+
+def predict_volume(model: SegmentationModel, image: Volume, case: str, truth: np.ndarray | None = None) -> CaseResult:
+    """Segment one scan opened without a task (a dropped file) on its own grid, scored against ``truth`` where one
+    of the same shape is given. Whether the model trained on it is judged by ``case``, its name (la_003 dropped is
+    msd-heart's la_003); the model stays open."""
+    started = time.perf_counter()
+    labels = model.predict(image).labels
+    seconds = time.perf_counter() - started
+    provenance = model.provenance
+    result = CaseResult(
+        case, labels, image.geometry, seconds=seconds, trained_on=provenance.trained_on(case), model=provenance.model
+    )
+    if truth is not None and truth.shape == labels.shape:
+        classes = max(int(max(labels.max(), truth.max())) + 1, len(model.labels or {}))
+        result.scores = metrics.score_case(labels, truth, classes, image.geometry.spacing_zyx)
+        result.errors = metrics.error_map(labels, truth)
+    return result

@@ -13,11 +13,11 @@ import torch
 
 from napari_volseg import planning
 from napari_volseg import postprocess as post
+from napari_volseg.config import PlanSettings, Preset
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import distributed
-from napari_volseg.engine.config import PlanSettings, Preset
-from napari_volseg.engine.events import Finished
 from napari_volseg.errors import VolsegError
+from napari_volseg.events import Finished
 from napari_volseg.io import volumes
 from napari_volseg.io.decathlon import Split, Task
 
@@ -143,3 +143,11 @@ class EmaWeights:
             yield
         finally:
             model.load_state_dict(own, strict=False)
+
+
+def load_fitting(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
+    """Copy into ``model`` every tensor of ``state`` with the same name and shape; the number copied."""
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)
+    return len(fitting)

@@ -14,6 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser(
         "interact", help="replay click / box / scribble prompts on a scan (no window) and write the object's mask"
     )
+    q.set_defaults(run=interact)
     q.add_argument(
         "--model",
         required=True,

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_volseg import events as ev
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine import events as ev
 from napari_volseg.engine.distributed import DistContext
 from napari_volseg.errors import VolsegError
 from napari_volseg.interactive import simulate as sim
@@ -99,7 +99,7 @@ def seed_from_segmenter(model: torch.nn.Module, state: dict[str, torch.Tensor]) 
 class InteractiveTrainer:
     """Trains a promptable net for ``minutes`` and saves it at ``out``; :meth:`run` yields the engine's events
     (Started, Step, Validated: Dice after 3 simulated clicks per held-out structure, Finished), so the CLI and the
-    widgets drive it as they drive :class:`~napari_volseg.engine.train.Trainer`; :meth:`stop` ends it after this
+    widgets drive it as they drive :class:`~napari_volseg.engine.trainer.Trainer`; :meth:`stop` ends it after this
     step with the model saved."""
 
     def __init__(
@@ -271,7 +271,7 @@ def task_trainer(
 ) -> InteractiveTrainer:
     """A promptable model of ``task``'s classes: every class of its fully labelled cases, the validation cases of
     the task's split (:func:`~napari_volseg.io.decathlon.training_split`) held out and scored at the end."""
-    from napari_volseg.engine.config import TrainConfig
+    from napari_volseg.config import TrainConfig
     from napari_volseg.interactive.data import structures_of_task
     from napari_volseg.io.decathlon import training_split
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from napari_volseg.config import VAL_FRACTION
 from napari_volseg.errors import GeometryMismatchError, LabelValueError, TaskFormatError
 from napari_volseg.io import volumes
 from napari_volseg.io.geometry import Geometry, Volume
@@ -23,7 +24,7 @@ from napari_volseg.outputs import atomic_write
 from napari_volseg.validation import short, show
 
 if TYPE_CHECKING:  # the io layer reads the training settings, it does not import the engine
-    from napari_volseg.engine.config import TrainConfig
+    from napari_volseg.config import TrainConfig
 
 UNLABELLED_KEY = "unlabelled"
 """The ``dataset.json`` key that declares the label value of voxels nobody annotated (sparse labels),
@@ -144,10 +145,6 @@ class Task:
             if c.id == case_id:
                 return c
         raise TaskFormatError(f"task {self.name} has no case {case_id!r}")
-
-
-VAL_FRACTION = 0.2
-"""The share of labelled cases held out for validation when the training settings name no count."""
 
 
 def training_split(task: Task, train: TrainConfig) -> Split:

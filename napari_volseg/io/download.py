@@ -21,8 +21,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from napari_volseg.engine.events import Downloaded, Downloading
 from napari_volseg.errors import DownloadError, TaskFormatError
+from napari_volseg.events import Downloaded, Downloading
 from napari_volseg.io.decathlon import load_task
 from napari_volseg.outputs import check_writable
 from napari_volseg.paths import MSD_BASE_URL

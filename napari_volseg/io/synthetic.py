@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from napari_volseg import paths
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import volumes
-from napari_volseg.io.decathlon import write_dataset_json
+from napari_volseg.io.decathlon import load_task, write_dataset_json
 from napari_volseg.io.geometry import Geometry, geometry_from_affine
 from napari_volseg.outputs import check_writable
 
@@ -294,3 +295,15 @@ def write_task(
     )
     write_dataset_json(root, meta)
     return root
+
+
+def synthetic_task_dir(kind: str = "ct", cases: int = 8) -> Path:
+    """The cached synthetic task folder (written once per user; ``VOLSEG_CACHE`` moves it)."""
+    folder = paths.samples_dir() / f"synthetic-{kind}-{cases}"
+    try:
+        task = load_task(folder)
+        if len(task.cases) == cases:
+            return folder
+    except Exception:
+        pass
+    return write_task(folder, cases=cases, kind=kind)

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 
+from napari_volseg.config import InferConfig
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine.config import InferConfig
-from napari_volseg.engine.infer import Prediction, Predictor, resolve_device, set_threads
+from napari_volseg.engine.device import resolve_device, set_threads
+from napari_volseg.engine.infer import Prediction, Predictor
+from napari_volseg.engine.predict import SegmentationModel
 from napari_volseg.errors import VolsegError
 from napari_volseg.io.geometry import Volume
 from napari_volseg.zoo.bundle_import import BUNDLE_FORMAT, BundleModel, is_bundle, load_bundle_model, read_bundle
@@ -26,17 +27,6 @@ from napari_volseg.zoo.registry import resolve
 
 ZYX_FROM_XYZ = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 """Swaps index axes: canonical ``(z, y, x)`` indices -> ``(x, y, z)``."""
-
-
-class SegmentationModel(Protocol):
-    """What the faces need of a loaded model."""
-
-    labels: dict[int, str]
-    mirror_axes: tuple[int, ...]
-
-    def predict(self, image: Volume, keep_probabilities: bool = False) -> Prediction: ...
-
-    def release(self) -> None: ...
 
 
 def open_model(model: str | os.PathLike, config: InferConfig | None = None, **overrides) -> SegmentationModel:
@@ -47,10 +37,10 @@ def open_model(model: str | os.PathLike, config: InferConfig | None = None, **ov
     """
     path = resolve(model)
     if path.is_dir() and is_bundle(path):
-        return BundlePredictor(read_bundle(path), config, **overrides)
+        return BundlePredictor(read_bundle(path), config, source=path, **overrides)
     meta = ckpt.read_meta(path)
     if meta.get("format") == BUNDLE_FORMAT:
-        return BundlePredictor(load_bundle_model(path), config, **overrides)
+        return BundlePredictor(load_bundle_model(path), config, source=path, **overrides)
     if "interactive" in meta:
         raise VolsegError(
             f"{Path(path).name} is a promptable model (clicks, boxes, scribbles): use it in the Prompts tab or "
@@ -64,7 +54,9 @@ class BundlePredictor:
 
     mirror_axes: tuple[int, ...] = ()
 
-    def __init__(self, model: BundleModel, config: InferConfig | None = None, **overrides):
+    def __init__(
+        self, model: BundleModel, config: InferConfig | None = None, *, source: Path | None = None, **overrides
+    ):
         settings = {"overlap": model.inferer["overlap"], "sw_batch_size": model.inferer["sw_batch_size"]}
         if config is not None:
             settings.update(overlap=config.overlap, sw_batch_size=config.sw_batch_size, device=config.device)
@@ -74,6 +66,7 @@ class BundlePredictor:
         self.device = resolve_device(self.config.device)
         self.model = model
         self.labels = model.labels
+        self.provenance = ckpt.Provenance(str(source) if source else model.name)
         self.network = model.build_network().to(self.device)
 
     def _preprocessing(self):
@@ -115,3 +108,13 @@ class BundlePredictor:
         self.network = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def provenance(model: str | os.PathLike) -> ckpt.Provenance:
+    """Which file a model name or path is, and what it trained on, from its header alone; a name that resolves to
+    nothing stays as given and lists no case (predicting reports its own errors)."""
+    try:
+        path = resolve(model)
+    except Exception:  # noqa: BLE001 - a model that cannot be found says nothing; opening it says why
+        return ckpt.Provenance(str(model))
+    return ckpt.Provenance.read(path) if path.is_file() else ckpt.Provenance(str(path.resolve()))

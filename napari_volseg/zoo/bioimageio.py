@@ -21,7 +21,7 @@ from napari_volseg import __version__
 from napari_volseg import postprocess as post
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.zoo.card import MSD_ATTRIBUTION, read_card
-from napari_volseg.zoo.export import trace_torchscript
+from napari_volseg.zoo.networks import trace_torchscript
 
 FORMAT_VERSION = "0.5.4"
 AXES = ("z", "y", "x")

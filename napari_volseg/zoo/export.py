@@ -18,22 +18,15 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
 from napari_volseg import __version__
 from napari_volseg import postprocess as post
+from napari_volseg.config import EXPORT_FORMATS
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.errors import VolsegError
 from napari_volseg.zoo.card import read_card
+from napari_volseg.zoo.networks import ExportError, onnx_file, trace_torchscript
 from napari_volseg.zoo.registry import resolve
 
-FORMATS = ("onnx", "torchscript", "bioimageio", "monai-bundle")
-ONNX_OPSET = 17
-INSTALL_EXPORT = "pip install 'napari-volseg[export]'"
-
-
-class ExportError(VolsegError):
-    """A model cannot be exported in the asked format (or a package the format needs is missing)."""
+FORMATS = EXPORT_FORMATS
 
 
 def load_for_export(model: str | os.PathLike) -> ckpt.Checkpoint:
@@ -44,39 +37,6 @@ def load_for_export(model: str | os.PathLike) -> ckpt.Checkpoint:
     if path.is_dir() or ckpt.read_meta(path).get("format") == BUNDLE_FORMAT:
         raise ExportError(f"{path.name} is a MONAI bundle: export works on napari-volseg checkpoints")
     return ckpt.load(path)
-
-
-def example_input(config, spatial: tuple[int, int, int] | None = None) -> torch.Tensor:
-    """A fixed pseudo-random input ``(1, channels, z, y, x)``; sizes default to twice the net's divisor."""
-    generator = torch.Generator().manual_seed(0)
-    spatial = spatial or (2 * config.divisor,) * 3
-    return torch.randn((1, config.in_channels, *spatial), generator=generator)
-
-
-def _onnx(net: torch.nn.Module, path: Path) -> Path:
-    try:
-        import onnx  # noqa: F401 - the exporter's own dependency, checked here for a one-line message
-    except ImportError as exc:
-        raise ExportError(f"ONNX export needs the onnx package: {INSTALL_EXPORT}") from exc
-    axes = {0: "batch", 2: "z", 3: "y", 4: "x"}
-    torch.onnx.export(
-        net,
-        (example_input(net.config),),
-        str(path),
-        dynamo=False,  # the TorchScript-based exporter: dynamic axes by name, seconds instead of minutes
-        input_names=["image"],
-        output_names=["logits"],
-        dynamic_axes={"image": axes, "logits": axes},
-        opset_version=ONNX_OPSET,
-    )
-    return path
-
-
-def trace_torchscript(net: torch.nn.Module, path: Path) -> Path:
-    """Trace ``net`` at twice its divisor and save it; it has no shape-dependent branches, so any size runs."""
-    traced = torch.jit.trace(net, example_input(net.config), check_trace=False)
-    traced.save(str(path))
-    return path
 
 
 def description(checkpoint: ckpt.Checkpoint, files: dict[str, str]) -> dict:
@@ -156,7 +116,7 @@ def description(checkpoint: ckpt.Checkpoint, files: dict[str, str]) -> dict:
 
 def export_network(checkpoint: ckpt.Checkpoint, fmt: str, out: Path) -> list[Path]:
     """ONNX or TorchScript: ``out`` (+ ``<stem>.locator.<ext>`` for a cascade) and ``<stem>.json``."""
-    write = _onnx if fmt == "onnx" else trace_torchscript
+    write = onnx_file if fmt == "onnx" else trace_torchscript
     ext = ".onnx" if fmt == "onnx" else ".pt"
     out = out if out.suffix else out.with_suffix(ext)
     out.parent.mkdir(parents=True, exist_ok=True)

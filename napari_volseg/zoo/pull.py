@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 
 from napari_volseg import paths
-from napari_volseg.engine.events import Downloaded, Downloading
+from napari_volseg.events import Downloaded, Downloading
 from napari_volseg.io.download import download_file
 from napari_volseg.zoo.registry import UnknownModelError, load_index
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from napari_volseg import paths
+from napari_volseg.engine import naming
 from napari_volseg.errors import VolsegError
 from napari_volseg.zoo.card import ModelCard, read_card
 
@@ -87,9 +88,9 @@ def recent_runs(limit: int = RECENT_RUNS) -> list[ModelEntry]:
     """The newest models of widget training runs: each run's model file, or its ``.last`` weights where Stop left
     only those (not a cascade's ``.locator`` files: a locator alone segments nothing)."""
     folder = paths.runs_dir()
-    files = [p for p in folder.glob("*.safetensors") if ".locator." not in p.name]
-    models = {p.name for p in files if ".last." not in p.name}
-    runs = [p for p in files if ".last." not in p.name or p.name.replace(".last.", ".") not in models]
+    files = [p for p in folder.glob("*.safetensors") if not naming.is_locator(p)]
+    models = {p for p in files if not naming.is_last(p)}
+    runs = [p for p in files if not naming.is_last(p) or naming.model_of_last(p) not in models]
     runs.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     return [_entry(p, "run") for p in runs[:limit]]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from napari_volseg.config import Preset
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine.config import Preset
-from napari_volseg.engine.train import check_warm_start
+from napari_volseg.engine.trainer import check_warm_start
 from napari_volseg.errors import VolsegError
 from napari_volseg.io.decathlon import Task
 from napari_volseg.models.unet3d import ModelConfig

@@ -8,19 +8,20 @@ import pytest
 import torch
 from conftest import TINY_CT, cascade_preset
 
+from napari_volseg import events as ev
 from napari_volseg.annotate import finetune, uncertainty, versions
 from napari_volseg.annotate.accept import accept
+from napari_volseg.config import FinetuneConfig
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine import events as ev
-from napari_volseg.engine.config import FinetuneConfig
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.engine.patches import BatchStream, TrainCase
-from napari_volseg.engine.train import Trainer
+from napari_volseg.engine.trainer import Trainer
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon, synthetic
 from napari_volseg.zoo import registry
 
 
+@pytest.mark.slow
 def test_finetuning_starts_from_the_given_weights_and_keeps_the_validation_cases(
     annotate_task, tiny_checkpoint, tmp_path
 ):
@@ -52,6 +53,7 @@ def test_finetuning_starts_from_the_given_weights_and_keeps_the_validation_cases
     assert versions.next_version_path(tmp_path).name == "v003.safetensors"
 
 
+@pytest.mark.slow
 def test_finetuning_a_cascade_keeps_its_locator_and_gives_the_main_net_the_whole_budget(train_ct_task, tmp_path):
     task = decathlon.load_task(train_ct_task)
     parent_path = tmp_path / "cascade.safetensors"

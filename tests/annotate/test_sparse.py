@@ -7,12 +7,12 @@ import pytest
 import torch
 from conftest import quick_preset
 
+from napari_volseg import events as ev
 from napari_volseg import losses, preprocess
 from napari_volseg.annotate.sparse import finish_slice, keep_slices
-from napari_volseg.engine import events as ev
-from napari_volseg.engine.config import TrainConfig
+from napari_volseg.config import TrainConfig
 from napari_volseg.engine.patches import sample_patch, train_case
-from napari_volseg.engine.train import Trainer
+from napari_volseg.engine.trainer import Trainer
 from napari_volseg.errors import LabelValueError, TaskFormatError
 from napari_volseg.io import decathlon, nifti
 from napari_volseg.planning import Plan

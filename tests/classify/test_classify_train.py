@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from napari_volseg import events as ev
 from napari_volseg.classify import checkpoint as cckpt
 from napari_volseg.classify.config import CLASSIFY_PRESETS, classify_preset
 from napari_volseg.classify.data import FixedSource
 from napari_volseg.classify.predict import Classifier, load_volume
 from napari_volseg.classify.train import ClassifierTrainer, digits_source
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine import events as ev
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import nifti
 
@@ -39,19 +39,23 @@ def test_a_run_yields_the_engines_events_and_writes_a_checkpoint_that_predicts(t
     validated = [e for e in events if isinstance(e, ev.Validated)]
     assert [v.metric for v in validated] == ["accuracy"] * 2 and set(validated[0].dice) <= set("0123456789")
     assert [type(e) for e in events].count(ev.CheckpointSaved) == 2 and not finished.stopped
-    assert finished.best_path == out and finished.best_dice == validated[-1].mean
+    assert (
+        finished.best_path == out
+        and finished.accuracy == validated[-1].mean
+        and finished.best_dice != finished.best_dice
+    )
     assert [h["epoch"] for h in finished.history] == [0, 1]
     assert finished.history[1]["loss"] < finished.history[0]["loss"]  # it learns
 
     loaded = cckpt.load(out)
     assert loaded.classes == tuple("0123456789") and loaded.epoch == 2 and loaded.step == 6
-    assert loaded.preset["model"] == "tiny-3d" and loaded.accuracy == finished.best_dice
+    assert loaded.preset["model"] == "tiny-3d" and loaded.accuracy == finished.accuracy
     assert "20 train digits x 1 copies" in loaded.data
     test = digits_source(tiny_preset).test()
     classifier = Classifier(out, device="cpu")
     probs = classifier.probabilities(test.volumes)
     assert probs.shape == (20, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    assert np.mean(probs.argmax(1) == test.labels) == pytest.approx(finished.best_dice)
+    assert np.mean(probs.argmax(1) == test.labels) == pytest.approx(finished.accuracy)
     one = classifier.predict(test.volumes[0], "first")
     assert one.label == str(probs[0].argmax()) and one.probabilities["0"] == pytest.approx(float(probs[0, 0]), abs=1e-6)
 

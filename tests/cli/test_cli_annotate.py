@@ -3,6 +3,7 @@
 import shutil
 
 import numpy as np
+import pytest
 
 from napari_volseg import cli
 from napari_volseg.annotate.sparse import keep_slices
@@ -40,6 +41,7 @@ def test_new_task_refuses_unknown_label_values(annotate_task, tmp_path, capsys):
     assert err.count("\n") == 1 and "[9]" in err and not (tmp_path / "X").exists()
 
 
+@pytest.mark.slow
 def test_finetune_writes_a_new_checkpoint_from_the_given_one(annotate_task, tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "v002.safetensors"
     args = ["finetune", "--model", str(tiny_checkpoint), "--data", str(annotate_task), "--minutes", "0.05"]

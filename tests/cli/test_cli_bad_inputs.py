@@ -11,8 +11,8 @@ import pytest
 from conftest import write_nifti
 
 from napari_volseg import cli
+from napari_volseg.config import preset_from_dict
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine.config import preset_from_dict
 from napari_volseg.models import build_model, model_config
 from napari_volseg.planning import Plan
 
@@ -46,6 +46,7 @@ def test_predict_into_an_existing_file(model, tiny_ct_task, tmp_path, capsys):
     assert taken.read_text() == "my notes"
 
 
+@pytest.mark.slow
 def test_predict_an_image_with_a_degenerate_affine_warns_once_and_writes_labels(model, tmp_path):
     data = np.zeros((32, 32, 16), np.float32)
     data[8:24, 8:24, 4:12] = 100.0

@@ -15,6 +15,7 @@ from napari_volseg.io import nifti
 VOLSEG = str(Path(sys.executable).with_name("volseg"))
 
 
+@pytest.mark.slow
 def test_train_predict_evaluate_round_trip(train_ct_task, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
     model = tmp_path / "model.safetensors"
@@ -64,6 +65,7 @@ def test_train_predict_evaluate_round_trip(train_ct_task, tmp_path, monkeypatch,
     assert "(6 cases)" in printed
 
 
+@pytest.mark.slow
 def test_preprocess_caches_and_a_second_run_recomputes_nothing(train_ct_task, tmp_path):
     env = {"VOLSEG_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
     first = subprocess.run(
@@ -76,6 +78,7 @@ def test_preprocess_caches_and_a_second_run_recomputes_nothing(train_ct_task, tm
     assert "0 case(s) preprocessed, 6 already cached" in second.stdout
 
 
+@pytest.mark.slow
 def test_models_and_presets_lists():
     models = subprocess.run([VOLSEG, "models"], capture_output=True, text=True).stdout
     assert "22,578,946" in models and "5,602,306" in models and "cpu-lean" in models
@@ -91,6 +94,7 @@ def test_models_and_presets_lists():
     } <= names
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line_with_exit_1(tmp_path, train_ct_task):
     (tmp_path / "bad.safetensors").write_bytes(b"junk")
     cases = [
@@ -105,6 +109,7 @@ def test_user_errors_are_one_line_with_exit_1(tmp_path, train_ct_task):
         assert result.stderr.startswith("volseg: error:") and result.stderr.strip().count("\n") == 0, result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cascade", [False, True], ids=["single", "cascade"])
 def test_train_reads_the_cache_volseg_preprocess_wrote(train_ct_task, tmp_path, monkeypatch, cascade):
     """`volseg preprocess` then `volseg train` on a CT task: training recomputes no case (its plan,
@@ -149,6 +154,7 @@ def test_train_without_validation_names_its_weights_not_a_nan_dice(train_ct_task
     assert last.endswith(f"no validation ran, the model is the mean of the weights at steps 2, 4; checkpoint {out}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_during_train_is_stop_and_leaves_the_model(train_ct_task, tmp_path, signum):
     """Ctrl-C (or SIGTERM from a scheduler) while `volseg train` runs ends the run as Stop does: the model stays at

@@ -150,7 +150,7 @@ def test_new_task_and_the_viewer_name_two_series_of_one_folder_alike(tiny_ct_tas
 
 def test_a_series_in_a_subfolder_of_its_own_is_named_by_it_everywhere(scans, tmp_path):
     from napari_volseg._napari.layers import file_layer_data
-    from napari_volseg.engine.infer import collect_inputs
+    from napari_volseg.io.inputs import collect_inputs
 
     two = tmp_path / "two"
     for sub in ("a", "b"):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from napari_volseg import cli
 from napari_volseg.io import decathlon
@@ -17,6 +18,7 @@ def test_synth_writes_a_loadable_task(tmp_path, capsys):
     assert "wrote 2 synthetic MRI" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_headless_demo_trains_predicts_and_writes_screenshot_and_metrics(tmp_path, train_ct_task):
     out = tmp_path / "demo out"
     assert cli.main(["demo", "--headless", "--out", str(out), "--data", str(train_ct_task), "--minutes", "0.2"]) == 0
@@ -31,6 +33,7 @@ def test_headless_demo_trains_predicts_and_writes_screenshot_and_metrics(tmp_pat
     assert green.sum() > 20  # the ground-truth outline is drawn
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_and_exit_1(tmp_path):
     (tmp_path / "dataset.json").write_text("{broken")
     result = subprocess.run(
@@ -53,6 +56,7 @@ def test_errors_are_one_line_and_exit_1(tmp_path):
     assert "not valid JSON" in result.stderr
 
 
+@pytest.mark.slow
 def test_console_script_is_installed():
     from pathlib import Path
 

@@ -125,6 +125,7 @@ def test_two_parts_share_a_cohort_through_the_output_folder(cohort, tiny_checkpo
     assert len(list(out.glob("*.nii.gz"))) == 5  # a failed scan's earlier output is removed
 
 
+@pytest.mark.slow
 def test_kill_9_loses_at_most_the_scans_in_flight(tiny_ct_task, tiny_checkpoint, tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()
@@ -235,10 +236,10 @@ def test_other_settings_or_a_changed_scan_are_done_again(cohort, tiny_checkpoint
 def test_evaluate_stars_the_models_training_cases_and_gives_the_unseen_mean_apart(
     tiny_ct_task, tiny_checkpoint, tmp_path, capsys
 ):
-    from napari_volseg.engine.predict import trained_cases
     from napari_volseg.io.decathlon import load_task
+    from napari_volseg.zoo.backend import provenance
 
-    trained = trained_cases(tiny_checkpoint, load_task(tiny_ct_task))
+    trained = provenance(tiny_checkpoint).trained_in(load_task(tiny_ct_task).name)
     assert trained and len(trained) < 6  # the tiny model trained on some of these synthetic cases, not all
     out = tmp_path / "out"
     assert (

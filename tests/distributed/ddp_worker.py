@@ -5,9 +5,9 @@ import os  # noqa: E402
 import sys
 from pathlib import Path
 
-from napari_volseg.engine import events as ev
-from napari_volseg.engine.config import load_preset
-from napari_volseg.engine.train import Trainer
+from napari_volseg import events as ev
+from napari_volseg.config import load_preset
+from napari_volseg.engine.trainer import Trainer
 from napari_volseg.io.decathlon import load_task
 
 task_dir, out, digests = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])

@@ -27,6 +27,7 @@ def _torchrun(args, tmp_path):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
 
 
+@pytest.mark.slow
 def test_two_ranks_stay_in_sync_and_only_rank_0_writes(train_ct_task, tmp_path):
     out = tmp_path / "run" / "ddp.safetensors"
     result = _torchrun([str(HERE / "ddp_worker.py"), str(train_ct_task), str(out), str(tmp_path / "digests")], tmp_path)
@@ -37,9 +38,11 @@ def test_two_ranks_stay_in_sync_and_only_rank_0_writes(train_ct_task, tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["rank0-ddp.last.safetensors", "rank0-ddp.safetensors"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cascade", [False, True], ids=["single", "cascade"])
 def test_volseg_train_under_torchrun_gives_an_ordinary_checkpoint(train_ct_task, tmp_path, cascade):
     from napari_volseg.engine import checkpoint as ckpt
+    from napari_volseg.engine import naming
     from napari_volseg.engine.infer import Predictor
     from napari_volseg.io import decathlon
 
@@ -70,7 +73,7 @@ def test_volseg_train_under_torchrun_gives_an_ordinary_checkpoint(train_ct_task,
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("finished at step") == 1  # rank 0 alone reports
     loaded = ckpt.load(out)
-    assert ckpt.load(ckpt.last_path(out)).step == (16 if cascade else 4)
+    assert ckpt.load(naming.last_path(out)).step == (16 if cascade else 4)
     assert (loaded.locator is not None) == cascade
     written = sorted(p.name for p in tmp_path.glob("m*.safetensors"))
     assert written == sorted(

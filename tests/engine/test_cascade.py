@@ -7,15 +7,17 @@ import numpy as np
 import pytest
 from conftest import cascade_preset
 
+from napari_volseg import events as ev
 from napari_volseg import planning
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine import events as ev
+from napari_volseg.engine import naming
 from napari_volseg.engine.infer import Predictor
-from napari_volseg.engine.train import Trainer
+from napari_volseg.engine.trainer import Trainer
 from napari_volseg.io import decathlon, nifti
 from napari_volseg.postprocess import count_pieces
 
 
+@pytest.mark.slow
 def test_cascade_trains_locator_then_main_net_and_predicts_in_source_geometry(train_ct_task, tmp_path):
     task = decathlon.load_task(train_ct_task)
     out = tmp_path / "cascade.safetensors"
@@ -34,7 +36,7 @@ def test_cascade_trains_locator_then_main_net_and_predicts_in_source_geometry(tr
     assert checkpoint.locator is not None
     coarse, fine = checkpoint.locator.plan.target_spacing, checkpoint.plan.target_spacing
     assert np.prod(coarse) > np.prod(fine)  # the locator works on the coarser grid
-    assert ckpt.load(ckpt.last_path(out)).locator is not None
+    assert ckpt.load(naming.last_path(out)).locator is not None
     # the training labels decide whether only the locator's largest piece makes the region of interest
     one_piece = all(count_pieces(task.case(c).load_label().data > 0) == 1 for c in checkpoint.train_cases)
     assert checkpoint.locator.one_piece is one_piece
@@ -54,6 +56,7 @@ def test_cascade_trains_locator_then_main_net_and_predicts_in_source_geometry(tr
     np.testing.assert_allclose(nifti.load(written).geometry.affine, image.geometry.affine)
 
 
+@pytest.mark.slow
 def test_stop_during_locator_stage_resumes_there(train_ct_task, tmp_path):
     task = decathlon.load_task(train_ct_task)
     out = tmp_path / "cascade.safetensors"
@@ -64,7 +67,7 @@ def test_stop_during_locator_stage_resumes_there(train_ct_task, tmp_path):
         if isinstance(event, ev.Step) and event.step == 3:
             trainer.stop()
     assert events[-1].stopped and not out.exists()
-    assert ckpt.last_path(ckpt.locator_path(out)).is_file()
+    assert naming.last_path(naming.locator_path(out)).is_file()
 
     resumed = list(Trainer(task, cascade_preset(epochs=5), out, cache_root=tmp_path / "cache", resume=True).run())
     starts = [e for e in resumed if isinstance(e, ev.Started)]
@@ -117,8 +120,8 @@ def test_a_one_piece_anatomys_region_of_interest_ignores_a_stray_piece(monkeypat
     main net on context it never trained on (held-out Dice 0.68, 0.91 with the box of the largest piece)."""
     import torch
 
+    from napari_volseg.config import InferConfig
     from napari_volseg.engine import infer
-    from napari_volseg.engine.config import InferConfig
 
     def found(model, image_czyx, roi, config, device):  # the locator's answer: the anatomy and a stray piece
         fg = torch.zeros(image_czyx.shape[1:])

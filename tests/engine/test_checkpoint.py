@@ -83,7 +83,7 @@ DATA = Path(__file__).parent / "data"
 def test_a_checkpoint_written_by_version_0_1_loads_with_a_typed_preset():
     """``data/v0.1-cascade.safetensors``: a tiny cascade checkpoint written by the code before the
     typed preset (the preset was a dict; the trainer put the effective patch and batch into it)."""
-    from napari_volseg.engine.config import Preset
+    from napari_volseg.config import Preset
     from napari_volseg.engine.infer import Predictor
 
     old = ckpt.load(DATA / "v0.1-cascade.safetensors")
@@ -95,7 +95,7 @@ def test_a_checkpoint_written_by_version_0_1_loads_with_a_typed_preset():
     predictor = Predictor(old)
     assert (predictor.roi, predictor.mirror_axes, predictor.config.tta) == ((16, 32, 32), (2,), True)
     assert ckpt.read_preset(DATA / "v0.1-cascade.safetensors") == old.preset
-    # the first checkpoints may have no preset at all: the defaults of engine/config.py
+    # the first checkpoints may have no preset at all: the defaults of config.py
     bare = ckpt.load(DATA / "v0.1-no-preset.safetensors")
     assert bare.preset == Preset(name="") and Predictor(bare).roi == (64, 64, 64)
 
@@ -103,7 +103,7 @@ def test_a_checkpoint_written_by_version_0_1_loads_with_a_typed_preset():
 def test_a_preset_round_trips_with_its_effective_values(tmp_path):
     import dataclasses
 
-    from napari_volseg.engine.config import load_preset
+    from napari_volseg.config import load_preset
 
     preset = load_preset("fast-cpu")
     trained = dataclasses.replace(

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from conftest import cascade_preset, quick_preset
 
+from napari_volseg import events as ev
 from napari_volseg import preprocess
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine import events as ev
+from napari_volseg.engine import naming
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.engine.quality import judge, of_file
-from napari_volseg.engine.train import Trainer, check_warm_start, load_fitting
+from napari_volseg.engine.run import load_fitting
+from napari_volseg.engine.trainer import Trainer, check_warm_start
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon, synthetic
 from napari_volseg.models import build_model, model_config
@@ -57,6 +59,7 @@ def test_stop_after_the_locators_validation_leaves_a_whole_scan_model(train_ct_t
     assert of_file(out).usable is not None  # validated: a verdict to show
 
 
+@pytest.mark.slow
 def test_the_main_net_replaces_the_locator_only_where_it_validates_better(train_ct_task, tmp_path):
     task = decathlon.load_task(train_ct_task)
     out = tmp_path / "run.safetensors"
@@ -81,7 +84,7 @@ def test_stop_as_the_main_net_starts_keeps_the_locators_model(train_ct_task, tmp
     events = run_until(trainer, lambda e: isinstance(e, ev.Started) and e.stage == "")
     finished = events[-1]
     assert finished.stopped and finished.best_path == out
-    assert ckpt.load(out).locator is None and ckpt.last_path(out).is_file()  # main's last weights kept to resume
+    assert ckpt.load(out).locator is None and naming.last_path(out).is_file()  # main's last weights kept to resume
 
 
 def test_stop_as_the_main_net_prepares_keeps_the_locators_model(train_ct_task, tmp_path):
@@ -126,11 +129,12 @@ def test_a_region_of_interest_is_capped_to_what_the_main_net_trained_on():
     assert all(0 <= a < b <= n for (a, b), n in zip(capped, mask.shape, strict=True))
 
 
+@pytest.mark.slow
 def test_the_locators_cap_round_trips_and_old_checkpoints_have_none(train_ct_task, tmp_path):
     task = decathlon.load_task(train_ct_task)
     out = tmp_path / "run.safetensors"
     run_until(Trainer(task, cascade_preset(epochs=5, val_every=1), out, cache_root=tmp_path / "cache"), lambda e: False)
-    model = ckpt.load(ckpt.last_path(out))
+    model = ckpt.load(naming.last_path(out))
     assert model.locator is not None and model.locator.max_extent_mm is not None
     assert all(e > 0 for e in model.locator.max_extent_mm)
     old = ckpt.load(__import__("pathlib").Path(__file__).parent / "data" / "v0.1-cascade.safetensors")
@@ -203,13 +207,14 @@ def test_the_moving_average_of_the_weights_is_applied_only_inside_its_block():
     assert torch.equal(net.weight, moved)  # the raw weights are back
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ema", [0.0, 0.9])
 def test_with_ema_the_model_file_holds_the_average_and_the_last_file_the_raw_weights(train_ct_task, tmp_path, ema):
     task = decathlon.load_task(train_ct_task)
     out = tmp_path / "ema.safetensors"
     preset = quick_preset(epochs=2, iterations_per_epoch=3, val_every=1, val_cases=0, average_last=1, ema=ema)
     run_until(Trainer(task, preset, out, cache_root=tmp_path / "cache"), lambda e: False)
-    model, last = ckpt.load(out), ckpt.load(ckpt.last_path(out))
+    model, last = ckpt.load(out), ckpt.load(naming.last_path(out))
     assert model.step == last.step == 6 and model.preset.train.ema == ema
     same = all(np.array_equal(model.state[k].numpy(), last.state[k].numpy()) for k in last.state)
     assert same == (ema == 0)  # with ema the model is the average; the optimizer continues from the raw weights

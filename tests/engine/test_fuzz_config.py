@@ -4,12 +4,13 @@ working settings object or one SettingsError line, never another exception."""
 import dataclasses
 import math
 
+import pytest
 import yaml
 from conftest import one_line_volseg_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from napari_volseg.engine.config import InferConfig, PlanSettings, Preset, TrainConfig, load_preset, preset_from_dict
+from napari_volseg.config import InferConfig, PlanSettings, Preset, TrainConfig, load_preset, preset_from_dict
 from napari_volseg.planning import Plan
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -92,6 +93,7 @@ def test_fuzzed_checkpoint_plans_build_or_fail_with_one_line(values):
         assert Plan.from_dict(plan.to_dict()).hash == plan.hash
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=80) | presets.map(lambda d: yaml.safe_dump(d, default_flow_style=None)))
 def test_fuzzed_yaml_files_load_or_fail_with_one_line(tmp_path, text):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from napari_volseg.config import InferConfig
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine.config import InferConfig
 from napari_volseg.engine.infer import window_probabilities
 from napari_volseg.io import decathlon
 
@@ -48,8 +48,8 @@ def test_tta_averages_over_the_trained_mirror_axes_only():
 
 
 def test_predictor_keeps_the_presets_settings_unless_overridden(tmp_path):
+    from napari_volseg.config import InferConfig, Preset, TrainConfig
     from napari_volseg.engine import checkpoint as ckpt
-    from napari_volseg.engine.config import InferConfig, Preset, TrainConfig
     from napari_volseg.engine.infer import Predictor
     from napari_volseg.models import build_model, model_config
     from napari_volseg.planning import Plan
@@ -67,8 +67,8 @@ def test_predictor_keeps_the_presets_settings_unless_overridden(tmp_path):
 
 def test_prediction_on_a_real_heart_case_has_the_source_shape_and_affine(heart_dir, tmp_path):
     from napari_volseg import planning
-    from napari_volseg.engine.config import PlanSettings, Preset, TrainConfig
-    from napari_volseg.engine.infer import predict_files
+    from napari_volseg.cohort.run import predict_files
+    from napari_volseg.config import PlanSettings, Preset, TrainConfig
     from napari_volseg.models import build_model, model_config
 
     task = decathlon.load_task(heart_dir)
@@ -91,7 +91,7 @@ def test_prediction_on_a_real_heart_case_has_the_source_shape_and_affine(heart_d
 
 @pytest.mark.parametrize("device", ["cuda", "mps", "tpu"])
 def test_asking_for_an_absent_device_is_one_line(device):
-    from napari_volseg.engine.infer import resolve_device
+    from napari_volseg.engine.device import resolve_device
     from napari_volseg.errors import VolsegError
 
     if device == "cuda" and torch.cuda.is_available():

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from napari_volseg import metrics
+from napari_volseg.config import Preset, TrainConfig
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine.config import Preset, TrainConfig
-from napari_volseg.engine.events import CasePredicted
 from napari_volseg.engine.predict import predict_cases
+from napari_volseg.events import CasePredicted
 from napari_volseg.io import decathlon, synthetic
 from napari_volseg.models import build_model, model_config
 from napari_volseg.planning import Plan
@@ -26,7 +26,7 @@ def test_predict_cases_yields_scored_results_on_the_source_grid(untrained, tmp_p
 
     task = decathlon.load_task(synthetic.write_task(tmp_path / "T", cases=2, kind="ct", spec=TINY_CT, test_cases=1))
     cases = task.cases + task.test_cases
-    events = list(predict_cases(untrained, task, cases))
+    events = list(predict_cases(ckpt.load(untrained), task, cases))
     assert [(e.done, e.total) for e in events] == [(1, 3), (2, 3), (3, 3)]
     assert all(isinstance(e, CasePredicted) for e in events)
     for event, case in zip(events, cases, strict=True):
@@ -48,7 +48,7 @@ def test_results_say_which_model_and_whether_it_trained_on_the_case(tmp_path):
     another task's model, or one that lists no cases, marks none."""
     from conftest import TINY_CT
 
-    from napari_volseg.engine.predict import trained_cases
+    from napari_volseg.zoo.backend import open_model, provenance
 
     task = decathlon.load_task(synthetic.write_task(tmp_path / "T", cases=2, kind="ct", spec=TINY_CT))
     first, second = (c.id for c in task.cases)
@@ -56,11 +56,18 @@ def test_results_say_which_model_and_whether_it_trained_on_the_case(tmp_path):
     preset = Preset(name="p", train=TrainConfig(patch_size=(16, 32, 32), threads=1))
     plan, labels = Plan(target_spacing=(5.0, 2.0, 2.0)), {0: "background", 1: "spleen"}
     path = ckpt.save(tmp_path / "m.safetensors", net, plan, labels, preset=preset, task=task.name, train_cases=[first])
-    results = [e.result for e in predict_cases(path, task, task.cases)]
+    results = [e.result for e in predict_cases(open_model(path), task, task.cases)]
     assert [(r.case, r.trained_on, r.model) for r in results] == [
         (first, True, str(path.resolve())),
         (second, False, str(path.resolve())),
     ]
     other = ckpt.save(tmp_path / "o.safetensors", net, plan, labels, task="AnotherTask", train_cases=[first])
-    assert trained_cases(other, task) == set() and trained_cases(tmp_path / "missing.safetensors", task) == set()
-    assert trained_cases(ckpt.load(path), task) == {first}
+    assert provenance(other).trained_in(task.name) == set()
+    assert provenance(tmp_path / "missing.safetensors").trained_in(task.name) == set()
+    assert (
+        ckpt.Provenance.of(ckpt.load(path)).trained_in(task.name) == {first} == provenance(path).trained_in(task.name)
+    )
+    assert (provenance(path).trained_on(first), provenance(path).trained_on(second)) == (True, False)
+    assert (
+        provenance(other).trained_on(first) is True and ckpt.Provenance.read(tmp_path / "x").trained_on(first) is None
+    )

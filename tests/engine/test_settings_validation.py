@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
+from napari_volseg.config import InferConfig, PlanSettings, TrainConfig, load_preset, preset_from_dict
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine.config import InferConfig, PlanSettings, TrainConfig, load_preset, preset_from_dict
 from napari_volseg.errors import SettingsError, VolsegError
 from napari_volseg.models import build_model, model_config
 from napari_volseg.planning import Plan

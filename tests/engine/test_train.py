@@ -6,10 +6,11 @@ import pytest
 import torch
 from conftest import quick_preset
 
+from napari_volseg import events as ev
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine import events as ev
+from napari_volseg.engine import naming
 from napari_volseg.engine.infer import Predictor
-from napari_volseg.engine.train import Trainer
+from napari_volseg.engine.trainer import Trainer
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon
 
@@ -18,6 +19,7 @@ def _events(trainer):
     return list(trainer.run())
 
 
+@pytest.mark.slow
 def test_tiny_synthetic_task_reaches_dice_0_9_in_60_steps(train_ct_task, tmp_path):
     task = decathlon.load_task(train_ct_task)
     preset = quick_preset(epochs=6)  # 60 steps: about 20 s on two idle cores
@@ -47,6 +49,7 @@ def _weights(path):
     return ckpt.load(path).state
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_run_exactly(train_ct_task, tmp_path, monkeypatch):
     """Resumed, a run draws the same patches and augmentations, continues Adam's state and history.
 
@@ -76,14 +79,14 @@ def test_resume_continues_the_same_run_exactly(train_ct_task, tmp_path, monkeypa
     for event in interrupted.run():
         if isinstance(event, ev.Step) and event.step == 3:
             interrupted.stop()  # as the Stop button or Ctrl-C would
-    assert ckpt.load(ckpt.last_path(tmp_path / "resumed.safetensors")).step == 3
+    assert ckpt.load(naming.last_path(tmp_path / "resumed.safetensors")).step == 3
     events = _events(Trainer(task, preset, tmp_path / "resumed.safetensors", cache_root=tmp_path / "c", resume=True))
     assert next(e for e in events if isinstance(e, ev.Started)).start_step == 3
     assert drawn == straight  # steps 1-3, then 4-6 after the resume: the same patches in the same order
-    resumed = ckpt.load(ckpt.last_path(tmp_path / "resumed.safetensors"))
+    resumed = ckpt.load(naming.last_path(tmp_path / "resumed.safetensors"))
     assert resumed.step == 6 and [h["step"] for h in resumed.history] == [3, 6]
     assert int(resumed.optimizer["state"][0]["step"]) == 6
-    a = _weights(ckpt.last_path(tmp_path / "straight.safetensors"))
+    a = _weights(naming.last_path(tmp_path / "straight.safetensors"))
     for k, v in resumed.state.items():
         torch.testing.assert_close(v, a[k], rtol=0, atol=0.05, msg=k)
 
@@ -126,6 +129,7 @@ def test_gpu_path_options_train_on_the_cpu_too(train_ct_task, tmp_path):
     assert model(torch.zeros(1, 1, 16, 64, 64)).shape == (1, 2, 16, 64, 64)
 
 
+@pytest.mark.slow
 def test_without_validation_the_model_averages_the_last_saves(train_ct_task, tmp_path):
     """Checkpoint averaging: the model is the mean of the weights at the last two saves; the resumable last
     checkpoint keeps the raw weights."""
@@ -151,6 +155,7 @@ def test_without_validation_the_model_averages_the_last_saves(train_ct_task, tmp
     assert not all(torch.equal(model.state[k], at_40[k]) for k in model.state)
 
 
+@pytest.mark.slow
 def test_deep_supervision_and_strong_augmentation_train_a_model_that_predicts(train_ct_task, tmp_path):
     task = decathlon.load_task(train_ct_task)
     preset = quick_preset(epochs=2, deep_supervision=2, augment_intensity="strong")
@@ -183,7 +188,7 @@ def test_a_resumed_run_stopped_before_its_first_validation_has_no_model_yet(trai
     for event in first.run():
         if isinstance(event, ev.Step) and event.step == 2:
             first.stop()
-    shutil.copyfile(ckpt.last_path(out), out)  # another run's file where this run's model would go
+    shutil.copyfile(naming.last_path(out), out)  # another run's file where this run's model would go
     again = Trainer(task, preset, out, cache_root=tmp_path / "c", resume=True)
     events = []
     for event in again.run():

@@ -36,6 +36,7 @@ def write_prompts(path, prompts):
     return path
 
 
+@pytest.mark.slow
 def test_interact_replays_prompts_and_writes_the_mask_on_the_scans_grid(tmp_path, scan, capsys):
     path, truth = scan
     prompts = write_prompts(
@@ -92,6 +93,7 @@ def test_interact_refuses_a_task_model_and_an_unwritable_output_first(
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_train_interactive_then_finetune_gives_promptable_checkpoints(tmp_path, train_ct_task, capsys):
     out = tmp_path / "prompt.safetensors"
     assert (

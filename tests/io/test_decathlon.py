@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_volseg.engine.config import TrainConfig
+from napari_volseg.config import TrainConfig
 from napari_volseg.errors import GeometryMismatchError, LabelValueError, TaskFormatError
 from napari_volseg.io import decathlon, nifti
 

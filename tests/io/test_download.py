@@ -9,8 +9,8 @@ import pytest
 from conftest import TINY_CT
 from served import serve
 
-from napari_volseg.engine.events import Downloaded, Downloading
 from napari_volseg.errors import DownloadError
+from napari_volseg.events import Downloaded, Downloading
 from napari_volseg.io import download, synthetic
 
 TASK = "Task77_Tiny"
@@ -90,6 +90,7 @@ def _evil_tar(folder: Path, member: tarfile.TarInfo, payload: bytes = b"x") -> s
     return hashlib.md5(tar_path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "hardlink"])
 def test_unsafe_archives_are_refused_and_leave_nothing(server, tmp_path, kind):
     if kind == "dotdot":

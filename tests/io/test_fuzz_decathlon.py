@@ -9,7 +9,7 @@ from conftest import one_line_volseg_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from napari_volseg.engine.config import TrainConfig
+from napari_volseg.config import TrainConfig
 from napari_volseg.io import decathlon
 
 CASES = ("a", "b", "c")

@@ -79,6 +79,7 @@ def _check_volume(volume: nifti.Volume, label: bool) -> None:
     assert all("\n" not in issue for issue in volume.issues)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(file=nifti_files())
 def test_fuzzed_nifti_files_load_soundly_or_fail_with_one_line(tmp_path, file):

@@ -112,6 +112,7 @@ def _shared_files(folder):
     return sorted((folder / "labelsTr").glob("*.nii.gz")), sorted((folder / "imagesTr").glob("*.nii.gz"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["heart_dir", "hippocampus_dir"])
 def test_round_trip_is_bit_exact_on_every_shared_case(task, request, tmp_path):
     folder = request.getfixturevalue(task)

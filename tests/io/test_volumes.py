@@ -151,7 +151,7 @@ def test_many_slices_of_one_series_are_one_scan_and_folders_have_names(scan_as_e
 
 
 def test_a_slicer_segmentation_beside_its_scan_is_not_a_second_scan(scan_as_every_format, tmp_path):
-    from napari_volseg.engine.infer import collect_inputs
+    from napari_volseg.io.inputs import collect_inputs
 
     folder = tmp_path / "slicer"
     folder.mkdir()

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a d
 @pytest.fixture
 def annotate(make_napari_viewer, annotate_task, tmp_path, monkeypatch):
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
-    from napari_volseg._napari.state import session_for
+    from napari_volseg._napari.loading import session_for
     from napari_volseg._napari.widgets import AnnotateWidget
     from napari_volseg.io import decathlon
 
@@ -56,7 +56,7 @@ def test_rank_opens_the_most_uncertain_case_and_accept_then_undo(
     refused = []
     monkeypatch.setattr(loading, "notify_error", refused.append)
     other = widget.session.task.cases[0].id
-    assert widget.session.open_case(other) is None and f"{top} annotation" in viewer.layers
+    assert loading.open_case(widget.session, other) is None and f"{top} annotation" in viewer.layers
     assert refused == [
         f"{top} has annotation edits not yet accepted: Accept them (Annotate tab) or delete the layer "
         f"'{top} annotation' to discard them, then open another case"
@@ -158,7 +158,7 @@ def test_dropping_a_folder_of_scans_offers_a_new_task(make_napari_viewer, qtbot,
 def test_the_status_says_what_to_do_and_idle_buttons_say_why(make_napari_viewer, qtbot, tiny_ct_task, monkeypatch):
     """No task: open one; a task with every case labelled: nothing to annotate, and the buttons that need a case are
     off, saying why; Finish slice and Paint unlabelled with no annotation open say so in one line."""
-    from napari_volseg._napari.state import session_for
+    from napari_volseg._napari.loading import session_for
     from napari_volseg._napari.widgets import AnnotateWidget
     from napari_volseg._napari.widgets import annotate as module
     from napari_volseg.io import decathlon

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from conftest import write_nifti
 
+from napari_volseg._napari import loading
+
 pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under xvfb-run)")
 
 
@@ -137,8 +139,7 @@ def test_predict_refuses_to_save_into_an_unwritable_folder(widgets, qtbot, tiny_
 def test_a_corrupt_file_read_in_a_worker_is_one_error_line(make_napari_viewer, qtbot, tmp_path, notifications):
     """The worker's error reaches the plugin's one-line notification only: superqt must not re-raise it on the GUI
     thread as well (napari showed that as a second pop-up and printed it with the file's read buffer)."""
-    from napari_volseg._napari.loading import open_files
-    from napari_volseg._napari.state import session_for
+    from napari_volseg._napari.loading import open_files, session_for
 
     whole = write_nifti(
         tmp_path / "whole.nii.gz", np.random.default_rng(0).normal(size=(40, 40, 40)).astype(np.float32)
@@ -191,7 +192,7 @@ def test_a_4d_scan_says_it_opened_as_channels_and_predict_says_which_it_used(
     four = write_nifti(tmp_path / "two.nii.gz", np.stack([scan.data.T, scan.data.T], axis=-1).astype(np.float32))
     viewer = make_napari_viewer()
     predict = PredictWidget(viewer)
-    predict.session.open_files([four])
+    loading.open_files(predict.session, [four])
     qtbot.waitUntil(lambda: "two [1]" in viewer.layers and not predict.session.busy_loading(), timeout=20_000)
     said = [m for _, m in _messages(notifications)]
     assert any("two.nii.gz holds 2 channels (a 4D file): opened as 'two [0]' to 'two [1]'" in m for m in said), said

@@ -30,7 +30,10 @@ def test_form_widgets_follow_the_field_metadata(qtbot):
     form.show_values(Toy())
     assert form.apply(Toy()) == Toy()
     steps = form.fields["steps"]
-    assert (steps.widget.min, steps.widget.max) == (1, 500) and steps.widget.tooltip == "how many steps"
+    assert (steps.widget.min, steps.widget.max) == (
+        1,
+        500,
+    ) and steps.widget.tooltip == "how many steps (1 <= value <= 500)"
     count = form.fields["count"].widget  # open bounds (validation.py's keys): an int box stops one short of them
     assert (count.min, count.max) == (1, 8)
     assert (form.fields["rate"].widget.min, form.fields["rate"].widget.max) == (0.0, 1.0)
@@ -57,7 +60,7 @@ def test_a_new_config_field_appears_in_the_train_form(qtbot, monkeypatch):
     import dataclasses
 
     from napari_volseg._napari.widgets import forms
-    from napari_volseg.engine.config import TrainConfig
+    from napari_volseg.config import TrainConfig
 
     Extended = dataclasses.make_dataclass(
         "Extended", [("warmup_steps", int, field(default=7, metadata={"min": 0}))], bases=(TrainConfig,), frozen=True
@@ -66,3 +69,39 @@ def test_a_new_config_field_appears_in_the_train_form(qtbot, monkeypatch):
     qtbot.addWidget(form)
     form.show_values(Extended())
     assert form.fields["warmup_steps"].get() == 7 and form.apply(Extended()) == Extended()
+
+
+def test_the_cli_the_train_form_and_the_checkpoint_show_the_same_training_settings(qtbot, tiny_checkpoint):
+    """Issue 25: one home per setting. Every TrainConfig field is a `volseg train` flag whose help, bounds and
+    choices are the Train form's tooltip, and the checkpoint stores the same settings."""
+    import argparse
+    import dataclasses
+    import json
+
+    from napari_volseg.cli import build_parser
+    from napari_volseg.config import TrainConfig
+    from napari_volseg.engine import checkpoint as ckpt
+    from napari_volseg.validation import describe
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    flags = {a.dest: a for a in sub.choices["train"]._actions}
+    form = forms_for_train()
+    qtbot.addWidget(form)
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    assert len(names) >= 31 and set(names) <= set(flags) and set(names) == set(form.fields)
+    for f in dataclasses.fields(TrainConfig):
+        action, tooltip = flags[f.name], form.fields[f.name].widget.tooltip
+        assert action.help.startswith(describe(f)) and tooltip == describe(f), f.name
+        choices = f.metadata.get("choices")
+        if choices:
+            assert tuple(action.choices) == tuple(choices), f.name
+    stored = json.loads(ckpt.read_meta(tiny_checkpoint)["preset"])["train"]
+    assert set(stored) == set(names)
+
+
+def forms_for_train():
+    from napari_volseg._napari.widgets.forms import DataclassForm
+    from napari_volseg.config import TrainConfig
+
+    return DataclassForm(TrainConfig, ("epochs",))

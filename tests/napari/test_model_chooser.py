@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from conftest import TINY_CT
 
+from napari_volseg._napari import loading
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "zoo"))
 from fakes import write_bundle, write_checkpoint  # noqa: E402
 from served import serve  # noqa: E402
@@ -103,7 +105,7 @@ def test_a_dropped_scan_without_a_task_predicts_with_a_pretrained_model(
     viewer = make_napari_viewer()
     predict = PredictWidget(viewer)
     image = tiny_ct_task / "imagesTr" / "spleen_002.nii.gz"
-    predict.session.open_files([image, tiny_ct_task / "labelsTr" / "spleen_002.nii.gz"])  # what a drop does
+    loading.open_files(predict.session, [image, tiny_ct_task / "labelsTr" / "spleen_002.nii.gz"])  # what a drop does
     qtbot.waitUntil(lambda: "spleen_002 ground truth" in viewer.layers and not predict.session.busy_loading())
     assert predict.session.task is None
     assert predict.chooser.select("organ-pretrained")
@@ -140,7 +142,7 @@ def test_a_dropped_dicom_series_predicts_and_saves_in_its_world_geometry(
     series = write_series(tmp_path / "spleen_002", source, modality="CT")
     viewer = make_napari_viewer()
     predict = PredictWidget(viewer)
-    predict.session.open_files([series])
+    loading.open_files(predict.session, [series])
     qtbot.waitUntil(lambda: "spleen_002" in viewer.layers and not predict.session.busy_loading())
     assert predict.chooser.select("organ-pretrained")
     assert predict.predict("current case") is not None
@@ -157,13 +159,13 @@ def test_a_dropped_scan_the_model_trained_on_is_starred(make_napari_viewer, qtbo
     """Issue 26 item 5: la_003 dropped and predicted with msd-heart read 0.9567 with no star, above the card's held-out
     figure; a scan whose name the checkpoint lists as a training case is starred, and the status says why."""
     from napari_volseg._napari.widgets import PredictWidget
-    from napari_volseg.engine.predict import trained_on_name
+    from napari_volseg.zoo.backend import provenance
 
-    case = next(f"spleen_00{i}" for i in range(1, 7) if trained_on_name(tiny_checkpoint, f"spleen_00{i}"))
+    case = next(f"spleen_00{i}" for i in range(1, 7) if provenance(tiny_checkpoint).trained_on(f"spleen_00{i}"))
     viewer = make_napari_viewer()
     predict = PredictWidget(viewer)
-    predict.session.open_files(
-        [tiny_ct_task / "imagesTr" / f"{case}.nii.gz", tiny_ct_task / "labelsTr" / f"{case}.nii.gz"]
+    loading.open_files(
+        predict.session, [tiny_ct_task / "imagesTr" / f"{case}.nii.gz", tiny_ct_task / "labelsTr" / f"{case}.nii.gz"]
     )
     qtbot.waitUntil(lambda: f"{case} ground truth" in viewer.layers and not predict.session.busy_loading())
     predict.session.set_checkpoint(tiny_checkpoint)

@@ -107,7 +107,7 @@ def test_prompts_correct_the_annotate_case_and_the_accept_report_counts_them(
     make_napari_viewer, annotate_task, qtbot, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
-    from napari_volseg._napari.state import session_for
+    from napari_volseg._napari.loading import session_for
     from napari_volseg._napari.widgets import AnnotateWidget
     from napari_volseg._napari.widgets.prompts import PromptsWidget
     from napari_volseg.io import decathlon

@@ -77,7 +77,7 @@ def test_a_failing_step_ends_the_chain_once(qtbot, monkeypatch):
 
 def test_a_session_with_a_viewer_freezes_long_lived_objects(make_napari_viewer, qtbot):
     """napari runs gc.collect() per removed layer: frozen libraries make it walk only what came after."""
-    from napari_volseg._napari.state import session_for
+    from napari_volseg._napari.loading import session_for
 
     session_for(make_napari_viewer())
     qtbot.waitUntil(lambda: gc.get_freeze_count() > 100_000, timeout=60_000)

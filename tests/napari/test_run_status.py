@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from napari_volseg import events as ev
 from napari_volseg._napari.widgets.run_status import RunStatus, clock
-from napari_volseg.engine import events as ev
-from napari_volseg.engine.config import load_preset
+from napari_volseg.config import load_preset
 
 
 class Clock:

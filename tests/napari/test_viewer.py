@@ -77,7 +77,7 @@ def test_a_text_file_is_not_ours(make_napari_viewer, tmp_path):
 
 
 def test_dropped_task_folder_opens_as_the_task(make_napari_viewer, fresh, qtbot, tiny_ct_task, monkeypatch):
-    from napari_volseg.engine import train as train_module
+    from napari_volseg.engine import trainer as train_module
 
     monkeypatch.setattr(train_module, "Trainer", recording_trainer())  # Train's start is checked here, not training
     from napari_volseg._napari.preferences import claim_reader_preference
@@ -98,8 +98,8 @@ def test_dropped_task_folder_opens_as_the_task(make_napari_viewer, fresh, qtbot,
 
 
 def test_dropped_image_and_label_read_in_a_worker(make_napari_viewer, fresh, qtbot, tiny_ct_task):
+    from napari_volseg._napari.loading import session_for
     from napari_volseg._napari.preferences import claim_reader_preference
-    from napari_volseg._napari.state import session_for
     from napari_volseg._napari.widgets import DataWidget
     from napari_volseg._napari.widgets.data import NO_TASK
 
@@ -280,7 +280,7 @@ def test_dicom_and_nrrd_drops_open_without_a_dialog_and_two_series_ask_which(
         asked.append(sorted(s.description for s in series))
         return next(s.uid for s in series if s.description == "spleen_002")
 
-    monkeypatch.setattr("napari_volseg._napari.widgets.series_dialog.choose_series", choose)
+    monkeypatch.setattr("napari_volseg._napari.series_dialog.choose_series", choose)
     viewer = make_napari_viewer()
     activate()
     drop(qtbot, viewer, [str(nrrd)])  # claimed like NIfTI: no Choose-reader dialog

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from conftest import cascade_preset, quick_preset, recording_trainer
 
+from napari_volseg import events as ev
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine import events as ev
+from napari_volseg.engine import naming
 
 pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under xvfb-run)")
 
@@ -46,7 +47,7 @@ def field(form, name):
 
 
 def test_train_widget_defaults_equal_the_preset_and_config(widgets):
-    from napari_volseg.engine.config import TrainConfig, load_preset
+    from napari_volseg.config import TrainConfig, load_preset
 
     _, _, train, _ = widgets
     preset = load_preset("fast-cpu")
@@ -63,7 +64,7 @@ def test_every_train_and_plan_setting_has_a_field_and_expert_ones_start_folded(w
     import dataclasses
 
     from napari_volseg._napari.widgets import PreprocessWidget
-    from napari_volseg.engine.config import PlanSettings, TrainConfig
+    from napari_volseg.config import PlanSettings, TrainConfig
 
     viewer, _, train, _ = widgets
     pre = PreprocessWidget(viewer)
@@ -76,7 +77,7 @@ def test_every_train_and_plan_setting_has_a_field_and_expert_ones_start_folded(w
 def test_the_plan_set_in_preprocess_is_the_plan_train_trains_with(widgets, qtbot, tiny_ct_task, monkeypatch):
     """Issue 10 bug 1: the Train widget used to re-plan from its own preset, ignoring Preprocess."""
     from napari_volseg._napari.widgets import PreprocessWidget
-    from napari_volseg.engine import train as train_module
+    from napari_volseg.engine import trainer as train_module
 
     viewer, data, train, _ = widgets
     pre = PreprocessWidget(viewer)
@@ -185,7 +186,7 @@ def test_stop_before_validation_makes_the_last_weights_the_model(widgets, qtbot,
     qtbot.waitUntil(lambda: train.worker is None, timeout=30_000)
     assert train.start_button.isEnabled() and not train.stop_button.isEnabled()
     assert not train.settings.isExpanded()  # the chart keeps its room after the run (unfolding squeezed its axes)
-    last = ckpt.last_path(tmp_path / "stop.safetensors")
+    last = naming.last_path(tmp_path / "stop.safetensors")
     status = train.status.text()
     assert status.startswith("stopped at step") and "nan" not in status
     assert "the last weights" in status and last.name in status and str(last.parent) in status
@@ -202,7 +203,7 @@ def test_stop_before_validation_makes_the_last_weights_the_model(widgets, qtbot,
 
 def test_a_failing_worker_becomes_one_notification_and_idle(widgets, qtbot, train_ct_task, tmp_path, monkeypatch):
     from napari_volseg._napari.widgets import train as train_module
-    from napari_volseg.engine.train import Trainer
+    from napari_volseg.engine.trainer import Trainer
     from napari_volseg.errors import VolsegError
 
     shown = []
@@ -271,7 +272,7 @@ def test_training_plot_has_axes_legend_and_separate_scales(qtbot):
 
 def test_preprocess_widget_defaults_preview_and_cache(widgets, qtbot, train_ct_task):
     from napari_volseg._napari.widgets import PreprocessWidget
-    from napari_volseg.engine.config import load_preset
+    from napari_volseg.config import load_preset
 
     viewer, data, _, _ = widgets
     pre = PreprocessWidget(viewer)
@@ -350,8 +351,8 @@ def test_seed_report_presets_train_on_the_cli_split_in_the_gui(widgets, qtbot, t
     from conftest import TINY_CT
 
     from napari_volseg import cli
-    from napari_volseg.engine import events as ev
-    from napari_volseg.engine.train import Trainer
+    from napari_volseg import events as ev
+    from napari_volseg.engine.trainer import Trainer
     from napari_volseg.io import synthetic
 
     trainers = []
@@ -396,8 +397,7 @@ def test_mirror_tta_follows_the_checkpoints_preset(widgets):
 def test_the_table_keeps_one_models_results_and_sets_its_training_cases_apart(widgets, qtbot, tiny_ct_task):
     """Predicting with another model clears the old model's rows (one mean over two models means nothing); a case
     the model trained on is starred, and the mean over the cases it never saw is given apart."""
-    from napari_volseg._napari.widgets.predict import mean_text
-    from napari_volseg.evaluate import CaseResult
+    from napari_volseg.evaluate import CaseResult, mean_text
     from napari_volseg.metrics import ClassScore
 
     viewer, data, _, predict = widgets
@@ -485,19 +485,21 @@ def test_a_models_own_held_out_cases_are_one_scope(widgets, qtbot, tiny_ct_task,
     (msd-hippocampus: 20 of its 40 were starred); 'cases it never trained on' are the labelled cases its checkpoint
     does not list, and a model that lists none says so instead of predicting everything under that name."""
     from napari_volseg._napari.widgets import predict as predict_module
-    from napari_volseg.engine import predict as engine_predict
+    from napari_volseg.engine.checkpoint import Provenance
+    from napari_volseg.io.scopes import NEVER_TRAINED_ON
+    from napari_volseg.zoo import backend
 
     _, data, _, predict = widgets
     open_task(qtbot, data, tiny_ct_task)
     predict.session.set_checkpoint(tiny_checkpoint)
     labelled = [c.id for c in predict.session.task.cases]
-    monkeypatch.setattr(engine_predict, "trained_cases", lambda checkpoint, task: set(labelled[:4]))
-    assert predict_module.NEVER_TRAINED_ON in [predict.scope.itemText(i) for i in range(predict.scope.count())]
-    assert predict._cases(predict_module.NEVER_TRAINED_ON) == labelled[4:]
+    monkeypatch.setattr(backend, "provenance", lambda model: Provenance("m", "", frozenset(labelled[:4])))
+    assert NEVER_TRAINED_ON in [predict.scope.itemText(i) for i in range(predict.scope.count())]
+    assert predict._cases(NEVER_TRAINED_ON) == labelled[4:]
     said = []
     monkeypatch.setattr(predict_module, "notify_error", said.append)
-    monkeypatch.setattr(engine_predict, "trained_cases", lambda checkpoint, task: set())
-    assert predict.predict(predict_module.NEVER_TRAINED_ON) is None and predict.worker is None
+    monkeypatch.setattr(backend, "provenance", lambda model: Provenance("m"))
+    assert predict.predict(NEVER_TRAINED_ON) is None and predict.worker is None
     assert said == [
         f"this model does not list the cases of {predict.session.task.name} it trained on: choose 'all cases'"
     ]
@@ -522,7 +524,7 @@ def test_stop_ends_a_tasks_prediction_after_the_current_case(widgets, qtbot, tin
 def test_the_train_form_offers_the_devices_this_machine_has(widgets):
     """Issue 25's visible bug: the device choices came from the field's metadata (auto, cpu, cuda, mps), so a
     CPU-only machine was offered cuda and mps; they come from available_devices()."""
-    from napari_volseg.engine.infer import available_devices
+    from napari_volseg.engine.device import available_devices
 
     _, _, train, _ = widgets
     assert tuple(train.form.fields["device"].choices) == tuple(available_devices())
@@ -571,7 +573,7 @@ def test_stop_at_any_moment_after_the_first_validation_leaves_a_model_that_predi
 def test_the_warm_start_is_offered_for_the_tasks_modality_and_reaches_the_trainer(
     widgets, qtbot, train_ct_task, tmp_path, monkeypatch
 ):
-    from napari_volseg.engine import train as train_module
+    from napari_volseg.engine import trainer as train_module
     from napari_volseg.io import synthetic
 
     viewer, data, train, _ = widgets

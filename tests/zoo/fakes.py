@@ -14,8 +14,8 @@ LABELS = {0: "background", 1: "organ"}
 def write_checkpoint(path: Path, *, cascade: bool = False, seed: int = 0, plan=None, postprocess=None) -> Path:
     """An untrained cpu-lean checkpoint (seeded weights) with a 2 mm z-score plan; a cascade adds a locator;
     ``postprocess``: the :class:`~napari_volseg.postprocess.PostProcess` it records."""
+    from napari_volseg.config import preset_from_dict
     from napari_volseg.engine import checkpoint as ckpt
-    from napari_volseg.engine.config import preset_from_dict
     from napari_volseg.models import build_model, model_config
     from napari_volseg.planning import Plan
 

@@ -14,8 +14,8 @@ from fakes import write_checkpoint
 
 from napari_volseg import metrics
 from napari_volseg.cli import main
+from napari_volseg.config import TrainConfig, load_preset
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine.config import TrainConfig, load_preset
 from napari_volseg.engine.infer import Predictor
 from napari_volseg.io import decathlon, nifti
 from napari_volseg.zoo import registry
@@ -122,6 +122,7 @@ def test_msd_heart_by_name_rescores_its_cards_dice_on_a_held_out_case(heart_dir,
     assert metrics.mean_dice(scores) == pytest.approx(held.dice, abs=2e-3)
 
 
+@pytest.mark.slow
 def test_make_pretrained_trains_scores_and_installs_a_carded_float16_model(train_ct_task, tmp_path):
     spec = importlib.util.spec_from_file_location("make_pretrained", ROOT / "training" / "make_pretrained.py")
     script = importlib.util.module_from_spec(spec)

@@ -10,7 +10,8 @@ import torch
 from fakes import write_checkpoint
 
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.zoo.export import ExportError, example_input, export
+from napari_volseg.zoo.export import export
+from napari_volseg.zoo.networks import ExportError, example_input
 
 ATOL = 1e-4
 """Exported logits may differ from PyTorch's by float32 rounding of reordered sums: |difference| <= 1e-4."""
@@ -28,6 +29,7 @@ def reference_logits(path, spatial=(32, 48, 64)):
         return x, net(x).numpy()
 
 
+@pytest.mark.slow
 def test_onnx_gives_the_checkpoints_logits_at_another_size(checkpoint, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     files = export(checkpoint, "onnx", tmp_path / "net.onnx")
@@ -41,6 +43,7 @@ def test_onnx_gives_the_checkpoints_logits_at_another_size(checkpoint, tmp_path)
     assert info["sliding_window"]["roi_size"] == [16, 32, 32] and "locator" not in info
 
 
+@pytest.mark.slow
 def test_torchscript_of_a_cascade_holds_both_nets_and_says_how_they_chain(tmp_path):
     path = write_checkpoint(tmp_path / "cascade.safetensors", cascade=True)
     files = export(path, "torchscript", tmp_path / "out" / "heart.pt")
@@ -95,6 +98,7 @@ def test_a_cascade_is_refused_for_single_network_packages_with_one_line(tmp_path
         export(path, "bioimageio", tmp_path / "bio")
 
 
+@pytest.mark.slow
 def test_bioimageio_package_passes_the_spec_validator(checkpoint, tmp_path):
     spec = pytest.importorskip("bioimageio.spec")
     files = export(checkpoint, "bioimageio", tmp_path / "bio")
@@ -105,6 +109,7 @@ def test_bioimageio_package_passes_the_spec_validator(checkpoint, tmp_path):
     assert "zero_mean_unit_variance" in [p.id for p in descr.inputs[0].preprocessing]
 
 
+@pytest.mark.slow
 def test_monai_bundle_runs_in_monai_and_agrees_with_the_predictor(trained_ct_checkpoint, train_ct_task, tmp_path):
     """MONAI's ConfigParser builds the exported bundle's own objects; its labels match our Predictor's.
 

@@ -10,9 +10,9 @@ from fakes import write_checkpoint
 from served import serve
 
 from napari_volseg.cli import main
-from napari_volseg.engine.infer import Predictor
 from napari_volseg.errors import DownloadError, VolsegError
 from napari_volseg.zoo import registry
+from napari_volseg.zoo.backend import open_model
 from napari_volseg.zoo.pull import pull
 
 
@@ -45,7 +45,7 @@ def test_pull_verifies_installs_and_the_name_then_works_everywhere(zoo, tmp_path
     path = events[-1].path
     assert path == installed(tmp_path) and path.read_bytes() == zoo.blob
     assert (events[-2].done, events[-2].total) == (len(zoo.blob), len(zoo.blob))
-    assert Predictor("organ").labels == {0: "background", 1: "organ"}
+    assert open_model("organ").labels == {0: "background", 1: "organ"}
     n = len(zoo.requests)
     assert main(["pull", "organ", "--index", str(zoo.index)]) == 0  # already there, checksum fine: no transfer
     assert len(zoo.requests) == n

@@ -13,21 +13,20 @@ import math
 from pathlib import Path
 
 import numpy as np
-from napari.utils import progress
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QTableWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QTableWidgetItem, QVBoxLayout, QWidget
 
+from napari_volseg import events as ev
 from napari_volseg import paths
+from napari_volseg._napari import loading, workers
 from napari_volseg._napari.layers import annotation_colors
-from napari_volseg._napari.loading import case_layers
+from napari_volseg._napari.loading import case_layers, session_for
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.state import session_for
-from napari_volseg._napari.widgets.common import button_row, compact, fit_columns, make_table, set_labels
+from napari_volseg._napari.widgets.common import button_row, fit_columns, make_table, set_labels
+from napari_volseg._napari.widgets.versions import VersionsPanel
 from napari_volseg.annotate import accept as accepting
 from napari_volseg.annotate import sparse, versions
-from napari_volseg.annotate.edits import EditStats, edit_stats
-from napari_volseg.engine import events as ev
-from napari_volseg.engine.config import FinetuneConfig
+from napari_volseg.annotate.edits import EditStats, accept_report, edit_stats
 from napari_volseg.io.new_task import DEFAULT_UNLABELLED
 
 NO_ANNOTATION = "no annotation open: Predict or Annotate from scratch first"
@@ -77,20 +76,10 @@ class AnnotateWidget(QWidget):
         self.edits_label = QLabel("")
         self.edits_label.setWordWrap(True)
         layout.addWidget(self.edits_label)
-        layout.addWidget(QLabel("<b>Model versions</b> (double-click to use)"))
-        self.versions = make_table(("version", "val Dice", "train cases"), min_height=70)
-        layout.addWidget(self.versions, 1)
-        row = QHBoxLayout()
-        self.minutes = compact(QDoubleSpinBox(decimals=1, minimum=0.1, maximum=600.0, singleStep=1.0, suffix=" min"))
-        self.minutes.setValue(FinetuneConfig().minutes)
-        self.train_button = QPushButton("Fine-tune")
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setEnabled(False)
-        self.minutes.setMinimumWidth(84)  # "10.0 min" whole: the buttons beside it squeezed it to "2.0 mir"
-        row.addWidget(self.minutes, 1)
-        for w in (self.train_button, self.stop_button):
-            row.addWidget(w)
-        layout.addLayout(row)
+        self.models = VersionsPanel(self)
+        self.versions, self.minutes = self.models.table, self.models.minutes
+        self.train_button, self.stop_button = self.models.train_button, self.models.stop_button
+        layout.addWidget(self.models, 1)
 
         self.rank_button.clicked.connect(self.rank)
         self.predict_button.clicked.connect(lambda: self.predict(self._case_or_say_why()))
@@ -100,8 +89,6 @@ class AnnotateWidget(QWidget):
         self.finish_button.clicked.connect(self.finish_slice)
         self.accept_button.clicked.connect(self.accept)
         self.undo_button.clicked.connect(self.undo)
-        self.versions.cellDoubleClicked.connect(lambda r, c: self.use_version(Path(self.versions.item(r, 0).toolTip())))
-        self.train_button.clicked.connect(self.train)
         self.stop_button.clicked.connect(self.stop)
         self.session.task_changed.connect(lambda task: self.refresh())
         self.session.checkpoint_changed.connect(lambda path: self.refresh())
@@ -122,34 +109,18 @@ class AnnotateWidget(QWidget):
         """Fill the case list (ranked order first) and the model versions; name the buttons' state."""
         task, checkpoint = self.session.task, self.session.checkpoint
         self.model_label.setText(f"model: {Path(checkpoint).name}" if checkpoint else "model: none")
-        self.train_button.setText("Fine-tune" if checkpoint else "Train from annotations")
         if task is None:
             self.status.setText(self._resting_text())
             return
-        left = [c.id for c in sparse.cases_to_annotate(task)]
-        ranked = [r for r in self.ranking if r.case_id in left]
-        rows = [(r.case_id, r.score, r.predicted_ml) for r in ranked]
-        rows += [(c, math.nan, math.nan) for c in left if c not in {r.case_id for r in ranked}]
+        rows = sparse.annotation_queue(task, self.ranking)
         self.cases.setRowCount(len(rows))
         for r, (case_id, score, ml) in enumerate(rows):
             texts = (case_id, "nothing found" if math.isinf(score) else "" if math.isnan(score) else f"{score:.3f}")
             texts += ("" if math.isnan(ml) else f"{ml:.1f}",)
             for c, text in enumerate(texts):
                 self.cases.setItem(r, c, QTableWidgetItem(text))
-        listed = versions.list_versions(self.models_dir())
-        if checkpoint and Path(checkpoint) not in {v.path for v in listed}:
-            current = versions.read_version(checkpoint)
-            listed = ([current] if current else []) + listed
-        self.versions.setRowCount(len(listed))
-        for r, version in enumerate(listed):
-            mark = " (in use)" if checkpoint and version.path == Path(checkpoint) else ""
-            name = QTableWidgetItem(version.path.stem + mark)
-            name.setToolTip(str(version.path))
-            dice = "-" if math.isnan(version.best_dice) else f"{version.best_dice:.3f}"
-            for c, item in enumerate((name, QTableWidgetItem(dice), QTableWidgetItem(str(version.train_cases)))):
-                self.versions.setItem(r, c, item)
+        self.models.fill(versions.versions_for(self.models_dir(), checkpoint), checkpoint)
         fit_columns(self.cases)
-        fit_columns(self.versions)
         self.undo_button.setEnabled(bool(self.accepted))
         # a task with every case labelled: the buttons that need a case to annotate are off (each answered with the
         # same error), and the status line at the top says why
@@ -210,20 +181,14 @@ class AnnotateWidget(QWidget):
         if getattr(self, slot) is not None:
             notify_error("busy: wait for the current job or press Stop")
             return None
-        bar = progress(total=0, desc=desc)
         worker = work()
         setattr(self, slot, worker)
-        if on_yield is not None:
-            worker.yielded.connect(lambda item: on_yield(item, bar))
-        if on_return is not None:
-            worker.returned.connect(on_return)
-        worker.errored.connect(notify_error)
-        worker.finished.connect(lambda: (bar.close(), self._idle(worker, slot, then)))
-        self.session.track(worker, owner=self)
         if slot == "worker":
             self.stop_button.setEnabled(on_yield is not None)
-        worker.start()
-        return worker
+        done = lambda: self._idle(worker, slot, then)  # noqa: E731 - the worker it names is made above
+        return workers.start(
+            self.session, worker, desc=desc, owner=self, on_yield=on_yield, on_return=on_return, on_done=done
+        )
 
     def _idle(self, worker, slot: str, then=None) -> None:
         if getattr(self, slot) is not worker:
@@ -255,14 +220,9 @@ class AnnotateWidget(QWidget):
 
         @background
         def work():
-            from napari_volseg.annotate.uncertainty import rank_cases
-            from napari_volseg.engine.infer import Predictor
+            from napari_volseg.annotate.uncertainty import rank_with  # torch: imported when first needed
 
-            predictor = Predictor(checkpoint)
-            try:
-                yield from rank_cases(predictor, cases)
-            finally:
-                predictor.release()
+            yield from rank_with(checkpoint, cases)
 
         def on_yield(item, bar):
             if isinstance(item, ev.Progress):
@@ -299,20 +259,13 @@ class AnnotateWidget(QWidget):
 
         @background
         def work():
-            case = task.case(case_id)
-            if not predict:
-                return sparse.unlabelled_volume(case.geometry().shape_zyx, unlabelled)
-            from napari_volseg.engine.infer import Predictor
-
-            predictor = Predictor(checkpoint)
-            try:
-                return predictor.predict(case.load_image()).labels
-            finally:
-                predictor.release()
+            return sparse.suggestion(task, case_id, checkpoint if predict else None, unlabelled)
 
         def on_return(suggestion):
             if self.session.task is task:
-                self.session.open_case(case_id, then=lambda: self._show(case_id, suggestion), keep=("annotation",))
+                loading.open_case(
+                    self.session, case_id, then=lambda: self._show(case_id, suggestion), keep=("annotation",)
+                )
 
         self.status.setText(f"{'predicting' if predict else 'opening'} {case_id}…")
         return self._run(work, on_return=on_return, desc=f"opening {case_id}")
@@ -330,9 +283,9 @@ class AnnotateWidget(QWidget):
         layer.mode = "paint"
         self.viewer.layers.selection.active = layer
         self.viewer.dims.ndisplay = 2  # annotation is slice by slice ("Finish slice"); Classify's digits leave 3D on
-        per_slice = ((suggestion > 0) & (suggestion != self.unlabelled)).sum(axis=(1, 2))
-        if per_slice.any():  # start on the slice with the most foreground
-            self.viewer.dims.set_point(0, layer.data_to_world([int(np.argmax(per_slice)), 0, 0])[0])
+        z = sparse.busiest_slice(suggestion, self.unlabelled)
+        if z is not None:  # start on the slice with the most foreground
+            self.viewer.dims.set_point(0, layer.data_to_world([z, 0, 0])[0])
         self.status.setText(f"{case_id}: correct the annotation with the brush, eraser and fill, then Accept")
 
     # -- editing ----------------------------------------------------------------------------------
@@ -384,16 +337,11 @@ class AnnotateWidget(QWidget):
                 self.suggested = labels  # accepted: nothing of it is unsaved now
             self.last_edits = stats
             used = self.session.prompts_used.pop(f"{case_id} annotation", {})
-            prompts = ", ".join(f"{n} {kind}" for kind, n in used.items() if n)
-            text = (
-                f"accepted {case_id}: {stats.summary()}"
-                + (f"; prompts: {prompts}" if prompts else "")
-                + (" — sparse" if done.sparse else "")
-            )
+            text = accept_report(case_id, stats, used, done.sparse)
             self.edits_label.setText(text)
             self.status.setText(f"accepted {case_id}: it trains with the others now; open the next case")
             show_info(text)
-            self.session.open_task(task.root, open_first_case=False)
+            loading.open_task(self.session, task.root, open_first_case=False)
 
         return self._run(work, on_return=on_return, desc=f"accepting {case_id}", slot="writer")
 
@@ -410,61 +358,9 @@ class AnnotateWidget(QWidget):
         def on_return(_):
             self.accepted.remove(done)
             self.edits_label.setText(f"undid the accept of {done.case_id}")
-            self.session.open_task(root, open_first_case=False)
+            loading.open_task(self.session, root, open_first_case=False)
 
         return self._run(work, on_return=on_return, desc=f"undoing {done.case_id}", slot="writer")
-
-    # -- models -----------------------------------------------------------------------------------
-
-    def use_version(self, path: Path) -> None:
-        self.session.set_checkpoint(Path(path))
-
-    def train(self):
-        """Fine-tune the model in use on every labelled case (or train a first model from the default
-        preset when there is none yet) for the minutes set; the result is the next model version, and
-        the open case comes back predicted by it."""
-        if not self._ready(need_model=False):
-            return None
-        task, checkpoint = self.session.task, self.session.checkpoint
-        minutes = self.minutes.value()
-        out = versions.next_version_path(self.models_dir())
-        trainers: list = []  # made in the worker (loading the checkpoint takes a while); Stop reaches it here
-
-        @background
-        def work():
-            if checkpoint is not None:
-                from napari_volseg.annotate.finetune import finetuner
-
-                trainers.append(finetuner(checkpoint, task, out, FinetuneConfig(minutes=minutes)))
-            else:
-                from napari_volseg.engine.config import load_preset
-                from napari_volseg.engine.train import Trainer
-
-                preset = load_preset(paths.DEFAULT_PRESET).with_overrides(minutes=minutes)
-                trainers.append(Trainer(task, preset, out))  # the split's owner: sparse cases train, one case too
-            yield from trainers[0].run()
-
-        def on_yield(event, bar):
-            if isinstance(event, ev.Started):
-                bar.total, bar.n = event.total_steps, event.start_step
-                self.status.setText(f"training on {len(event.train_cases)} cases ({minutes:g} min)…")
-            elif isinstance(event, ev.Step):
-                self.status.setText(f"step {event.step}: loss {event.loss:.3f} ({event.seconds:.0f} s)")
-            elif isinstance(event, ev.Failed):
-                notify_error(event.message)
-            elif isinstance(event, ev.Finished) and event.best_path:
-                self.session.set_checkpoint(event.best_path)
-                dice = "-" if math.isnan(event.best_dice) else f"{event.best_dice:.3f}"
-                self.status.setText(f"new model {event.best_path.name}: validation Dice {dice}")
-
-        def then():  # the open case again, predicted densely by the new model
-            if self.case_id is not None and self.session.checkpoint != checkpoint:
-                self.predict(self.case_id)
-
-        worker = self._run(work, on_yield, desc="fine-tuning" if checkpoint else "training", then=then)
-        if worker is not None:
-            worker.volseg_stop = lambda: [trainer.stop() for trainer in trainers]
-        return worker
 
     def stop(self) -> None:
         """A training run ends after its current step (its last checkpoint written); a ranking at once."""
@@ -474,3 +370,9 @@ class AnnotateWidget(QWidget):
             self.status.setText("stopping after this step…")
         elif self.worker is not None:
             self.worker.quit()
+
+    def train(self):
+        return self.models.train()
+
+    def use_version(self, path: Path) -> None:
+        self.session.set_checkpoint(Path(path))

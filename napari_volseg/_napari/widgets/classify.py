@@ -7,7 +7,6 @@ selected 16^3 Image layer. Loading, training and predicting run in ``thread_work
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +29,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_volseg import events as ev
 from napari_volseg import paths
+from napari_volseg._napari.loading import session_for
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.plot import TrainingPlot
 from napari_volseg.classify import digits3d
 from napari_volseg.classify.config import CLASSIFY_PRESETS
 from napari_volseg.classify.data import DIGIT_CLASSES
-from napari_volseg.engine import events as ev
+from napari_volseg.engine import naming
 from napari_volseg.errors import VolsegError
 
 SAMPLE_META = "volseg-classify"
@@ -187,11 +187,7 @@ class ClassifyWidget(QWidget):
         from napari_volseg.classify.train import ClassifierTrainer
 
         preset = self.current_preset()
-        out = (
-            Path(out)
-            if out
-            else paths.runs_dir() / f"classifier-{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
-        )
+        out = Path(out) if out else naming.run_path(paths.runs_dir(), f"classifier-{preset.name}")
         try:
             self.trainer = trainer = ClassifierTrainer(preset, out, source)
         except VolsegError as exc:
@@ -238,8 +234,8 @@ class ClassifyWidget(QWidget):
             self.status.setText(f"failed: {event.message}")
         elif isinstance(event, ev.Finished):
             how = "stopped" if event.stopped else "finished"
-            self.status.setText(f"{how} at step {event.step}: test accuracy {event.best_dice:.3f}")
-            show_info(f"classifier training {how}: test accuracy {event.best_dice:.3f}")
+            self.status.setText(f"{how} at step {event.step}: test accuracy {event.accuracy:.3f}")
+            show_info(f"classifier training {how}: test accuracy {event.accuracy:.3f}")
             self.use_checkpoint(event.best_path)
 
     def _idle(self) -> None:

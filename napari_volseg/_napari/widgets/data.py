@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.utils import progress
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
@@ -20,8 +19,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.state import CaseInfo, session_for
+from napari_volseg._napari import loading, workers
+from napari_volseg._napari.loading import session_for
+from napari_volseg._napari.notify import background
+from napari_volseg._napari.state import CaseInfo
 from napari_volseg._napari.widgets.common import compact, fit_columns, make_table
 from napari_volseg._napari.widgets.new_task import DROPS, NewTaskDialog, make_task
 from napari_volseg.io.download import MSD_MD5
@@ -107,7 +108,7 @@ class DataWidget(QWidget):
 
     def open_task(self, folder: str | Path):
         """Open an MSD task folder (in a worker); returns the worker."""
-        return self.session.open_task(folder)
+        return loading.open_task(self.session, folder)
 
     def new_task(self, images: Path | None = None):
         """Ask for ``volseg new-task``'s fields, write the task in a worker, then open it (in the session's)."""
@@ -117,24 +118,19 @@ class DataWidget(QWidget):
         return None
 
     def open_synthetic(self, kind: str = "ct"):
-        from napari_volseg._napari.sample_data import synthetic_task_dir
+        from napari_volseg.io.synthetic import synthetic_task_dir
 
         @background
         def work():  # written on first use: a few seconds
             return synthetic_task_dir(kind)
 
-        worker = work()
-        worker.returned.connect(self.open_task)
-        worker.errored.connect(notify_error)
-        self.session.track(worker, owner=self)
         self._show_status(f"writing the synthetic {kind.upper()} task…")
-        worker.start()
-        return worker
+        return workers.start(self.session, work(), owner=self, on_return=self.open_task)
 
     def open_case(self, case_id: str):
         if self.session.task is None:
             return None
-        return self.session.open_case(case_id)
+        return loading.open_case(self.session, case_id)
 
     def _open_selected(self) -> None:
         rows = self.table.selectionModel().selectedRows()
@@ -154,17 +150,16 @@ class DataWidget(QWidget):
     def download(self, task_name: str, target: Path, base_url: str | None = None, md5: str | None = None):
         """Download in a worker; bytes show in napari's activity dock; the task opens when done (``base_url`` and
         ``md5`` for a mirror or a task outside the MSD ten)."""
-        from napari_volseg.engine.events import Downloaded
+        from napari_volseg.events import Downloaded
         from napari_volseg.io import download
 
-        bar = progress(total=0, desc=f"downloading {task_name}")
         kwargs = {k: v for k, v in (("base_url", base_url), ("md5", md5)) if v}
 
         @background
         def work():
             yield from download.download_task(task_name, target, **kwargs)
 
-        def on_event(event):
+        def on_event(event, bar):
             if isinstance(event, Downloaded):
                 self.open_task(event.path)
                 return
@@ -173,13 +168,11 @@ class DataWidget(QWidget):
             bar.n = event.done
             bar.refresh()
 
-        self.worker = worker = work()
-        worker.yielded.connect(on_event)
-        worker.errored.connect(notify_error)
-        worker.finished.connect(lambda: (bar.close(), setattr(self, "worker", None)))
-        self.session.track(worker, owner=self)
-        worker.start()
-        return worker
+        self.worker = work()
+        done = lambda: setattr(self, "worker", None)  # noqa: E731
+        return workers.start(
+            self.session, self.worker, desc=f"downloading {task_name}", owner=self, on_yield=on_event, on_done=done
+        )
 
     # -- view -----------------------------------------------------------------------------------
 

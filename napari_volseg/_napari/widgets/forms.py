@@ -1,10 +1,11 @@
 """Settings forms generated from the config dataclasses (``TrainConfig``, ``PlanSettings``) with magicgui.
 
 A field gets its widget from its type, and from its ``metadata`` where present, with the keys
-:mod:`napari_volseg.validation` checks: ``"help"`` (tooltip), ``"min"`` / ``"max"`` (elementwise for tuples),
+:mod:`napari_volseg.validation` checks: ``"help"`` (the tooltip, with the bounds and choices: :func:`~napari_volseg.validation.describe`, as the CLI's help), ``"min"`` / ``"max"`` (elementwise for tuples),
 ``"min_exclusive"`` / ``"max_exclusive"`` (``True``: that bound is open; an int box then stops one short of it, a
 float box at it, and the dataclass's own check refuses the bound itself on apply), ``"choices"``. A new setting in
-``engine/config.py`` therefore appears in the GUI, the CLI and the checkpoint from its one definition. ``X | None``
+``config.py`` therefore appears in the GUI, the CLI (:mod:`napari_volseg.cli.settings`) and the checkpoint from its
+one definition. ``X | None``
 fields show their "none" (``auto``, ``no limit``) as the spin box's lowest value. Fields not named ``basic`` sit
 behind an "Advanced" expander, so the dock stays short.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 import typing
 from typing import Any
 
@@ -23,18 +23,10 @@ from qtpy.QtWidgets import QAbstractSpinBox, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from napari_volseg._napari.widgets.common import compact
+from napari_volseg.validation import describe, unwrap_optional
 
 INT_MAX = 100_000_000
 FLOAT_MAX = 1e6
-
-
-def _unwrap_optional(annotation) -> tuple[Any, bool]:
-    """``(T, True)`` for ``T | None``, else ``(annotation, False)``."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(annotation)) == 2:
-            return args[0], True
-    return annotation, False
 
 
 def _bound(meta: dict, key: str, index: int | None):
@@ -56,7 +48,7 @@ class FieldWidget:
     def __init__(self, field: dataclasses.Field, annotation, label: str, none_text: str, choices=None):
         self.name = field.name
         self.meta = dict(field.metadata or {})
-        self.type, self.optional = _unwrap_optional(annotation)
+        self.type, self.optional = unwrap_optional(annotation)
         self.none_text = none_text
         # the form's own choices (what this machine has: available_devices()) narrow the field's (every device)
         self.choices = tuple(choices or self.meta.get("choices") or ())
@@ -64,7 +56,7 @@ class FieldWidget:
         self.widget = self._build(label)
         self.widget.name = self.name
         self.widget.label = label
-        self.widget.tooltip = self.meta.get("help") or None
+        self.widget.tooltip = describe(field, tuple(choices or ())) or None
         for part in self.parts:
             compact(part.native)
 

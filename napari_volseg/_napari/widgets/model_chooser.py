@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.utils import progress
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QWidget
 
 from napari_volseg import paths
+from napari_volseg._napari import workers
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.widgets.common import compact
 from napari_volseg.engine.checkpoint import read_meta
@@ -109,16 +109,16 @@ class ModelChooser(QWidget):
     # -- pull and load ----------------------------------------------------------------------------
 
     def _run(self, work, desc: str, done) -> object:
-        bar = progress(desc=desc)
         self.worker = work()
-        self.worker.yielded.connect(lambda step: (setattr(bar, "total", step[1] or 0), bar.update(step[0] - bar.n)))
-        self.worker.returned.connect(done)
-        self.worker.errored.connect(notify_error)
-        self.worker.finished.connect(lambda: (bar.close(), setattr(self, "worker", None), self.refresh()))
-        self.session.track(self.worker)
         self.pull_button.setEnabled(False)
-        self.worker.start()
-        return self.worker
+        return workers.start(
+            self.session,
+            self.worker,
+            desc=desc,
+            on_yield=lambda step, bar: (setattr(bar, "total", step[1] or 0), bar.update(step[0] - bar.n)),
+            on_return=done,
+            on_done=lambda: (setattr(self, "worker", None), self.refresh()),
+        )
 
     def pull_selected(self):
         """Pull the selected (not installed) model in a worker; it is selected once installed."""
@@ -128,7 +128,7 @@ class ModelChooser(QWidget):
 
         @background
         def work():
-            from napari_volseg.engine.events import Downloaded
+            from napari_volseg.events import Downloaded
             from napari_volseg.zoo.pull import pull
 
             for event in pull(entry.name):

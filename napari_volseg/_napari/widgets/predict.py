@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-from napari.utils import progress
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -22,11 +21,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_volseg import metrics
-from napari_volseg._napari.layers import ERROR_COLORS, ERROR_NAMES, GROUND_TRUTH, META_KEY, ROLE_COLORS, geometry_of
-from napari_volseg._napari.loading import case_layers, remove_other_case_layers
+from napari_volseg._napari import loading, workers
+from napari_volseg._napari.layers import GROUND_TRUTH, LEGEND, META_KEY, geometry_of
+from napari_volseg._napari.loading import case_layers, remove_other_case_layers, session_for
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.responsive import in_turns
-from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import (
     NumberItem,
     compact,
@@ -36,45 +35,18 @@ from napari_volseg._napari.widgets.common import (
     usable_or_asked,
 )
 from napari_volseg._napari.widgets.model_chooser import ModelChooser
-from napari_volseg.engine.events import CasePredicted
 from napari_volseg.errors import VolsegError
-from napari_volseg.evaluate import CaseResult, result_rows
-from napari_volseg.io import volumes
-from napari_volseg.outputs import check_writable
-
-
-def _swatch(color: str, text: str) -> str:
-    return f'<span style="color:{color}">■</span> {text}'
-
-
-LEGEND = "  ".join(
-    [_swatch(ROLE_COLORS["prediction"], "prediction"), _swatch(ROLE_COLORS[GROUND_TRUTH], GROUND_TRUTH)]
-    + [_swatch(ERROR_COLORS[k], f"{v} (errors)") for k, v in ERROR_NAMES.items()]
+from napari_volseg.evaluate import (
+    NOTHING_TO_EXPORT,
+    NOTHING_TO_SAVE,
+    export_scores,
+    mean_text,
+    table_values,
+    write_predictions,
 )
-
-
-NOTHING_TO_SAVE = "no predictions to save yet: predict first"
-NOTHING_TO_EXPORT = "nothing to export yet: predict cases with ground truth first"
-"""What Save predictions and Export CSV say with nothing to write (before their dialogs and in their calls)."""
-
-
-def mean_text(results) -> str:
-    """The line under the table: the mean Dice over the scored cases the model never trained on, and apart from it
-    the mean over the cases it did train on (a shipped model scored on its own training cases reads too high)."""
-    scored = [(metrics.mean_dice(r.scores), r.trained_on) for r in results if r.scores]
-    unseen = [d for d, trained in scored if not trained]
-    seen = [d for d, trained in scored if trained]
-    if not seen:
-        return f"mean Dice over {len(unseen)} case(s): {np.mean(unseen):.4f}" if unseen else ""
-    text = f"mean Dice over {len(unseen)} case(s) it never trained on: {np.mean(unseen):.4f}; over" if unseen else ""
-    return (text or "mean Dice over") + f" its {len(seen)} training case(s) (*): {np.mean(seen):.4f}"
-
-
-NEVER_TRAINED_ON = "cases it never trained on"
-SCOPES = ("current case", NEVER_TRAINED_ON, "validation cases", "all cases")
-"""What Predict runs on. "validation cases" are the training settings' split, which a pretrained model's training
-cases may overlap (they are starred in the table); "cases it never trained on" are the labelled cases its checkpoint
-does not list."""
+from napari_volseg.events import CasePredicted
+from napari_volseg.io import volumes
+from napari_volseg.io.scopes import SCOPES, cases_in_scope
 
 
 class PredictWidget(QWidget):
@@ -136,12 +108,11 @@ class PredictWidget(QWidget):
         """The model's preset decides whether mirror TTA starts ticked (and whether it can be)."""
         if not path:
             return
-        from napari_volseg.engine.checkpoint import read_preset
+        from napari_volseg.engine.checkpoint import mirror_tta
 
-        preset = read_preset(path)
-        mirrored = preset is not None and bool(preset.train.mirror_axes)
+        mirrored, default = mirror_tta(path)
         self.tta.setEnabled(mirrored)
-        self.tta.setChecked(mirrored and preset.infer.tta)
+        self.tta.setChecked(default)
         self.tta.setToolTip(
             "average over mirrorings along the axes the model was trained mirrored on"
             if mirrored
@@ -151,22 +122,19 @@ class PredictWidget(QWidget):
     # -- prediction -------------------------------------------------------------------------------
 
     def _cases(self, scope: str) -> list[str]:
-        task = self.session.task
+        """The cases ``scope`` names (:func:`~napari_volseg.engine.predict.cases_in_scope` decides); [] said why."""
+        from napari_volseg.zoo.backend import provenance
+
+        task, session = self.session.task, self.session
         if task is None:
             return []
-        if scope == "current case":
-            return [self.session.case_id] if self.session.case_id else [task.cases[0].id]
-        if scope == NEVER_TRAINED_ON:  # a pretrained model's own held-out cases: its honest figure, asked for by name
-            from napari_volseg.engine.predict import trained_cases
-
-            trained = trained_cases(self.session.checkpoint, task) if self.session.checkpoint else set()
-            if not trained:
-                notify_error(f"this model does not list the cases of {task.name} it trained on: choose 'all cases'")
-                return []
-            return [c.id for c in task.cases if c.id not in trained]
-        if scope == "validation cases" and self.session.split is not None:
-            return [c.id for c in self.session.split.val]
-        return [c.id for c in task.cases + task.test_cases]
+        trained = provenance(session.checkpoint).trained_in(task.name) if session.checkpoint else frozenset()
+        validation = session.split.val if session.split is not None else ()
+        try:
+            return cases_in_scope(task, scope, current=session.case_id, validation=validation, trained=trained)
+        except VolsegError as exc:
+            notify_error(str(exc))
+            return []
 
     def predict(self, scope: str = "current case"):
         if self.worker is not None:
@@ -187,20 +155,23 @@ class PredictWidget(QWidget):
         @background
         def work():
             from napari_volseg.engine.predict import predict_cases
+            from napari_volseg.zoo.backend import open_model
 
-            yield from predict_cases(checkpoint, task, cases, tta=tta)
+            yield from predict_cases(open_model(checkpoint, tta=tta), task, cases)
 
-        bar = progress(total=len(cases), desc="predicting")
         self.worker = work()
         self.predicted, self.stopping = 0, False
-        self.worker.yielded.connect(lambda event: self._on_result(bar, cases, event))
-        self.worker.errored.connect(notify_error)
-        self.worker.finished.connect(lambda: (bar.close(), self._idle(len(cases))))
-        self.session.track(self.worker, owner=self)
         self.run_button.setText("Stop")  # a task's cases can take minutes on a CPU: Stop ends after the current one
-        self._show_next(bar, cases, 0)
-        self.worker.start()
-        return self.worker
+        self.status.setText(f"predicting 1 / {len(cases)}: {cases[0].id}…")
+        return workers.start(
+            self.session,
+            self.worker,
+            desc=f"predicting 1 / {len(cases)}: {cases[0].id}",
+            total=len(cases),
+            owner=self,
+            on_yield=lambda event, bar: self._on_result(bar, cases, event),
+            on_done=lambda: self._idle(len(cases)),
+        )
 
     def _image_layer(self):
         """The image to predict without a task: the selected image layer, else the top one (a dropped scan)."""
@@ -229,27 +200,18 @@ class PredictWidget(QWidget):
         truth_layer = case_layers(self.viewer, case, task_only=False).get(GROUND_TRUTH)  # dropped beside it
         truth = np.asarray(truth_layer.data) if truth_layer is not None else None
         image, checkpoint = np.asarray(layer.data), self.session.checkpoint
-        from napari_volseg.engine.predict import model_id, trained_on_name  # torch: imported when first needed
-
-        model_name = model_id(checkpoint)
 
         @background
         def work():
+            from napari_volseg.engine.predict import predict_volume  # torch: imported when first needed
             from napari_volseg.zoo.backend import open_model
 
             model = open_model(checkpoint)
             try:
-                labels = model.predict(volumes.Volume(image.astype(np.float32, copy=False), geometry)).labels
+                volume = volumes.Volume(image.astype(np.float32, copy=False), geometry)
+                return predict_volume(model, volume, case, truth), dict(model.labels or {})
             finally:
                 model.release()
-            names = dict(getattr(model, "labels", {}) or {})
-            seen = trained_on_name(checkpoint, case)  # by name: la_003 dropped is msd-heart's la_003
-            if truth is None or truth.shape != labels.shape:
-                return CaseResult(case, labels, geometry, trained_on=seen, model=model_name), names
-            classes = max(int(max(labels.max(), truth.max())) + 1, len(names))
-            scores = metrics.score_case(labels, truth, classes, geometry.spacing_zyx)
-            errors = metrics.error_map(labels, truth)
-            return CaseResult(case, labels, geometry, scores, errors, trained_on=seen, model=model_name), names
 
         def shown(returned):
             result, names = returned
@@ -258,7 +220,7 @@ class PredictWidget(QWidget):
                 steps.append(lambda: set_labels(self.viewer, f"{case} errors", result.errors, layer, "errors", case))
             in_turns(steps, ended=self.session.adding_layers())
             if self.session.task is None:  # in the table, exported and saved like a task's cases (unless a task
-                self.session.results_for_model(model_name)  # was opened meanwhile: not one of its cases)
+                self.session.results_for_model(result.model)  # was opened meanwhile: not one of its cases)
                 self.session.dropped_labels = names
                 self.session.add_result(result)
             dice = metrics.mean_dice(result.scores) if result.scores else None
@@ -275,14 +237,9 @@ class PredictWidget(QWidget):
             )
 
         self.worker = work()
-        self.worker.returned.connect(shown)
-        self.worker.errored.connect(notify_error)
-        self.worker.finished.connect(lambda: self._idle(None))
-        self.session.track(self.worker, owner=self)
         self.run_button.setEnabled(False)
         self.status.setText(f"predicting {layer.name}…")
-        self.worker.start()
-        return self.worker
+        return workers.start(self.session, self.worker, owner=self, on_return=shown, on_done=lambda: self._idle(None))
 
     def _show_next(self, bar, cases: list, done: int) -> None:
         """Name the case predicted now: "2 / 3: la_018" in the status and the progress bar."""
@@ -342,8 +299,8 @@ class PredictWidget(QWidget):
         """Open the case, then add its prediction and error layers next to the ground truth."""
         if self.session.task is None:
             return None
-        return self.session.open_case(
-            case_id, then=lambda: self._add_result_layers(case_id), keep=("prediction", "errors")
+        return loading.open_case(
+            self.session, case_id, then=lambda: self._add_result_layers(case_id), keep=("prediction", "errors")
         )
 
     def _add_result_layers(self, case_id: str) -> None:
@@ -386,15 +343,8 @@ class PredictWidget(QWidget):
                 model = Path(result.model).name
                 item.setToolTip(f"* {model} was trained on this case: its Dice says little about unseen scans")
             self.table.setItem(r, 0, item)
-            by_label = {s.label: s for s in result.scores}
-            nan = float("nan")
-            values = [by_label[k].dice if k in by_label else nan for k in names]
-            values += [by_label[k].hd95 if k in by_label else nan for k in names]
-            digits = [4] * len(names) + [2] * len(names) + [1, 1]
-            values += [sum(s.pred_ml for s in result.scores) if result.scores else nan]
-            values += [sum(s.true_ml for s in result.scores) if result.scores else nan]
-            for c, (value, d) in enumerate(zip(values, digits, strict=True)):
-                self.table.setItem(r, c + 1, NumberItem(value, d))
+            for c, (value, digits) in enumerate(table_values(result, list(names))):
+                self.table.setItem(r, c + 1, NumberItem(value, digits))
         self.table.setSortingEnabled(True)
         self.mean_label.setText(mean_text(results))
         fit_columns(self.table)
@@ -402,47 +352,26 @@ class PredictWidget(QWidget):
     def _row_clicked(self, row: int, column: int) -> None:
         self.show_result(self.table.item(row, 0).data(Qt.UserRole))
 
-    def rows(self) -> list[dict]:
-        """The table as result rows (:func:`napari_volseg.evaluate.result_rows`: scores, the model and whether it
-        trained on the case), as the CSV holds them."""
-        names = self.session.label_names()
-        return [row for r in self.session.results.values() for row in result_rows(r, names)]
-
     def export_csv(self, path: str | Path) -> Path | None:
-        """Write the scores as CSV; a path that cannot be written, or nothing scored yet, is one notification and
-        nothing written (None)."""
-        from napari_volseg.evaluate import write_csv
-
+        """Write the scores as CSV (:func:`~napari_volseg.evaluate.export_scores`); a path that cannot be written,
+        or nothing scored yet, is one notification and nothing written (None)."""
         try:
-            path = check_writable(path, what="CSV table")
-            rows = self.rows()
-            if not rows:
-                raise VolsegError(NOTHING_TO_EXPORT)
-            written = write_csv(rows, path)
+            written, cases = export_scores(list(self.session.results.values()), self.session.label_names(), path)
         except VolsegError as exc:
             notify_error(exc)
             return None
-        show_info(f"wrote the scores of {len({row['case'] for row in rows})} case(s) to {written}")
+        show_info(f"wrote the scores of {cases} case(s) to {written}")
         return written
 
     def save_predictions(self, folder: str | Path) -> list[Path]:
-        """Write each prediction as ``folder/<case>.<ext>`` in its scan's format and geometry (NIfTI for a DICOM
-        series); a folder that cannot be
-        written, or nothing predicted yet, is one notification before any file is written (an empty list)."""
+        """Write each prediction in its scan's format and geometry (:func:`~napari_volseg.evaluate.write_predictions`);
+        a folder that cannot be written, or nothing predicted yet, is one notification and no file (an empty list)."""
         try:
-            folder = check_writable(folder, folder=True, what="prediction folder")
-            if not self.session.results:
-                raise VolsegError(NOTHING_TO_SAVE)
-            saved = [
-                volumes.write_labels(
-                    folder / f"{r.case}{volumes.label_suffix(r.geometry.source_format)}", r.labels, r.geometry
-                )
-                for r in self.session.results.values()
-            ]
+            saved = write_predictions(list(self.session.results.values()), folder)
         except (OSError, VolsegError) as exc:
             notify_error(exc)
             return []
-        show_info(f"saved {len(saved)} prediction(s) in {folder}")
+        show_info(f"saved {len(saved)} prediction(s) in {Path(folder)}")
         return saved
 
     def cohort_dialog(self):
@@ -455,7 +384,7 @@ class PredictWidget(QWidget):
         return dialog
 
     def _csv_dialog(self) -> None:
-        if not self.rows():
+        if not any(r.scores for r in self.session.results.values()):
             notify_error(NOTHING_TO_EXPORT)
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export Dice table", "dice.csv", "CSV (*.csv)")

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from napari.utils import progress
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from napari_volseg import planning, preprocess
+from napari_volseg._napari import workers
 from napari_volseg._napari.layers import META_KEY
-from napari_volseg._napari.loading import add_layer, case_layers, refill
+from napari_volseg._napari.loading import add_layer, case_layers, refill, session_for
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import compact
 from napari_volseg._napari.widgets.forms import DataclassForm
 from napari_volseg.cache import PreparedCache
-from napari_volseg.engine.config import PlanSettings, Preset
+from napari_volseg.config import PlanSettings, Preset
 from napari_volseg.errors import VolsegError
 
 BASIC = ("resample", "spacing", "max_voxels", "shape", "crop")
@@ -107,7 +106,7 @@ class PreprocessWidget(QWidget):
         return settings
 
     def planned_preset(self) -> Preset:
-        """The session's preset with the plan settings shown; :func:`~napari_volseg.planning.plan_task` plans it
+        """The session's preset with the plan settings shown; :func:`~napari_volseg.planning.plan_run` plans it
         from its training split as the trainer does (reading the task's statistics: only in a worker)."""
         return dataclasses.replace(self.session.preset, plan=self.settings())
 
@@ -121,19 +120,20 @@ class PreprocessWidget(QWidget):
 
         @background
         def work():
-            plan, cascade = planning.plan_task(task, preset)
+            planned = planning.plan_run(task, preset)
+            plan, cascade = planned.plan, planned.cascade
             image, label = task.case(case_id).load()
             return plan, cascade, image, preprocess.apply(plan, image, label)
 
-        worker = work()
-        worker.returned.connect(lambda result: self._show_preview(case_id, *result))
-        worker.errored.connect(notify_error)
-        worker.finished.connect(lambda: self.preview_button.setEnabled(True))
-        self.session.track(worker, owner=self)
         self.preview_button.setEnabled(False)
         self.status.setText(f"planning and preparing {case_id}…")
-        worker.start()
-        return worker
+        return workers.start(
+            self.session,
+            work(),
+            owner=self,
+            on_return=lambda result: self._show_preview(case_id, *result),
+            on_done=lambda: self.preview_button.setEnabled(True),
+        )
 
     def _task_root(self) -> str | None:
         """The open task's folder: a preview is a task case's layer, which opening another case removes."""
@@ -181,20 +181,25 @@ class PreprocessWidget(QWidget):
 
         @background
         def work():
-            plan, cascade = planning.plan_task(task, preset)
+            planned = planning.plan_run(task, preset)
+            plan, cascade = planned.plan, planned.cascade
             cache = PreparedCache(plan)
             yield from cache.fill(task.cases)
             return cache, cascade
 
-        bar = progress(total=len(task.cases), desc="preprocessing")
         self.worker = work()
-        self.worker.yielded.connect(lambda _: bar.update(1))
-        self.worker.returned.connect(self._done)
-        self.worker.errored.connect(lambda exc: notify_error(exc if isinstance(exc, VolsegError) else f"failed: {exc}"))
-        self.worker.finished.connect(lambda: (bar.close(), setattr(self, "worker", None)))
-        self.session.track(self.worker, owner=self)
         self.status.setText("planning…")
-        self.worker.start()
+        workers.start(
+            self.session,
+            self.worker,
+            desc="preprocessing",
+            total=len(task.cases),
+            owner=self,
+            on_yield=lambda _, bar: bar.update(1),
+            on_return=self._done,
+            on_error=lambda exc: notify_error(exc if isinstance(exc, VolsegError) else f"failed: {exc}"),
+            on_done=lambda: setattr(self, "worker", None),
+        )
         return self.worker
 
     def _done(self, result) -> None:

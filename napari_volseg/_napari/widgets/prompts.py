@@ -18,9 +18,8 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from napari_volseg._napari.layers import META_KEY, label_colors
-from napari_volseg._napari.loading import add_layer, case_layers
+from napari_volseg._napari.loading import add_layer, case_layers, session_for
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.state import session_for
 from napari_volseg._napari.widgets.common import button_row, compact
 
 POSITIVE, NEGATIVE, BOX, SCRIBBLES = "prompts +", "prompts −", "prompt box", "prompt scribbles"

@@ -7,8 +7,8 @@ import math
 import time
 from pathlib import Path
 
-from napari_volseg.engine import events as ev
-from napari_volseg.engine.config import Preset
+from napari_volseg import events as ev
+from napari_volseg.config import Preset
 from napari_volseg.engine.quality import Quality, judge
 
 
@@ -135,8 +135,9 @@ class RunStatus:
         minutes = self.preset.train.minutes if self.preset else None
         if not minutes:
             return None
-        share = self.preset.plan.locator_fraction if self.cascade else 0.0
-        stage_minutes = minutes * (share if self.stage == "locator" else 1.0 - share)
+        from napari_volseg.planning import time_share  # the planner owns the stages' shares
+
+        stage_minutes = minutes * time_share(self.preset, self.stage, self.cascade)
         return stage_minutes * 60.0 - (self.now() - (self.first_step_at or self.stage_start))
 
     def _by_steps(self) -> float | None:
@@ -166,12 +167,8 @@ class RunStatus:
         return " · ".join(parts) + "\n" + self.stop_now()
 
     def model_after(self, event: ev.Finished) -> Path | None:
-        """The weights that become the model: the best validated ones if a validation ran (a cascade's locator until
-        its main net validated better); without validation cases the run's model file (its last weights, averaged at
-        the end: ``average_last``); else the last ones."""
-        if event.best_path is not None and (self.best is not None or self.model is not None or not self.validating):
-            return event.best_path
-        return event.last_path or event.best_path
+        """The weights that become the model (:attr:`~napari_volseg.events.Finished.model` decides)."""
+        return event.model
 
     def finished_text(self, event: ev.Finished) -> str:
         self.active = False

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,27 +21,33 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from napari_volseg import events as ev
 from napari_volseg import paths
+from napari_volseg._napari.loading import session_for
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.state import session_for, stop_worker
+from napari_volseg._napari.state import stop_worker
 from napari_volseg._napari.widgets.common import compact
 from napari_volseg._napari.widgets.forms import DataclassForm
 from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg._napari.widgets.plot import TrainingPlot
 from napari_volseg._napari.widgets.run_status import RunStatus
+from napari_volseg.config import LOSSES, VAL_FRACTION, Preset, TrainConfig
 from napari_volseg.engine import checkpoint as ckpt
-from napari_volseg.engine import events as ev
-from napari_volseg.engine.config import Preset, TrainConfig
-from napari_volseg.engine.infer import available_devices
+from napari_volseg.engine import naming
+from napari_volseg.engine.device import available_devices
 from napari_volseg.errors import VolsegError
-from napari_volseg.losses import LOSSES
 from napari_volseg.models import MODEL_PRESETS
 from napari_volseg.outputs import atomic_write, check_writable
 from napari_volseg.zoo.warm import SCRATCH, candidates, default_start, start_from
 
 BASIC = ("minutes", "epochs", "patch_size", "lr", "loss", "device")
 LABELS = {"alpha": "alpha (Dice weight)", "patch_size": "patch z, y, x", "lr": "learning rate", "minutes": "minutes"}
-NONE_TEXT = {"minutes": "no limit", "batch_voxels": "off", "val_cases": "auto (20 %)", "threads": "all cores"}
+NONE_TEXT = {
+    "minutes": "no limit",
+    "batch_voxels": "off",
+    "val_cases": f"auto ({VAL_FRACTION:.0%})",
+    "threads": "all cores",
+}
 CHOICES = {
     "loss": LOSSES,
     "schedule": ("poly", "step", "constant"),
@@ -243,9 +248,9 @@ class TrainWidget(QWidget):
         if task is None:
             notify_error("open a task first (Data tab, or drop a task folder on the viewer)")
             return None
-        from napari_volseg.engine.train import Trainer
+        from napari_volseg.engine.trainer import Trainer
 
-        out = Path(out) if out else paths.runs_dir() / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
+        out = Path(out) if out else naming.run_path(paths.runs_dir(), task.name)
         try:  # settings and the output folder are checked here, before the worker starts
             preset = self.current_preset()
             warm, name = start_from(self.start_from.currentData() or SCRATCH, task, preset)

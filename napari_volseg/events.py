@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from napari_volseg.evaluate import CaseResult
+if TYPE_CHECKING:  # a type only: the events sit below evaluate
+    from napari_volseg.evaluate import CaseResult
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,13 @@ class Finished:
     stopped: bool
     seconds: float
     history: list[dict] = field(default_factory=list)
+
+    @property
+    def model(self) -> Path | None:
+        """The file that is the model after the run, the one rule every face follows: the best (validated) weights
+        where the run wrote them (a cascade's locator until its main net validated better; without validation
+        cases the last saves averaged), else the last weights of a run stopped before any; None before the first."""
+        return self.best_path if self.best_path is not None else self.last_path
 
 
 @dataclass(frozen=True)

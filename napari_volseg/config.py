@@ -17,12 +17,20 @@ import yaml
 from napari_volseg.errors import SettingsError, VolsegError
 from napari_volseg.validation import check_fields, setting, settings_from_dict, short
 
-PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+"""Every device a setting may name; :func:`napari_volseg.engine.device.available_devices` narrows it to this machine's."""
 LOSSES = ("ce", "dice", "dicece")
 """The training losses by name (:func:`napari_volseg.losses.make_loss` builds them)."""
+EXPORT_FORMATS = ("onnx", "torchscript", "bioimageio", "monai-bundle")
+"""What :func:`napari_volseg.zoo.export.export` writes (``volseg export --format``)."""
+DEFAULT_PRESET = "fast-cpu"
+"""The training preset every face starts from (CLI ``--preset``, Train and Preprocess widgets, demo, benches)."""
+VAL_FRACTION = 0.2
+"""The share of labelled cases held out for validation when the training settings name no count
+(:func:`napari_volseg.io.decathlon.training_split` applies it)."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +230,11 @@ class Preset:
     def with_overrides(self, **train_overrides) -> Preset:
         """A copy with training settings replaced (``None`` values are ignored); each is checked
         as a preset's would be (:class:`SettingsError`)."""
-        changes = {k: v for k, v in train_overrides.items() if v is not None}
+        return self.with_train({k: v for k, v in train_overrides.items() if v is not None})
+
+    def with_train(self, changes: dict) -> Preset:
+        """A copy with the training settings in ``changes`` replaced, None included (``--minutes none``: no limit);
+        each is checked as a preset's would be (:class:`SettingsError`)."""
         unknown = set(changes) - {f.name for f in fields(TrainConfig)}
         if unknown:
             raise SettingsError(f"unknown training setting(s): {short(', '.join(map(repr, sorted(unknown))))}")

@@ -1,0 +1,95 @@
+"""The annotation loop's model versions, in the Annotate tab: the list (double-click one to use it), the minutes
+to train, Fine-tune (or, with no model yet, Train from annotations) and Stop. Which run makes the next version is
+:func:`~napari_volseg.annotate.finetune.next_version_trainer`'s decision."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from qtpy.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QTableWidgetItem, QVBoxLayout, QWidget
+
+from napari_volseg import events as ev
+from napari_volseg._napari.notify import background, notify_error
+from napari_volseg._napari.widgets.common import compact, fit_columns, make_table
+from napari_volseg.annotate import versions
+from napari_volseg.config import FinetuneConfig
+
+
+class VersionsPanel(QWidget):
+    def __init__(self, owner):
+        super().__init__()
+        self.owner = owner
+        """The Annotate tab: its session, task, open case and one-job-at-a-time runner."""
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(QLabel("<b>Model versions</b> (double-click to use)"))
+        self.table = make_table(("version", "val Dice", "train cases"), min_height=70)
+        layout.addWidget(self.table, 1)
+        row = QHBoxLayout()
+        self.minutes = compact(QDoubleSpinBox(decimals=1, minimum=0.1, maximum=600.0, singleStep=1.0, suffix=" min"))
+        self.minutes.setValue(FinetuneConfig().minutes)
+        self.train_button = QPushButton("Fine-tune")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.minutes.setMinimumWidth(84)  # "10.0 min" whole: the buttons beside it squeezed it to "2.0 mir"
+        row.addWidget(self.minutes, 1)
+        for w in (self.train_button, self.stop_button):
+            row.addWidget(w)
+        layout.addLayout(row)
+        self.table.cellDoubleClicked.connect(lambda r, c: owner.use_version(Path(self.table.item(r, 0).toolTip())))
+        self.train_button.clicked.connect(self.train)
+
+    def fill(self, listed: list[versions.Version], checkpoint) -> None:
+        """List the versions (the one in use marked) and name the training button for what it will do."""
+        self.train_button.setText("Fine-tune" if checkpoint else "Train from annotations")
+        self.table.setRowCount(len(listed))
+        for r, version in enumerate(listed):
+            mark = " (in use)" if checkpoint and version.path == Path(checkpoint) else ""
+            name = QTableWidgetItem(version.path.stem + mark)
+            name.setToolTip(str(version.path))
+            dice = "-" if math.isnan(version.best_dice) else f"{version.best_dice:.3f}"
+            for c, item in enumerate((name, QTableWidgetItem(dice), QTableWidgetItem(str(version.train_cases)))):
+                self.table.setItem(r, c, item)
+        fit_columns(self.table)
+
+    def train(self):
+        """Fine-tune the model in use on every labelled case (or train a first model from the default
+        preset when there is none yet) for the minutes set; the result is the next model version, and
+        the open case comes back predicted by it."""
+        owner = self.owner
+        if not owner._ready(need_model=False):
+            return None
+        task, checkpoint = owner.session.task, owner.session.checkpoint
+        minutes = self.minutes.value()
+        out = versions.next_version_path(owner.models_dir())
+        trainers: list = []  # made in the worker (loading the checkpoint takes a while); Stop reaches it here
+
+        @background
+        def work():
+            from napari_volseg.annotate.finetune import next_version_trainer
+
+            trainers.append(next_version_trainer(checkpoint, task, out, minutes))
+            yield from trainers[0].run()
+
+        def on_yield(event, bar):
+            if isinstance(event, ev.Started):
+                bar.total, bar.n = event.total_steps, event.start_step
+                owner.status.setText(f"training on {len(event.train_cases)} cases ({minutes:g} min)…")
+            elif isinstance(event, ev.Step):
+                owner.status.setText(f"step {event.step}: loss {event.loss:.3f} ({event.seconds:.0f} s)")
+            elif isinstance(event, ev.Failed):
+                notify_error(event.message)
+            elif isinstance(event, ev.Finished) and event.model:
+                owner.session.set_checkpoint(event.model)
+                dice = "-" if math.isnan(event.best_dice) else f"{event.best_dice:.3f}"
+                owner.status.setText(f"new model {event.model.name}: validation Dice {dice}")
+
+        def then():  # the open case again, predicted densely by the new model
+            if owner.case_id is not None and owner.session.checkpoint != checkpoint:
+                owner.predict(owner.case_id)
+
+        worker = owner._run(work, on_yield, desc="fine-tuning" if checkpoint else "training", then=then)
+        if worker is not None:
+            worker.volseg_stop = lambda: [trainer.stop() for trainer in trainers]
+        return worker
