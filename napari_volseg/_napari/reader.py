@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from napari_volseg._napari import loading
 from napari_volseg._napari.layers import case_layer_data, file_layer_data
 from napari_volseg.errors import VolsegError
 from napari_volseg.io import decathlon, volumes
@@ -113,6 +112,8 @@ def read_volumes(path: str | list[str]) -> list[tuple]:
     files = [Path(p) for p in ([path] if isinstance(path, str) else path)]
     session = _session()
     if session is not None:
+        from napari_volseg._napari import loading  # the loader's workers need Qt: only with a running viewer
+
         loading.open_files(session, files)
         return [(None,)]
     layers = []
@@ -128,6 +129,8 @@ def read_task(path: str | list[str]) -> list[tuple]:
     folder = task_folder_of(path if isinstance(path, str) else path[0])
     session = _session()
     if session is not None:
+        from napari_volseg._napari import loading
+
         loading.open_task(session, folder)
         return [(None,)]
     task = decathlon.load_task(folder)
