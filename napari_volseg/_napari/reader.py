@@ -72,11 +72,12 @@ def _session():
 
 
 def _is_scans_folder(path: Path) -> bool:
-    """A folder holding NIfTI, NRRD or MetaImage files (and no ``dataset.json``: task folders are matched first)."""
-    try:
-        return path.is_dir() and any(volumes.is_scan_file(p) for p in path.iterdir())
-    except OSError:
-        return False
+    """A folder of scans without an MSD ``dataset.json`` (task folders are matched first), as people lay them out:
+    scans alone, ``images/`` beside ``labels/``, nnU-Net's ``imagesTr/`` + ``labelsTr/``, ``*_seg`` labels beside
+    their scans (:func:`~napari_volseg.io.new_task.detect_layout`)."""
+    from napari_volseg.io.new_task import detect_layout
+
+    return detect_layout(path) is not None
 
 
 def read_scans_folder(path: str | list[str]) -> list[tuple]:

@@ -32,10 +32,18 @@ def _download(args: argparse.Namespace) -> int:
 
 def _new_task(args: argparse.Namespace) -> int:
     from napari_volseg.io.decathlon import load_task
-    from napari_volseg.io.new_task import write_task_from_files
+    from napari_volseg.io.new_task import detect_layout, propose_classes, write_task_from_files
 
+    images, labels, classes = args.images, args.labels, args.classes
+    layout = detect_layout(images) if labels is None else None
+    if layout is not None and layout.labels is not None:  # images/ + labels/, nnU-Net's, *_seg beside the scans
+        images, labels = layout.images, layout.labels
+        print(f"found {layout.kind}: scans in {images}, labels in {labels}", file=sys.stderr)
+    if classes.strip().lower() == "auto":
+        classes = (layout.classes if layout is not None else "") or propose_classes(images, labels)
+        print(f"classes: {classes}", file=sys.stderr)
     folder = write_task_from_files(
-        args.images, args.out, name=args.name, modality=args.modality, classes=args.classes, labels=args.labels
+        images, args.out, name=args.name, modality=args.modality, classes=classes, labels=labels
     )
     task = load_task(folder)
     sparse = sum(c.sparse for c in task.cases)
@@ -106,7 +114,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="folder of scans, one per case: NIfTI, NRRD or MetaImage files, or DICOM series (a subfolder each); "
         "all but NIfTI are converted to NIfTI in the task, their source recorded in dataset.json",
     )
-    p.add_argument("--labels", type=Path, default=None, help="folder of label files named like their scans")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        help="folder of label files named like their scans (default: found in --images' layout: images/ beside "
+        "labels/, nnU-Net's imagesTr/ + labelsTr/, or *_seg files beside the scans)",
+    )
     p.add_argument("--name", required=True, help="task name")
     p.add_argument(
         "--modality",
@@ -115,7 +129,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         choices=("CT", "MRI", "AUTO"),
         help="CT, MRI, or auto (CT when the first scan holds values <= -500, as air in HU, else MRI)",
     )
-    p.add_argument("--classes", required=True, help="label names in value order, e.g. background,spleen")
+    p.add_argument(
+        "--classes",
+        required=True,
+        help="label names in value order, e.g. background,spleen; auto: one per value the labels hold (label1, ...)",
+    )
     p.add_argument("--out", required=True, type=Path, help="task folder to create (must not exist yet)")
     p.set_defaults(run=_new_task)
 

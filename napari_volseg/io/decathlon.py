@@ -374,9 +374,16 @@ def _sparse_flag(entry: dict, i: int, labelled: bool, declared: bool) -> bool:
 
 
 def is_task_folder(path: str | os.PathLike) -> bool:
-    """True for a folder holding a ``dataset.json`` (an MSD-layout task)."""
-    p = Path(path)
-    return p.is_dir() and (p / "dataset.json").is_file()
+    """True for a folder holding an MSD ``dataset.json`` (nnU-Net v2's, with ``file_ending`` and no ``training``
+    list, is a folder of scans to make a task of)."""
+    p = Path(path) / "dataset.json"
+    if not p.is_file():
+        return False
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # a broken dataset.json: loading it says what is wrong
+    return not (isinstance(meta, dict) and "file_ending" in meta and "training" not in meta)
 
 
 def write_dataset_json(root: Path, meta: dict) -> None:

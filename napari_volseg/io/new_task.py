@@ -46,6 +46,12 @@ def guess_modality(scan: str | os.PathLike, series: str | None = None) -> str:
     return "CT" if looks_like_ct(volumes.read(scan, series=series).data) else "MRI"
 
 
+LABEL_SUFFIXES = ("_seg", "_label", "_labels", "_mask", "_gt", "_segmentation")
+"""Endings of a label file named after its scan in the same folder (``case_seg.nii.gz`` beside ``case.nii.gz``)."""
+IMAGE_FOLDERS = ("imagestr", "images", "image", "scans", "volumes")
+LABEL_FOLDERS = ("labelstr", "labels", "label", "masks", "segmentations", "seg")
+"""Folder names people give their scans and their labels (lower case; nnU-Net's ``imagesTr`` / ``labelsTr`` first)."""
+
 DEFAULT_UNLABELLED = 255
 """The unlabelled value a new task declares (``"unlabelled": 255`` in its ``dataset.json``)."""
 
@@ -69,23 +75,35 @@ def parse_classes(text: str) -> dict[int, str]:
     names = [n.strip() for n in text.split(",")]
     if len(names) < 2 or any(not n for n in names):
         raise TaskFormatError(
-            f"--classes needs at least two comma-separated names, e.g. background,spleen; got {text!r}"
+            f"the classes need at least two comma-separated names, e.g. background,spleen; got {text!r}"
         )
     if len(set(names)) != len(names):
-        raise TaskFormatError(f"--classes names must differ: {text!r}")
+        raise TaskFormatError(f"the class names must differ: {text!r}")
     if len(names) >= DEFAULT_UNLABELLED:
         raise TaskFormatError(f"at most {DEFAULT_UNLABELLED - 1} classes, got {len(names)}")
     return dict(enumerate(names))
 
 
-def _scans(folder: Path, what: str) -> dict[str, tuple[Path, str | None]]:
+def label_suffix_of(case: str) -> str | None:
+    """The label ending of a file's case name (``la_003_seg`` -> ``_seg``), or None for a scan's."""
+    return next((s for s in LABEL_SUFFIXES if case.lower().endswith(s) and len(case) > len(s)), None)
+
+
+def _scans(folder: Path, what: str, flat: bool = False) -> dict[str, tuple[Path, str | None]]:
     """Each case of ``folder``: its volume files (NIfTI, NRRD, MetaImage) and DICOM series (a subfolder holding one
-    series is the case of that name; series side by side in one folder are named by folder and series number)."""
+    series is the case of that name; series side by side in one folder are named by folder and series number).
+    ``flat``: scans and labels share the folder, a label named like its scan with a :data:`LABEL_SUFFIXES` ending
+    (``la_003.nii.gz`` + ``la_003_seg.nii.gz``): the images are the files without one, the labels those with one."""
     if not folder.is_dir():
         raise TaskFormatError(f"{what} folder {folder} does not exist")
     found: dict[str, tuple[Path, str | None]] = {}
 
     def add(case: str, path: Path, series: str | None = None) -> None:
+        if flat:
+            suffix = label_suffix_of(case)
+            if (suffix is None) != (what == "images"):
+                return
+            case = case[: -len(suffix)] if suffix else case
         case = case[: -len("_0000")] if case.endswith("_0000") else case  # nnU-Net's channel suffix
         if case in found:
             raise TaskFormatError(
@@ -125,10 +143,12 @@ def find_cases(
     progress: Progress | None = None,
 ) -> list[SourceCase]:
     """Match labels to images by file name and check both (labels are read: their values are checked)."""
-    image_files = _scans(Path(images), "images")
+    flat = labels is not None and Path(labels).resolve() == Path(images).resolve()
+    image_files = _scans(Path(images), "images", flat)
     if not image_files:
         raise TaskFormatError(f"no scans in {images} ({volumes.describe_formats()})")
-    label_files = {case: path for case, (path, _) in (_scans(Path(labels), "labels") if labels else {}).items()}
+    labelled = _scans(Path(labels), "labels", flat) if labels else {}
+    label_files = {case: path for case, (path, _) in labelled.items()}
     orphans = sorted(set(label_files) - set(image_files))
     if orphans:
         raise TaskFormatError(f"label {label_files[orphans[0]].name} has no image of the same name in {images}")
@@ -225,11 +245,11 @@ def write_task_from_files(
     """
     out = Path(out)
     if not name.strip():
-        raise TaskFormatError("the task needs a name (--name)")
+        raise TaskFormatError("the task needs a name")
     if modality.upper() not in MODALITIES + (AUTO,):
         raise TaskFormatError(f"modality must be CT, MRI or auto, got {modality!r}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise TaskFormatError(f"{out} already exists and is not an empty folder; choose a new --out")
+        raise TaskFormatError(f"{out} already exists and is not an empty folder; choose a new task folder")
     check_writable(out, folder=True, what="task folder")  # before reading every scan
     labels_by_value = parse_classes(classes) if isinstance(classes, str) else dict(classes)
     cases = find_cases(images, labels, labels_by_value, DEFAULT_UNLABELLED, progress)
@@ -274,3 +294,90 @@ def write_task_from_files(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a folder's scans and labels are, as people lay them out, and what the task would be called."""
+
+    images: Path
+    labels: Path | None
+    name: str
+    kind: str
+    """``"images/ + labels/"``, ``"nnU-Net imagesTr/ + labelsTr/"``, ``"scans with *_seg labels"`` or ``"scans"``."""
+    classes: str = ""
+    """Class names in value order where the folder says them (an nnU-Net ``dataset.json``), else empty."""
+    modality: str = ""
+
+
+def _child(folder: Path, names: tuple[str, ...]) -> Path | None:
+    """The subfolder of ``folder`` with the first of ``names`` (any case)."""
+    try:
+        children = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
+    except OSError:
+        return None
+    return next((children[n] for n in names if n in children), None)
+
+
+def _nnunet_meta(folder: Path) -> tuple[str, str]:
+    """Class names and modality from an nnU-Net v2 ``dataset.json`` (``labels``: name -> value), or empty."""
+    import json
+
+    try:
+        meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+        by_value = {int(v): str(k) for k, v in meta.get("labels", {}).items() if not isinstance(v, list)}
+        channels = meta.get("channel_names") or meta.get("modality") or {}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return "", ""
+    classes = ",".join(by_value[v] for v in sorted(by_value)) if sorted(by_value) == list(range(len(by_value))) else ""
+    first = str(next(iter(channels.values()), "")).upper() if isinstance(channels, dict) else ""
+    return classes, "CT" if first == "CT" else "MRI" if first in ("MRI", "MR", "T1", "T2", "FLAIR") else ""
+
+
+def detect_layout(folder: str | os.PathLike) -> Layout | None:
+    """The layout of a folder of scans without an MSD ``dataset.json``, or None where it holds no scans: a folder
+    holding ``images/`` and ``labels/`` (or nnU-Net's ``imagesTr/`` and ``labelsTr/``), an ``images/`` folder
+    whose ``labels/`` sits beside it, scans with ``*_seg`` labels beside them, or scans alone."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    images, labels = _child(folder, IMAGE_FOLDERS), _child(folder, LABEL_FOLDERS)
+    if images is not None and _holds_scans(images):
+        nnunet = images.name.lower() == "imagestr"
+        classes, modality = _nnunet_meta(folder) if nnunet else ("", "")
+        kind = "nnU-Net imagesTr/ + labelsTr/" if nnunet else f"{images.name}/ + {labels.name if labels else 'no'}/"
+        return Layout(images, labels, folder.name, kind, classes, modality)
+    if not _holds_scans(folder):
+        return None
+    if folder.name.lower() in IMAGE_FOLDERS:
+        beside = _child(folder.parent, LABEL_FOLDERS)
+        if beside is not None:
+            return Layout(folder, beside, folder.parent.name, f"{folder.name}/ + {beside.name}/")
+    try:
+        flat = any(label_suffix_of(volumes.case_id(p)) for p in folder.iterdir() if volumes.is_scan_file(p))
+    except OSError:
+        flat = False
+    if flat:
+        return Layout(folder, folder, folder.name, "scans with *_seg labels")
+    return Layout(folder, None, folder.name, "scans")
+
+
+def _holds_scans(folder: Path) -> bool:
+    try:
+        return any(volumes.is_scan_file(p) or (p.is_dir() and volumes.holds_dicom(p)) for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def propose_classes(images: str | os.PathLike, labels: str | os.PathLike | None) -> str:
+    """Class names for the values the labels hold, in value order (``background,label1,label2`` for labels holding
+    0, 1 and 2; the unlabelled value 255 is not a class); ``background,foreground`` without labels. Every label file
+    is read (in a worker: a task's labels take seconds)."""
+    if labels is None:
+        return "background,foreground"
+    flat = Path(labels).resolve() == Path(images).resolve()
+    values: set[int] = set()
+    for path, _ in _scans(Path(labels), "labels", flat).values():
+        values |= {int(v) for v in np.unique(volumes.read(path, label=True).data)}
+    top = max((v for v in values if v != DEFAULT_UNLABELLED), default=1)
+    return ",".join(["background"] + [f"label{v}" for v in range(1, max(top, 1) + 1)])

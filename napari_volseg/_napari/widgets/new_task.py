@@ -19,13 +19,14 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QWidget,
 )
 
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg.io.new_task import AUTO, MODALITIES, write_task_from_files
+from napari_volseg.io.new_task import AUTO, MODALITIES, detect_layout, propose_classes, write_task_from_files
 
 AUTO_CHOICE = "auto (from the scans)"
 
@@ -38,7 +39,7 @@ DROPS = _Drops()
 """Emits the folder of scans dropped on a viewer; Data widgets answer with the dialog."""
 
 
-def offer(folder: Path) -> None:
+def offer(folder: Path) -> None:  # the folder dropped; the dialog finds its layout
     """A folder of scans without ``dataset.json`` was dropped: offer to make it a task."""
     if len(DROPS.folder_dropped) == 0:
         show_info(f"{folder.name} has no dataset.json: Data → New task from images… makes it a task")
@@ -56,11 +57,20 @@ def _folder_row(edit: QLineEdit, title: str) -> QHBoxLayout:
 
 
 class NewTaskDialog(QDialog):
-    """The fields of ``volseg new-task``: images, labels (optional), name, modality, classes, out."""
+    """The fields of ``volseg new-task``: images, labels (optional), name, modality, classes, out.
+
+    Given a dropped folder it fills them from the folder's layout (:func:`~napari_volseg.io.new_task.detect_layout`:
+    ``images/`` beside ``labels/``, nnU-Net's ``imagesTr/`` + ``labelsTr/``, ``*_seg`` labels beside their scans)
+    and proposes the classes from the values the labels hold (read in a worker); opened without one it shows the
+    fields of the last task asked for, so a mistake is corrected rather than typed again."""
+
+    remembered: dict = {}
+    """The last fields asked for (kept when making the task failed)."""
 
     def __init__(self, parent: QWidget | None = None, images: Path | None = None):
         super().__init__(parent)
         self.setWindowTitle("New task from images")
+        self.setMinimumWidth(640)  # the path fields whole, not cut to their first characters
         self.images = QLineEdit(str(images) if images else "")
         self.labels = QLineEdit()
         self.labels.setPlaceholderText("optional: label files named like their scans")
@@ -69,7 +79,15 @@ class NewTaskDialog(QDialog):
         self.modality.addItems([AUTO_CHOICE, *MODALITIES])  # a wrong guess of CT washes an MRI out
         self.classes = QLineEdit("background,foreground")
         self.out = QLineEdit(str(Path(images).parent / f"{Path(images).name}-task") if images else "")
+        self.found = QLabel("")
+        self.found.setWordWrap(True)
+        self.proposing = None
+        if images is not None:
+            self._fill_from(Path(images))
+        elif self.remembered:
+            self._restore(self.remembered)
         form = QFormLayout(self)
+        form.addRow(self.found)
         form.addRow("images folder", _folder_row(self.images, "Folder of scans (NIfTI, NRRD, MetaImage, DICOM series)"))
         form.addRow("labels folder", _folder_row(self.labels, "Folder of label files"))
         form.addRow("task name", self.name)
@@ -80,6 +98,51 @@ class NewTaskDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+
+    def _fill_from(self, folder: Path) -> None:
+        layout = detect_layout(folder)
+        if layout is None:
+            return
+        self.images.setText(str(layout.images))
+        self.labels.setText(str(layout.labels) if layout.labels else "")
+        self.name.setText(layout.name)
+        root = layout.images.parent if layout.labels is not None and layout.labels != layout.images else layout.images
+        self.out.setText(str(root.parent / f"{layout.name}-task"))
+        if layout.modality:
+            self.modality.setCurrentText(layout.modality)
+        self.found.setText(f"found: {layout.kind}" + (", reading the label values…" if layout.labels else ""))
+        if layout.classes:
+            self.classes.setText(layout.classes)
+            self.found.setText(f"found: {layout.kind}; classes from its dataset.json")
+        elif layout.labels is not None:
+            self._propose(layout.images, layout.labels, layout.kind)
+
+    def _propose(self, images: Path, labels: Path, kind: str) -> None:
+        """Read the label values in a worker and propose one class per value (named label1, label2, ...)."""
+
+        @background
+        def work():
+            return propose_classes(images, labels)
+
+        def proposed(text: str) -> None:
+            try:
+                self.classes.setText(text)
+                self.found.setText(f"found: {kind}; the labels hold {text.count(',')} class(es) besides background")
+            except RuntimeError:  # the dialog was closed meanwhile
+                pass
+
+        self.proposing = work()
+        self.proposing.returned.connect(proposed)
+        self.proposing.errored.connect(lambda exc: self.found.setText(f"found: {kind}; {exc}"))
+        self.proposing.start()
+
+    def _restore(self, values: dict) -> None:
+        self.images.setText(str(values.get("images") or ""))
+        self.labels.setText(str(values.get("labels") or ""))
+        self.name.setText(values.get("name", ""))
+        self.modality.setCurrentText(AUTO_CHOICE if values.get("modality") == AUTO else values.get("modality", ""))
+        self.classes.setText(values.get("classes", ""))
+        self.out.setText(str(values.get("out") or ""))
 
     def values(self) -> dict:
         """Keyword arguments of :func:`~napari_volseg.io.new_task.write_task_from_files`."""
@@ -94,7 +157,14 @@ class NewTaskDialog(QDialog):
 
 
 def make_task(values: dict, on_done, session=None):
-    """Write the task in a worker; ``on_done(folder)`` on the GUI thread; errors become one notification."""
+    """Write the task in a worker; ``on_done(folder)`` on the GUI thread; errors become one notification (the
+    dialog, opened again, shows these fields to correct)."""
+    NewTaskDialog.remembered = dict(values)
+
+    def done(folder):
+        NewTaskDialog.remembered = {}
+        on_done(folder)
+
     bar = progress(total=0, desc="making the task")
 
     @background
@@ -102,7 +172,7 @@ def make_task(values: dict, on_done, session=None):
         return write_task_from_files(**values)
 
     worker = work()
-    worker.returned.connect(on_done)
+    worker.returned.connect(done)
     worker.errored.connect(notify_error)
     worker.finished.connect(bar.close)
     if session is not None:
