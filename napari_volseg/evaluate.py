@@ -46,7 +46,7 @@ class CaseResult:
     """The model was trained on this case (its checkpoint lists it): its Dice says little about unseen scans. None:
     nobody can say (a scan dropped without a task: a checkpoint lists its training cases by task)."""
     model: str = ""
-    """The model that predicted it (:class:`~napari_volseg.engine.checkpoint.Provenance`: its checkpoint file, resolved)."""
+    """The model that predicted it (:class:`~napari_volseg.engine.provenance.Provenance`: its checkpoint file, resolved)."""
 
 
 def score_rows(case: str, scores: list[metrics.ClassScore], names: dict[int, str]) -> list[dict]:

@@ -160,3 +160,14 @@ LEGEND = "  ".join(
     + [_swatch(ERROR_COLORS[k], f"{v} (errors)") for k, v in ERROR_NAMES.items()]
 )
 """The Predict tab's key to the colours of its layers."""
+
+
+def image_in_view(viewer):
+    """The image a face works on without a task: the selected image layer, else the top one (a dropped scan)."""
+    from napari.layers import Image
+
+    active = viewer.layers.selection.active
+    if isinstance(active, Image):
+        return active
+    images = [layer for layer in viewer.layers if isinstance(layer, Image)]
+    return images[-1] if images else None

@@ -91,7 +91,8 @@ def read_scans_folder(path: str | list[str]) -> list[tuple]:
     if _from_event_loop():
         from qtpy.QtCore import QTimer
 
-        QTimer.singleShot(0, lambda: offer(folder))
+        session = _session()  # the viewer dropped on, not the one current when the timer fires
+        QTimer.singleShot(0, lambda: offer(folder, session))
     else:
         offer(folder)
     return [(None,)]

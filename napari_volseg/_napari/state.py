@@ -43,6 +43,8 @@ class Session:
     """The plan settings were edited (Preprocess); Train trains with them."""
     status = Signal(str)
     """What the session's loaders are doing ("opening Task02_Heart…"), or "" when idle."""
+    folder_offered = Signal(object)
+    """A folder of scans without a task was dropped on this viewer: its Data dock offers "New task from images"."""
 
     def __init__(self, viewer=None):
         self._viewer = weakref.ref(viewer) if viewer is not None else lambda: None

@@ -141,6 +141,7 @@ def save(
     train_cases: list[str] | None = None,
     started_from: str = "",
     interactive: dict | None = None,
+    train_digests: list[str] | None = None,
 ) -> Path:
     """Write a checkpoint atomically; ``optimizer`` makes it resumable."""
     path = Path(path)
@@ -160,6 +161,8 @@ def save(
         "version": __version__,
         "train_cases": json.dumps(list(train_cases or [])),
     }
+    if train_digests:  # the training scans' file digests: a training case dropped under another name is known
+        meta["train_digests"] = json.dumps(sorted(train_digests))
     if started_from:
         meta["started_from"] = started_from
     if interactive is not None:
@@ -337,45 +340,6 @@ def _postprocess(text: str | None, labels: dict[int, str]) -> post.PostProcess:
     if unknown:
         raise SettingsError(f"postprocess.largest_component names classes the model does not have ({unknown})")
     return decision
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Which model made a result and what it was trained on: ``model`` is its file, resolved (two
-    ``best.safetensors`` in different folders are two models); ``task`` and ``train_cases`` as the checkpoint lists
-    them (empty where it does not say: a MONAI bundle, an older file)."""
-
-    model: str
-    task: str = ""
-    train_cases: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(cls, checkpoint: Checkpoint) -> Provenance:
-        return cls(
-            str(Path(checkpoint.path).resolve()) if checkpoint.path else "",
-            checkpoint.task,
-            frozenset(checkpoint.train_cases),
-        )
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> Provenance:
-        """From a checkpoint file's header alone (no tensor is read); a file that cannot say lists nothing."""
-        meta = read_meta(path)
-        try:
-            cases = json.loads(meta.get("train_cases", "[]"))
-        except ValueError:
-            cases = []
-        cases = [c for c in cases if isinstance(c, str)] if isinstance(cases, list) else []
-        return cls(str(Path(path).resolve()), meta.get("task", ""), frozenset(cases))
-
-    def trained_in(self, task_name: str) -> frozenset[str]:
-        """The cases of the task named ``task_name`` that the model trained on (none for another task's model)."""
-        return frozenset() if self.task and self.task != task_name else self.train_cases
-
-    def trained_on(self, case: str) -> bool | None:
-        """Whether a scan named ``case`` (dropped without a task) is one the model trained on, by name alone; None
-        where the checkpoint lists no case (nobody can say)."""
-        return case in self.train_cases if self.train_cases else None
 
 
 def read_preset(path: str | os.PathLike) -> Preset | None:

@@ -21,6 +21,7 @@ from napari_volseg import preprocess
 from napari_volseg.config import InferConfig
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.device import amp_dtype, resolve_device, set_threads
+from napari_volseg.engine.provenance import Provenance
 from napari_volseg.io.geometry import Volume
 from napari_volseg.preprocess import Box
 
@@ -129,7 +130,7 @@ class Predictor:
         if not isinstance(checkpoint, ckpt.Checkpoint):
             checkpoint = ckpt.load(checkpoint)
         self.checkpoint = checkpoint
-        self.provenance = ckpt.Provenance.of(checkpoint)
+        self.provenance = Provenance.of(checkpoint)
         preset = self.checkpoint.preset
         self.config = replace(config or preset.infer, **{k: v for k, v in overrides.items() if v is not None})
         set_threads(self.config.threads)

@@ -18,6 +18,7 @@ from napari_volseg import metrics
 from napari_volseg.config import InferConfig
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.infer import Prediction, Predictor
+from napari_volseg.engine.provenance import Provenance
 from napari_volseg.evaluate import CaseResult
 from napari_volseg.events import CasePredicted
 from napari_volseg.io.decathlon import Case, Task
@@ -29,7 +30,7 @@ class SegmentationModel(Protocol):
 
     labels: dict[int, str]
     mirror_axes: tuple[int, ...]
-    provenance: ckpt.Provenance
+    provenance: Provenance
 
     def predict(self, image: Volume, keep_probabilities: bool = False) -> Prediction: ...
 
@@ -75,16 +76,23 @@ def predict_cases(
         predictor.release()
 
 
-def predict_volume(model: SegmentationModel, image: Volume, case: str, truth: np.ndarray | None = None) -> CaseResult:
+def predict_volume(
+    model: SegmentationModel, image: Volume, case: str, truth: np.ndarray | None = None, digest: str | None = None
+) -> CaseResult:
     """Segment one scan opened without a task (a dropped file) on its own grid, scored against ``truth`` where one
     of the same shape is given. Whether the model trained on it is judged by ``case``, its name (la_003 dropped is
-    msd-heart's la_003); the model stays open."""
+    msd-heart's la_003) or by its file's ``digest`` (the same scan renamed); the model stays open."""
     started = time.perf_counter()
     labels = model.predict(image).labels
     seconds = time.perf_counter() - started
     provenance = model.provenance
     result = CaseResult(
-        case, labels, image.geometry, seconds=seconds, trained_on=provenance.trained_on(case), model=provenance.model
+        case,
+        labels,
+        image.geometry,
+        seconds=seconds,
+        trained_on=provenance.trained_on(case, digest),
+        model=provenance.model,
     )
     if truth is not None and truth.shape == labels.shape:
         classes = max(int(max(labels.max(), truth.max())) + 1, len(model.labels or {}))

@@ -76,12 +76,21 @@ class Run:
     warm_name: str = ""
     _statistics: planning.TaskStatistics | None = field(default=None, repr=False)
     _label_postprocess: post.PostProcess | None = field(default=None, repr=False)
+    _digests: list[str] | None = field(default=None, repr=False)
 
     def statistics(self, intensities: bool = False) -> planning.TaskStatistics:
         """The training cases' statistics (read once; CT intensities only when a plan first needs them)."""
         if self._statistics is None or (intensities and self._statistics.ct is None):
             self._statistics = planning.statistics(self.task, self.split.train, intensities)
         return self._statistics
+
+    def train_digests(self) -> list[str]:
+        """The training scans' file digests (read once, at the first save): what the checkpoint lists so that a
+        training scan dropped under another name is known (:meth:`~napari_volseg.engine.provenance.Provenance.trained_on`)."""
+        if self._digests is None:
+            found = (volumes.file_digest(case.image_path) for case in self.split.train)
+            self._digests = [d for d in found if d is not None]
+        return self._digests
 
     def postprocess_from_labels(self) -> post.PostProcess:
         """The post-processing the training labels call for (read once, on their own grids): what a run

@@ -357,6 +357,7 @@ class NetTrainer:
             history=self.history,
             postprocess=self.postprocess,
             train_cases=[c.id for c in self.run.split.train],
+            train_digests=self.run.train_digests(),
             started_from=self.run.warm_name,
             **values,
         )

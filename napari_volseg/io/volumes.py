@@ -164,6 +164,18 @@ def read(path: str | os.PathLike, *, label: bool = False, series: str | None = N
     raise VolumeFormatError(f"{p.name} is not a volume napari-volseg reads ({describe_formats()})")
 
 
+def file_digest(path: str | os.PathLike) -> str | None:
+    """A short SHA-256 of a scan file's bytes: the same scan under another name has the same digest (None for a
+    folder, a DICOM series, or a file that cannot be read)."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()[:24]
+    except (OSError, TypeError):
+        return None
+
+
 def read_geometry(path: str | os.PathLike, series: str | None = None) -> Geometry:
     """The geometry of the volume at ``path``, from its header(s) alone (no voxel is decoded)."""
     p = Path(path)

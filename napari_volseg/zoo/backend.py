@@ -20,6 +20,7 @@ from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.device import resolve_device, set_threads
 from napari_volseg.engine.infer import Prediction, Predictor
 from napari_volseg.engine.predict import SegmentationModel
+from napari_volseg.engine.provenance import Provenance
 from napari_volseg.errors import VolsegError
 from napari_volseg.io.geometry import Volume
 from napari_volseg.zoo.bundle_import import BUNDLE_FORMAT, BundleModel, is_bundle, load_bundle_model, read_bundle
@@ -66,7 +67,7 @@ class BundlePredictor:
         self.device = resolve_device(self.config.device)
         self.model = model
         self.labels = model.labels
-        self.provenance = ckpt.Provenance(str(source) if source else model.name)
+        self.provenance = Provenance(str(source) if source else model.name)
         self.network = model.build_network().to(self.device)
 
     def _preprocessing(self):
@@ -110,11 +111,11 @@ class BundlePredictor:
             torch.cuda.empty_cache()
 
 
-def provenance(model: str | os.PathLike) -> ckpt.Provenance:
+def provenance(model: str | os.PathLike) -> Provenance:
     """Which file a model name or path is, and what it trained on, from its header alone; a name that resolves to
     nothing stays as given and lists no case (predicting reports its own errors)."""
     try:
         path = resolve(model)
     except Exception:  # noqa: BLE001 - a model that cannot be found says nothing; opening it says why
-        return ckpt.Provenance(str(model))
-    return ckpt.Provenance.read(path) if path.is_file() else ckpt.Provenance(str(path.resolve()))
+        return Provenance(str(model))
+    return Provenance.read(path) if path.is_file() else Provenance(str(path.resolve()))

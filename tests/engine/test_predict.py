@@ -7,6 +7,7 @@ from napari_volseg import metrics
 from napari_volseg.config import Preset, TrainConfig
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.predict import predict_cases
+from napari_volseg.engine.provenance import Provenance
 from napari_volseg.events import CasePredicted
 from napari_volseg.io import decathlon, synthetic
 from napari_volseg.models import build_model, model_config
@@ -64,10 +65,6 @@ def test_results_say_which_model_and_whether_it_trained_on_the_case(tmp_path):
     other = ckpt.save(tmp_path / "o.safetensors", net, plan, labels, task="AnotherTask", train_cases=[first])
     assert provenance(other).trained_in(task.name) == set()
     assert provenance(tmp_path / "missing.safetensors").trained_in(task.name) == set()
-    assert (
-        ckpt.Provenance.of(ckpt.load(path)).trained_in(task.name) == {first} == provenance(path).trained_in(task.name)
-    )
+    assert Provenance.of(ckpt.load(path)).trained_in(task.name) == {first} == provenance(path).trained_in(task.name)
     assert (provenance(path).trained_on(first), provenance(path).trained_on(second)) == (True, False)
-    assert (
-        provenance(other).trained_on(first) is True and ckpt.Provenance.read(tmp_path / "x").trained_on(first) is None
-    )
+    assert provenance(other).trained_on(first) is True and Provenance.read(tmp_path / "x").trained_on(first) is None

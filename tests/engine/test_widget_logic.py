@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from napari_volseg import metrics
-from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.predict import predict_volume
+from napari_volseg.engine.provenance import Provenance
 from napari_volseg.errors import VolsegError
 from napari_volseg.evaluate import (
     NOTHING_TO_EXPORT,
@@ -40,7 +40,7 @@ def test_scopes_name_the_cases_and_a_model_that_lists_none_says_so(tiny_ct_task)
 
 def test_a_dropped_scan_is_predicted_scored_and_starred_by_its_name(tiny_ct_task, tiny_checkpoint):
     task = decathlon.load_task(tiny_ct_task)
-    trained = sorted(ckpt.Provenance.read(tiny_checkpoint).train_cases)
+    trained = sorted(Provenance.read(tiny_checkpoint).train_cases)
     case = task.case(trained[0])
     image, truth = case.load()
     model = open_model(tiny_checkpoint)
@@ -83,3 +83,33 @@ def test_saving_and_exporting_check_first_and_write_in_the_scans_format(tiny_ct_
     path, cases = export_scores([result], task.labels, tmp_path / "s.csv")
     rows = list(csv.DictReader(path.open()))
     assert cases == 1 and rows[0]["case"] == case.id and float(rows[0]["dice"]) == pytest.approx(result.scores[0].dice)
+
+
+def test_a_training_scan_dropped_under_another_name_is_known_by_its_digest(tiny_ct_task, tiny_checkpoint, tmp_path):
+    """Issue 26 item 5: a training case dropped under another name was scored as if it were unseen; the checkpoint
+    now lists its training scans' file digests, and a renamed copy is starred."""
+    import shutil
+
+    from napari_volseg.engine.provenance import Provenance
+    from napari_volseg.io.volumes import file_digest
+
+    task = decathlon.load_task(tiny_ct_task)
+    provenance = Provenance.read(tiny_checkpoint)
+    trained = sorted(provenance.train_cases)
+    assert len(provenance.train_digests) == len(trained)  # written by the run itself
+    renamed = shutil.copy(task.case(trained[0]).image_path, tmp_path / "patient_7.nii.gz")
+    image = volumes.read(renamed)
+    model = open_model(tiny_checkpoint)
+    assert predict_volume(model, image, "patient_7", digest=file_digest(renamed)).trained_on is True
+    assert predict_volume(model, image, "patient_7").trained_on is False  # by name alone it is not
+    unseen = next(c for c in task.cases if c.id not in provenance.train_cases)
+    assert provenance.trained_on("patient_8", file_digest(unseen.image_path)) is False
+    assert file_digest(tmp_path) is None
+
+
+def test_the_shipped_heart_model_lists_its_training_scans_digests():
+    from napari_volseg.engine.provenance import Provenance
+    from napari_volseg.zoo.registry import resolve
+
+    provenance = Provenance.read(resolve("msd-heart"))
+    assert len(provenance.train_digests) == len(provenance.train_cases) == 12

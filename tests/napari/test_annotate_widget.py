@@ -77,6 +77,8 @@ def test_rank_opens_the_most_uncertain_case_and_accept_then_undo(
     widget.undo()
     _written(qtbot, widget)
     assert not label_file.exists() and widget.cases.rowCount() == 2
+    # issue 26 item 6: the top line no longer reads "accepted ... open the next case" after the undo
+    assert widget.status.text() == f"undid the accept of {top}: it is back among the cases to annotate"
     assert top in [c.id for c in widget.session.task.test_cases]
 
 
@@ -178,3 +180,18 @@ def test_the_status_says_what_to_do_and_idle_buttons_say_why(make_napari_viewer,
     widget.finish_button.click()
     widget.unlabelled_button.click()  # did nothing and said nothing
     assert said == ["no annotation open: Predict or Annotate from scratch first"] * 2
+
+
+def test_without_a_model_rank_and_predict_are_off_and_the_status_offers_what_works(annotate, tiny_checkpoint):
+    """Issue 26 item 6: with no model the status offered "Rank them" and Rank answered "no model yet"."""
+    from napari_volseg._napari.widgets.annotate import NO_MODEL
+
+    _, widget = annotate
+    widget.session.set_checkpoint(None)
+    assert "Rank" not in widget.status.text() and "Annotate from scratch" in widget.status.text()
+    for button in (widget.rank_button, widget.predict_button):
+        assert not button.isEnabled() and button.toolTip() == NO_MODEL
+    assert widget.scratch_button.isEnabled() and widget.scratch_button.toolTip() == ""
+    widget.session.set_checkpoint(tiny_checkpoint)
+    assert widget.rank_button.isEnabled() and widget.predict_button.isEnabled()
+    assert widget.status.text().endswith("Rank them, or double-click one")

@@ -63,18 +63,18 @@ def test_a_scans_folder_dropped_after_the_dock_closed_is_one_line(make_napari_vi
     from qtpy.QtWidgets import QApplication
 
     from napari_volseg._napari.widgets import DataWidget
-    from napari_volseg._napari.widgets.new_task import DROPS, offer
+    from napari_volseg._napari.widgets.new_task import offer
 
     viewer = make_napari_viewer()
-    others = len(DROPS.folder_dropped)  # docks of earlier tests not yet collected
     data = DataWidget(viewer)
+    offers = data.session.folder_offered
+    assert len(offers) == 1
     destroyed = []
     data.destroyed.connect(lambda *_: destroyed.append(True))
     data.deleteLater()
     qtbot.waitUntil(lambda: destroyed == [True], timeout=5_000)
     QApplication.processEvents()
-    assert len(DROPS.folder_dropped) == others
-    DROPS.folder_dropped.disconnect()  # earlier tests' docks too: with none open, the offer is one line
+    assert len(offers) == 0
     offer(tmp_path / "scans")
     assert _messages(notifications) == [
         ("info", "scans has no dataset.json: Data → New task from images… makes it a task")
@@ -135,7 +135,7 @@ def test_predict_refuses_to_save_into_an_unwritable_folder(widgets, qtbot, tiny_
     assert predict.export_csv(unwritable_dir / "dice.csv") is None
     assert [severity for severity, _ in _messages(notifications)] == ["error", "error"]
     assert all("no permission to write in" in message for _, message in _messages(notifications))
-    assert list(unwritable_dir.iterdir()) == [] and predict.run_button.isEnabled()
+    assert list(unwritable_dir.iterdir()) == [] and predict.worker is None
 
 
 def test_a_corrupt_file_read_in_a_worker_is_one_error_line(make_napari_viewer, qtbot, tmp_path, notifications):

@@ -485,7 +485,7 @@ def test_a_models_own_held_out_cases_are_one_scope(widgets, qtbot, tiny_ct_task,
     (msd-hippocampus: 20 of its 40 were starred); 'cases it never trained on' are the labelled cases its checkpoint
     does not list, and a model that lists none says so instead of predicting everything under that name."""
     from napari_volseg._napari.widgets import predict as predict_module
-    from napari_volseg.engine.checkpoint import Provenance
+    from napari_volseg.engine.provenance import Provenance
     from napari_volseg.io.scopes import NEVER_TRAINED_ON
     from napari_volseg.zoo import backend
 
@@ -662,3 +662,16 @@ def test_a_cascades_chart_keeps_the_locators_curve_and_marks_where_the_main_net_
     assert steps == sorted(steps) and len(set(steps)) == len(steps) == 50  # 10 locator + 40 main steps, in a row
     assert [line.value() for line in train.plot.marks] == [10]
     assert not train.settings.isExpanded()
+
+
+def test_predict_is_off_without_a_model_and_says_why(widgets, tiny_checkpoint):
+    """Issue 26 item 6: Predict was enabled with "no model" and its error toast was cut to "no model: choose one
+    (pretrained, pulled…"; now it is off, its tooltip and the status say why in a line that fits."""
+    from napari_volseg._napari.widgets.predict import NO_MODEL
+
+    _, _, _, predict = widgets
+    predict.session.set_checkpoint(None)
+    assert not predict.run_button.isEnabled() and predict.run_button.toolTip() == NO_MODEL
+    assert predict.status.text() == NO_MODEL and len(NO_MODEL) <= 60
+    predict.session.set_checkpoint(tiny_checkpoint)
+    assert predict.run_button.isEnabled() and predict.run_button.toolTip() == "" and predict.status.text() == ""

@@ -30,6 +30,7 @@ from napari_volseg.annotate.edits import EditStats, accept_report, edit_stats
 from napari_volseg.io.new_task import DEFAULT_UNLABELLED
 
 NO_ANNOTATION = "no annotation open: Predict or Annotate from scratch first"
+NO_MODEL = "no model yet: choose one (Train tab) or Train from annotations"
 
 
 class AnnotateWidget(QWidget):
@@ -122,11 +123,16 @@ class AnnotateWidget(QWidget):
         self.models.fill(versions.versions_for(self.models_dir(), checkpoint), checkpoint)
         fit_columns(self.cases)
         self.undo_button.setEnabled(bool(self.accepted))
-        # a task with every case labelled: the buttons that need a case to annotate are off (each answered with the
-        # same error), and the status line at the top says why
-        for button in (self.rank_button, self.predict_button, self.scratch_button):
-            button.setEnabled(bool(rows))
-            button.setToolTip("" if rows else self._all_labelled())
+        # a task with every case labelled, or no model to rank and predict with: the buttons that cannot work are off
+        # (each answered with an error), their tooltip and the status line at the top say why
+        for button, why in (
+            (self.rank_button, "" if checkpoint else NO_MODEL),
+            (self.predict_button, "" if checkpoint else NO_MODEL),
+            (self.scratch_button, ""),
+        ):
+            why = why if rows else self._all_labelled()
+            button.setEnabled(not why)
+            button.setToolTip(why)
         if self.worker is None and self.annotation_layer() is None:
             self.status.setText(self._resting_text())
 
@@ -155,6 +161,8 @@ class AnnotateWidget(QWidget):
         left = self.cases.rowCount()
         if left == 0:
             return self._all_labelled()
+        if self.session.checkpoint is None:  # Rank and Predict would answer "no model yet"
+            return f"{left} case(s) to annotate: Annotate from scratch, or choose a model (Train tab) to predict them"
         return f"{left} case(s) to annotate: Rank them, or double-click one"
 
     def unsaved(self, case_id: str | None) -> str | None:
@@ -204,7 +212,7 @@ class AnnotateWidget(QWidget):
             notify_error("open a task first (Data tab)")
             return False
         if need_model and self.session.checkpoint is None:
-            notify_error("no model yet: train one (Train from annotations) or choose one (Train tab)")
+            notify_error(NO_MODEL)
             return False
         return True
 
@@ -358,6 +366,7 @@ class AnnotateWidget(QWidget):
         def on_return(_):
             self.accepted.remove(done)
             self.edits_label.setText(f"undid the accept of {done.case_id}")
+            self.status.setText(f"undid the accept of {done.case_id}: it is back among the cases to annotate")
             loading.open_task(self.session, root, open_first_case=False)
 
         return self._run(work, on_return=on_return, desc=f"undoing {done.case_id}", slot="writer")

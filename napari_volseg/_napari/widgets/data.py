@@ -24,7 +24,7 @@ from napari_volseg._napari.loading import session_for
 from napari_volseg._napari.notify import background
 from napari_volseg._napari.state import CaseInfo
 from napari_volseg._napari.widgets.common import compact, fit_columns, make_table
-from napari_volseg._napari.widgets.new_task import DROPS, NewTaskDialog, make_task
+from napari_volseg._napari.widgets.new_task import NewTaskDialog, make_task
 from napari_volseg.io.download import MSD_MD5
 
 COLUMNS = ("case", "shape z×y×x", "spacing mm", "split")
@@ -99,8 +99,9 @@ class DataWidget(QWidget):
         self.session.status.connect(self._show_status)
         self.new_task_button.clicked.connect(lambda: self.new_task())
         offer_dialog = self.new_task  # a closed dock answers no more drops (a drop after it raised "deleted")
-        DROPS.folder_dropped.connect(offer_dialog)
-        self.destroyed.connect(lambda *_: DROPS.folder_dropped.disconnect(offer_dialog, missing_ok=True))
+        self.session.folder_offered.connect(offer_dialog)
+        offers = self.session.folder_offered
+        self.destroyed.connect(lambda *_: offers.disconnect(offer_dialog, missing_ok=True))
         if self.session.task is not None:
             self._fill(self.session.task)
 

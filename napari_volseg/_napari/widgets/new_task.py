@@ -11,7 +11,6 @@ from pathlib import Path
 
 from napari.utils import progress
 from napari.utils.notifications import show_info
-from psygnal import Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QDialog,
@@ -31,19 +30,21 @@ from napari_volseg.io.new_task import AUTO, MODALITIES, detect_layout, propose_c
 AUTO_CHOICE = "auto (from the scans)"
 
 
-class _Drops:
-    folder_dropped = Signal(object)
+def offer(folder: Path, session=None) -> None:
+    """A folder of scans without ``dataset.json`` was dropped: the Data dock of that viewer's ``session`` (default:
+    the current viewer's) offers to make it a task, its fields filled from the folder's layout; with no Data dock
+    open, one line says where to find it. Docks of other viewers are not asked."""
+    if session is None:
+        import napari
 
+        from napari_volseg._napari.loading import session_for
 
-DROPS = _Drops()
-"""Emits the folder of scans dropped on a viewer; Data widgets answer with the dialog."""
-
-
-def offer(folder: Path) -> None:  # the folder dropped; the dialog finds its layout
-    """A folder of scans without ``dataset.json`` was dropped: offer to make it a task."""
-    if len(DROPS.folder_dropped) == 0:
+        viewer = napari.current_viewer()
+        session = session_for(viewer) if viewer is not None else None
+    if session is None or len(session.folder_offered) == 0:
         show_info(f"{folder.name} has no dataset.json: Data → New task from images… makes it a task")
-    DROPS.folder_dropped.emit(Path(folder))
+        return
+    session.folder_offered.emit(Path(folder))
 
 
 def _folder_row(edit: QLineEdit, title: str) -> QHBoxLayout:

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 
 from napari_volseg import metrics
 from napari_volseg._napari import loading, workers
-from napari_volseg._napari.layers import GROUND_TRUTH, LEGEND, META_KEY, geometry_of
+from napari_volseg._napari.layers import GROUND_TRUTH, LEGEND, META_KEY, geometry_of, image_in_view
 from napari_volseg._napari.loading import case_layers, remove_other_case_layers, session_for
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.responsive import in_turns
@@ -47,6 +47,8 @@ from napari_volseg.evaluate import (
 from napari_volseg.events import CasePredicted
 from napari_volseg.io import volumes
 from napari_volseg.io.scopes import SCOPES, cases_in_scope
+
+NO_MODEL = "no model: choose one above, or train one (Train tab)"
 
 
 class PredictWidget(QWidget):
@@ -100,14 +102,20 @@ class PredictWidget(QWidget):
         self.cohort_button.clicked.connect(self.cohort_dialog)
         self.session.checkpoint_changed.connect(self._show_model)
         self.session.results_changed.connect(self.refresh_table)
-        if self.session.checkpoint:
-            self._show_model(self.session.checkpoint)
+        self._show_model(self.session.checkpoint)
         self.refresh_table()
 
     def _show_model(self, path) -> None:
-        """The model's preset decides whether mirror TTA starts ticked (and whether it can be)."""
+        """Predict is off without a model, saying why; the model's preset decides whether mirror TTA starts ticked
+        (and whether it can be)."""
+        if self.worker is None:
+            self.run_button.setEnabled(bool(path))
+            self.run_button.setToolTip("" if path else NO_MODEL)
         if not path:
+            self.status.setText(NO_MODEL)
             return
+        if self.status.text() == NO_MODEL:
+            self.status.setText("")
         from napari_volseg.engine.checkpoint import mirror_tta
 
         mirrored, default = mirror_tta(path)
@@ -140,7 +148,7 @@ class PredictWidget(QWidget):
         if self.worker is not None:
             return None
         if self.session.checkpoint is None:
-            notify_error("no model: choose one (pretrained, pulled or loaded) or train one first (Train tab)")
+            notify_error(NO_MODEL)
             return None
         if not usable_or_asked(self, self.session.checkpoint):
             return None
@@ -173,20 +181,10 @@ class PredictWidget(QWidget):
             on_done=lambda: self._idle(len(cases)),
         )
 
-    def _image_layer(self):
-        """The image to predict without a task: the selected image layer, else the top one (a dropped scan)."""
-        from napari.layers import Image
-
-        active = self.viewer.layers.selection.active
-        if isinstance(active, Image):
-            return active
-        images = [layer for layer in self.viewer.layers if isinstance(layer, Image)]
-        return images[-1] if images else None
-
     def predict_layer(self):
         """Predict an image layer opened without a task (a scan dropped onto the viewer) on its own grid:
         ``<name> prediction`` beside it, and its Dice and error layer when ``<case> ground truth`` is open too."""
-        layer = self._image_layer()
+        layer = image_in_view(self.viewer)
         if layer is None:
             notify_error("nothing to predict: drop a scan onto the viewer, or open a task (Data tab)")
             return None
@@ -199,7 +197,7 @@ class PredictWidget(QWidget):
         geometry = geometry_of(kwargs, tuple(layer.data.shape))
         truth_layer = case_layers(self.viewer, case, task_only=False).get(GROUND_TRUTH)  # dropped beside it
         truth = np.asarray(truth_layer.data) if truth_layer is not None else None
-        image, checkpoint = np.asarray(layer.data), self.session.checkpoint
+        image, checkpoint, source = np.asarray(layer.data), self.session.checkpoint, info.get("source")
 
         @background
         def work():
@@ -209,7 +207,8 @@ class PredictWidget(QWidget):
             model = open_model(checkpoint)
             try:
                 volume = volumes.Volume(image.astype(np.float32, copy=False), geometry)
-                return predict_volume(model, volume, case, truth), dict(model.labels or {})
+                digest = volumes.file_digest(source) if source else None  # the same scan under another name
+                return predict_volume(model, volume, case, truth, digest), dict(model.labels or {})
             finally:
                 model.release()
 
@@ -283,7 +282,7 @@ class PredictWidget(QWidget):
         """Back to idle; ``total`` cases of the task were predicted (``None``: a dropped scan, its status stays)."""
         self.worker = None
         self.run_button.setText("Predict")
-        self.run_button.setEnabled(True)
+        self.run_button.setEnabled(self.session.checkpoint is not None)
         if total is not None:
             self._say_done(total)
 
