@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time, idempotent setup on a fresh machine: system libraries for Qt/OpenGL (Debian/Ubuntu, when
 # run as root or with sudo), a virtualenv in .venv, the CPU build of torch unless an NVIDIA GPU is
-# present, then napari-volseg with its test extras. Safe to run again: it skips what is done.
+# present, then napari-volseg with PyQt6 and its test extras. Safe to run again: it skips what is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -33,6 +33,8 @@ fi
 if ! "$VENV/bin/python" -c "import napari_volseg, pytest, pytestqt" >/dev/null 2>&1 \
    || [ pyproject.toml -nt "$VENV/.volseg-installed" ]; then
   echo "setup: installing napari-volseg and its dependencies into $VENV"
-  $PIP install -q -e ".[dev,pyqt5]"
+  # PyQt6, the binding napari recommends (its PyQt5 support is deprecated); the dev extra adds PyQt5, the design
+  # card's binding, which the tests still run under
+  $PIP install -q -e ".[dev,pyqt6]"
   touch "$VENV/.volseg-installed"
 fi

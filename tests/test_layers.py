@@ -46,3 +46,21 @@ def test_no_module_is_over_400_lines():
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400
     }
     assert long == {}
+
+
+def test_the_package_uses_no_private_napari_api():
+    """Issue 26 item 9: napari 0.10 removes private attributes the package leaned on (``Layer._block_refresh``);
+    nothing of napari's that starts with an underscore is used, nor its private modules."""
+    import re
+
+    private = re.compile(
+        r"(?:layer|layers|viewer|window|dims|camera|canvas)\._[a-z]\w*|napari(?:\.\w+)*\._\w+"
+        r"|_qt_window|_qt_viewer|_block_refresh"
+    )
+    found = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in (ROOT / "napari_volseg").rglob("*.py")
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if private.search(line.split("#")[0]) and "``" not in line
+    ]
+    assert found == []

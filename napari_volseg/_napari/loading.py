@@ -7,7 +7,6 @@ and adds the layers on the GUI thread from the finished arrays. When the user as
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import weakref
@@ -78,17 +77,23 @@ def refill(layer, data, kwargs: dict) -> None:
 
     napari re-slices and redraws the layer on every ``scale``, ``translate`` and ``data`` assignment (about 10 ms each
     on the heart under Mesa, cProfile): an unchanged transform is not assigned, and changed ones are assigned with the
-    layer's own refresh held (napari's ``Layer._block_refresh``, where it has one), so the ``data`` assignment's
-    refresh is the layer's only one. (A transform that moves the viewer's dims range can still make the viewer
-    re-slice its layers once more.)"""
+    layer hidden meanwhile (napari's public ``visible``: a hidden layer is not re-sliced), so showing it again is the
+    layer's only refresh. (napari's private ``Layer._block_refresh``, used before, goes in napari 0.10. A transform
+    that moves the viewer's dims range can still make the viewer re-slice its layers once more.)"""
     layer.metadata = kwargs["metadata"]
-    hold = getattr(layer, "_block_refresh", None)
-    with hold() if callable(hold) else contextlib.nullcontext():
-        for name in ("scale", "translate"):
-            value = np.asarray(kwargs[name], dtype=float)
-            if value.shape != np.shape(getattr(layer, name)) or not np.allclose(value, getattr(layer, name)):
-                setattr(layer, name, value)
-    layer.data = data
+    moved = {}
+    for name in ("scale", "translate"):
+        value = np.asarray(kwargs[name], dtype=float)
+        if value.shape != np.shape(getattr(layer, name)) or not np.allclose(value, getattr(layer, name)):
+            moved[name] = value
+    if moved:  # hidden while it moves (a hidden layer is not re-sliced): one refresh, when it shows again
+        shown, layer.visible = layer.visible, False
+        for name, value in moved.items():
+            setattr(layer, name, value)
+        layer.data = data
+        layer.visible = shown
+    else:
+        layer.data = data
     layer.name = kwargs["name"]
     if "contrast_limits_range" in kwargs:
         layer.contrast_limits_range = kwargs["contrast_limits_range"]
@@ -101,7 +106,9 @@ def add_layer(viewer, data, kwargs: dict, kind: str):
     kwargs = {k: v for k, v in kwargs.items() if k != "contrast_limits_range"}
     added = getattr(viewer, f"add_{kind}")(data, **kwargs)
     if kind == "image":
-        below = next((i for i, layer in enumerate(viewer.layers) if layer._type_string != "image"), None)
+        from napari.layers import Image
+
+        below = next((i for i, layer in enumerate(viewer.layers) if not isinstance(layer, Image)), None)
         for layer in added if isinstance(added, list) else [added]:
             at = viewer.layers.index(layer)
             if below is not None and at > below:

@@ -23,6 +23,11 @@ def _demo(args: argparse.Namespace) -> int:
             f"{summary['train_minutes']} min of training; wrote {summary['screenshot']} and {summary['metrics']}"
         )
         return 0
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("PyQt6") is not None:  # napari's recommended binding; PyQt5 is deprecated there
+        os.environ.setdefault("QT_API", "pyqt6")
     from napari_volseg._napari.demo import run_viewer
 
     return run_viewer(data=args.data, kind=args.kind)
