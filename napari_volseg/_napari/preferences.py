@@ -3,8 +3,10 @@
 napari's builtin reader also lists ``*.nii`` / ``*.nii.gz`` (through imageio, which cannot read them) and accepts every
 folder, so with two readers napari asks which one to use on every drop. npe2 has no reader priority; what napari
 offers is the user setting ``plugins.extension2reader`` (fnmatch patterns -> plugin), which it consults before asking.
-When napari activates napari-volseg (its first widget, sample, or read) we add our patterns there, once: a user who
-later removes or changes them in Preferences > Plugins keeps that choice (a marker file records that we claimed them).
+When napari activates napari-volseg (its first widget, sample, or read) we add our patterns there, once per napari
+settings file: a user who later removes or changes them in Preferences > Plugins keeps that choice (a marker records
+that we claimed them). napari keeps its settings per environment, so the marker is kept per settings file too: a
+second environment (or another ``NAPARI_CONFIG``) gets the claim as well.
 """
 
 from __future__ import annotations
@@ -29,8 +31,19 @@ READER_PATTERNS = (
 matches folders in)."""
 
 
+def settings_file() -> str:
+    """The napari settings file in use (one per environment), or "" when napari keeps its settings in memory."""
+    from napari.settings import get_settings
+
+    return str(get_settings().config_path or "")
+
+
 def marker_path():
-    return paths.cache_root() / "napari-reader-preference-claimed"
+    """Where the claim for this napari settings file is recorded."""
+    import hashlib
+
+    key = hashlib.sha1(settings_file().encode()).hexdigest()[:12]
+    return paths.cache_root() / f"napari-reader-preference-claimed-{key}"
 
 
 def _claimed_before(marker) -> set[str]:

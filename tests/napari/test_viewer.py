@@ -294,3 +294,22 @@ def test_dicom_and_nrrd_drops_open_without_a_dialog_and_two_series_ask_which(
     expected = volumes.read(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz")
     np.testing.assert_array_equal(viewer.layers[1].data, expected.data)
     np.testing.assert_allclose(viewer.layers[1].scale, expected.spacing, rtol=1e-5)
+
+
+def test_a_second_environments_napari_settings_get_the_claim_too(make_napari_viewer, fresh, monkeypatch):
+    """Issue 26 item 2: the claim's marker sat in the user's cache while napari keeps its settings per environment:
+    a second environment never got the claim and every drop asked which reader."""
+    from napari.settings import get_settings
+
+    from napari_volseg._napari import preferences
+
+    make_napari_viewer()
+    monkeypatch.setattr(preferences, "settings_file", lambda: "/envs/first/napari/settings.yaml")
+    get_settings().plugins.extension2reader = {}
+    assert set(preferences.claim_reader_preference()) == set(preferences.READER_PATTERNS)
+    monkeypatch.setattr(preferences, "settings_file", lambda: "/envs/second/napari/settings.yaml")
+    get_settings().plugins.extension2reader = {}  # the second environment's own, empty settings
+    assert set(preferences.claim_reader_preference()) == set(preferences.READER_PATTERNS)
+    assert get_settings().plugins.extension2reader["*.nii.gz"] == preferences.PLUGIN
+    get_settings().plugins.extension2reader = {}  # removed there by the user: kept removed
+    assert preferences.claim_reader_preference() == {}
