@@ -50,9 +50,11 @@ def image_layer(
         "metadata": _meta(volume, "image", case, task),
         "colormap": "gray",
     }
-    if volume.channels > 1:
+    if volume.channels > 1:  # one layer per volume, the first shown: overlaid additively they read as one image
         kwargs["channel_axis"] = 0
         kwargs["name"] = [f"{name} [{i}]" for i in range(volume.channels)]
+        kwargs["visible"] = [i == 0 for i in range(volume.channels)]
+        kwargs["blending"] = "translucent"
         kwargs["contrast_limits"] = [display_range(volume.data[i], modality) for i in range(volume.channels)]
     else:
         kwargs["contrast_limits"] = display_range(volume.data, modality)
@@ -135,8 +137,9 @@ def file_layer_data(path: Path, series: str | None = None) -> tuple:
         return labels_layer(volumes.read(path, label=True, series=series), f"{case} {GROUND_TRUTH}", case=case)
     if volume.channels > 1:  # a 4D file opens as one layer per channel: said, not done in silence
         volume.issues.append(
-            f"{path.name} holds {volume.channels} channels (a 4D file): opened as '{case} [0]' to "
-            f"'{case} [{volume.channels - 1}]'; Predict segments the channel layer you select"
+            f"{path.name} holds {volume.channels} volumes (channels or time points): opened as '{case} [0]' (shown) "
+            f"to '{case} [{volume.channels - 1}]' (hidden); select the one to segment, Predict reads the volumes its "
+            "model reads"
         )
     return image_layer(volume, case, case=case)
 

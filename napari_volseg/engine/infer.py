@@ -131,6 +131,7 @@ class Predictor:
             checkpoint = ckpt.load(checkpoint)
         self.checkpoint = checkpoint
         self.provenance = Provenance.of(checkpoint)
+        self.in_channels = checkpoint.model_config.in_channels
         preset = self.checkpoint.preset
         self.config = replace(config or preset.infer, **{k: v for k, v in overrides.items() if v is not None})
         set_threads(self.config.threads)

@@ -19,6 +19,7 @@ from napari_volseg.config import InferConfig
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.infer import Prediction, Predictor
 from napari_volseg.engine.provenance import Provenance
+from napari_volseg.errors import VolsegError
 from napari_volseg.evaluate import CaseResult
 from napari_volseg.events import CasePredicted
 from napari_volseg.io.decathlon import Case, Task
@@ -31,6 +32,7 @@ class SegmentationModel(Protocol):
     labels: dict[int, str]
     mirror_axes: tuple[int, ...]
     provenance: Provenance
+    in_channels: int
 
     def predict(self, image: Volume, keep_probabilities: bool = False) -> Prediction: ...
 
@@ -99,3 +101,25 @@ def predict_volume(
         result.scores = metrics.score_case(labels, truth, classes, image.geometry.spacing_zyx)
         result.errors = metrics.error_map(labels, truth)
     return result
+
+
+def channels_to_predict(
+    in_channels: int, name: str, channels: Sequence[np.ndarray], chosen: int | None, selected: bool
+) -> np.ndarray:
+    """The image a model reading ``in_channels`` channels segments from a scan of several volumes (a 4D file:
+    channels or time points) opened as one layer per volume (``channels``): all of them stacked ``(c, z, y, x)``
+    where the model reads that many; the ``chosen`` one where it reads one and the user ``selected`` it; else one
+    line saying what to do (a single-channel model used channel [1] of a 4D scan in silence)."""
+    n = len(channels)
+    if n == 1 and in_channels == 1:
+        return np.asarray(channels[0], dtype=np.float32)
+    if in_channels == n:
+        return np.stack([np.asarray(c, dtype=np.float32) for c in channels])
+    if in_channels == 1 and chosen is not None and selected:
+        return np.asarray(channels[chosen], dtype=np.float32)
+    if in_channels == 1:
+        raise VolsegError(
+            f"{name} holds {n} volumes (channels or time points) and the model reads one: select the layer of the "
+            f"one to segment ('{name} [0]' to '{name} [{n - 1}]'), then Predict"
+        )
+    raise VolsegError(f"the model reads {in_channels} channels and {name} holds {n}: open a scan of {in_channels}")

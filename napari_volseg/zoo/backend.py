@@ -67,6 +67,7 @@ class BundlePredictor:
         self.device = resolve_device(self.config.device)
         self.model = model
         self.labels = model.labels
+        self.in_channels = int(model.network.get("kwargs", {}).get("in_channels", 1))
         self.provenance = Provenance(str(source) if source else model.name)
         self.network = model.build_network().to(self.device)
 

@@ -113,3 +113,17 @@ def test_the_shipped_heart_model_lists_its_training_scans_digests():
 
     provenance = Provenance.read(resolve("msd-heart"))
     assert len(provenance.train_digests) == len(provenance.train_cases) == 12
+
+
+def test_a_scan_of_several_volumes_is_segmented_as_the_model_reads_it():
+    """Issue 26 item 4: a single-channel model used channel [1] of a 4D scan in silence."""
+    from napari_volseg.engine.predict import channels_to_predict
+
+    a, b = np.zeros((2, 3, 4)), np.ones((2, 3, 4))
+    assert channels_to_predict(2, "two", [a, b], 1, selected=False).shape == (2, 2, 3, 4)  # a two-channel model
+    np.testing.assert_array_equal(channels_to_predict(1, "two", [a, b], 1, selected=True), b)  # the one chosen
+    assert channels_to_predict(1, "one", [a], None, selected=False).shape == (2, 3, 4)  # a 3D scan
+    with pytest.raises(VolsegError, match=r"two holds 2 volumes .* select the layer of the one to segment"):
+        channels_to_predict(1, "two", [a, b], 1, selected=False)  # not chosen: no volume picked in silence
+    with pytest.raises(VolsegError, match="the model reads 3 channels and two holds 2"):
+        channels_to_predict(3, "two", [a, b], 0, selected=True)

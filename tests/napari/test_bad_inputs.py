@@ -197,10 +197,23 @@ def test_a_4d_scan_says_it_opened_as_channels_and_predict_says_which_it_used(
     loading.open_files(predict.session, [four])
     qtbot.waitUntil(lambda: "two [1]" in viewer.layers and not predict.session.busy_loading(), timeout=20_000)
     said = [m for _, m in _messages(notifications)]
-    assert any("two.nii.gz holds 2 channels (a 4D file): opened as 'two [0]' to 'two [1]'" in m for m in said), said
-    viewer.layers.selection.active = viewer.layers["two [0]"]
+    opened = "two.nii.gz holds 2 volumes (channels or time points): opened as 'two [0]' (shown) to 'two [1]' (hidden)"
+    assert any(opened in m for m in said), said
+    assert viewer.layers["two [0]"].visible and not viewer.layers["two [1]"].visible  # not overlaid additively
     assert predict.chooser.select("organ-pretrained")
+    viewer.layers.selection.clear()  # nothing chosen: a one-channel model does not pick a volume in silence
+    notifications.clear()
+    assert predict.predict("current case") is not None
+    qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: bool(_messages(notifications)), timeout=20_000)
+    assert _messages(notifications)[-1] == (
+        "error",
+        "two holds 2 volumes (channels or time points) and the model reads one: select the layer of the one to "
+        "segment ('two [0]' to 'two [1]'), then Predict",
+    )
+    assert "two prediction" not in viewer.layers
+    viewer.layers.selection.active = viewer.layers["two [0]"]
     assert predict.predict("current case") is not None
     qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
     qtbot.waitUntil(lambda: "predicted" in predict.status.text(), timeout=20_000)
-    assert "channel 0 of two" in predict.status.text()
+    assert "volume 0 of two" in predict.status.text() and "two prediction" in viewer.layers

@@ -172,5 +172,5 @@ def test_a_dropped_scan_the_model_trained_on_is_starred(make_napari_viewer, qtbo
     assert predict.predict("current case") is not None
     qtbot.waitUntil(lambda: predict.worker is None and f"{case} errors" in viewer.layers, timeout=120_000)
     assert predict.table.item(0, 0).text() == f"{case} *"
-    assert "a case the model trained on" in predict.status.text()
+    assert "a scan the model trained on" in predict.status.text()
     assert "training case(s) (*)" in predict.mean_label.text()

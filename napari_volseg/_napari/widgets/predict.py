@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import numpy as np
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -20,9 +18,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_volseg import metrics
 from napari_volseg._napari import loading, workers
-from napari_volseg._napari.layers import GROUND_TRUTH, LEGEND, META_KEY, geometry_of, image_in_view
+from napari_volseg._napari.layers import LEGEND
 from napari_volseg._napari.loading import case_layers, remove_other_case_layers, session_for
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.responsive import in_turns
@@ -45,7 +42,6 @@ from napari_volseg.evaluate import (
     write_predictions,
 )
 from napari_volseg.events import CasePredicted
-from napari_volseg.io import volumes
 from napari_volseg.io.scopes import SCOPES, cases_in_scope
 
 NO_MODEL = "no model: choose one above, or train one (Train tab)"
@@ -182,63 +178,10 @@ class PredictWidget(QWidget):
         )
 
     def predict_layer(self):
-        """Predict an image layer opened without a task (a scan dropped onto the viewer) on its own grid:
-        ``<name> prediction`` beside it, and its Dice and error layer when ``<case> ground truth`` is open too."""
-        layer = image_in_view(self.viewer)
-        if layer is None:
-            notify_error("nothing to predict: drop a scan onto the viewer, or open a task (Data tab)")
-            return None
-        if layer.ndim != 3 or layer.rgb:
-            notify_error(f"{layer.name}: only single-channel 3D scans can be predicted without a task (open a task)")
-            return None
-        info = layer.metadata.get(META_KEY, {})
-        case = info.get("case") or layer.name
-        kwargs = {"metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate}
-        geometry = geometry_of(kwargs, tuple(layer.data.shape))
-        truth_layer = case_layers(self.viewer, case, task_only=False).get(GROUND_TRUTH)  # dropped beside it
-        truth = np.asarray(truth_layer.data) if truth_layer is not None else None
-        image, checkpoint, source = np.asarray(layer.data), self.session.checkpoint, info.get("source")
+        """Predict an image layer opened without a task (a dropped scan): :func:`.predict_scan.predict_scan`."""
+        from napari_volseg._napari.widgets.predict_scan import predict_scan
 
-        @background
-        def work():
-            from napari_volseg.engine.predict import predict_volume  # torch: imported when first needed
-            from napari_volseg.zoo.backend import open_model
-
-            model = open_model(checkpoint)
-            try:
-                volume = volumes.Volume(image.astype(np.float32, copy=False), geometry)
-                digest = volumes.file_digest(source) if source else None  # the same scan under another name
-                return predict_volume(model, volume, case, truth, digest), dict(model.labels or {})
-            finally:
-                model.release()
-
-        def shown(returned):
-            result, names = returned
-            steps = [lambda: set_labels(self.viewer, f"{case} prediction", result.labels, layer, "prediction", case)]
-            if result.errors is not None:
-                steps.append(lambda: set_labels(self.viewer, f"{case} errors", result.errors, layer, "errors", case))
-            in_turns(steps, ended=self.session.adding_layers())
-            if self.session.task is None:  # in the table, exported and saved like a task's cases (unless a task
-                self.session.results_for_model(result.model)  # was opened meanwhile: not one of its cases)
-                self.session.dropped_labels = names
-                self.session.add_result(result)
-            dice = metrics.mean_dice(result.scores) if result.scores else None
-            channel = re.search(r" \[(\d+)\]$", layer.name)  # one channel of a multi-channel (4D) scan
-            self.status.setText(
-                f"{layer.name}: predicted"
-                + (
-                    f" (channel {channel.group(1)} of {case}: select another channel's layer to predict it)"
-                    if channel
-                    else ""
-                )
-                + (f"; Dice against '{truth_layer.name}' {dice:.4f}" if dice is not None else "")
-                + (" (*: a case the model trained on, by name: no test of it)" if result.trained_on else "")
-            )
-
-        self.worker = work()
-        self.run_button.setEnabled(False)
-        self.status.setText(f"predicting {layer.name}…")
-        return workers.start(self.session, self.worker, owner=self, on_return=shown, on_done=lambda: self._idle(None))
+        return predict_scan(self)
 
     def _show_next(self, bar, cases: list, done: int) -> None:
         """Name the case predicted now: "2 / 3: la_018" in the status and the progress bar."""

@@ -25,7 +25,6 @@ class VersionsPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QLabel("<b>Model versions</b> (double-click to use)"))
         self.table = make_table(("version", "val Dice", "train cases"), min_height=70)
-        layout.addWidget(self.table, 1)
         row = QHBoxLayout()
         self.minutes = compact(QDoubleSpinBox(decimals=1, minimum=0.1, maximum=600.0, singleStep=1.0, suffix=" min"))
         self.minutes.setValue(FinetuneConfig().minutes)
@@ -36,7 +35,10 @@ class VersionsPanel(QWidget):
         row.addWidget(self.minutes, 1)
         for w in (self.train_button, self.stop_button):
             row.addWidget(w)
+        # the training row above the list: below it, it fell off a 1366 x 768 screen once the ranking and the edit
+        # report filled the tab
         layout.addLayout(row)
+        layout.addWidget(self.table, 1)
         self.table.cellDoubleClicked.connect(lambda r, c: owner.use_version(Path(self.table.item(r, 0).toolTip())))
         self.train_button.clicked.connect(self.train)
 
