@@ -75,7 +75,7 @@ def run(trainer: Trainer, tag: str) -> tuple[Path, int]:
             raise SystemExit(f"{tag}: {event.message}")
         elif isinstance(event, ev.Finished):
             print(f"  [{tag}] {steps} steps in {event.seconds / 60:.1f} min", flush=True)
-            return event.best_path, steps
+            return event.model, steps
     raise SystemExit(f"{tag}: training ended without finishing")
 
 

@@ -61,7 +61,7 @@ def run_headless(
         elif isinstance(event, ev.Finished):
             finished = event
     rows, shot = [], None
-    for event in predict_cases(open_model(finished.best_path), task, trainer.split.val):
+    for event in predict_cases(open_model(finished.model), task, trainer.split.val):
         result = event.result
         names = [task.labels.get(s.label, str(s.label)) for s in result.scores]
         rows.append(
@@ -94,7 +94,7 @@ def run_headless(
         "best_validation_dice": round(finished.best_dice, 4),
         "mean_dice": round(float(np.mean(means)), 4) if means else None,
         "cases": rows,
-        "checkpoint": str(finished.best_path),
+        "checkpoint": str(finished.model),
         "seconds": round(time.perf_counter() - started, 1),
     }
     metrics_path = out / "metrics.json"

@@ -43,8 +43,8 @@ class CaseResult:
     seconds: float = 0.0
     """Inference time in seconds (prediction only, no loading or scoring)."""
     trained_on: bool | None = False
-    """The model was trained on this case (its checkpoint lists it): its Dice says little about unseen scans. None:
-    nobody can say (a scan dropped without a task: a checkpoint lists its training cases by task)."""
+    """The model was trained on this case (its checkpoint lists it; a dropped scan by its name or file digest): its
+    Dice says little about unseen scans. None: nobody can say (a checkpoint that lists no training case)."""
     model: str = ""
     """The model that predicted it (:class:`~napari_volseg.engine.provenance.Provenance`: its checkpoint file, resolved)."""
 

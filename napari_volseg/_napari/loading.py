@@ -101,6 +101,13 @@ def refill(layer, data, kwargs: dict) -> None:
         layer.contrast_limits = kwargs["contrast_limits"]
 
 
+def _is_kind(layer, kind: str) -> bool:
+    """Whether ``layer`` is a napari layer of ``kind`` ("image", "labels"), by its public class."""
+    from napari import layers
+
+    return isinstance(layer, {"image": layers.Image, "labels": layers.Labels}.get(kind, type(None)))
+
+
 def add_layer(viewer, data, kwargs: dict, kind: str):
     """A new layer; an image goes under the labels already shown (two dropped files may finish in either order)."""
     kwargs = {k: v for k, v in kwargs.items() if k != "contrast_limits_range"}
@@ -280,7 +287,7 @@ def _show_case(session: Session, case_id: str, layers: list[tuple], z: int | Non
             if role in have:
                 continue
             old = stale.get(role)
-            if old is None or old._type_string != kind or isinstance(kwargs["name"], list):
+            if old is None or not _is_kind(old, kind) or isinstance(kwargs["name"], list):
                 old = None
             steps.append(functools.partial(_place, viewer, case_id, role, old, data, kwargs, kind))
     steps.append(remove_other_case_layers(viewer, case_id, keep))

@@ -64,6 +64,12 @@ def claim_reader_preference() -> dict[str, str]:
     from napari.settings import get_settings
 
     marker = marker_path()
+    legacy = paths.cache_root() / "napari-reader-preference-claimed"  # one marker per user, before 2026-12-06
+    if legacy.is_file() and not marker.exists():  # the environment that claimed it first keeps its user's choices
+        try:
+            legacy.replace(marker)
+        except OSError:
+            pass
     before = _claimed_before(marker)
     new = [p for p in READER_PATTERNS if p not in before]
     if not new:

@@ -37,10 +37,10 @@ def napari_get_reader(path: str | list[str]) -> Callable | None:
         return read_volumes
     if len(paths) == 1 and Path(paths[0]).is_dir() and task_folder_of(paths[0]) is not None:
         return read_task
+    if len(paths) == 1 and volumes.format_of(paths[0]) == "dicom":  # a DICOM series (or study) folder opens
+        return read_volumes
     if len(paths) == 1 and _is_scans_folder(Path(paths[0])):
         return read_scans_folder
-    if len(paths) == 1 and volumes.format_of(paths[0]) == "dicom":
-        return read_volumes
     if len(paths) == 1 and Path(paths[0]).is_dir():
         return read_other_folder
     return None
@@ -85,9 +85,12 @@ def read_scans_folder(path: str | list[str]) -> list[tuple]:
 
     From a drop the offer waits until the drop has finished (the dialog is modal); the task is then written and
     opened in workers of the viewer's session."""
-    from napari_volseg._napari.widgets.new_task import offer
-
     folder = Path(path if isinstance(path, str) else path[0])
+    try:
+        from napari_volseg._napari.widgets.new_task import offer  # a dialog: Qt
+    except ImportError:  # napari headless, without a Qt binding: nothing to offer it in
+        _notify(f"{folder.name} has no dataset.json: `volseg new-task --images {folder}` makes it a task")
+        return [(None,)]
     if _from_event_loop():
         from qtpy.QtCore import QTimer
 

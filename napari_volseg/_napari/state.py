@@ -68,6 +68,7 @@ class Session:
         """Class names of the model that predicted the dropped scans (no task open)."""
         self._workers: list = []
         self._loaders: list = []
+        self._owners: dict = {}
         self.training = None
         """The training run in progress (``widgets.train.Training``), whichever Train dock started it: a dock opened
         while it runs shows it, with its chart and Stop."""
@@ -195,6 +196,12 @@ class Session:
             worker.finished.connect(lambda w=worker, r=running: r.remove(w) if w in r else None)
         if owner is not None:
             owner.destroyed.connect(lambda *_, w=worker: stop_worker(w))
+            self._owners[worker] = owner
+            worker.finished.connect(lambda w=worker: self._owners.pop(w, None))
+
+    def owned_by(self, widgets) -> list:
+        """The running workers that one of ``widgets`` owns (they stop when it goes)."""
+        return [w for w, owner in self._owners.items() if any(owner is widget for widget in widgets)]
 
     def busy_loading(self) -> bool:
         """True while a task, a case or dropped files are being read, or layers are still being added: a case's image

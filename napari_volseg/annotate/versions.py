@@ -13,7 +13,9 @@ from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import naming
 
 VERSION_PREFIX = "v"
-_NUMBERED = re.compile(rf"{VERSION_PREFIX}(\d+)\.safetensors")
+_NUMBERED = re.compile(rf"{VERSION_PREFIX}(\d+)(?:\.locator)?(?:\.last)?\.safetensors")
+"""A version's model and its companions (``v002.last.safetensors``, the model in use after a fine-tune stopped before
+its first validation): the next version is numbered past all of them, so it never writes over one."""
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,12 @@ def _new_task(args: argparse.Namespace) -> int:
 
     images, labels, classes = args.images, args.labels, args.classes
     layout = detect_layout(images) if labels is None else None
-    if layout is not None and layout.labels is not None:  # images/ + labels/, nnU-Net's, *_seg beside the scans
+    if layout is not None and layout.images != Path(images):  # images/ (+ labels/), nnU-Net's, *_seg beside scans
         images, labels = layout.images, layout.labels
-        print(f"found {layout.kind}: scans in {images}, labels in {labels}", file=sys.stderr)
+        print(f"found {layout.kind}: scans in {images}" + (f", labels in {labels}" if labels else ""), file=sys.stderr)
+    elif layout is not None and layout.labels is not None:  # *_seg labels beside the scans
+        labels = layout.labels
+        print(f"found {layout.kind}: labels in {labels}", file=sys.stderr)
     if classes.strip().lower() == "auto":
         classes = (layout.classes if layout is not None else "") or propose_classes(images, labels)
         print(f"classes: {classes}", file=sys.stderr)

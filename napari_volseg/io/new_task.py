@@ -345,7 +345,13 @@ def detect_layout(folder: str | os.PathLike) -> Layout | None:
     if images is not None and _holds_scans(images):
         nnunet = images.name.lower() == "imagestr"
         classes, modality = _nnunet_meta(folder) if nnunet else ("", "")
-        kind = "nnU-Net imagesTr/ + labelsTr/" if nnunet else f"{images.name}/ + {labels.name if labels else 'no'}/"
+        kind = (
+            "nnU-Net imagesTr/ + labelsTr/"
+            if nnunet
+            else f"{images.name}/ + {labels.name}/"
+            if labels
+            else f"{images.name}/"
+        )
         return Layout(images, labels, folder.name, kind, classes, modality)
     if not _holds_scans(folder):
         return None

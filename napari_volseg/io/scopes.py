@@ -28,6 +28,8 @@ def cases_in_scope(
                 f"this model does not list the cases of {task.name} it trained on: choose 'all cases'"
             )
         return [c.id for c in task.cases if c.id not in trained]
-    if scope == "validation cases" and validation:
+    if scope == "validation cases":
+        if not validation:
+            raise TaskFormatError("the training settings hold out no validation cases: choose another scope")
         return [c.id for c in validation]
     return [c.id for c in task.cases + task.test_cases]

@@ -169,11 +169,14 @@ def file_digest(path: str | os.PathLike) -> str | None:
     folder, a DICOM series, or a file that cannot be read)."""
     import hashlib
 
+    digest = hashlib.sha256()
     try:
         with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()[:24]
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
     except (OSError, TypeError):
         return None
+    return digest.hexdigest()[:24]
 
 
 def read_geometry(path: str | os.PathLike, series: str | None = None) -> Geometry:

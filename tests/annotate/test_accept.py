@@ -97,3 +97,15 @@ def test_edit_statistics_count_voxels_slices_and_share_of_the_final_label():
     assert stats.share == pytest.approx(17 / 33)
     assert stats.summary() == "edited 17 voxels on 2 of 10 slices (51.5% of the final label)"
     assert edit_stats(before, before).voxels == 0
+
+
+def test_the_next_version_is_numbered_past_a_stopped_runs_last_weights(tmp_path):
+    """A fine-tune stopped before its first validation leaves v002.last.safetensors as the model in use; the next
+    fine-tune must not be v002 (its own last weights would overwrite the model in use)."""
+    from napari_volseg.annotate import versions
+
+    (tmp_path / "v001.safetensors").write_bytes(b"")
+    (tmp_path / "v002.last.safetensors").write_bytes(b"")
+    assert versions.next_version_path(tmp_path).name == "v003.safetensors"
+    (tmp_path / "v004.locator.last.safetensors").write_bytes(b"")
+    assert versions.next_version_path(tmp_path).name == "v005.safetensors"

@@ -121,3 +121,10 @@ def test_overflowing_and_non_finite_numbers_are_refused():
         with pytest.raises(SettingsError, match="train.lr must be a finite number"):
             TrainConfig(lr=value)
     assert TrainConfig.__dataclass_fields__["lr"].metadata["min_exclusive"] is True
+
+
+def test_every_shipped_preset_loads_and_the_default_is_one_of_them():
+    from napari_volseg.config import DEFAULT_PRESET, list_presets
+
+    presets = list_presets()  # each file checked as it loads (a bad value is one SettingsError line)
+    assert DEFAULT_PRESET in presets and len(presets) >= 3

@@ -98,3 +98,14 @@ def test_an_nnunet_folder_with_its_dataset_json_is_scans_to_make_a_task_of(tiny_
         json.dumps({"labels": {"background": 0, "a": 1, "b": 2}, "file_ending": ".nii.gz"})
     )
     assert not is_task_folder(root) and napari_get_reader(str(root)) is read_scans_folder
+
+
+def test_a_dicom_study_folder_still_opens_as_series_not_as_a_new_task(tiny_ct_task, tmp_path):
+    """A PATIENT/SERIES/*.dcm folder opened its series before the layouts were found; it still does."""
+    from series_writer import write_series
+
+    from napari_volseg._napari.reader import napari_get_reader, read_volumes
+    from napari_volseg.io import volumes
+
+    write_series(tmp_path / "PATIENT" / "SERIES", volumes.read(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz"), "CT")
+    assert napari_get_reader(str(tmp_path / "PATIENT")) is read_volumes

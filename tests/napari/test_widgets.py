@@ -675,3 +675,39 @@ def test_predict_is_off_without_a_model_and_says_why(widgets, tiny_checkpoint):
     assert predict.status.text() == NO_MODEL and len(NO_MODEL) <= 60
     predict.session.set_checkpoint(tiny_checkpoint)
     assert predict.run_button.isEnabled() and predict.run_button.toolTip() == "" and predict.status.text() == ""
+
+
+def test_closing_the_panel_stops_its_jobs_and_training_goes_on(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """Issue 26 item 1: napari's close button only took the dock's widget out; its prediction ran on unseen while a
+    reopened panel showed nothing. Now the panel's own jobs stop with one line; the session's training goes on."""
+    import time
+
+    from napari_volseg._napari import workers
+    from napari_volseg._napari.notify import background
+    from napari_volseg._napari.widgets import VolsegDock
+    from napari_volseg._napari.widgets import dock as dock_module
+
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    said = []
+    monkeypatch.setattr(dock_module, "show_info", said.append)
+    viewer = make_napari_viewer()
+    dock = VolsegDock(viewer)
+    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    predict = dock.widgets["Predict & evaluate"]
+
+    @background
+    def endless():
+        while True:
+            time.sleep(0.01)
+            yield 1
+
+    owned = workers.start(predict.session, endless(), owner=predict)  # as a prediction is started
+    session_run = workers.start(predict.session, endless())  # as the Train tab's run: the session's
+    destroyed = []
+    dock.destroyed.connect(lambda *_: destroyed.append(True))
+    viewer.window.remove_dock_widget(dock)  # what the title bar's x does
+    qtbot.waitUntil(lambda: destroyed == [True] and not owned.is_running, timeout=10_000)
+    assert said and "closed: its running prediction, ranking or fine-tune stops" in said[0]
+    assert session_run.is_running  # training goes on, for a reopened Train to show
+    session_run.quit()
+    qtbot.waitUntil(lambda: not session_run.is_running, timeout=10_000)

@@ -6,7 +6,8 @@ napari's layer list and notifications in view. The tabs share the viewer's sessi
 
 from __future__ import annotations
 
-from qtpy.QtCore import QSize, Qt
+from napari.utils.notifications import show_info
+from qtpy.QtCore import QEvent, QSize, Qt, QTimer
 from qtpy.QtWidgets import QFrame, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from napari_volseg._napari.widgets.annotate import AnnotateWidget
@@ -46,7 +47,37 @@ def scrollable(widget: QWidget, area: QScrollArea | None = None) -> QScrollArea:
     return area
 
 
-class StepDock(QScrollArea):
+class ClosesWithItsPanel:
+    """A dock's content that goes when napari closes its panel (the title bar's x): napari only takes the widget out
+    of its dock, so it lived on, its predictions, rankings and fine-tunes running unseen while a reopened panel showed
+    none of them. It is deleted a turn later, which stops the jobs its steps own (a fine-tune writes its model first)
+    and says so in one line; a training run belongs to the viewer's session and goes on (a reopened Train shows it)."""
+
+    def event(self, event) -> bool:  # noqa: D102 - Qt's
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif getattr(self, "_docked", False):
+                QTimer.singleShot(0, self._closed)
+        return super().event(event)
+
+    def steps(self) -> list[QWidget]:
+        return list(getattr(self, "widgets", {}).values()) or [getattr(self, "step_widget", self)]
+
+    def _closed(self) -> None:
+        if self.parent() is not None:  # docked again (moved, floated back)
+            return
+        steps = self.steps()
+        session = getattr(steps[0], "session", None) if steps else None
+        if session is not None and session.owned_by(steps):
+            show_info(
+                "the napari-volseg panel was closed: its running prediction, ranking or fine-tune stops "
+                "(a training run goes on; Plugins → VolSeg shows it again)"
+            )
+        self.deleteLater()
+
+
+class StepDock(ClosesWithItsPanel, QScrollArea):
     """One step as a dock of its own (napari's Plugins menu lists each step too), scrollable like a tab of the tabbed
     dock: napari gives a dock the minimum height of its contents, so two steps stacked unscrolled (Train and Predict
     ask 623 + 347 px) pushed the window past a 768 px screen. ``step`` is the step's widget class."""
@@ -77,7 +108,7 @@ PromptsDock = _step_dock(PromptsWidget)
 ClassifyDock = _step_dock(ClassifyWidget)
 
 
-class VolsegDock(QWidget):
+class VolsegDock(ClosesWithItsPanel, QWidget):
     """The plugin's one dock widget; ``widgets[title]`` is each tab's widget."""
 
     def __init__(self, napari_viewer):

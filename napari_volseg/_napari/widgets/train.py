@@ -31,7 +31,7 @@ from napari_volseg._napari.widgets.forms import DataclassForm
 from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg._napari.widgets.plot import TrainingPlot
 from napari_volseg._napari.widgets.run_status import RunStatus
-from napari_volseg.config import LOSSES, VAL_FRACTION, Preset, TrainConfig
+from napari_volseg.config import VAL_FRACTION, Preset, TrainConfig
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine import naming
 from napari_volseg.engine.device import available_devices
@@ -48,13 +48,8 @@ NONE_TEXT = {
     "val_cases": f"auto ({VAL_FRACTION:.0%})",
     "threads": "all cores",
 }
-CHOICES = {
-    "loss": LOSSES,
-    "schedule": ("poly", "step", "constant"),
-    "device": tuple(available_devices()),
-    "split": ("seeded", "seed-report"),
-    "mirror_axes": (0, 1, 2),
-}
+CHOICES = {"device": tuple(available_devices()), "mirror_axes": (0, 1, 2)}
+"""Where the form offers other choices than the setting's own (config.py): this machine's devices, the axes."""
 
 
 def describe_plan(preset: Preset, edited: bool) -> str:
