@@ -195,3 +195,16 @@ def test_without_a_model_rank_and_predict_are_off_and_the_status_offers_what_wor
     widget.session.set_checkpoint(tiny_checkpoint)
     assert widget.rank_button.isEnabled() and widget.predict_button.isEnabled()
     assert widget.status.text().endswith("Rank them, or double-click one")
+
+
+def test_compare_scores_the_versions_on_the_same_cases(annotate, qtbot, tiny_checkpoint):
+    """Issue 26 item 7: each version's figure on the same cases, not each on its own validation split."""
+    _, widget = annotate
+    widget.session.set_checkpoint(tiny_checkpoint)
+    assert widget.versions.item(0, 1).text().endswith(" val") or widget.versions.item(0, 1).text() == "-"
+    assert widget.models.compare() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    assert widget.models.scores and widget.status.text().startswith("compared 1 version(s) on the same")
+    dice = widget.versions.item(0, 1)
+    assert float(dice.text()) == pytest.approx(widget.models.scores[tiny_checkpoint], abs=5e-4)
+    assert "labelled case(s) no version trained on" in dice.toolTip()

@@ -23,8 +23,18 @@ class VersionsPanel(QWidget):
         """The Annotate tab: its session, task, open case and one-job-at-a-time runner."""
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(QLabel("<b>Model versions</b> (double-click to use)"))
-        self.table = make_table(("version", "val Dice", "train cases"), min_height=70)
+        heading = QHBoxLayout()
+        heading.addWidget(QLabel("<b>Model versions</b> (double-click to use)"), 1)
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip(
+            "score every version on the same cases: the labelled ones that none of them trained on"
+        )
+        heading.addWidget(self.compare_button)
+        layout.addLayout(heading)
+        self.table = make_table(("version", "Dice", "train cases"), min_height=70)
+        self.scores: dict[Path, float] = {}
+        """Each version's Dice on the common cases, once compared (:mod:`napari_volseg.annotate.compare`)."""
+        self.compared = 0
         row = QHBoxLayout()
         self.minutes = compact(QDoubleSpinBox(decimals=1, minimum=0.1, maximum=600.0, singleStep=1.0, suffix=" min"))
         self.minutes.setValue(FinetuneConfig().minutes)
@@ -41,6 +51,7 @@ class VersionsPanel(QWidget):
         layout.addWidget(self.table, 1)
         self.table.cellDoubleClicked.connect(lambda r, c: owner.use_version(Path(self.table.item(r, 0).toolTip())))
         self.train_button.clicked.connect(self.train)
+        self.compare_button.clicked.connect(self.compare)
 
     def fill(self, listed: list[versions.Version], checkpoint) -> None:
         """List the versions (the one in use marked) and name the training button for what it will do."""
@@ -50,8 +61,14 @@ class VersionsPanel(QWidget):
             mark = " (in use)" if checkpoint and version.path == Path(checkpoint) else ""
             name = QTableWidgetItem(version.path.stem + mark)
             name.setToolTip(str(version.path))
-            dice = "-" if math.isnan(version.best_dice) else f"{version.best_dice:.3f}"
-            for c, item in enumerate((name, QTableWidgetItem(dice), QTableWidgetItem(str(version.train_cases)))):
+            score = self.scores.get(version.path)
+            if score is not None:  # on the same cases as the others
+                dice = QTableWidgetItem(f"{score:.3f}")
+                dice.setToolTip(f"mean Dice on the {self.compared} labelled case(s) no version trained on")
+            else:
+                dice = QTableWidgetItem("-" if math.isnan(version.best_dice) else f"{version.best_dice:.3f} val")
+                dice.setToolTip("its own validation Dice (another split for each version): Compare to score all alike")
+            for c, item in enumerate((name, dice, QTableWidgetItem(str(version.train_cases)))):
                 self.table.setItem(r, c, item)
         fit_columns(self.table)
 
@@ -95,3 +112,30 @@ class VersionsPanel(QWidget):
         if worker is not None:
             worker.volseg_stop = lambda: [trainer.stop() for trainer in trainers]
         return worker
+
+    def compare(self):
+        """Score every listed version on the same cases, in a worker (one line when no case is left to do it on)."""
+        owner = self.owner
+        if not owner._ready(need_model=False):
+            return None
+        task = owner.session.task
+        models = [Path(self.table.item(r, 0).toolTip()) for r in range(self.table.rowCount())]
+        folder = owner.models_dir()
+
+        @background
+        def work():
+            from napari_volseg.annotate.compare import compare  # torch: imported when first needed
+
+            yield from compare(task, models, folder)
+
+        def on_yield(item, bar):
+            if isinstance(item, ev.Progress):
+                bar.total, bar.n = item.total, item.done
+                bar.refresh()
+                owner.status.setText(f"comparing the versions {item.done}/{item.total}: {item.item}")
+            else:
+                self.scores, self.compared = item.scores, len(item.cases)
+                owner.status.setText(f"compared {len(models)} version(s) on the same {len(item.cases)} case(s)")
+                owner.refresh()
+
+        return owner._run(work, on_yield, desc="comparing the versions")
