@@ -166,13 +166,21 @@ def mean_text(results: list[CaseResult]) -> str:
     return (text or "mean Dice over") + f" its {len(seen)} training case(s) (*): {np.mean(seen):.4f}"
 
 
+def predicted_ml(result: CaseResult) -> float:
+    """The predicted foreground's volume in mL, from the labels alone (a scan predicted without ground truth)."""
+    if result.geometry is None:
+        return float("nan")
+    return float((result.labels > 0).sum()) * float(np.prod(result.geometry.spacing_zyx)) / 1000.0
+
+
 def table_values(result: CaseResult, labels: list[int]) -> list[tuple[float, int]]:
     """A result's row of numbers with their decimals: Dice per class, HD95 (mm) per class, predicted and true mL."""
     by_label = {s.label: s for s in result.scores}
     nan = float("nan")
     values = [(by_label[k].dice if k in by_label else nan, 4) for k in labels]
     values += [(by_label[k].hd95 if k in by_label else nan, 2) for k in labels]
-    values.append((sum(s.pred_ml for s in result.scores) if result.scores else nan, 1))
+    predicted = sum(s.pred_ml for s in result.scores) if result.scores else predicted_ml(result)
+    values.append((predicted, 1))
     values.append((sum(s.true_ml for s in result.scores) if result.scores else nan, 1))
     return values
 

@@ -112,6 +112,8 @@ def add_layer(viewer, data, kwargs: dict, kind: str):
     """A new layer; an image goes under the labels already shown (two dropped files may finish in either order)."""
     kwargs = {k: v for k, v in kwargs.items() if k != "contrast_limits_range"}
     added = getattr(viewer, f"add_{kind}")(data, **kwargs)
+    if isinstance(added, list) and added:  # a scan of several volumes: the one shown is the one selected
+        viewer.layers.selection.active = added[0]
     if kind == "image":
         from napari.layers import Image
 

@@ -33,16 +33,23 @@ def start(
     ``on_error(exc)`` (one notification by default); ``on_done()`` after it ended, successful or not. ``owner``: a
     widget whose destruction stops it; ``loader``: one of the session's readers (tasks, cases, dropped files)."""
     bar = progress(total=total, desc=desc) if desc is not None else None
+    alive = [True]  # the owner's widgets: gone once its panel is closed (their callbacks must not run then)
+    if owner is not None:
+        owner.destroyed.connect(lambda *_: alive.__setitem__(0, False))
+
+    def live(callback):
+        return lambda *args: callback(*args) if alive[0] else None
+
     if on_yield is not None:
-        worker.yielded.connect(lambda item: on_yield(item, bar))
+        worker.yielded.connect(live(lambda item: on_yield(item, bar)))
     if on_return is not None:
-        worker.returned.connect(on_return)
-    worker.errored.connect(on_error)
+        worker.returned.connect(live(on_return))
+    worker.errored.connect(live(on_error))
 
     def ended() -> None:
         if bar is not None:
             bar.close()
-        if on_done is not None:
+        if on_done is not None and alive[0]:
             on_done()
 
     worker.finished.connect(ended)

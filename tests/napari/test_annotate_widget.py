@@ -177,8 +177,13 @@ def test_the_status_says_what_to_do_and_idle_buttons_say_why(make_napari_viewer,
     # nothing to annotate: the buttons that need a case are off and say why (each answered with the same error)
     for button in (widget.rank_button, widget.predict_button, widget.scratch_button):
         assert not button.isEnabled() and button.toolTip() == all_labelled
-    widget.finish_button.click()
-    widget.unlabelled_button.click()  # did nothing and said nothing
+    # no annotation open: Finish slice, Paint unlabelled and Accept are off too, saying why (they pointed at the
+    # Predict and Annotate-from-scratch buttons, themselves off); calling them still says it in one line
+    for button in (widget.finish_button, widget.unlabelled_button, widget.accept_button):
+        assert not button.isEnabled() and button.toolTip() == all_labelled
+    assert not widget.undo_button.isEnabled() and widget.undo_button.toolTip() == "no accept to undo yet"
+    widget.finish_slice()
+    widget.paint_unlabelled()  # did nothing and said nothing, before
     assert said == ["no annotation open: Predict or Annotate from scratch first"] * 2
 
 

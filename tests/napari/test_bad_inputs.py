@@ -217,3 +217,31 @@ def test_a_4d_scan_says_it_opened_as_channels_and_predict_says_which_it_used(
     qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
     qtbot.waitUntil(lambda: "predicted" in predict.status.text(), timeout=20_000)
     assert "volume 0 of two" in predict.status.text() and "two prediction" in viewer.layers
+
+
+def test_a_volume_chosen_in_the_plugin_menus_dock_is_predicted(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, tiny_ct_task, notifications
+):
+    """The walkthrough's 4D scan could not be predicted from the Plugins menu's dock whichever volume was selected:
+    napari hands plugins a proxy of the viewer, a new proxy per access, and the selection was compared by identity.
+    The volume shown after the drop is the one selected."""
+    from test_model_chooser import ship_a_model
+
+    from napari_volseg.io import volumes
+
+    ship_a_model(tmp_path, monkeypatch)
+    scan = volumes.read(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz")
+    four = write_nifti(tmp_path / "two.nii.gz", np.stack([scan.data.T, scan.data.T], axis=-1).astype(np.float32))
+    viewer = make_napari_viewer()
+    _, step_dock = viewer.window.add_plugin_dock_widget("napari-volseg", "Predict & evaluate")
+    predict = step_dock.step_widget
+    loading.open_files(predict.session, [four])
+    qtbot.waitUntil(lambda: "two [1]" in viewer.layers and not predict.session.busy_loading(), timeout=20_000)
+    assert viewer.layers.selection.active.name == "two [0]"  # the shown volume, not the hidden last one
+    assert predict.chooser.select("organ-pretrained")
+    viewer.layers.selection.active = viewer.layers["two [1]"]
+    notifications.clear()
+    assert predict.predict("current case") is not None
+    qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: "predicted" in predict.status.text(), timeout=20_000)
+    assert "volume 1 of two" in predict.status.text() and not [m for s, m in _messages(notifications) if s == "error"]

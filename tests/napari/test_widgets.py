@@ -711,3 +711,33 @@ def test_closing_the_panel_stops_its_jobs_and_training_goes_on(make_napari_viewe
     assert session_run.is_running  # training goes on, for a reopened Train to show
     session_run.quit()
     qtbot.waitUntil(lambda: not session_run.is_running, timeout=10_000)
+
+
+def test_closing_the_panel_mid_prediction_raises_nothing(
+    make_napari_viewer, qtbot, tiny_ct_task, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """The walkthrough closed the panel while "all cases" predicted: two "wrapped C/C++ object ... has been deleted"
+    errors and tracebacks followed (the worker's callbacks reached the deleted widgets)."""
+    from napari_volseg._napari.widgets import VolsegDock
+    from napari_volseg._napari.widgets import dock as dock_module
+
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(dock_module, "show_info", lambda message: None)
+    errors = []
+    monkeypatch.setattr("napari_volseg._napari.notify.show_error", lambda message: errors.append(message))
+    viewer = make_napari_viewer()
+    dock = VolsegDock(viewer)
+    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    data, predict = dock.widgets["Data"], dock.widgets["Predict & evaluate"]
+    open_task(qtbot, data, tiny_ct_task)
+    predict.session.set_checkpoint(tiny_checkpoint)
+    worker = predict.predict("all cases")
+    qtbot.waitUntil(lambda: len(predict.session.results) >= 1, timeout=120_000)
+    viewer.window.remove_dock_widget(dock)
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=120_000)
+    qtbot.wait(500)
+    reopened = VolsegDock(viewer)
+    viewer.window.add_dock_widget(reopened, name="napari-volseg")
+    qtbot.wait(200)
+    assert errors == []
+    assert 1 <= len(reopened.widgets["Predict & evaluate"].session.results) < 8

@@ -1,10 +1,6 @@
-"""Annotate: which case next, predict it, correct it with napari's brush, accept, fine-tune, repeat.
-
-Only translation between the user and :mod:`napari_volseg.annotate`: the ranking, prediction, training and
-the writing of accepted labels run in workers, and cases open through the viewer's session (its loaders, as in
-the Data tab); the annotation is an ordinary napari Labels layer (``<case> annotation``)
-painted with napari's own brush, eraser and fill. Voxels of the task's unlabelled value (255 unless
-its ``dataset.json`` says otherwise) show as a grey veil: they stay out of training (sparse labels).
+"""Annotate: which case next, predict it, correct it with napari's brush, accept, fine-tune, repeat. Only translation
+between the user and :mod:`napari_volseg.annotate`, whose work runs in workers; cases open through the session. The
+annotation is a napari Labels layer (``<case> annotation``); the task's unlabelled value (255) shows as a grey veil.
 """
 
 from __future__ import annotations
@@ -72,7 +68,6 @@ class AnnotateWidget(QWidget):
         row, (self.finish_button, self.accept_button, self.undo_button) = button_row(
             "Finish slice", "Accept", "Undo accept"
         )
-        self.finish_button.setToolTip("mark the rest of the current axial slice as background")
         layout.addLayout(row)
         self.edits_label = QLabel("")
         self.edits_label.setWordWrap(True)
@@ -81,6 +76,8 @@ class AnnotateWidget(QWidget):
         self.versions, self.minutes = self.models.table, self.models.minutes
         self.train_button, self.stop_button = self.models.train_button, self.models.stop_button
         layout.addWidget(self.models, 1)
+        self._tips = {self.finish_button: "mark the rest of the current axial slice as background"}
+        self._tips[self.models.compare_button] = self.models.compare_button.toolTip()
 
         self.rank_button.clicked.connect(self.rank)
         self.predict_button.clicked.connect(lambda: self.predict(self._case_or_say_why()))
@@ -93,6 +90,7 @@ class AnnotateWidget(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.session.task_changed.connect(lambda task: self.refresh())
         self.session.checkpoint_changed.connect(lambda path: self.refresh())
+        self.viewer.layers.events.removed.connect(self._enable)  # the annotation layer deleted: nothing to accept
         self.refresh()
 
     # -- view -------------------------------------------------------------------------------------
@@ -112,6 +110,7 @@ class AnnotateWidget(QWidget):
         self.model_label.setText(f"model: {Path(checkpoint).name}" if checkpoint else "model: none")
         if task is None:
             self.status.setText(self._resting_text())
+            self._enable()
             return
         rows = sparse.annotation_queue(task, self.ranking)
         self.cases.setRowCount(len(rows))
@@ -122,19 +121,32 @@ class AnnotateWidget(QWidget):
                 self.cases.setItem(r, c, QTableWidgetItem(text))
         self.models.fill(versions.versions_for(self.models_dir(), checkpoint), checkpoint)
         fit_columns(self.cases)
-        self.undo_button.setEnabled(bool(self.accepted))
-        # a task with every case labelled, or no model to rank and predict with: the buttons that cannot work are off
-        # (each answered with an error), their tooltip and the status line at the top say why
-        for button, why in (
-            (self.rank_button, "" if checkpoint else NO_MODEL),
-            (self.predict_button, "" if checkpoint else NO_MODEL),
-            (self.scratch_button, ""),
-        ):
-            why = why if rows else self._all_labelled()
-            button.setEnabled(not why)
-            button.setToolTip(why)
+        self._enable()
         if self.worker is None and self.annotation_layer() is None:
             self.status.setText(self._resting_text())
+
+    def _enable(self, *_) -> None:
+        """Every button that cannot work now is off, its tooltip saying why (each answered with an error before, some
+        pointing at buttons that were off themselves): no task, every case labelled, no model, no annotation open."""
+        task, checkpoint = self.session.task, self.session.checkpoint
+        left = bool(self.cases.rowCount()) if task is not None else False
+        no_case = "open a task first (Data tab)" if task is None else "" if left else self._all_labelled()
+        no_model = no_case or ("" if checkpoint else NO_MODEL)
+        no_annotation = "" if self.annotation_layer() is not None else (no_case or NO_ANNOTATION)
+        reasons = {
+            self.rank_button: no_model,
+            self.predict_button: no_model,
+            self.scratch_button: no_case,
+            self.unlabelled_button: no_annotation,
+            self.finish_button: no_annotation,
+            self.accept_button: no_annotation,
+            self.undo_button: "" if self.accepted else "no accept to undo yet",
+            self.train_button: "open a task first (Data tab)" if task is None else "",
+            self.models.compare_button: "open a task first (Data tab)" if task is None else "",
+        }
+        for button, why in reasons.items():
+            button.setEnabled(not why)
+            button.setToolTip(why or self._tips.get(button, ""))
 
     def _selected_case(self) -> str | None:
         rows = self.cases.selectionModel().selectedRows()
@@ -295,6 +307,7 @@ class AnnotateWidget(QWidget):
         if z is not None:  # start on the slice with the most foreground
             self.viewer.dims.set_point(0, layer.data_to_world([z, 0, 0])[0])
         self.status.setText(f"{case_id}: correct the annotation with the brush, eraser and fill, then Accept")
+        self._enable()
 
     # -- editing ----------------------------------------------------------------------------------
 

@@ -33,10 +33,10 @@ SPLIT_NAMES = {"validation": "val"}
 
 
 def _row(info: CaseInfo, split: str) -> tuple[str, ...]:
-    """A table row; a case without a label file is a test case (its split says so)."""
+    """A table row; a case without a label file (MSD's imagesTs/) is one to annotate: "unlabelled", not a test."""
     shape = "×".join(map(str, info.shape)) if info.shape else "?"
     spacing = "×".join(f"{s:.2f}" for s in info.spacing) if info.spacing else "?"
-    return info.id, shape, spacing, SPLIT_NAMES.get(split, split) if info.labelled else "test"
+    return info.id, shape, spacing, SPLIT_NAMES.get(split, split) if info.labelled else "unlabelled"
 
 
 NO_TASK = (

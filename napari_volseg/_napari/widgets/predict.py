@@ -289,6 +289,9 @@ class PredictWidget(QWidget):
                 self.table.setItem(r, c + 1, NumberItem(value, digits))
         self.table.setSortingEnabled(True)
         self.mean_label.setText(mean_text(results))
+        scored = any(r.scores for r in results)  # off with nothing to write, saying why
+        self.csv_button.setEnabled(scored), self.csv_button.setToolTip("" if scored else NOTHING_TO_EXPORT)
+        self.save_button.setEnabled(bool(results)), self.save_button.setToolTip("" if results else NOTHING_TO_SAVE)
         fit_columns(self.table)
 
     def _row_clicked(self, row: int, column: int) -> None:
@@ -325,18 +328,12 @@ class PredictWidget(QWidget):
         dialog.show()
         return dialog
 
-    def _csv_dialog(self) -> None:
-        if not any(r.scores for r in self.session.results.values()):
-            notify_error(NOTHING_TO_EXPORT)
-            return
+    def _csv_dialog(self) -> None:  # the button is off with nothing to export
         path, _ = QFileDialog.getSaveFileName(self, "Export Dice table", "dice.csv", "CSV (*.csv)")
         if path:
             self.export_csv(path)
 
-    def _save_dialog(self) -> None:
-        if not self.session.results:
-            notify_error(NOTHING_TO_SAVE)
-            return
+    def _save_dialog(self) -> None:  # the button is off with nothing to save
         folder = QFileDialog.getExistingDirectory(self, "Save predictions (each scan's own format and geometry) into")
         if folder:
             self.save_predictions(folder)

@@ -50,7 +50,8 @@ def predict_scan(widget):
         return None
     info = layer.metadata.get(META_KEY, {})
     name, channel_layers, chosen = _volumes_of(widget.viewer, layer)
-    selected = widget.viewer.layers.selection.active is layer
+    active = widget.viewer.layers.selection.active  # by name: napari hands plugins proxies, a new one per access
+    selected = active is not None and active.name == layer.name
     case = info.get("case") or name
     kwargs = {"metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate}
     geometry = geometry_of(kwargs, tuple(layer.data.shape))
@@ -99,5 +100,10 @@ def predict_scan(widget):
     widget.run_button.setEnabled(False)
     widget.status.setText(f"predicting {layer.name}…")
     return workers.start(
-        widget.session, widget.worker, owner=widget, on_return=shown, on_done=lambda: widget._idle(None)
+        widget.session,
+        widget.worker,
+        owner=widget,
+        on_return=shown,
+        on_error=lambda exc: (notify_error(exc), widget.status.setText(f"{layer.name}: not predicted")),
+        on_done=lambda: widget._idle(None),
     )
