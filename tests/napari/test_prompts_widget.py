@@ -157,3 +157,18 @@ def test_the_model_follows_the_sessions_model_to_its_promptable_companion(prompt
     assert widget.model.currentText() == "msd-hippocampus-interactive"
     widget.session.set_checkpoint(resolve("msd-heart"))
     assert widget.model.currentText() == "msd-heart-interactive"
+
+
+def test_the_resting_line_follows_what_is_open(make_napari_viewer):
+    """The walkthrough: "open a scan, then choose a tool" stayed with a scan open and chosen in the image box."""
+    import numpy as np
+
+    from napari_volseg._napari.widgets.prompts import CHOOSE_TOOL, NO_SCAN, PromptsWidget
+
+    viewer = make_napari_viewer()
+    widget = PromptsWidget(viewer)
+    assert widget.status.text() == NO_SCAN
+    viewer.add_image(np.zeros((4, 8, 8), np.float32), name="scan")
+    assert widget.image.currentText() == "scan" and widget.status.text() == CHOOSE_TOOL
+    viewer.layers.clear()
+    assert widget.status.text() == NO_SCAN

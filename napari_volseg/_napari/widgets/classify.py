@@ -82,6 +82,7 @@ class ClassifyWidget(QWidget):
         sample_row.addWidget(self.sample)
         sample_row.addWidget(self.show_button)
         sample_row.addWidget(self.classify_button)
+        self.classify_button.setEnabled(False), self.classify_button.setToolTip("no classifier yet: train or load one")
         self.result = QLabel("")
         self.table = QTableWidget(len(DIGIT_CLASSES), 2)
         self.table.setHorizontalHeaderLabels(["class", "probability"])
@@ -259,6 +260,7 @@ class ClassifyWidget(QWidget):
 
     def _set_classifier(self, classifier) -> None:
         self.classifier = classifier
+        self.classify_button.setEnabled(True), self.classify_button.setToolTip("")
         c = classifier.checkpoint
         self.status.setText(f"model: {c.path.name} ({c.preset.get('model', '?')}, test accuracy {c.accuracy:.3f})")
         if self._target() is not None:

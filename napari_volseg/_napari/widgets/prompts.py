@@ -38,6 +38,9 @@ def promptable_models() -> list[str]:
     return [e.name for e in listed()] + [RANDOM_WALKER]
 
 
+NO_SCAN, CHOOSE_TOOL = "open a scan, then choose a tool", "choose a tool: + click, − click, box or scribble"
+
+
 class PromptsWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
@@ -93,7 +96,7 @@ class PromptsWidget(QWidget):
             (self.undo_button, "undo"),
         ):
             button.setToolTip(f"{button.toolTip() or button.text()} ({KEYS[key]})")
-        self.status = QLabel("open a scan, then choose a tool")
+        self.status = QLabel(NO_SCAN)
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         layout.addStretch(1)
@@ -132,6 +135,8 @@ class PromptsWidget(QWidget):
         if chosen:
             self.image.setCurrentText(chosen)
         self.image.blockSignals(False)
+        if self.status.text() in (NO_SCAN, CHOOSE_TOOL):  # the resting line follows what is open
+            self.status.setText(CHOOSE_TOOL if names else NO_SCAN)
 
     def follow_model(self) -> None:
         """The session's model changed (msd-hippocampus chosen, or a fine-tuned version): choose its promptable

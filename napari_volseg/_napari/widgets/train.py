@@ -188,6 +188,7 @@ class TrainWidget(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.save_button.clicked.connect(self._save_dialog)
         self.session.checkpoint_changed.connect(self._show_checkpoint)
+        self._show_checkpoint(self.session.checkpoint)
         self.session.task_changed.connect(self._offer_starts)
         self.model.currentTextChanged.connect(self._offer_starts)
         self._offer_starts()
@@ -359,6 +360,8 @@ class TrainWidget(QWidget):
         return True
 
     def _show_checkpoint(self, path) -> None:
+        self.save_button.setEnabled(path is not None)  # nothing to save before a model: off, saying why
+        self.save_button.setToolTip("save a copy of the current model's checkpoint" if path else "no model yet")
         if path is not None and self.worker is None and not self.run.active:
             self.status.setText(f"model: {Path(path).name} in {Path(path).parent}")
 
