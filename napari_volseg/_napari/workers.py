@@ -56,3 +56,9 @@ def start(
     session.track(worker, owner=owner, loader=loader)
     worker.start()
     return worker
+
+
+def show_progress(bar, event) -> None:
+    """A :class:`~napari_volseg.events.Progress` event (``done`` of ``total``) on a job's progress bar."""
+    bar.total, bar.n = event.total, event.done
+    bar.refresh()

@@ -246,8 +246,7 @@ class AnnotateWidget(QWidget):
 
         def on_yield(item, bar):
             if isinstance(item, ev.Progress):
-                bar.total, bar.n = item.total, item.done
-                bar.refresh()
+                workers.show_progress(bar, item)
                 self.status.setText(f"ranking {item.done}/{item.total}: {item.item}")
             else:
                 self.ranking = item

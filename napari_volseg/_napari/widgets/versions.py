@@ -10,6 +10,7 @@ from pathlib import Path
 from qtpy.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QTableWidgetItem, QVBoxLayout, QWidget
 
 from napari_volseg import events as ev
+from napari_volseg._napari import workers
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.widgets.common import compact, fit_columns, make_table
 from napari_volseg.annotate import versions
@@ -130,8 +131,7 @@ class VersionsPanel(QWidget):
 
         def on_yield(item, bar):
             if isinstance(item, ev.Progress):
-                bar.total, bar.n = item.total, item.done
-                bar.refresh()
+                workers.show_progress(bar, item)
                 owner.status.setText(f"comparing the versions {item.done}/{item.total}: {item.item}")
             else:
                 self.scores, self.compared = item.scores, len(item.cases)
