@@ -740,4 +740,6 @@ def test_closing_the_panel_mid_prediction_raises_nothing(
     viewer.window.add_dock_widget(reopened, name="napari-volseg")
     qtbot.wait(200)
     assert errors == []
-    assert 1 <= len(reopened.widgets["Predict & evaluate"].session.results) < 8
+    again = reopened.widgets["Predict & evaluate"]
+    assert 1 <= len(again.session.results) < 8  # the closed panel's run stopped after the case it was on
+    assert again.status.text() == f"{len(again.session.results)} case(s) predicted so far; click a row to open one"

@@ -100,6 +100,8 @@ class PredictWidget(QWidget):
         self.session.results_changed.connect(self.refresh_table)
         self._show_model(self.session.checkpoint)
         self.refresh_table()
+        if self.session.results and self.session.checkpoint:  # a reopened panel: what the table holds, and why
+            self.status.setText(f"{len(self.session.results)} case(s) predicted so far; click a row to open one")
 
     def _show_model(self, path) -> None:
         """Predict is off without a model, saying why; the model's preset decides whether mirror TTA starts ticked
