@@ -62,12 +62,11 @@ def add_settings(parser: argparse.ArgumentParser, cls: type, title: str, skip: t
             kwargs.update(type=_parse(args[0], optional), metavar=args[0].__name__.upper())
             kwargs["nargs"] = "*" if variadic else len(args)
         elif kind is str:
-            kwargs.update(choices=tuple(field.metadata.get("choices") or ()) or None, metavar=None)
-            if kwargs["choices"] is None:
-                kwargs.pop("choices")
+            if field.metadata.get("choices"):
+                kwargs["choices"] = tuple(field.metadata["choices"])
         else:
             kwargs.update(type=_parse(kind, optional), metavar=kind.__name__.upper())
-        group.add_argument(flag(field.name), **{k: v for k, v in kwargs.items() if v is not None or k == "default"})
+        group.add_argument(flag(field.name), **kwargs)
 
 
 def given(args: argparse.Namespace, cls: type) -> dict:
