@@ -296,3 +296,15 @@ def recording_trainer(captured: dict | None = None):
             pass
 
     return Recorder
+
+
+@pytest.fixture
+def notifications(monkeypatch):
+    """Every napari notification shown during the test, as ``(severity, message)``."""
+    from napari.utils.notifications import notification_manager
+
+    shown = []
+    monkeypatch.setattr(notification_manager, "records", [])
+    notification_manager.notification_ready.connect(shown.append)
+    yield shown
+    notification_manager.notification_ready.disconnect(shown.append)

@@ -26,9 +26,12 @@ READER_PATTERNS = (
     "*.ima",
     "*.IMA",
     "*/Task[0-9][0-9]*_*/",
+    "*?/",
 )
-"""Volume files (NIfTI, NRRD, MetaImage, DICOM), and MSD-style task folders (``.../Task02_Heart/``, the form napari
-matches folders in)."""
+"""Volume files (NIfTI, NRRD, MetaImage, DICOM), MSD-style task folders (``.../Task02_Heart/``, the form napari
+matches folders in) and every other folder (``*?/``: napari ranks a ``?`` as less specific than a
+``*`` alone, so a folder pattern the user set, such as ``*.zarr/``, wins over it). Every folder, because the folders our users drop have any name (a DICOM series ``SE0003/``, a
+parent of ``images/`` and ``labels/``); the reader hands a folder it does not read to napari's own reader."""
 
 
 def settings_file() -> str:

@@ -102,14 +102,36 @@ def read_scans_folder(path: str | list[str]) -> list[tuple]:
 
 
 def read_other_folder(path: str | list[str]) -> list[tuple]:
-    """A folder that is no task and holds no scans: one line says so and nothing opens (napari's own answer, after
-    its Choose-reader dialog, was an error that the reader 'refused the file')."""
+    """A folder that is no task and holds no scans.
+
+    napari-volseg claims every folder in napari's reader preference (so a DICOM series, a task or a folder of scans
+    opens in one step, with no Choose-reader dialog), so a folder of something else (TIFF or PNG slices, zarr) is
+    handed to napari's own reader, as napari would have offered. What napari cannot read either is one line: a folder
+    of task folders names them."""
     folder = Path(path if isinstance(path, str) else path[0])
+    tasks = sorted(p.name for p in _subfolders(folder) if decathlon.is_task_folder(p))
+    if tasks:
+        shown = ", ".join(tasks[:3]) + (", ..." if len(tasks) > 3 else "")
+        _notify(f"{folder.name} holds {len(tasks)} task folder(s) ({shown}): drop one of them to open it")
+        return [(None,)]
+    try:
+        import npe2
+
+        return npe2.read([str(folder)], stack=False, plugin_name="napari")
+    except Exception:  # napari's reader could not read it either (its reasons name its internals)
+        pass
     _notify(
         f"{folder.name} is not an MSD task folder (no dataset.json) and holds no scans "
-        f"({volumes.describe_formats()}): nothing to open"
+        f"({volumes.describe_formats()}) nor images napari reads: nothing to open"
     )
     return [(None,)]
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir()]
+    except OSError:
+        return []
 
 
 def read_volumes(path: str | list[str]) -> list[tuple]:

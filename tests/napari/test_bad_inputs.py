@@ -11,18 +11,6 @@ from napari_volseg._napari import loading
 pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under xvfb-run)")
 
 
-@pytest.fixture
-def notifications(monkeypatch):
-    """Every napari notification shown during the test, as ``(severity, message)``."""
-    from napari.utils.notifications import notification_manager
-
-    shown = []
-    monkeypatch.setattr(notification_manager, "records", [])
-    notification_manager.notification_ready.connect(shown.append)
-    yield shown
-    notification_manager.notification_ready.disconnect(shown.append)
-
-
 def _messages(shown):
     return [(str(n.severity), n.message) for n in shown]
 
@@ -53,7 +41,8 @@ def test_a_folder_with_nothing_to_open_is_one_line(make_napari_viewer, tmp_path,
         (
             "warning",
             "emptyfolder is not an MSD task folder (no dataset.json) and holds no scans (NIfTI .nii/.nii.gz, NRRD "
-            ".nrrd/.nhdr/.seg.nrrd, MetaImage .mha/.mhd, or a DICOM series folder): nothing to open",
+            ".nrrd/.nhdr/.seg.nrrd, MetaImage .mha/.mhd, or a DICOM series folder) nor images napari reads: nothing to "
+            "open",
         )
     ]
 

@@ -313,3 +313,44 @@ def test_a_second_environments_napari_settings_get_the_claim_too(make_napari_vie
     assert get_settings().plugins.extension2reader["*.nii.gz"] == preferences.PLUGIN
     get_settings().plugins.extension2reader = {}  # removed there by the user: kept removed
     assert preferences.claim_reader_preference() == {}
+
+
+def test_any_folder_opens_in_one_step_and_others_go_to_napari(
+    make_napari_viewer, fresh, tiny_ct_task, tmp_path, notifications
+):
+    """Every folder is claimed (a DICOM series folder has any name): no Choose-reader dialog for a DICOM series named
+    ``SE0003``; a folder of PNG slices still opens as napari's own reader opens it; a folder of task folders says
+    which to drop."""
+    import shutil
+
+    import imageio.v3 as iio
+    from napari.settings import get_settings
+    from series_writer import write_series
+
+    from napari_volseg._napari.preferences import claim_reader_preference
+    from napari_volseg.io import nifti
+
+    viewer = make_napari_viewer()
+    claim_reader_preference()
+    assert get_settings().plugins.extension2reader["*?/"] == "napari-volseg"
+    volume = nifti.load(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz")
+    series = write_series(tmp_path / "SE0003", volume)
+    viewer.open(str(series), plugin=None)  # no plugin named, as a drop: a MultipleReaderError meant a dialog
+    assert len(viewer.layers) == 1 and viewer.layers[0].data.shape == volume.data.shape
+    viewer.layers.clear()
+
+    slices = tmp_path / "slices"
+    slices.mkdir()
+    for i in range(3):
+        iio.imwrite(slices / f"s{i}.png", np.full((8, 9), 40 * i, np.uint8))
+    viewer.open(str(slices), plugin=None)
+    assert len(viewer.layers) == 1 and viewer.layers[0].data.shape == (3, 8, 9)  # napari's stack of slices
+    viewer.layers.clear()
+
+    many = tmp_path / "MSD"
+    shutil.copytree(tiny_ct_task, many / "Task09_Spleen")
+    viewer.open(str(many), plugin=None)
+    assert len(viewer.layers) == 0
+    assert [n.message for n in notifications] == [
+        "MSD holds 1 task folder(s) (Task09_Spleen): drop one of them to open it"
+    ]
