@@ -200,8 +200,13 @@ class Session:
             worker.finished.connect(lambda w=worker: self._owners.pop(w, None))
 
     def owned_by(self, widgets) -> list:
-        """The running workers that one of ``widgets`` owns (they stop when it goes)."""
-        return [w for w, owner in self._owners.items() if any(owner is widget for widget in widgets)]
+        """The running workers that one of ``widgets`` (or a widget inside one, such as Predict's model chooser) owns:
+        they stop when it goes."""
+        return [
+            w
+            for w, owner in self._owners.items()
+            if any(owner is widget or widget.isAncestorOf(owner) for widget in widgets)
+        ]
 
     def busy_loading(self) -> bool:
         """True while a task, a case or dropped files are being read, or layers are still being added: a case's image

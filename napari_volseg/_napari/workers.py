@@ -27,11 +27,13 @@ def start(
     on_error: Callable[[BaseException], None] = notify_error,
     on_done: Callable[[], None] | None = None,
     loader: bool = False,
+    what: str | None = None,
 ):
     """Start ``worker`` (made by a ``background`` function). ``desc``: a progress bar of ``total`` steps (0: busy);
     ``on_yield(item, bar)`` for each yielded item (``bar`` None without ``desc``); ``on_return(value)``;
     ``on_error(exc)`` (one notification by default); ``on_done()`` after it ended, successful or not. ``owner``: a
-    widget whose destruction stops it; ``loader``: one of the session's readers (tasks, cases, dropped files)."""
+    widget whose destruction stops it; ``loader``: one of the session's readers (tasks, cases, dropped files); ``what``:
+    the job in a few words, for a closing panel's question (``desc`` by default)."""
     bar = progress(total=total, desc=desc) if desc is not None else None
     alive = [True]  # the owner's widgets: gone once its panel is closed (their callbacks must not run then)
     if owner is not None:
@@ -53,6 +55,7 @@ def start(
             on_done()
 
     worker.finished.connect(ended)
+    worker.volseg_desc = what or desc  # what a closing panel names when it asks whether to stop its jobs
     session.track(worker, owner=owner, loader=loader)
     worker.start()
     return worker

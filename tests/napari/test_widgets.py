@@ -707,10 +707,49 @@ def test_closing_the_panel_stops_its_jobs_and_training_goes_on(make_napari_viewe
     dock.destroyed.connect(lambda *_: destroyed.append(True))
     viewer.window.remove_dock_widget(dock)  # what the title bar's x does
     qtbot.waitUntil(lambda: destroyed == [True] and not owned.is_running, timeout=10_000)
-    assert said and "closed: its running prediction, ranking or fine-tune stops" in said[0]
+    assert said and "closed: its running prediction, ranking or fine-tune stopped" in said[0]
     assert session_run.is_running  # training goes on, for a reopened Train to show
     session_run.quit()
     qtbot.waitUntil(lambda: not session_run.is_running, timeout=10_000)
+
+
+def test_closing_the_panel_asks_and_no_keeps_the_panel_and_its_job(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """Closing a panel whose prediction runs asks first, naming the job; No puts the same panel back, still running
+    (the walkthrough's panel went, its job unseen)."""
+    import time
+
+    from qtpy.QtWidgets import QMessageBox
+
+    from napari_volseg._napari import workers
+    from napari_volseg._napari.notify import background
+    from napari_volseg._napari.widgets import VolsegDock
+
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    asked = []
+    monkeypatch.setattr(
+        QMessageBox, "question", lambda parent, title, text, *a: (asked.append(text), QMessageBox.No)[1]
+    )
+    viewer = make_napari_viewer(show=True)
+    dock = VolsegDock(viewer)
+    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    predict = dock.widgets["Predict & evaluate"]
+
+    @background
+    def endless():
+        while True:
+            time.sleep(0.01)
+            yield 1
+
+    owned = workers.start(predict.session, endless(), desc="predicting 15 cases", owner=predict)
+    viewer.window.remove_dock_widget(dock)  # what the title bar's x does
+    qtbot.waitUntil(lambda: dock.parent() is not None, timeout=10_000)  # docked again
+    assert asked and "Running in this panel: predicting 15 cases." in asked[0]
+    qtbot.waitUntil(dock.isVisible, timeout=5_000)
+    assert dock.parent().windowTitle() == "napari-volseg"
+    qtbot.wait(200)
+    assert owned.is_running
+    owned.quit()
+    qtbot.waitUntil(lambda: not owned.is_running, timeout=10_000)
 
 
 def test_closing_the_panel_mid_prediction_raises_nothing(

@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from napari_volseg import events as ev
 from napari_volseg import paths
+from napari_volseg._napari import workers
 from napari_volseg._napari.loading import session_for
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.widgets.plot import TrainingPlot
@@ -202,15 +203,17 @@ class ClassifyWidget(QWidget):
         self.plot.clear()
         self.worker = work()
         self.worker.volseg_stop = trainer.stop
-        self.worker.yielded.connect(self._on_event)
-        self.worker.errored.connect(notify_error)
-        self.worker.finished.connect(self._idle)
-        self.session.track(self.worker)
         self.start_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.status.setText("making the 3D digits…")
-        self.worker.start()
-        return self.worker
+        return workers.start(
+            self.session,
+            self.worker,
+            owner=self,
+            what="training the classifier",
+            on_yield=lambda event, _bar: self._on_event(event),
+            on_done=self._idle,
+        )
 
     def stop(self) -> None:
         if self.trainer is not None:

@@ -8,6 +8,7 @@ from qtpy.QtCore import QUrl
 from qtpy.QtGui import QDesktopServices
 from qtpy.QtWidgets import QDialog, QFileDialog, QHBoxLayout, QLabel, QPushButton, QTableWidgetItem, QVBoxLayout
 
+from napari_volseg._napari import workers
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.widgets.common import fit_columns, make_table
 
@@ -71,12 +72,16 @@ class CohortDialog(QDialog):
             notify_error(exc)
 
         self.worker = work()
-        self.worker.returned.connect(done)
-        self.worker.errored.connect(failed)
-        self.worker.finished.connect(lambda: self.pick_button.setEnabled(True))
-        self.session.track(self.worker, loader=True)
-        self.worker.start()
-        return self.worker
+        return workers.start(
+            self.session,
+            self.worker,
+            desc=f"writing the report of {folder.name}",
+            owner=self,
+            on_return=done,
+            on_error=failed,
+            on_done=lambda: self.pick_button.setEnabled(True),
+            loader=True,
+        )
 
     def _fill(self) -> None:
         self.table.setRowCount(len(self.flagged))

@@ -50,13 +50,15 @@ def scrollable(widget: QWidget, area: QScrollArea | None = None) -> QScrollArea:
 class ClosesWithItsPanel:
     """A dock's content that goes when napari closes its panel (the title bar's x): napari only takes the widget out
     of its dock, so it lived on, its predictions, rankings and fine-tunes running unseen while a reopened panel showed
-    none of them. It is deleted a turn later, which stops the jobs its steps own (a fine-tune writes its model first)
-    and says so in one line; a training run belongs to the viewer's session and goes on (a reopened Train shows it)."""
+    none of them. With none of its jobs running it is deleted a turn later. With some, it asks first: stopping them
+    (a fine-tune writes its model first) closes the panel, with one line; keeping them puts the panel back where
+    napari can show it. A training run belongs to the viewer's session and goes on (a reopened Train shows it)."""
 
     def event(self, event) -> bool:  # noqa: D102 - Qt's
         if event.type() == QEvent.Type.ParentChange:
             if self.parent() is not None:
                 self._docked = True
+                self._dock_title = self.parent().windowTitle() or "napari-volseg"
             elif getattr(self, "_docked", False):
                 QTimer.singleShot(0, self._closed)
         return super().event(event)
@@ -69,12 +71,32 @@ class ClosesWithItsPanel:
             return
         steps = self.steps()
         session = getattr(steps[0], "session", None) if steps else None
-        if session is not None and session.owned_by(steps):
+        jobs = session.owned_by(steps) if session is not None else []
+        if jobs and not self._stop_asked(jobs):
+            steps[0].viewer.window.add_dock_widget(self, name=self._dock_title, area="right")
+            self.show()  # Qt hid it when napari took it out
+            return
+        if jobs:
             show_info(
-                "the napari-volseg panel was closed: its running prediction, ranking or fine-tune stops "
+                "the napari-volseg panel was closed: its running prediction, ranking or fine-tune stopped "
                 "(a training run goes on; Plugins → VolSeg shows it again)"
             )
         self.deleteLater()
+
+    def _stop_asked(self, jobs) -> bool:
+        """Ask whether closing should stop ``jobs``; True to stop them and close."""
+        from qtpy.QtWidgets import QMessageBox
+
+        named = sorted({str(job.volseg_desc) for job in jobs if getattr(job, "volseg_desc", None)})
+        what = ", ".join(named) if named else "a prediction, ranking or fine-tune"
+        answer = QMessageBox.question(
+            None,
+            "Close the napari-volseg panel?",
+            f"Running in this panel: {what}.\nStop it and close the panel? (No keeps both.)",
+            QMessageBox.Yes | QMessageBox.No,
+            QMessageBox.No,
+        )
+        return answer == QMessageBox.Yes
 
 
 class StepDock(ClosesWithItsPanel, QScrollArea):

@@ -115,6 +115,7 @@ class ModelChooser(QWidget):
             self.session,
             self.worker,
             desc=desc,
+            owner=self,
             on_yield=lambda step, bar: (setattr(bar, "total", step[1] or 0), bar.update(step[0] - bar.n)),
             on_return=done,
             on_done=lambda: (setattr(self, "worker", None), self.refresh()),
