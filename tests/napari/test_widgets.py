@@ -97,6 +97,44 @@ def test_the_plan_set_in_preprocess_is_the_plan_train_trains_with(widgets, qtbot
     assert captured["plan"].max_voxels is None
 
 
+def test_a_cascade_chart_keeps_the_locator_curve_and_stop_keeps_its_room(widgets, qtbot, tiny_ct_task, monkeypatch):
+    """Issue 26 item 8: the main network's steps continue the locator's curve after a marked line (the locator's
+    curve vanished when stage 2 started), and after Stop the settings stay folded (they unfolded and squeezed the
+    chart at 1366 x 768)."""
+    from napari_volseg import events as ev
+    from napari_volseg.engine import trainer as train_module
+
+    class Cascade:
+        stopping = False
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def run(self):
+            yield ev.Started(3, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "locator")
+            for step in (1, 2, 3):
+                yield ev.Step(step, 0, 1.0 / step, 1e-3, 0.1, "locator")
+            yield ev.Validated(3, 0, {"b": 0.5}, 0.5, 0.1, "locator")
+            yield ev.Started(2, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "")
+            for step in (1, 2):
+                yield ev.Step(step, 0, 0.2 / step, 1e-3, 0.1, "")
+            yield ev.Validated(2, 0, {"b": 0.8}, 0.8, 0.1, "")
+
+        def stop(self):
+            self.stopping = True
+
+    viewer, data, train, _ = widgets
+    open_task(qtbot, data, tiny_ct_task)
+    monkeypatch.setattr(train_module, "Trainer", Cascade)
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=10_000)
+    assert [x for x, _ in train.plot.loss] == [1, 2, 3, 4, 5]  # the locator's 3 steps, then the main net's 2
+    assert train.plot.dice == [(3, 0.5), (5, 0.8)]
+    assert [line.value() for line in train.plot.marks] == [3]
+    assert train.plot.plot.titleLabel.text == "cascade stage 2 of 2: main network"
+    assert not train.settings.isExpanded()  # folded, after the run as during it
+
+
 def test_full_flow_open_train_predict_table(widgets, qtbot, train_ct_task, tmp_path, monkeypatch):
     from napari_volseg import metrics
     from napari_volseg.io import nifti

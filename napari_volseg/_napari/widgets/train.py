@@ -171,8 +171,8 @@ class TrainWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addLayout(warm_row)
+        layout.addLayout(buttons)  # above the settings: in view at 1366 x 768 with Settings and Advanced unfolded
         layout.addWidget(self.settings)
-        layout.addLayout(buttons)
         models = QHBoxLayout()
         models.addWidget(QLabel("model"))
         models.addWidget(self.chooser, 1)
