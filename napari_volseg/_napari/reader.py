@@ -141,7 +141,7 @@ def read_volumes(path: str | list[str]) -> list[tuple]:
     if session is not None:
         from napari_volseg._napari import loading  # the loader's workers need Qt: only with a running viewer
 
-        loading.open_files(session, files)
+        loading.open_dropped(session, files)
         return [(None,)]
     layers = []
     for file in volumes.distinct_scans(files):

@@ -76,6 +76,8 @@ class Session:
         """Chains of layers still being added (one per event-loop turn) after their reader finished."""
         self.showing: str | None = None
         """The case whose layers are being shown (added one per event-loop turn)."""
+        self.dropped: list[Path] = []
+        """Files of a drop being collected: napari hands the reader one file at a time, all in one event-loop turn."""
         self.requests: dict[str, int] = {}
         """The latest open request of each kind (task, case): a loader whose request is stale drops its result."""
         self.prompts_used: dict[str, dict[str, int]] = {}
