@@ -213,3 +213,55 @@ def test_compare_scores_the_versions_on_the_same_cases(annotate, qtbot, tiny_che
     dice = widget.versions.item(0, 1)
     assert float(dice.text()) == pytest.approx(widget.models.scores[tiny_checkpoint], abs=5e-4)
     assert "labelled case(s) no version trained on" in dice.toolTip()
+
+
+def test_after_a_fine_tune_edits_are_kept_or_replaced_as_the_user_answers(
+    annotate, qtbot, tiny_checkpoint, annotate_task, monkeypatch
+):
+    """Issue 26 item 7: with unaccepted edits, re-predicting the open case after a fine-tune was refused with "has
+    annotation edits not yet accepted"; now it asks. No keeps the edits (and the new model in use); Yes replaces them
+    with the new version's prediction."""
+    from qtpy.QtWidgets import QMessageBox
+
+    from napari_volseg import events as ev
+    from napari_volseg.annotate import finetune
+
+    viewer, widget = annotate
+    models = annotate_task / "models"
+    models.mkdir()
+    shutil.copy(tiny_checkpoint, models / "v001.safetensors")
+    widget.session.set_checkpoint(models / "v001.safetensors")
+    case = widget.session.task.test_cases[0].id
+    widget.predict(case)
+    qtbot.waitUntil(lambda: widget.case_id == case and widget.worker is None, timeout=120_000)
+    layer = viewer.layers[f"{case} annotation"]
+    edited = np.asarray(layer.data).copy()
+    edited[2:4, 5:15, 5:15] = 1
+    layer.data = edited
+
+    class Version:  # the fine-tune's run, ended at once: the next version is a copy of the first
+        def __init__(self, checkpoint, task, out, minutes):
+            self.out = out
+
+        def run(self):
+            shutil.copy(tiny_checkpoint, self.out)
+            yield ev.Finished(1, 0.5, self.out, None, False, 1.0)
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(finetune, "next_version_trainer", Version)
+    answers, asked = [QMessageBox.No, QMessageBox.Yes], []
+    monkeypatch.setattr(QMessageBox, "question", lambda p, t, text, *a: (asked.append(text), answers.pop(0))[1])
+    widget.models.train()
+    qtbot.waitUntil(lambda: widget.session.checkpoint == models / "v002.safetensors", timeout=60_000)
+    qtbot.waitUntil(lambda: widget.worker is None and bool(asked), timeout=60_000)
+    assert f"Re-predict {case} with it?" in asked[0]
+    np.testing.assert_array_equal(np.asarray(layer.data), edited)  # No: the edits stay
+    assert widget.status.text() == f"v002 in use; {case} keeps your edits (Predict re-predicts it)"
+
+    widget.models.train()  # Yes: the open case comes back predicted by v003
+    qtbot.waitUntil(lambda: widget.session.checkpoint == models / "v003.safetensors", timeout=60_000)
+    qtbot.waitUntil(lambda: len(asked) == 2 and widget.worker is None and widget.suggested is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: np.array_equal(np.asarray(viewer.layers[f"{case} annotation"].data), widget.suggested))
+    assert not np.array_equal(np.asarray(viewer.layers[f"{case} annotation"].data), edited)

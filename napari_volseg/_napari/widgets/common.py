@@ -145,21 +145,20 @@ class NumberItem(QTableWidgetItem):
         return super().__lt__(other)
 
 
+def asked(parent, title: str, text: str) -> bool:
+    """A Yes / No question (No by default); True for Yes."""
+    from qtpy.QtWidgets import QMessageBox
+
+    answer = QMessageBox.question(parent, title, text, QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+    return answer == QMessageBox.Yes
+
+
 def usable_or_asked(parent, checkpoint) -> bool:
     """True where ``checkpoint`` is usable (or was never validated); for a model validated as not usable yet (Dice
     below 0.5, or predicting volumes far off the truth's) ask first, saying why."""
-    from qtpy.QtWidgets import QMessageBox
-
     from napari_volseg.engine.quality import of_file
 
     quality = of_file(checkpoint)
     if quality.usable is not False:
         return True
-    answer = QMessageBox.question(
-        parent,
-        "Model not usable yet",
-        f"This model is {quality.line}.\nPredict with it anyway?",
-        QMessageBox.Yes | QMessageBox.No,
-        QMessageBox.No,
-    )
-    return answer == QMessageBox.Yes
+    return asked(parent, "Model not usable yet", f"This model is {quality.line}.\nPredict with it anyway?")

@@ -12,6 +12,7 @@ from qtpy.QtWidgets import QFrame, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from napari_volseg._napari.widgets.annotate import AnnotateWidget
 from napari_volseg._napari.widgets.classify import ClassifyWidget
+from napari_volseg._napari.widgets.common import asked
 from napari_volseg._napari.widgets.data import DataWidget
 from napari_volseg._napari.widgets.predict import PredictWidget
 from napari_volseg._napari.widgets.preprocess import PreprocessWidget
@@ -85,18 +86,13 @@ class ClosesWithItsPanel:
 
     def _stop_asked(self, jobs) -> bool:
         """Ask whether closing should stop ``jobs``; True to stop them and close."""
-        from qtpy.QtWidgets import QMessageBox
-
         named = sorted({str(job.volseg_desc) for job in jobs if getattr(job, "volseg_desc", None)})
         what = ", ".join(named) if named else "a prediction, ranking or fine-tune"
-        answer = QMessageBox.question(
+        return asked(
             None,
             "Close the napari-volseg panel?",
             f"Running in this panel: {what}.\nStop it and close the panel? (No keeps both.)",
-            QMessageBox.Yes | QMessageBox.No,
-            QMessageBox.No,
         )
-        return answer == QMessageBox.Yes
 
 
 class StepDock(ClosesWithItsPanel, QScrollArea):

@@ -12,7 +12,7 @@ from qtpy.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QTa
 from napari_volseg import events as ev
 from napari_volseg._napari import workers
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.widgets.common import compact, fit_columns, make_table
+from napari_volseg._napari.widgets.common import asked, compact, fit_columns, make_table
 from napari_volseg.annotate import versions
 from napari_volseg.config import FinetuneConfig
 
@@ -105,9 +105,20 @@ class VersionsPanel(QWidget):
                 dice = "-" if math.isnan(event.best_dice) else f"{event.best_dice:.3f}"
                 owner.status.setText(f"new model {event.model.name}: validation Dice {dice}")
 
-        def then():  # the open case again, predicted densely by the new model
-            if owner.case_id is not None and owner.session.checkpoint != checkpoint:
-                owner.predict(owner.case_id)
+        def then():  # the open case again, predicted by the new model: asked first where edits would be replaced
+            model, case = owner.session.checkpoint, owner.case_id
+            if case is None or model == checkpoint:
+                return
+            if owner.unsaved(None) is not None and not asked(
+                self,
+                "Re-predict the open case?",
+                f"{Path(model).stem} is ready.\nRe-predict {case} with it? Your edits of {case} not yet accepted "
+                "would be replaced.",
+            ):
+                owner.status.setText(f"{Path(model).stem} in use; {case} keeps your edits (Predict re-predicts it)")
+                return
+            owner.suggested = None  # its edits are given up: the user chose the new model's prediction
+            owner.predict(case)
 
         worker = owner._run(work, on_yield, desc="fine-tuning" if checkpoint else "training", then=then)
         if worker is not None:
