@@ -32,7 +32,7 @@ def _download(args: argparse.Namespace) -> int:
 
 def _new_task(args: argparse.Namespace) -> int:
     from napari_volseg.io.decathlon import load_task
-    from napari_volseg.io.new_task import detect_layout, propose_classes, write_task_from_files
+    from napari_volseg.io.new_task import detect_layout, propose, write_task_from_files
 
     images, labels, classes = args.images, args.labels, args.classes
     layout = detect_layout(images) if labels is None else None
@@ -43,8 +43,10 @@ def _new_task(args: argparse.Namespace) -> int:
         labels = layout.labels
         print(f"found {layout.kind}: labels in {labels}", file=sys.stderr)
     if classes.strip().lower() == "auto":
-        classes = (layout.classes if layout is not None else "") or propose_classes(images, labels)
+        classes, note = (layout.classes, "") if layout is not None and layout.classes else propose(images, labels)
         print(f"classes: {classes}", file=sys.stderr)
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
     folder = write_task_from_files(
         images, args.out, name=args.name, modality=args.modality, classes=classes, labels=labels
     )

@@ -376,14 +376,36 @@ def _holds_scans(folder: Path) -> bool:
 
 
 def propose_classes(images: str | os.PathLike, labels: str | os.PathLike | None) -> str:
+    """Class names for the values the labels hold (:func:`propose`)."""
+    return propose(images, labels)[0]
+
+
+def propose(images: str | os.PathLike, labels: str | os.PathLike | None) -> tuple[str, str]:
     """Class names for the values the labels hold, in value order (``background,label1,label2`` for labels holding
-    0, 1 and 2; the unlabelled value 255 is not a class); ``background,foreground`` without labels. Every label file
-    is read (in a worker: a task's labels take seconds)."""
+    0, 1 and 2; the unlabelled value 255 is not a class; ``background,foreground`` without labels), and a note
+    (else "") where the label files mark their foreground with values no other file uses: files holding only 1 beside
+    files holding only 2 are two classes as read, though they often mark one structure. Every label file is read (in
+    a worker: a task's labels take seconds)."""
     if labels is None:
-        return "background,foreground"
+        return "background,foreground", ""
     flat = Path(labels).resolve() == Path(images).resolve()
-    values: set[int] = set()
+    per_file: list[frozenset[int]] = []
     for path, _ in _scans(Path(labels), "labels", flat).values():
-        values |= {int(v) for v in np.unique(volumes.read(path, label=True).data)}
-    top = max((v for v in values if v != DEFAULT_UNLABELLED), default=1)
-    return ",".join(["background"] + [f"label{v}" for v in range(1, max(top, 1) + 1)])
+        found = {int(v) for v in np.unique(volumes.read(path, label=True).data)}
+        per_file.append(frozenset(found - {0, DEFAULT_UNLABELLED}))
+    values = set().union(*per_file) if per_file else set()
+    top = max(values, default=1)
+    classes = ",".join(["background"] + [f"label{v}" for v in range(1, max(top, 1) + 1)])
+    return classes, _disjoint_note(per_file)
+
+
+def _disjoint_note(per_file: list[frozenset[int]]) -> str:
+    marked = [f for f in per_file if f]
+    if all(a & b for a in marked for b in marked):
+        return ""
+    counts = {v: sum(v in f for f in marked) for v in sorted(set().union(*marked))}
+    held = ", ".join(f"{n} hold {v}" for v, n in counts.items())
+    return (
+        f"the label files mark their foreground with different values ({held} of {len(marked)} files): as read, "
+        "each value is a class of its own; if they mark one structure, give them one value first"
+    )

@@ -11,7 +11,7 @@ import pytest
 
 from napari_volseg.errors import TaskFormatError
 from napari_volseg.io import decathlon, nifti, volumes
-from napari_volseg.io.new_task import detect_layout, propose_classes, write_task_from_files
+from napari_volseg.io.new_task import detect_layout, propose, propose_classes, write_task_from_files
 
 
 def _write(tiny_ct_task, images, labels, image_name="{}.nii.gz", label_name="{}.nii.gz", cases=3, labelled=2):
@@ -41,6 +41,11 @@ def test_a_folder_holding_images_and_labels_is_one_task_named_after_it(tiny_ct_t
     layout = detect_layout(root)
     assert (layout.images, layout.labels, layout.name) == (root / "images", root / "labels", "MyLiver")
     assert propose_classes(layout.images, layout.labels) == "background,label1,label2"  # the labels hold 2
+    # one file marks its spleen 1, the other 2: two classes as read, and said (it was silent)
+    assert propose(layout.images, layout.labels)[1] == (
+        "the label files mark their foreground with different values (1 hold 1, 1 hold 2 of 2 files): as read, each "
+        "value is a class of its own; if they mark one structure, give them one value first"
+    )
     task = _task_from(layout, tmp_path / "out")
     assert task.name == "MyLiver" and len(task.cases) == 2 and len(task.test_cases) == 1
     assert task.labels == {0: "background", 1: "label1", 2: "label2"}
@@ -106,5 +111,18 @@ def test_volseg_new_task_finds_the_layout_and_auto_classes(tiny_ct_task, tmp_pat
     assert main([*args, "--out", str(tmp_path / "T")]) == 0
     err = capsys.readouterr().err
     assert "found images/ + labels/" in err and "classes: background,label1,label2" in err
+    assert "warning: the label files mark their foreground with different values (1 hold 1, 1 hold 2" in err
     task = decathlon.load_task(tmp_path / "T")
     assert len(task.cases) == 2 and task.labels[2] == "label2"
+
+
+def test_label_files_sharing_a_value_need_no_note(tiny_ct_task, tmp_path):
+    """A file with classes 1 and 2 beside one with class 1 only is an ordinary multi-class task: no note."""
+    root = tmp_path / "Mixed"
+    _write(tiny_ct_task, root / "images", root / "labels")
+    first = root / "labels" / sorted(p.name for p in (root / "labels").iterdir())[0]
+    volume = nifti.load(first)
+    data = volume.data.astype(np.uint8)
+    data[0, :2, :2] = 2  # case_0 now holds 1 and 2; case_1 holds 2
+    nifti.save_labels(data, volume.geometry, first)
+    assert propose(root / "images", root / "labels") == ("background,label1,label2", "")

@@ -52,6 +52,7 @@ def test_the_parent_of_images_and_labels_dropped_opens_as_a_task(
     assert values["images"] == root / "images" and values["labels"] == root / "labels"
     assert values["name"] == "MyLiver" and values["out"] == tmp_path / "MyLiver-task"
     assert found.startswith("found: images/ + labels/")
+    assert "Note: the label files mark their foreground with different values" in found  # one file holds 1, one 2
     qtbot.waitUntil(lambda: data.session.task is not None, timeout=60_000)
     task = data.session.task
     assert task.name == "MyLiver" and len(task.cases) == 2 and len(task.test_cases) == 1

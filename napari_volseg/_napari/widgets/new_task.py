@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg.io.new_task import AUTO, MODALITIES, detect_layout, propose_classes, write_task_from_files
+from napari_volseg.io.new_task import AUTO, MODALITIES, detect_layout, propose, write_task_from_files
 
 AUTO_CHOICE = "auto (from the scans)"
 
@@ -123,12 +123,16 @@ class NewTaskDialog(QDialog):
 
         @background
         def work():
-            return propose_classes(images, labels)
+            return propose(images, labels)
 
-        def proposed(text: str) -> None:
+        def proposed(result: tuple[str, str]) -> None:
+            text, note = result
             try:
                 self.classes.setText(text)
-                self.found.setText(f"found: {kind}; the labels hold {text.count(',')} class(es) besides background")
+                self.found.setText(
+                    f"found: {kind}; the labels hold {text.count(',')} class(es) besides background"
+                    + (f". Note: {note}" if note else "")
+                )
             except RuntimeError:  # the dialog was closed meanwhile
                 pass
 
