@@ -158,11 +158,15 @@ def _swatch(color: str, text: str) -> str:
     return f'<span style="color:{color}">■</span> {text}'
 
 
-LEGEND = "  ".join(
-    [_swatch(ROLE_COLORS["prediction"], "prediction"), _swatch(ROLE_COLORS[GROUND_TRUTH], GROUND_TRUTH)]
-    + [_swatch(ERROR_COLORS[k], f"{v} (errors)") for k, v in ERROR_NAMES.items()]
+LEGEND = (
+    "&nbsp;&nbsp;".join(
+        [_swatch(ROLE_COLORS["prediction"], "prediction"), _swatch(ROLE_COLORS[GROUND_TRUTH], GROUND_TRUTH)]
+    )
+    + "<br>errors layer: "
+    + "&nbsp;&nbsp;".join(_swatch(ERROR_COLORS[k], v) for k, v in ERROR_NAMES.items())
 )
-"""The Predict tab's key to the colours of its layers."""
+"""The Predict tab's key to the colours of its layers, on two lines of their own (one line wrapped at 430 px, in
+the middle of "false negative (errors)")."""
 
 
 def image_in_view(viewer):
