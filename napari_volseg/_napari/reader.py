@@ -74,8 +74,8 @@ def _session():
 def _is_scans_folder(path: Path) -> bool:
     """A folder of scans without an MSD ``dataset.json`` (task folders are matched first), as people lay them out:
     scans alone, ``images/`` beside ``labels/``, nnU-Net's ``imagesTr/`` + ``labelsTr/``, ``*_seg`` labels beside
-    their scans (:func:`~napari_volseg.io.new_task.detect_layout`)."""
-    from napari_volseg.io.new_task import detect_layout
+    their scans (:func:`~napari_volseg.io.layouts.detect_layout`)."""
+    from napari_volseg.io.layouts import detect_layout
 
     return detect_layout(path) is not None
 

@@ -32,7 +32,8 @@ def _download(args: argparse.Namespace) -> int:
 
 def _new_task(args: argparse.Namespace) -> int:
     from napari_volseg.io.decathlon import load_task
-    from napari_volseg.io.new_task import detect_layout, propose, write_task_from_files
+    from napari_volseg.io.layouts import detect_layout, propose
+    from napari_volseg.io.new_task import write_task_from_files
 
     images, labels, classes = args.images, args.labels, args.classes
     layout = detect_layout(images) if labels is None else None

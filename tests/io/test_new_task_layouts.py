@@ -11,7 +11,8 @@ import pytest
 
 from napari_volseg.errors import TaskFormatError
 from napari_volseg.io import decathlon, nifti, volumes
-from napari_volseg.io.new_task import detect_layout, propose, propose_classes, write_task_from_files
+from napari_volseg.io.layouts import detect_layout, propose, propose_classes
+from napari_volseg.io.new_task import write_task_from_files
 
 
 def _write(tiny_ct_task, images, labels, image_name="{}.nii.gz", label_name="{}.nii.gz", cases=3, labelled=2):

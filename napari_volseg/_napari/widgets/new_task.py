@@ -25,7 +25,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg.io.new_task import AUTO, MODALITIES, detect_layout, propose, write_task_from_files
+from napari_volseg.io.layouts import detect_layout, propose
+from napari_volseg.io.new_task import AUTO, MODALITIES, write_task_from_files
 
 AUTO_CHOICE = "auto (from the scans)"
 
@@ -60,7 +61,7 @@ def _folder_row(edit: QLineEdit, title: str) -> QHBoxLayout:
 class NewTaskDialog(QDialog):
     """The fields of ``volseg new-task``: images, labels (optional), name, modality, classes, out.
 
-    Given a dropped folder it fills them from the folder's layout (:func:`~napari_volseg.io.new_task.detect_layout`:
+    Given a dropped folder it fills them from the folder's layout (:func:`~napari_volseg.io.layouts.detect_layout`:
     ``images/`` beside ``labels/``, nnU-Net's ``imagesTr/`` + ``labelsTr/``, ``*_seg`` labels beside their scans)
     and proposes the classes from the values the labels hold (read in a worker); opened without one it shows the
     fields of the last task asked for, so a mistake is corrected rather than typed again."""
