@@ -181,6 +181,14 @@ events between them (its progress bar), so the files of one drop come in over a 
 _drop_timers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def in_session_turns(session: Session, steps, then=None, current=None) -> None:
+    """:func:`~napari_volseg._napari.responsive.in_turns` for the session's layers: counted as loading until done,
+    and dropped once the viewer's window has closed (a prediction's layers queued then raised "showing the layers
+    failed: list index out of range")."""
+    alive = (lambda: not session.closed) if current is None else (lambda: not session.closed and current())
+    in_turns(steps, then, current=alive, ended=session.adding_layers())
+
+
 def open_dropped(session: Session, files: list[Path]) -> None:
     """Files of one drop, read together by one worker once the drop has handed them all over: read by a worker each,
     they raced, and whichever finished first went into the viewer first (a label file, usually, with its image moved
@@ -233,7 +241,7 @@ def open_files(session: Session, files: list[Path], series: dict[Path, str] | No
                 notify_warning(issue)
         layers.sort(key=lambda layer: layer[2] != "image")  # images first: labels go on top, nothing is moved
         steps = [functools.partial(add_layer, viewer, *layer) for layer in layers]
-        in_turns(steps, ended=session.adding_layers())
+        in_session_turns(session, steps)
         for folder, listed in choices:
             from napari_volseg._napari.series_dialog import choose_series
 
@@ -260,7 +268,7 @@ def open_prediction(session: Session, image: Path, labels: Path):
 
     def done(layers):
         steps = [functools.partial(add_layer, session.viewer, *layer) for layer in layers]
-        in_turns(steps, ended=session.adding_layers())
+        in_session_turns(session, steps)
 
     return _start(session, f"files-{next(_tokens)}", f"reading {image.name}…", work, done)
 
@@ -339,7 +347,7 @@ def _show_case(session: Session, case_id: str, layers: list[tuple], z: int | Non
 
     # ``then`` (a prediction's layers) in a turn of its own: inside shown's, its first layer's cost piled onto the
     # re-slice of every layer at the new slice, one stall of both (227 ms for a result row clicked on the heart)
-    in_turns([*steps, shown], then, current=lambda: session.showing == case_id, ended=session.adding_layers())
+    in_session_turns(session, [*steps, shown], then, current=lambda: session.showing == case_id)
 
 
 def _place(viewer, case_id: str, role: str, old, data, kwargs: dict, kind: str) -> None:
@@ -376,6 +384,9 @@ def session_for(viewer) -> Session:
     if session is None:
         session = Session(viewer)
         _SESSIONS[viewer] = session
+        menu = getattr(getattr(viewer, "window", None), "main_menu", None)  # napari's public menu bar: lives as long
+        if menu is not None:  # as the window, whose closing stops the session's jobs (a closed dock's need not)
+            menu.destroyed.connect(session.shutdown)
         layers = getattr(viewer, "layers", None)
         if layers is not None:
             layers.events.inserted.connect(lambda event: adopt_layer_task(session, event.value))

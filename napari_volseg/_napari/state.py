@@ -68,6 +68,8 @@ class Session:
         """Class names of the model that predicted the dropped scans (no task open)."""
         self._workers: list = []
         self._loaders: list = []
+        self.closed = False
+        """True once the viewer's window has closed: layers still queued are not shown."""
         self._owners: dict = {}
         self.training = None
         """The training run in progress (``widgets.train.Training``), whichever Train dock started it: a dock opened
@@ -228,7 +230,8 @@ class Session:
         return ended
 
     def shutdown(self, *args) -> None:
-        """Stop every running worker (the viewer is closing)."""
+        """Stop every running worker, training included (the viewer's window is closing)."""
+        self.closed = True
         for worker in list(self._workers):
             stop_worker(worker)
 

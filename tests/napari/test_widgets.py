@@ -751,6 +751,68 @@ def test_closing_the_panel_stops_its_jobs_and_training_goes_on(make_napari_viewe
     qtbot.waitUntil(lambda: not session_run.is_running, timeout=10_000)
 
 
+def test_closing_the_panel_during_training_leaves_it_running_for_the_reopened_panel(
+    make_napari_viewer, qtbot, tiny_ct_task, tmp_path, monkeypatch
+):
+    """The walkthrough closed the dock 15 s into training: the run stopped (its dock's destruction stopped it), its
+    unvalidated weights became the model in silence, and the closed panel's widgets raised "wrapped C/C++ object of
+    type QComboBox has been deleted" at every later checkpoint. Now the run goes on, a reopened panel shows it with
+    Stop, the closed widgets hear nothing, and closing the viewer stops it."""
+    import time
+
+    from napari_volseg import events as ev
+    from napari_volseg._napari.widgets import VolsegDock
+    from napari_volseg._napari.widgets import dock as dock_module
+    from napari_volseg.engine import trainer as train_module
+
+    class Endless:
+        stopping = False
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def run(self):
+            yield ev.Started(10_000, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "")
+            step = 0
+            while not self.stopping:
+                step += 1
+                time.sleep(0.02)
+                yield ev.Step(step, 0, 1.0 / step, 1e-3, 0.1, "")
+            yield ev.Finished(step, float("nan"), None, None, True, 1.0)
+
+        def stop(self):
+            self.stopping = True
+
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(train_module, "Trainer", Endless)
+    said = []
+    monkeypatch.setattr(dock_module, "show_info", said.append)
+    viewer = make_napari_viewer()
+    dock = VolsegDock(viewer)
+    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    open_task(qtbot, dock.widgets["Data"], tiny_ct_task)
+    worker = dock.widgets["Train"].start()
+    trainer = dock.widgets["Train"].trainer
+    qtbot.waitUntil(lambda: len(dock.widgets["Train"].plot.loss) >= 3, timeout=10_000)
+    destroyed = []
+    dock.destroyed.connect(lambda *_: destroyed.append(True))
+    viewer.window.remove_dock_widget(dock)
+    qtbot.waitUntil(lambda: destroyed == [True], timeout=10_000)
+    qtbot.wait(200)
+    assert worker.is_running and not trainer.stopping
+    assert said == [
+        "the napari-volseg panel was closed: the training run goes on: Plugins → VolSeg shows it again, with Stop"
+    ]
+    reopened = VolsegDock(viewer)
+    viewer.window.add_dock_widget(reopened, name="napari-volseg")
+    train = reopened.widgets["Train"]
+    assert train.stop_button.isEnabled() and not train.start_button.isEnabled() and train.plot.loss
+    train.session.set_checkpoint(train.session.checkpoint)  # a checkpoint: the closed panel's widgets hear nothing
+    viewer.close()  # the window goes: the session stops its run
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
+    assert trainer.stopping
+
+
 def test_closing_the_panel_asks_and_no_keeps_the_panel_and_its_job(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     """Closing a panel whose prediction runs asks first, naming the job; No puts the same panel back, still running
     (the walkthrough's panel went, its job unseen)."""
@@ -788,6 +850,31 @@ def test_closing_the_panel_asks_and_no_keeps_the_panel_and_its_job(make_napari_v
     assert owned.is_running
     owned.quit()
     qtbot.waitUntil(lambda: not owned.is_running, timeout=10_000)
+
+
+def test_closing_the_viewer_mid_prediction_shows_no_error(
+    make_napari_viewer, qtbot, tiny_ct_task, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """The walkthrough quit during "all cases": "showing the layers failed: list index out of range" (the layers of
+    the case predicted last were still being shown in turns on the closed viewer)."""
+    from napari_volseg._napari.widgets import VolsegDock
+
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    errors = []
+    monkeypatch.setattr("napari_volseg._napari.notify.show_error", lambda message: errors.append(message))
+    viewer = make_napari_viewer()
+    dock = VolsegDock(viewer)
+    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    data, predict = dock.widgets["Data"], dock.widgets["Predict & evaluate"]
+    open_task(qtbot, data, tiny_ct_task)
+    session = predict.session
+    session.set_checkpoint(tiny_checkpoint)
+    worker = predict.predict("all cases")
+    qtbot.waitUntil(lambda: len(session.results) >= 1, timeout=120_000)
+    viewer.close()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=120_000)
+    qtbot.wait(500)
+    assert errors == [] and session.closed
 
 
 def test_closing_the_panel_mid_prediction_raises_nothing(

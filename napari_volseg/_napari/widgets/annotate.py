@@ -18,7 +18,7 @@ from napari_volseg._napari import loading, workers
 from napari_volseg._napari.layers import annotation_colors
 from napari_volseg._napari.loading import case_layers, session_for
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.widgets.common import button_row, fit_columns, make_table, set_labels
+from napari_volseg._napari.widgets.common import button_row, fit_columns, listen, make_table, set_labels
 from napari_volseg._napari.widgets.versions import VersionsPanel
 from napari_volseg.annotate import accept as accepting
 from napari_volseg.annotate import sparse, versions
@@ -88,9 +88,9 @@ class AnnotateWidget(QWidget):
         self.accept_button.clicked.connect(self.accept)
         self.undo_button.clicked.connect(self.undo)
         self.stop_button.clicked.connect(self.stop)
-        self.session.task_changed.connect(lambda task: self.refresh())
-        self.session.checkpoint_changed.connect(lambda path: self.refresh())
-        self.viewer.layers.events.removed.connect(self._enable)  # the annotation layer deleted: nothing to accept
+        listen(self, self.session.task_changed, lambda task: self.refresh())
+        listen(self, self.session.checkpoint_changed, lambda path: self.refresh())
+        listen(self, self.viewer.layers.events.removed, self._enable)  # the annotation layer deleted: nothing to accept
         self.refresh()
 
     # -- view -------------------------------------------------------------------------------------

@@ -145,6 +145,21 @@ class NumberItem(QTableWidgetItem):
         return super().__lt__(other)
 
 
+def listen(widget, signal, slot) -> None:
+    """Connect ``signal`` (the session's psygnal signals, napari's events) to ``slot`` while ``widget`` lives: a
+    closed panel's widgets stop listening (their slots raised "wrapped C/C++ object ... has been deleted" at the
+    next checkpoint)."""
+    signal.connect(slot)
+
+    def forget(*_) -> None:
+        try:
+            signal.disconnect(slot)
+        except (RuntimeError, ValueError, TypeError):  # already gone with its owner
+            pass
+
+    widget.destroyed.connect(forget)
+
+
 def asked(parent, title: str, text: str) -> bool:
     """A Yes / No question (No by default); True for Yes."""
     from qtpy.QtWidgets import QMessageBox

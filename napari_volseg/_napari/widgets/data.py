@@ -23,7 +23,7 @@ from napari_volseg._napari import loading, workers
 from napari_volseg._napari.loading import session_for
 from napari_volseg._napari.notify import background
 from napari_volseg._napari.state import CaseInfo
-from napari_volseg._napari.widgets.common import compact, fit_columns, make_table
+from napari_volseg._napari.widgets.common import compact, fit_columns, listen, make_table
 from napari_volseg._napari.widgets.new_task import NewTaskDialog, make_task
 from napari_volseg.io.download import MSD_MD5
 
@@ -95,11 +95,11 @@ class DataWidget(QWidget):
         self.download_button.clicked.connect(self._download)
         self.table.cellDoubleClicked.connect(lambda r, c: self.open_case(self.table.item(r, 0).text()))
         self.open_case_button.clicked.connect(self._open_selected)
-        self.session.task_changed.connect(self._fill)
-        self.session.status.connect(self._show_status)
+        listen(self, self.session.task_changed, self._fill)
+        listen(self, self.session.status, self._show_status)
         self.new_task_button.clicked.connect(lambda: self.new_task())
         offer_dialog = self.new_task  # a closed dock answers no more drops (a drop after it raised "deleted")
-        self.session.folder_offered.connect(offer_dialog)
+        listen(self, self.session.folder_offered, offer_dialog)
         offers = self.session.folder_offered
         self.destroyed.connect(lambda *_: offers.disconnect(offer_dialog, missing_ok=True))
         if self.session.task is not None:

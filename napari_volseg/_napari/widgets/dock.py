@@ -77,11 +77,11 @@ class ClosesWithItsPanel:
             steps[0].viewer.window.add_dock_widget(self, name=self._dock_title, area="right")
             self.show()  # Qt hid it when napari took it out
             return
-        if jobs:
-            show_info(
-                "the napari-volseg panel was closed: its running prediction, ranking or fine-tune stopped "
-                "(a training run goes on; Plugins → VolSeg shows it again)"
-            )
+        training = session is not None and session.training is not None
+        if jobs or training:
+            stopped = "its running prediction, ranking or fine-tune stopped" if jobs else ""
+            goes_on = "the training run goes on: Plugins → VolSeg shows it again, with Stop" if training else ""
+            show_info("the napari-volseg panel was closed: " + "; ".join(p for p in (stopped, goes_on) if p))
         self.deleteLater()
 
     def _stop_asked(self, jobs) -> bool:

@@ -15,7 +15,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QWi
 from napari_volseg import paths
 from napari_volseg._napari import workers
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.widgets.common import compact
+from napari_volseg._napari.widgets.common import compact, listen
 from napari_volseg.engine.checkpoint import read_meta
 from napari_volseg.engine.quality import of_file
 from napari_volseg.errors import VolsegError
@@ -47,7 +47,7 @@ class ModelChooser(QWidget):
         self.combo.activated.connect(self._activated)
         self.combo.currentIndexChanged.connect(self._update_pull)
         self.pull_button.clicked.connect(self.pull_selected)
-        session.checkpoint_changed.connect(lambda _path: self.refresh())
+        listen(self, session.checkpoint_changed, lambda _path: self.refresh())
 
     # -- listing ----------------------------------------------------------------------------------
 

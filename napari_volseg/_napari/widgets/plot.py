@@ -11,6 +11,8 @@ import pyqtgraph as pg
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from napari_volseg._napari.widgets.common import listen
+
 LOSS_COLOR = "#ff9f0a"
 DICE_COLOR = "#30d158"
 
@@ -89,7 +91,7 @@ class TrainingPlot(QWidget):
         """Take ``viewer``'s theme now and whenever it changes."""
         self.apply_theme(getattr(viewer, "theme", "dark"))
         if hasattr(viewer, "events"):
-            viewer.events.theme.connect(lambda event: self.apply_theme(event.value))
+            listen(self, viewer.events.theme, lambda event: self.apply_theme(event.value))
 
     def clear(self, title: str = "") -> None:
         self.loss.clear()

@@ -20,13 +20,13 @@ from qtpy.QtWidgets import (
 
 from napari_volseg._napari import loading, workers
 from napari_volseg._napari.layers import LEGEND
-from napari_volseg._napari.loading import case_layers, remove_other_case_layers, session_for
+from napari_volseg._napari.loading import case_layers, in_session_turns, remove_other_case_layers, session_for
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.responsive import in_turns
 from napari_volseg._napari.widgets.common import (
     NumberItem,
     compact,
     fit_columns,
+    listen,
     make_table,
     set_labels,
     usable_or_asked,
@@ -96,8 +96,8 @@ class PredictWidget(QWidget):
         self.csv_button.clicked.connect(self._csv_dialog)
         self.save_button.clicked.connect(self._save_dialog)
         self.cohort_button.clicked.connect(self.cohort_dialog)
-        self.session.checkpoint_changed.connect(self._show_model)
-        self.session.results_changed.connect(self.refresh_table)
+        listen(self, self.session.checkpoint_changed, self._show_model)
+        listen(self, self.session.results_changed, self.refresh_table)
         self._show_model(self.session.checkpoint)
         self.refresh_table()
         if self.session.results and self.session.checkpoint:  # a reopened panel: what the table holds, and why
@@ -265,7 +265,7 @@ class PredictWidget(QWidget):
         steps = [prediction] + ([errors] if result.errors is not None else [])
         steps.append(remove_other_case_layers(self.viewer, case_id))  # other cases' result layers that found no use
         # another case asked for: stop; counted as loading until done (busy_loading)
-        in_turns(steps, current=lambda: self.session.showing == case_id, ended=self.session.adding_layers())
+        in_session_turns(self.session, steps, current=lambda: self.session.showing == case_id)
 
     # -- table ------------------------------------------------------------------------------------
 

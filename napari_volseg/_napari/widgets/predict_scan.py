@@ -13,9 +13,8 @@ from napari.layers import Image
 from napari_volseg import metrics
 from napari_volseg._napari import workers
 from napari_volseg._napari.layers import GROUND_TRUTH, META_KEY, geometry_of, image_in_view
-from napari_volseg._napari.loading import case_layers
+from napari_volseg._napari.loading import case_layers, in_session_turns
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.responsive import in_turns
 from napari_volseg._napari.widgets.common import set_labels
 from napari_volseg.io import volumes
 
@@ -79,7 +78,7 @@ def predict_scan(widget):
         steps = [lambda: set_labels(widget.viewer, f"{case} prediction", result.labels, layer, "prediction", case)]
         if result.errors is not None:
             steps.append(lambda: set_labels(widget.viewer, f"{case} errors", result.errors, layer, "errors", case))
-        in_turns(steps, ended=widget.session.adding_layers())
+        in_session_turns(widget.session, steps)
         if widget.session.task is None:  # in the table, exported and saved like a task's cases (unless a task
             widget.session.results_for_model(result.model)  # was opened meanwhile: not one of its cases)
             widget.session.dropped_labels = names

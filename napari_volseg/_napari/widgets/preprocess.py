@@ -13,7 +13,7 @@ from napari_volseg._napari import workers
 from napari_volseg._napari.layers import META_KEY
 from napari_volseg._napari.loading import add_layer, case_layers, refill, session_for
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.widgets.common import compact
+from napari_volseg._napari.widgets.common import compact, listen
 from napari_volseg._napari.widgets.forms import DataclassForm
 from napari_volseg.cache import PreparedCache
 from napari_volseg.config import PlanSettings, Preset
@@ -63,7 +63,7 @@ class PreprocessWidget(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
         self.preset.currentTextChanged.connect(self.session.choose_preset)
-        self.session.preset_changed.connect(self._show_preset)
+        listen(self, self.session.preset_changed, self._show_preset)
         self._show_preset(self.session.preset)
         self.form.changed.connect(self._changed)
         self._enable_fields()

@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout
 from napari_volseg._napari.layers import META_KEY, label_colors
 from napari_volseg._napari.loading import add_layer, case_layers, session_for
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.widgets.common import button_row, compact
+from napari_volseg._napari.widgets.common import button_row, compact, listen
 
 POSITIVE, NEGATIVE, BOX, SCRIBBLES = "prompts +", "prompts −", "prompt box", "prompt scribbles"
 KEYS = {"positive": "Shift-P", "negative": "Shift-N", "box": "Shift-B", "scribble": "Shift-S", "undo": "Shift-Z"}
@@ -108,10 +108,10 @@ class PromptsWidget(QWidget):
         self.erase_button.clicked.connect(lambda: self.tool("scribble", 2))
         self.undo_button.clicked.connect(self.undo)
         self.next_button.clicked.connect(self.next_object)
-        napari_viewer.layers.events.inserted.connect(lambda e: self.refresh_images())
-        napari_viewer.layers.events.removed.connect(lambda e: self.refresh_images())
-        self.session.case_opened.connect(self.follow_case)
-        self.session.checkpoint_changed.connect(lambda path: self.follow_model())
+        listen(self, napari_viewer.layers.events.inserted, lambda e: self.refresh_images())
+        listen(self, napari_viewer.layers.events.removed, lambda e: self.refresh_images())
+        listen(self, self.session.case_opened, self.follow_case)
+        listen(self, self.session.checkpoint_changed, lambda path: self.follow_model())
         for action, key in KEYS.items():
             handler = self.undo if action == "undo" else (lambda a=action: self.tool(a, 1))
             napari_viewer.bind_key(key, lambda viewer, h=handler: h(), overwrite=True)
@@ -199,9 +199,9 @@ class PromptsWidget(QWidget):
             self.scribbled = np.zeros(image.data.shape, bool)
         self.seen[name] = 0
         if name == SCRIBBLES:
-            layer.events.paint.connect(lambda e: self.scribble_painted())
+            listen(self, layer.events.paint, lambda e: self.scribble_painted())
         else:
-            layer.events.data.connect(lambda e, n=name: self.placed_prompt(n, e))
+            listen(self, layer.events.data, lambda e, n=name: self.placed_prompt(n, e))
         return layer
 
     def tool(self, which: str, paint: int = 1) -> None:

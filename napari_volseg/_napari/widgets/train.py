@@ -25,8 +25,7 @@ from napari_volseg import events as ev
 from napari_volseg import paths
 from napari_volseg._napari.loading import session_for
 from napari_volseg._napari.notify import background, notify_error
-from napari_volseg._napari.state import stop_worker
-from napari_volseg._napari.widgets.common import compact
+from napari_volseg._napari.widgets.common import compact, listen
 from napari_volseg._napari.widgets.forms import DataclassForm
 from napari_volseg._napari.widgets.model_chooser import ModelChooser
 from napari_volseg._napari.widgets.plot import TrainingPlot
@@ -74,17 +73,8 @@ class Training:
     status: RunStatus
     events: list = field(default_factory=list)
     """The events so far that the chart draws (steps, validations, stage starts)."""
-    docks: int = 0
-    """Train docks showing it; when the last is destroyed (the viewer closes) the run stops, writing its model."""
-
-    def shown_by(self, dock: QWidget) -> None:
-        self.docks += 1
-        dock.destroyed.connect(lambda *_: self.released())
-
-    def released(self) -> None:
-        self.docks -= 1
-        if self.docks <= 0:
-            stop_worker(self.worker)
+    previous: Path | None = None
+    """The model in use when the run started: a run stopped before any validation leaves it in use."""
 
 
 def record(session, active: Training, event) -> None:
@@ -106,10 +96,16 @@ def record(session, active: Training, event) -> None:
         notify_error(event.message)
     elif isinstance(event, ev.Finished):
         model = run.model_after(event)
-        if model is not None:
+        kept = active.previous if event.best_path is None and active.previous is not None else None
+        if kept is not None:  # stopped before any validation: unvalidated weights do not replace the chosen model
+            session.set_checkpoint(kept)
+        elif model is not None:
             session.set_checkpoint(model)
         run.active = False
-        show_info(run.finished_summary(event))
+        summary = run.finished_summary(event)
+        if kept is not None and model is not None:
+            summary += f"; not validated: {Path(kept).stem} stays in use"
+        show_info(summary)
 
 
 class TrainWidget(QWidget):
@@ -181,15 +177,15 @@ class TrainWidget(QWidget):
         layout.addWidget(self.plot, 1)
 
         self.preset.currentTextChanged.connect(self.session.choose_preset)
-        self.session.preset_changed.connect(self._show_preset)
-        self.session.plan_changed.connect(self._show_plan)
+        listen(self, self.session.preset_changed, self._show_preset)
+        listen(self, self.session.plan_changed, self._show_plan)
         self._show_preset(self.session.preset)
         self.start_button.clicked.connect(lambda: self.start())
         self.stop_button.clicked.connect(self.stop)
         self.save_button.clicked.connect(self._save_dialog)
-        self.session.checkpoint_changed.connect(self._show_checkpoint)
+        listen(self, self.session.checkpoint_changed, self._show_checkpoint)
         self._show_checkpoint(self.session.checkpoint)
-        self.session.task_changed.connect(self._offer_starts)
+        listen(self, self.session.task_changed, self._offer_starts)
         self.model.currentTextChanged.connect(self._offer_starts)
         self._offer_starts()
         self._show_checkpoint(self.session.checkpoint)  # a dock opened after a model was chosen names it
@@ -263,7 +259,7 @@ class TrainWidget(QWidget):
 
         worker = work()
         worker.volseg_stop = trainer.stop
-        active = Training(trainer, worker, RunStatus())
+        active = Training(trainer, worker, RunStatus(), previous=self.session.checkpoint)
         active.status.begin(preset)
         session = self.session
         session.training = active  # the session owns the run: a Train dock opened later shows it, with Stop
@@ -286,7 +282,6 @@ class TrainWidget(QWidget):
         self.status.setText(self.run.step_text() if self.run.steps else "preparing the cases…")
         active.worker.yielded.connect(self._on_event)
         active.worker.finished.connect(self._idle)
-        active.shown_by(self)
         self.start_button.setEnabled(False)
         self.stop_button.setEnabled(not active.trainer.stopping)
         self.settings.collapse(animate=False)
@@ -329,7 +324,11 @@ class TrainWidget(QWidget):
         elif isinstance(event, ev.Failed):
             self.status.setText(f"failed: {event.message}")
         elif isinstance(event, ev.Finished):
-            self.status.setText(run.finished_text(event))
+            text = run.finished_text(event)
+            previous = self.session.training.previous if self.session.training is not None else None
+            if event.best_path is None and previous is not None and self.session.checkpoint == previous:
+                text += f" Not validated: {Path(previous).stem} stays in use."
+            self.status.setText(text)
 
     def _idle(self) -> None:
         if self._bar is not None:
