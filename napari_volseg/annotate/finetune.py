@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from napari_volseg.annotate.fit import unfit
 from napari_volseg.config import DEFAULT_PRESET, FinetuneConfig, load_preset
 from napari_volseg.engine import checkpoint as ckpt
 from napari_volseg.engine.trainer import Trainer
@@ -60,12 +61,10 @@ def finetuner(
     out = Path(out)
     if checkpoint.path is not None and out.resolve() == Path(checkpoint.path).resolve():
         raise VolsegError(f"--out {out.name} is the checkpoint being fine-tuned; name a new file")
-    plan, channels = checkpoint.plan, max(1, len(task.modalities))
-    if (plan.num_classes, plan.in_channels) != (task.num_classes, channels):
-        raise VolsegError(
-            f"the model segments {plan.num_classes - 1} structure(s) in {plan.in_channels}-channel scans; "
-            f"task {task.name} has {task.num_classes - 1} in {channels}-channel scans"
-        )
+    plan = checkpoint.plan
+    reason = unfit(plan.num_classes, plan.in_channels, checkpoint.labels, task)
+    if reason:
+        raise VolsegError(reason)
     base = checkpoint.preset  # as trained: its patch and batch
     # the time budget ends the run and drives the poly schedule; epochs no longer limit it
     # fine-tunes keep their latest weights (average_last 1): checkpoint averaging was not measured for them

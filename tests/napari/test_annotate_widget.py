@@ -265,3 +265,23 @@ def test_after_a_fine_tune_edits_are_kept_or_replaced_as_the_user_answers(
     qtbot.waitUntil(lambda: len(asked) == 2 and widget.worker is None and widget.suggested is not None, timeout=60_000)
     qtbot.waitUntil(lambda: np.array_equal(np.asarray(viewer.layers[f"{case} annotation"].data), widget.suggested))
     assert not np.array_equal(np.asarray(viewer.layers[f"{case} annotation"].data), edited)
+
+
+def test_a_model_of_other_classes_is_refused_before_it_ranks(annotate, monkeypatch):
+    """The walkthrough ranked and corrected with msd-hippocampus (anterior, posterior) on a one-class task: every
+    correction was then refused at Accept ("the label holds value(s) [2]"). Rank and Predict now say so first."""
+    from napari_volseg._napari.widgets import annotate as annotate_module
+    from napari_volseg.zoo import registry
+
+    _, widget = annotate
+    said = []
+    monkeypatch.setattr(annotate_module, "notify_error", lambda message: said.append(str(message)))
+    widget.session.set_checkpoint(registry.resolve("msd-hippocampus"))
+    assert widget.rank() is None and widget.predict(widget.session.task.test_cases[0].id) is None
+    assert len(said) == 2 and said[0] == said[1]
+    assert said[0].startswith("the model segments 2 structure(s) (Anterior, Posterior) in 1-channel scans; task ")
+    assert said[0].endswith(
+        "its predictions cannot be this task's labels (make the task with the model's classes, "
+        "or annotate from scratch)"
+    )
+    assert widget.worker is None

@@ -23,6 +23,7 @@ from napari_volseg._napari.widgets.versions import VersionsPanel
 from napari_volseg.annotate import accept as accepting
 from napari_volseg.annotate import sparse, versions
 from napari_volseg.annotate.edits import EditStats, accept_report, edit_stats
+from napari_volseg.annotate.fit import unfit_for
 from napari_volseg.io.new_task import DEFAULT_UNLABELLED
 
 NO_ANNOTATION = "no annotation open: Predict or Annotate from scratch first"
@@ -34,10 +35,8 @@ class AnnotateWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.worker = None
-        """The running rank, predict or training job (one at a time)."""
-        self.writer = None
-        """The running accept or undo (one at a time; it may run beside a training job)."""
+        self.worker = self.writer = None
+        """The running rank, predict or training job; the running accept or undo (one of each at a time)."""
         self.ranking: list = []
         self.case_id: str | None = None
         """The case whose annotation layer is open."""
@@ -51,8 +50,7 @@ class AnnotateWidget(QWidget):
         self.model_label = QLabel("model: none")
         self.model_label.setWordWrap(True)
         layout.addWidget(self.model_label)
-        # what to do next (or why there is nothing to do) under the model, in view: last in the tab it was cut at the
-        # bottom of a 1366 x 768 screen, and a newcomer saw only buttons that answered with errors
+        # what to do next (or why not) under the model, in view: at the bottom it was cut at 1366 x 768
         self.status = QLabel("open a task (Data tab)")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
@@ -226,7 +224,10 @@ class AnnotateWidget(QWidget):
         if need_model and self.session.checkpoint is None:
             notify_error(NO_MODEL)
             return False
-        return True
+        unfit = unfit_for(self.session.checkpoint, self.session.task) if need_model else None
+        if unfit:
+            notify_error(unfit)
+        return not unfit
 
     def rank(self):
         """Predict every unlabelled case in a worker, list them most uncertain first, open the first."""
