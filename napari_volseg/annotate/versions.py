@@ -64,11 +64,13 @@ def next_version_path(folder: str | os.PathLike) -> Path:
     return folder / f"{VERSION_PREFIX}{max(taken, default=0) + 1:03d}.safetensors"
 
 
-def versions_for(folder: str | os.PathLike, in_use: str | os.PathLike | None) -> list[Version]:
-    """The model versions to offer: the task's versions in ``folder``, with the model in use first where it is not
-    one of them (a shipped or trained model the loop started from)."""
+def versions_for(
+    folder: str | os.PathLike, in_use: str | os.PathLike | None, earlier: tuple[str | os.PathLike, ...] = ()
+) -> list[Version]:
+    """The model versions to offer: the task's versions in ``folder``, with the models from outside it first: the
+    one in use and those used ``earlier`` in the loop (a shipped or trained model it started from stays listed once a
+    fine-tuned version is in use, to go back to)."""
     listed = list_versions(folder)
-    if in_use and Path(in_use) not in {v.path for v in listed}:
-        current = read_version(in_use)
-        listed = ([current] if current else []) + listed
-    return listed
+    known = {v.path for v in listed}
+    outside = dict.fromkeys(Path(p) for p in (*earlier, in_use) if p and Path(p) not in known)
+    return [v for v in (read_version(p) for p in outside if p.is_file()) if v is not None] + listed

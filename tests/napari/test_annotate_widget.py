@@ -285,3 +285,36 @@ def test_a_model_of_other_classes_is_refused_before_it_ranks(annotate, monkeypat
         "or annotate from scratch)"
     )
     assert widget.worker is None
+
+
+def test_the_model_the_loop_started_from_stays_listed_after_a_fine_tune(
+    annotate, qtbot, tiny_checkpoint, annotate_task, monkeypatch
+):
+    """The walkthrough fine-tuned msd-hippocampus: v001 was listed alone, the shipped model gone from the list
+    (no double-click back to it)."""
+    from napari_volseg import events as ev
+    from napari_volseg.annotate import finetune
+
+    _, widget = annotate
+
+    class Version:
+        def __init__(self, checkpoint, task, out, minutes):
+            self.out = out
+
+        def run(self):
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(tiny_checkpoint, self.out)
+            yield ev.Finished(1, 0.5, self.out, None, False, 1.0)
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(finetune, "next_version_trainer", Version)
+    widget.session.set_checkpoint(tiny_checkpoint)  # a model from outside the task's models folder
+    widget.models.train()
+    qtbot.waitUntil(lambda: widget.session.checkpoint == annotate_task / "models" / "v001.safetensors", timeout=60_000)
+    _wait(qtbot, widget)
+    rows = [widget.versions.item(r, 0).text() for r in range(widget.versions.rowCount())]
+    assert rows == [tiny_checkpoint.stem, "v001 (in use)"]
+    widget.versions.cellDoubleClicked.emit(0, 0)
+    assert widget.session.checkpoint == tiny_checkpoint

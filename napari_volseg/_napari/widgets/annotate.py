@@ -21,7 +21,7 @@ from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.widgets.common import button_row, fit_columns, listen, make_table, set_labels
 from napari_volseg._napari.widgets.versions import VersionsPanel
 from napari_volseg.annotate import accept as accepting
-from napari_volseg.annotate import sparse, versions
+from napari_volseg.annotate import sparse
 from napari_volseg.annotate.edits import EditStats, accept_report, edit_stats
 from napari_volseg.annotate.fit import unfit_for
 from napari_volseg.io.new_task import DEFAULT_UNLABELLED
@@ -117,7 +117,7 @@ class AnnotateWidget(QWidget):
             texts += ("" if math.isnan(ml) else f"{ml:.1f}",)
             for c, text in enumerate(texts):
                 self.cases.setItem(r, c, QTableWidgetItem(text))
-        self.models.fill(versions.versions_for(self.models_dir(), checkpoint), checkpoint)
+        self.models.show(self.models_dir(), checkpoint)
         fit_columns(self.cases)
         self._enable()
         if self.worker is None and self.annotation_layer() is None:

@@ -13,7 +13,7 @@ from napari_volseg import events as ev
 from napari_volseg._napari import workers
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.widgets.common import asked, compact, fit_columns, make_table
-from napari_volseg.annotate import versions
+from napari_volseg.annotate import sparse, versions
 from napari_volseg.config import FinetuneConfig
 
 
@@ -33,6 +33,8 @@ class VersionsPanel(QWidget):
         heading.addWidget(self.compare_button)
         layout.addLayout(heading)
         self.table = make_table(("version", "Dice", "train cases"), min_height=70)
+        self.earlier: list = []
+        """The models used in this loop so far (listed while their files exist, to go back to)."""
         self.scores: dict[Path, float] = {}
         """Each version's Dice on the common cases, once compared (:mod:`napari_volseg.annotate.compare`)."""
         self.compared = 0
@@ -53,6 +55,12 @@ class VersionsPanel(QWidget):
         self.table.cellDoubleClicked.connect(lambda r, c: owner.use_version(Path(self.table.item(r, 0).toolTip())))
         self.train_button.clicked.connect(self.train)
         self.compare_button.clicked.connect(self.compare)
+
+    def show(self, folder: Path, checkpoint) -> None:
+        """List the task's versions in ``folder`` and the models used in this loop so far."""
+        if checkpoint and checkpoint not in self.earlier:
+            self.earlier.append(checkpoint)
+        self.fill(versions.versions_for(folder, checkpoint, tuple(self.earlier)), checkpoint)
 
     def fill(self, listed: list[versions.Version], checkpoint) -> None:
         """List the versions (the one in use marked) and name the training button for what it will do."""
@@ -107,7 +115,10 @@ class VersionsPanel(QWidget):
 
         def then():  # the open case again, predicted by the new model: asked first where edits would be replaced
             model, case = owner.session.checkpoint, owner.case_id
-            if case is None or model == checkpoint:
+            left = {c.id for c in sparse.cases_to_annotate(owner.session.task)} if owner.session.task else set()
+            if case is None or model == checkpoint or case not in left:  # an accepted case is ground truth now
+                if model != checkpoint and model is not None:
+                    owner.status.setText(f"{Path(model).stem} in use: Rank or open the next case")
                 return
             if owner.unsaved(None) is not None and not asked(
                 self,
