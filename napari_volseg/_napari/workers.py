@@ -55,7 +55,8 @@ def start(
             on_done()
 
     worker.finished.connect(ended)
-    worker.volseg_desc = what or desc  # what a closing panel names when it asks whether to stop its jobs
+    # what a closing panel names when it asks whether to stop its jobs: the bar's description as it reads now
+    worker.volseg_desc = lambda: what or (str(bar.desc).rstrip(": ") if bar is not None else None) or desc
     session.track(worker, owner=owner, loader=loader)
     worker.start()
     return worker

@@ -59,6 +59,10 @@ def compare(
     error when there are none). Scores already in ``folder/comparison.json`` for the same cases are reused."""
     folder = Path(folder)
     cases = common_cases(task, models)
+    if not [c for c in task.cases if not c.sparse]:
+        raise VolsegError(
+            f"{task.name} has no fully labelled case to compare the versions on: Accept a corrected case first"
+        )
     if not cases:
         raise VolsegError(
             f"every labelled case of {task.name} trained one of these versions: none is left to compare them on "

@@ -33,7 +33,10 @@ def finetuning_split(checkpoint: ckpt.Checkpoint, task: Task) -> tuple[Split, li
     """``(split, recent ids)``: the checkpoint's validation cases that are still fully labelled validate,
     all other labelled cases train, and ``recent`` names those the checkpoint has not been trained on."""
     if not task.cases:
-        raise VolsegError(f"task {task.name} has no labelled cases to fine-tune on")
+        raise VolsegError(
+            f"task {task.name} has no labelled cases to fine-tune on: Accept a corrected case first (its edits join "
+            "training then)"
+        )
     wanted = set(validation_ids(checkpoint))
     val = [c for c in task.cases if c.id in wanted and not c.sparse]
     val_ids = {c.id for c in val}

@@ -36,3 +36,12 @@ def test_no_case_left_to_compare_on_is_one_line(tiny_ct_task, tiny_checkpoint, t
     monkeypatch.setattr(Provenance, "read", classmethod(lambda cls, path: everything))
     with pytest.raises(VolsegError, match="none is left to compare them on"):
         list(compare(task, [tiny_checkpoint], tmp_path))
+
+
+def test_a_task_without_labelled_cases_says_to_accept_one_first(tiny_ct_task, tiny_checkpoint, tmp_path):
+    """The walkthrough's task of unlabelled scans read "every labelled case ... trained one of these versions"."""
+    import dataclasses
+
+    task = dataclasses.replace(decathlon.load_task(tiny_ct_task), cases=[])  # its scans all unlabelled
+    with pytest.raises(VolsegError, match="has no fully labelled case to compare the versions on: Accept a corrected"):
+        list(compare(task, [tiny_checkpoint], tmp_path))

@@ -86,7 +86,9 @@ class ClosesWithItsPanel:
 
     def _stop_asked(self, jobs) -> bool:
         """Ask whether closing should stop ``jobs``; True to stop them and close."""
-        named = sorted({str(job.volseg_desc) for job in jobs if getattr(job, "volseg_desc", None)})
+        named = sorted(
+            {str(job.volseg_desc()) for job in jobs if getattr(job, "volseg_desc", None) and job.volseg_desc()}
+        )
         what = ", ".join(named) if named else "a prediction, ranking or fine-tune"
         return asked(
             None,
