@@ -170,11 +170,12 @@ the middle of "false negative (errors)")."""
 
 
 def image_in_view(viewer):
-    """The image a face works on without a task: the selected image layer, else the top one (a dropped scan)."""
+    """The image a face works on without a task: the selected image layer, else the top one shown (a dropped scan)."""
     from napari.layers import Image
 
     active = viewer.layers.selection.active
     if isinstance(active, Image):
         return active
     images = [layer for layer in viewer.layers if isinstance(layer, Image)]
-    return images[-1] if images else None
+    shown = [layer for layer in images if layer.visible]  # a 4D scan's hidden volumes are not the one in view
+    return (shown or images)[-1] if images else None

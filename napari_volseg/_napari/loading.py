@@ -112,8 +112,6 @@ def add_layer(viewer, data, kwargs: dict, kind: str):
     """A new layer; an image goes under the labels already shown (two dropped files may finish in either order)."""
     kwargs = {k: v for k, v in kwargs.items() if k != "contrast_limits_range"}
     added = getattr(viewer, f"add_{kind}")(data, **kwargs)
-    if isinstance(added, list) and added:  # a scan of several volumes: the one shown is the one selected
-        viewer.layers.selection.active = added[0]
     if kind == "image":
         from napari.layers import Image
 
@@ -123,6 +121,8 @@ def add_layer(viewer, data, kwargs: dict, kind: str):
             if below is not None and at > below:
                 viewer.layers.move(at, below)
                 below += 1
+    if isinstance(added, list) and added:  # a scan of several volumes: the one shown is the one selected (set after
+        viewer.layers.selection.active = added[0]  # the move under the labels, which left nothing selected)
     return added
 
 

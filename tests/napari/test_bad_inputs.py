@@ -181,14 +181,19 @@ def test_a_4d_scan_says_it_opened_as_channels_and_predict_says_which_it_used(
     ship_a_model(tmp_path, monkeypatch)
     scan = volumes.read(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz")
     four = write_nifti(tmp_path / "two.nii.gz", np.stack([scan.data.T, scan.data.T], axis=-1).astype(np.float32))
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     predict = PredictWidget(viewer)
+    viewer.add_labels(np.zeros((2, 2, 2), np.uint8), name="earlier labels")  # the volumes go under it: moved
     loading.open_files(predict.session, [four])
     qtbot.waitUntil(lambda: "two [1]" in viewer.layers and not predict.session.busy_loading(), timeout=20_000)
+    qtbot.wait(300)  # the layer list's own reactions
     said = [m for _, m in _messages(notifications)]
     opened = "two.nii.gz holds 2 volumes (channels or time points): opened as 'two [0]' (shown) to 'two [1]' (hidden)"
     assert any(opened in m for m in said), said
     assert viewer.layers["two [0]"].visible and not viewer.layers["two [1]"].visible  # not overlaid additively
+    # the one shown is the one Predict reads (the walkthrough's, moved under its labels, had nothing selected and
+    # Predict took the top image: the hidden 'two [1]')
+    assert [layer.name for layer in viewer.layers.selection] == ["two [0]"]
     assert predict.chooser.select("organ-pretrained")
     viewer.layers.selection.clear()  # nothing chosen: a one-channel model does not pick a volume in silence
     notifications.clear()
@@ -234,3 +239,27 @@ def test_a_volume_chosen_in_the_plugin_menus_dock_is_predicted(
     qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
     qtbot.waitUntil(lambda: "predicted" in predict.status.text(), timeout=20_000)
     assert "volume 1 of two" in predict.status.text() and not [m for s, m in _messages(notifications) if s == "error"]
+
+
+def test_a_4d_scan_opened_by_a_script_predicts_the_volume_shown(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, tiny_ct_task
+):
+    """Read without a running event loop (a script's viewer.open), napari adds a 4D scan's volumes itself and
+    selects the last, hidden one: the walkthrough's Predict segmented 'heart_4d [1]' and drew it over '[0]'."""
+    from test_model_chooser import ship_a_model
+
+    from napari_volseg._napari.widgets import PredictWidget
+    from napari_volseg.io import volumes
+
+    ship_a_model(tmp_path, monkeypatch)
+    scan = volumes.read(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz")
+    four = write_nifti(tmp_path / "two.nii.gz", np.stack([scan.data.T, scan.data.T * 0], axis=-1).astype(np.float32))
+    viewer = make_napari_viewer()
+    predict = PredictWidget(viewer)
+    viewer.open(str(four), plugin="napari-volseg")
+    assert viewer.layers.selection.active.name == "two [1]" and not viewer.layers["two [1]"].visible
+    assert predict.chooser.select("organ-pretrained")
+    assert predict.predict("current case") is not None
+    qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: "predicted" in predict.status.text(), timeout=20_000)
+    assert "volume 0 of two" in predict.status.text()

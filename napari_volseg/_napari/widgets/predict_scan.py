@@ -47,10 +47,13 @@ def predict_scan(widget):
     if layer.ndim != 3 or layer.rgb:
         notify_error(f"{layer.name}: only 3D scans can be predicted without a task (open a task)")
         return None
-    info = layer.metadata.get(META_KEY, {})
     name, channel_layers, chosen = _volumes_of(widget.viewer, layer)
     active = widget.viewer.layers.selection.active  # by name: napari hands plugins proxies, a new one per access
     selected = active is not None and active.name == layer.name
+    shown = [i for i, volume in enumerate(channel_layers) if volume.visible]
+    if chosen is not None and not layer.visible and len(shown) == 1:  # napari selected a hidden volume (the last
+        chosen, layer, selected = shown[0], channel_layers[shown[0]], True  # added): the one in view is meant
+    info = layer.metadata.get(META_KEY, {})
     case = info.get("case") or name
     kwargs = {"metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate}
     geometry = geometry_of(kwargs, tuple(layer.data.shape))
