@@ -110,3 +110,32 @@ def test_a_dicom_study_folder_still_opens_as_series_not_as_a_new_task(tiny_ct_ta
 
     write_series(tmp_path / "PATIENT" / "SERIES", volumes.read(tiny_ct_task / "imagesTr" / "spleen_002.nii.gz"), "CT")
     assert napari_get_reader(str(tmp_path / "PATIENT")) is read_volumes
+
+
+def test_a_dropped_folder_of_scans_can_be_only_viewed(make_napari_viewer, qtbot, tiny_ct_task, tmp_path, monkeypatch):
+    """The walkthrough dropped a folder of unlabelled scans to look at them: the only answers were make a task or
+    Cancel, which opened nothing. "Only view the first 4" opens them as dropped files."""
+    from napari_volseg._napari.reader import napari_get_reader
+    from napari_volseg._napari.widgets import DataWidget
+    from napari_volseg._napari.widgets.new_task import VIEW_ONLY, NewTaskDialog
+
+    root = tmp_path / "MyLiver"
+    _layout(tiny_ct_task, root)
+    viewer = make_napari_viewer()
+    data = DataWidget(viewer)
+    offered = []
+
+    def view_only(dialog):
+        from qtpy.QtWidgets import QPushButton
+
+        offered.append([b.text() for b in dialog.findChildren(QPushButton)])
+        return VIEW_ONLY
+
+    monkeypatch.setattr(NewTaskDialog, "exec", view_only)
+    assert napari_get_reader(str(root / "images"))([str(root / "images")]) == [(None,)]
+    qtbot.waitUntil(lambda: len(viewer.layers) == 3 and not data.session.busy_loading(), timeout=60_000)
+    assert "Only view the first 4" in offered[0]
+    assert sorted(layer.name for layer in viewer.layers) == sorted(
+        p.name.split(".")[0] for p in (root / "images").iterdir()
+    )
+    assert data.session.task is None

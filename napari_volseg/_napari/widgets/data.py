@@ -24,7 +24,7 @@ from napari_volseg._napari.loading import session_for
 from napari_volseg._napari.notify import background
 from napari_volseg._napari.state import CaseInfo
 from napari_volseg._napari.widgets.common import compact, fit_columns, listen, make_table
-from napari_volseg._napari.widgets.new_task import NewTaskDialog, make_task
+from napari_volseg._napari.widgets.new_task import VIEW_ONLY, NewTaskDialog, make_task
 from napari_volseg.io.download import MSD_MD5
 
 COLUMNS = ("case", "shape z×y×x", "spacing mm", "split")
@@ -100,8 +100,6 @@ class DataWidget(QWidget):
         self.new_task_button.clicked.connect(lambda: self.new_task())
         offer_dialog = self.new_task  # a closed dock answers no more drops (a drop after it raised "deleted")
         listen(self, self.session.folder_offered, offer_dialog)
-        offers = self.session.folder_offered
-        self.destroyed.connect(lambda *_: offers.disconnect(offer_dialog, missing_ok=True))
         if self.session.task is not None:
             self._fill(self.session.task)
 
@@ -114,7 +112,10 @@ class DataWidget(QWidget):
     def new_task(self, images: Path | None = None):
         """Ask for ``volseg new-task``'s fields, write the task in a worker, then open it (in the session's)."""
         dialog = NewTaskDialog(self, images)
-        if dialog.exec():
+        answer = dialog.exec()
+        if answer == VIEW_ONLY:
+            return loading.open_files(self.session, dialog.scans_to_view())
+        if answer:
             return make_task(dialog.values(), self.open_task, self.session)
         return None
 

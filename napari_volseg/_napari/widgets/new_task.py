@@ -25,10 +25,14 @@ from qtpy.QtWidgets import (
 )
 
 from napari_volseg._napari.notify import background, notify_error
+from napari_volseg.io import volumes
 from napari_volseg.io.layouts import detect_layout, propose
 from napari_volseg.io.new_task import AUTO, MODALITIES, write_task_from_files
 
 AUTO_CHOICE = "auto (from the scans)"
+VIEW_ONLY = 2
+"""The dialog's result when the user chose to only view the dropped folder's scans."""
+VIEW_AT_MOST = 4
 
 
 def offer(folder: Path, session=None) -> None:
@@ -99,7 +103,20 @@ class NewTaskDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
+        if images is not None:  # a dropped folder: looking at its scans needs no task (Cancel opened nothing)
+            view = buttons.addButton(f"Only view the first {VIEW_AT_MOST}", QDialogButtonBox.ButtonRole.ActionRole)
+            view.setToolTip("open the folder's first scans as dropped files, without making a task")
+            view.clicked.connect(lambda: self.done(VIEW_ONLY))
         form.addRow(buttons)
+
+    def scans_to_view(self) -> list[Path]:
+        """The first :data:`VIEW_AT_MOST` scans (files, DICOM series folders) of the images folder."""
+        folder = Path(self.images.text())
+        try:
+            found = sorted(p for p in folder.iterdir() if volumes.is_scan_file(p) or volumes.holds_dicom(p))
+        except OSError:
+            return []
+        return found[:VIEW_AT_MOST]
 
     def _fill_from(self, folder: Path) -> None:
         layout = detect_layout(folder)
@@ -134,6 +151,7 @@ class NewTaskDialog(QDialog):
                     f"found: {kind}; the labels hold {text.count(',')} class(es) besides background"
                     + (f". Note: {note}" if note else "")
                 )
+                self.adjustSize()  # the note's lines were cut at the top and bottom of a dialog sized before it
             except RuntimeError:  # the dialog was closed meanwhile
                 pass
 
