@@ -241,11 +241,12 @@ def test_a_volume_chosen_in_the_plugin_menus_dock_is_predicted(
     assert "volume 1 of two" in predict.status.text() and not [m for s, m in _messages(notifications) if s == "error"]
 
 
-def test_a_4d_scan_opened_by_a_script_predicts_the_volume_shown(
+def test_a_4d_scan_opened_by_a_script_shows_the_volume_predicted(
     make_napari_viewer, qtbot, tmp_path, monkeypatch, tiny_ct_task
 ):
     """Read without a running event loop (a script's viewer.open), napari adds a 4D scan's volumes itself and
-    selects the last, hidden one: the walkthrough's Predict segmented 'heart_4d [1]' and drew it over '[0]'."""
+    selects the last, hidden one: the walkthrough's Predict segmented 'heart_4d [1]' and drew it over '[0]', shown.
+    The volume segmented is now the one shown."""
     from test_model_chooser import ship_a_model
 
     from napari_volseg._napari.widgets import PredictWidget
@@ -262,4 +263,5 @@ def test_a_4d_scan_opened_by_a_script_predicts_the_volume_shown(
     assert predict.predict("current case") is not None
     qtbot.waitUntil(lambda: predict.worker is None, timeout=120_000)
     qtbot.waitUntil(lambda: "predicted" in predict.status.text(), timeout=20_000)
-    assert "volume 0 of two" in predict.status.text()
+    assert "volume 1 of two" in predict.status.text()
+    assert viewer.layers["two [1]"].visible and not viewer.layers["two [0]"].visible

@@ -50,9 +50,6 @@ def predict_scan(widget):
     name, channel_layers, chosen = _volumes_of(widget.viewer, layer)
     active = widget.viewer.layers.selection.active  # by name: napari hands plugins proxies, a new one per access
     selected = active is not None and active.name == layer.name
-    shown = [i for i, volume in enumerate(channel_layers) if volume.visible]
-    if chosen is not None and not layer.visible and len(shown) == 1:  # napari selected a hidden volume (the last
-        chosen, layer, selected = shown[0], channel_layers[shown[0]], True  # added): the one in view is meant
     info = layer.metadata.get(META_KEY, {})
     case = info.get("case") or name
     kwargs = {"metadata": layer.metadata, "scale": layer.scale, "translate": layer.translate}
@@ -78,6 +75,9 @@ def predict_scan(widget):
 
     def shown(returned):
         result, names, stacked = returned
+        if not stacked and len(channel_layers) > 1:  # the volume segmented is the one shown under its prediction
+            for volume in channel_layers:  # (napari had selected the hidden one it added last: the walkthrough's
+                volume.visible = volume.name == layer.name  # heart_4d [1] was segmented and drawn over [0])
         steps = [lambda: set_labels(widget.viewer, f"{case} prediction", result.labels, layer, "prediction", case)]
         if result.errors is not None:
             steps.append(lambda: set_labels(widget.viewer, f"{case} errors", result.errors, layer, "errors", case))
