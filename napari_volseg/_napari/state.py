@@ -147,6 +147,11 @@ class Session:
         self.results[result.case] = result
         self.results_changed.emit()
 
+    def forget_dropped(self, case: str) -> None:
+        """A dropped scan's layers were deleted: its row goes from the table (no task open; a task's rows stay)."""
+        if self.task is None and self.results.pop(case, None) is not None:
+            self.results_changed.emit()
+
     def results_for_model(self, model: str) -> bool:
         """Make the open task's results one model's: another model's results are dropped (a table mixing two models
         would average them into one meaningless mean). Returns whether any were dropped."""

@@ -265,3 +265,22 @@ def test_a_4d_scan_opened_by_a_script_shows_the_volume_predicted(
     qtbot.waitUntil(lambda: "predicted" in predict.status.text(), timeout=20_000)
     assert "volume 1 of two" in predict.status.text()
     assert viewer.layers["two [1]"].visible and not viewer.layers["two [0]"].visible
+
+
+def test_a_dropped_scans_row_goes_with_its_layer(make_napari_viewer, qtbot, tmp_path, monkeypatch, tiny_ct_task):
+    """The walkthrough deleted the layers of its dropped scans; their rows stayed in Predict's table."""
+    from test_model_chooser import ship_a_model
+
+    from napari_volseg._napari.widgets import PredictWidget
+
+    ship_a_model(tmp_path, monkeypatch)
+    viewer = make_napari_viewer()
+    predict = PredictWidget(viewer)
+    loading.open_files(predict.session, [tiny_ct_task / "imagesTr" / "spleen_002.nii.gz"])
+    qtbot.waitUntil(lambda: "spleen_002" in viewer.layers and not predict.session.busy_loading(), timeout=20_000)
+    assert predict.chooser.select("organ-pretrained") and predict.predict("current case") is not None
+    qtbot.waitUntil(lambda: predict.worker is None and predict.table.rowCount() == 1, timeout=120_000)
+    viewer.layers.remove("spleen_002 prediction")
+    assert predict.table.rowCount() == 1  # its prediction alone: the scan is still there
+    viewer.layers.remove("spleen_002")
+    assert predict.table.rowCount() == 0 and not predict.session.results

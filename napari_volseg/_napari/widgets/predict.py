@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_volseg._napari import loading, workers
-from napari_volseg._napari.layers import LEGEND
+from napari_volseg._napari.layers import LEGEND, META_KEY
 from napari_volseg._napari.loading import case_layers, in_session_turns, remove_other_case_layers, session_for
 from napari_volseg._napari.notify import background, notify_error
 from napari_volseg._napari.widgets.common import (
@@ -98,6 +98,7 @@ class PredictWidget(QWidget):
         self.cohort_button.clicked.connect(self.cohort_dialog)
         listen(self, self.session.checkpoint_changed, self._show_model)
         listen(self, self.session.results_changed, self.refresh_table)
+        listen(self, napari_viewer.layers.events.removed, self._layer_removed)
         self._show_model(self.session.checkpoint)
         self.refresh_table()
         if self.session.results and self.session.checkpoint:  # a reopened panel: what the table holds, and why
@@ -295,6 +296,13 @@ class PredictWidget(QWidget):
         self.csv_button.setEnabled(scored), self.csv_button.setToolTip("" if scored else NOTHING_TO_EXPORT)
         self.save_button.setEnabled(bool(results)), self.save_button.setToolTip("" if results else NOTHING_TO_SAVE)
         fit_columns(self.table)
+
+    def _layer_removed(self, event) -> None:
+        """A dropped scan's image deleted (no layer of it left): its row goes (the walkthrough's rows outlived it)."""
+        meta = event.value.metadata.get(META_KEY, {})
+        case = meta.get("case")
+        if meta.get("role") == "image" and case and not case_layers(self.viewer, case, task_only=False).get("image"):
+            self.session.forget_dropped(case)
 
     def _row_clicked(self, row: int, column: int) -> None:
         self.show_result(self.table.item(row, 0).data(Qt.UserRole))
