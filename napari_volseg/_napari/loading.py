@@ -191,8 +191,8 @@ def in_session_turns(session: Session, steps, then=None, current=None) -> None:
 
 def open_dropped(session: Session, files: list[Path]) -> None:
     """Files of one drop, read together by one worker once the drop has handed them all over: read by a worker each,
-    they raced, and whichever finished first went into the viewer first (a label file, usually, with its image moved
-    under it later). One worker, one order: images first."""
+    they raced, and whichever finished first went into the viewer first. One worker, one order: the label files,
+    then their images, moved under them."""
     from qtpy.QtCore import QTimer
 
     session.dropped.extend(files)
@@ -239,7 +239,9 @@ def open_files(session: Session, files: list[Path], series: dict[Path, str] | No
         for _, kwargs, _ in layers:
             for issue in kwargs["metadata"][META_KEY]["issues"]:
                 notify_warning(issue)
-        layers.sort(key=lambda layer: layer[2] != "image")  # images first: labels go on top, nothing is moved
+        # labels first, the image then moved under them: on the heart, image-first stalled more (bench/gui_latency
+        # drop max 438 ms against 250 with labels usually first; drop_profile 225-286 against 128-259)
+        layers.sort(key=lambda layer: layer[2] == "image")
         steps = [functools.partial(add_layer, viewer, *layer) for layer in layers]
         in_session_turns(session, steps)
         for folder, listed in choices:

@@ -356,11 +356,11 @@ def test_any_folder_opens_in_one_step_and_others_go_to_napari(
     ]
 
 
-def test_one_drop_of_a_scan_and_its_label_is_read_by_one_worker_image_first(
+def test_one_drop_of_a_scan_and_its_label_is_read_by_one_worker_in_one_order(
     make_napari_viewer, fresh, qtbot, tiny_ct_task
 ):
-    """napari hands the reader one file at a time: each was read by a worker of its own, they raced, and the label
-    usually went in first with its image moved under it later. Now one worker reads the drop, images first."""
+    """napari hands the reader one file at a time: each was read by a worker of its own, and they raced. Now one
+    worker reads the drop, and the layers go in one order: the label, then its image under it."""
     from napari_volseg._napari.loading import session_for
     from napari_volseg._napari.preferences import claim_reader_preference
 
@@ -372,8 +372,8 @@ def test_one_drop_of_a_scan_and_its_label_is_read_by_one_worker_image_first(
     inserted = []
     viewer.layers.events.inserted.connect(lambda event: inserted.append(event.value.name))
     image, label = (tiny_ct_task / sub / "spleen_003.nii.gz" for sub in ("imagesTr", "labelsTr"))
-    drop(qtbot, viewer, [str(label), str(image)])  # in napari's order of the drop: here the label first
+    drop(qtbot, viewer, [str(image), str(label)])  # the drop's order does not decide
     qtbot.waitUntil(lambda: len(viewer.layers) == 2 and not session.busy_loading(), timeout=60_000)
     assert said == ["reading spleen_003.nii.gz and 1 more…"]
-    assert inserted == ["spleen_003", "spleen_003 ground truth"]
+    assert inserted == ["spleen_003 ground truth", "spleen_003"]
     assert [layer.name for layer in viewer.layers] == ["spleen_003", "spleen_003 ground truth"]
