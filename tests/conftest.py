@@ -278,6 +278,25 @@ def no_modal_questions(request, monkeypatch):
     )
 
 
+def scripted_trainer(script):
+    """A stand-in for ``Trainer`` in widget tests whose run yields ``script(trainer)``'s events (a generator that may
+    watch ``trainer.stopping``)."""
+
+    class Scripted:
+        stopping = False
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def run(self):
+            yield from script(self)
+
+        def stop(self):
+            self.stopping = True
+
+    return Scripted
+
+
 def recording_trainer(captured: dict | None = None):
     """A stand-in for ``Trainer`` in widget tests that check what Start hands the engine, not training: it records
     the preset's plan and the keyword arguments in ``captured`` and ends at once."""

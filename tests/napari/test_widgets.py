@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import cascade_preset, quick_preset, recording_trainer
+from conftest import cascade_preset, quick_preset, recording_trainer, scripted_trainer
 
 from napari_volseg import events as ev
 from napari_volseg.engine import checkpoint as ckpt
@@ -30,6 +30,31 @@ def open_task(qtbot, data, folder, cases: int = 6):
     qtbot.waitUntil(lambda: not data.session.busy_loading(), timeout=60_000)
     # loading ends once the first case's last layer is in (layers arrive one per event-loop turn after the read)
     assert data.table.rowCount() == cases and len(data.viewer.layers) == 2
+
+
+def docked(make_napari_viewer, show: bool = False):
+    """A viewer with the tabbed dock docked in it, as Plugins → VolSeg → All steps does."""
+    from napari_volseg._napari.widgets import VolsegDock
+
+    viewer = make_napari_viewer(show=show)
+    dock = VolsegDock(viewer)
+    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    return viewer, dock
+
+
+def endless_job():
+    """A worker that runs until stopped, as a long prediction does."""
+    import time
+
+    from napari_volseg._napari.notify import background
+
+    @background
+    def endless():
+        while True:
+            time.sleep(0.01)
+            yield 1
+
+    return endless()
 
 
 def use_quick_settings(train, **changes):
@@ -104,28 +129,19 @@ def test_a_cascade_chart_keeps_the_locator_curve_and_stop_keeps_its_room(widgets
     from napari_volseg import events as ev
     from napari_volseg.engine import trainer as train_module
 
-    class Cascade:
-        stopping = False
-
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def run(self):
-            yield ev.Started(3, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "locator")
-            for step in (1, 2, 3):
-                yield ev.Step(step, 0, 1.0 / step, 1e-3, 0.1, "locator")
-            yield ev.Validated(3, 0, {"b": 0.5}, 0.5, 0.1, "locator")
-            yield ev.Started(2, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "")
-            for step in (1, 2):
-                yield ev.Step(step, 0, 0.2 / step, 1e-3, 0.1, "")
-            yield ev.Validated(2, 0, {"b": 0.8}, 0.8, 0.1, "")
-
-        def stop(self):
-            self.stopping = True
+    def cascade(trainer):
+        yield ev.Started(3, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "locator")
+        for step in (1, 2, 3):
+            yield ev.Step(step, 0, 1.0 / step, 1e-3, 0.1, "locator")
+        yield ev.Validated(3, 0, {"b": 0.5}, 0.5, 0.1, "locator")
+        yield ev.Started(2, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "")
+        for step in (1, 2):
+            yield ev.Step(step, 0, 0.2 / step, 1e-3, 0.1, "")
+        yield ev.Validated(2, 0, {"b": 0.8}, 0.8, 0.1, "")
 
     viewer, data, train, _ = widgets
     open_task(qtbot, data, tiny_ct_task)
-    monkeypatch.setattr(train_module, "Trainer", Cascade)
+    monkeypatch.setattr(train_module, "Trainer", scripted_trainer(cascade))
     train.start()
     qtbot.waitUntil(lambda: train.worker is None, timeout=10_000)
     assert [x for x, _ in train.plot.loss] == [1, 2, 3, 4, 5]  # the locator's 3 steps, then the main net's 2
@@ -367,11 +383,8 @@ def test_preview_says_when_it_shows_the_cascade_locator_grid(widgets, qtbot, tra
 
 def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, train_ct_task, tmp_path, monkeypatch):
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
-    from napari_volseg._napari.widgets import VolsegDock
 
-    viewer = make_napari_viewer()
-    dock = VolsegDock(viewer)
-    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    viewer, dock = docked(make_napari_viewer)
     data, train = dock.widgets["Data"], dock.widgets["Train"]
     open_task(qtbot, data, train_ct_task)
     use_quick_settings(train, epochs=100)
@@ -718,29 +731,17 @@ def test_predict_is_off_without_a_model_and_says_why(widgets, tiny_checkpoint):
 def test_closing_the_panel_stops_its_jobs_and_training_goes_on(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     """Issue 26 item 1: napari's close button only took the dock's widget out; its prediction ran on unseen while a
     reopened panel showed nothing. Now the panel's own jobs stop with one line; the session's training goes on."""
-    import time
 
     from napari_volseg._napari import workers
-    from napari_volseg._napari.notify import background
-    from napari_volseg._napari.widgets import VolsegDock
     from napari_volseg._napari.widgets import dock as dock_module
 
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
     said = []
     monkeypatch.setattr(dock_module, "show_info", said.append)
-    viewer = make_napari_viewer()
-    dock = VolsegDock(viewer)
-    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    viewer, dock = docked(make_napari_viewer)
     predict = dock.widgets["Predict & evaluate"]
-
-    @background
-    def endless():
-        while True:
-            time.sleep(0.01)
-            yield 1
-
-    owned = workers.start(predict.session, endless(), owner=predict)  # as a prediction is started
-    session_run = workers.start(predict.session, endless())  # as the Train tab's run: the session's
+    owned = workers.start(predict.session, endless_job(), owner=predict)  # as a prediction is started
+    session_run = workers.start(predict.session, endless_job())  # as the Train tab's run: the session's
     destroyed = []
     dock.destroyed.connect(lambda *_: destroyed.append(True))
     viewer.window.remove_dock_widget(dock)  # what the title bar's x does
@@ -765,31 +766,20 @@ def test_closing_the_panel_during_training_leaves_it_running_for_the_reopened_pa
     from napari_volseg._napari.widgets import dock as dock_module
     from napari_volseg.engine import trainer as train_module
 
-    class Endless:
-        stopping = False
-
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def run(self):
-            yield ev.Started(10_000, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "")
-            step = 0
-            while not self.stopping:
-                step += 1
-                time.sleep(0.02)
-                yield ev.Step(step, 0, 1.0 / step, 1e-3, 0.1, "")
-            yield ev.Finished(step, float("nan"), None, None, True, 1.0)
-
-        def stop(self):
-            self.stopping = True
+    def endless(trainer):
+        yield ev.Started(10_000, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "")
+        step = 0
+        while not trainer.stopping:
+            step += 1
+            time.sleep(0.02)
+            yield ev.Step(step, 0, 1.0 / step, 1e-3, 0.1, "")
+        yield ev.Finished(step, float("nan"), None, None, True, 1.0)
 
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(train_module, "Trainer", Endless)
+    monkeypatch.setattr(train_module, "Trainer", scripted_trainer(endless))
     said = []
     monkeypatch.setattr(dock_module, "show_info", said.append)
-    viewer = make_napari_viewer()
-    dock = VolsegDock(viewer)
-    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    viewer, dock = docked(make_napari_viewer)
     open_task(qtbot, dock.widgets["Data"], tiny_ct_task)
     worker = dock.widgets["Train"].start()
     trainer = dock.widgets["Train"].trainer
@@ -816,31 +806,19 @@ def test_closing_the_panel_during_training_leaves_it_running_for_the_reopened_pa
 def test_closing_the_panel_asks_and_no_keeps_the_panel_and_its_job(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     """Closing a panel whose prediction runs asks first, naming the job; No puts the same panel back, still running
     (the walkthrough's panel went, its job unseen)."""
-    import time
 
     from qtpy.QtWidgets import QMessageBox
 
     from napari_volseg._napari import workers
-    from napari_volseg._napari.notify import background
-    from napari_volseg._napari.widgets import VolsegDock
 
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
     asked = []
     monkeypatch.setattr(
         QMessageBox, "question", lambda parent, title, text, *a: (asked.append(text), QMessageBox.No)[1]
     )
-    viewer = make_napari_viewer(show=True)
-    dock = VolsegDock(viewer)
-    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    viewer, dock = docked(make_napari_viewer, show=True)
     predict = dock.widgets["Predict & evaluate"]
-
-    @background
-    def endless():
-        while True:
-            time.sleep(0.01)
-            yield 1
-
-    owned = workers.start(predict.session, endless(), desc="predicting 15 cases", owner=predict)
+    owned = workers.start(predict.session, endless_job(), desc="predicting 15 cases", owner=predict)
     viewer.window.remove_dock_widget(dock)  # what the title bar's x does
     qtbot.waitUntil(lambda: dock.parent() is not None, timeout=10_000)  # docked again
     assert asked and "Running in this panel: predicting 15 cases." in asked[0]
@@ -857,14 +835,11 @@ def test_closing_the_viewer_mid_prediction_shows_no_error(
 ):
     """The walkthrough quit during "all cases": "showing the layers failed: list index out of range" (the layers of
     the case predicted last were still being shown in turns on the closed viewer)."""
-    from napari_volseg._napari.widgets import VolsegDock
 
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
     errors = []
     monkeypatch.setattr("napari_volseg._napari.notify.show_error", lambda message: errors.append(message))
-    viewer = make_napari_viewer()
-    dock = VolsegDock(viewer)
-    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    viewer, dock = docked(make_napari_viewer)
     data, predict = dock.widgets["Data"], dock.widgets["Predict & evaluate"]
     open_task(qtbot, data, tiny_ct_task)
     session = predict.session
@@ -889,9 +864,7 @@ def test_closing_the_panel_mid_prediction_raises_nothing(
     monkeypatch.setattr(dock_module, "show_info", lambda message: None)
     errors = []
     monkeypatch.setattr("napari_volseg._napari.notify.show_error", lambda message: errors.append(message))
-    viewer = make_napari_viewer()
-    dock = VolsegDock(viewer)
-    viewer.window.add_dock_widget(dock, name="napari-volseg")
+    viewer, dock = docked(make_napari_viewer)
     data, predict = dock.widgets["Data"], dock.widgets["Predict & evaluate"]
     open_task(qtbot, data, tiny_ct_task)
     predict.session.set_checkpoint(tiny_checkpoint)
