@@ -725,7 +725,9 @@ def test_predict_is_off_without_a_model_and_says_why(widgets, tiny_checkpoint):
     assert not predict.run_button.isEnabled() and predict.run_button.toolTip() == NO_MODEL
     assert predict.status.text() == NO_MODEL and len(NO_MODEL) <= 60
     predict.session.set_checkpoint(tiny_checkpoint)
-    assert predict.run_button.isEnabled() and predict.run_button.toolTip() == "" and predict.status.text() == ""
+    assert predict.run_button.isEnabled() and predict.run_button.toolTip() == ""
+    # the model chosen is named (the walkthrough's "no model" line just vanished)
+    assert predict.status.text() == f"model in use: {tiny_checkpoint.stem}: choose the cases above and press Predict"
 
 
 def test_closing_the_panel_stops_its_jobs_and_training_goes_on(make_napari_viewer, qtbot, tmp_path, monkeypatch):

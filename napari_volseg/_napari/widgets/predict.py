@@ -47,6 +47,9 @@ from napari_volseg.io.scopes import SCOPES, cases_in_scope
 NO_MODEL = "no model: choose one above, or train one (Train tab)"
 
 
+READY = "model in use:"
+
+
 class PredictWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
@@ -113,8 +116,8 @@ class PredictWidget(QWidget):
         if not path:
             self.status.setText(NO_MODEL)
             return
-        if self.status.text() == NO_MODEL:
-            self.status.setText("")
+        if self.status.text() in ("", NO_MODEL) or self.status.text().startswith(READY):
+            self.status.setText(f"{READY} {Path(path).stem}: choose the cases above and press Predict")
         from napari_volseg.engine.checkpoint import mirror_tta
 
         mirrored, default = mirror_tta(path)
