@@ -882,3 +882,41 @@ def test_closing_the_panel_mid_prediction_raises_nothing(
     again = reopened.widgets["Predict & evaluate"]
     assert 1 <= len(again.session.results) < 8  # the closed panel's run stopped after the case it was on
     assert again.status.text() == f"{len(again.session.results)} case(s) predicted so far; click a row to open one"
+
+
+def test_after_stop_with_the_settings_unfolded_the_outcome_is_in_view(
+    make_napari_viewer, qtbot, tiny_ct_task, tmp_path, monkeypatch
+):
+    """The walkthrough unfolded Settings and Advanced at 1366 x 768, pressed Start and Stop: the status and chart
+    were below the fold, only a toast said what the run left."""
+    import time
+
+    from napari_volseg import events as ev
+    from napari_volseg.engine import trainer as train_module
+
+    def until_stopped(trainer):
+        yield ev.Started(10_000, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "")
+        step = 0
+        while not trainer.stopping:
+            step += 1
+            time.sleep(0.02)
+            yield ev.Step(step, 0, 1.0 / step, 1e-3, 0.1, "")
+        yield ev.Finished(step, float("nan"), None, None, True, 1.0)
+
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(train_module, "Trainer", scripted_trainer(until_stopped))
+    viewer, dock = docked(make_napari_viewer, show=True)
+    viewer.window.set_geometry(0, 0, 1366, 768)
+    dock.show_tab("Train")
+    data, train = dock.widgets["Data"], dock.widgets["Train"]
+    open_task(qtbot, data, tiny_ct_task)
+    train.start()
+    qtbot.waitUntil(lambda: len(train.plot.loss) >= 3, timeout=10_000)
+    train.settings.expand(animate=False)
+    train.form.expander.expand(animate=False)
+    qtbot.wait(200)
+    assert train.status.visibleRegion().isEmpty()  # below the fold while the settings are unfolded
+    train.stop()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=10_000)
+    qtbot.wait(200)
+    assert train.status.text().startswith("stopped") and not train.status.visibleRegion().isEmpty()

@@ -310,15 +310,17 @@ class TrainWidget(QWidget):
             self.status.setText(run.preparing(event))
         elif isinstance(event, ev.Started):
             self.plot.set_title(run.stage_title())
+            # the text first: making a progress bar runs pending events, and the steps' texts set meanwhile were
+            # overwritten by this one when it came after
+            self.status.setText(run.started_text(event))
             if self._bar is not None:  # a cascade's main stage follows its locator stage
                 self._bar.close()
             self._bar = progress(total=event.total_steps, desc=run.stage_title())
             self._bar.n = event.start_step
-            self.status.setText(run.started_text(event))
         elif isinstance(event, ev.Step):
+            self.status.setText(run.step_text())  # first, as above: the bar's update runs pending events too
             if self._bar is not None:
                 self._bar.update(event.step - self._bar.n)
-            self.status.setText(run.step_text())
         elif isinstance(event, (ev.Validated, ev.CheckpointSaved)):
             self.status.setText(run.step_text())
         elif isinstance(event, ev.Failed):
@@ -329,6 +331,20 @@ class TrainWidget(QWidget):
             if event.best_path is None and previous is not None and self.session.checkpoint == previous:
                 text += f" Not validated: {Path(previous).stem} stays in use."
             self.status.setText(text)
+            self._show_outcome()
+
+    def _show_outcome(self) -> None:
+        """Scroll the run's outcome into view: with Settings unfolded at 1366 x 768 the status and chart sat below
+        the fold after Stop, and only a toast said what was left."""
+        from qtpy.QtWidgets import QScrollArea
+
+        area = self.parent()
+        while area is not None and not isinstance(area, QScrollArea):
+            area = area.parent()
+        if area is not None:  # once the new text is laid out
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, lambda: area.ensureWidgetVisible(self.status, 0, 0))
 
     def _idle(self) -> None:
         if self._bar is not None:
