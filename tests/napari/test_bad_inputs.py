@@ -284,3 +284,27 @@ def test_a_dropped_scans_row_goes_with_its_layer(make_napari_viewer, qtbot, tmp_
     assert predict.table.rowCount() == 1  # its prediction alone: the scan is still there
     viewer.layers.remove("spleen_002")
     assert predict.table.rowCount() == 0 and not predict.session.results
+
+
+def test_a_dropped_scan_selected_beside_a_task_is_the_one_predicted(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, tiny_ct_task
+):
+    """The walkthrough selected a dropped scan with a task open and pressed Predict: the task's open case was
+    predicted, its prediction drawn under the dropped scan shown above it."""
+    from test_model_chooser import ship_a_model
+
+    from napari_volseg._napari.widgets import PredictWidget
+
+    ship_a_model(tmp_path, monkeypatch)
+    viewer = make_napari_viewer()
+    predict = PredictWidget(viewer)
+    loading.open_task(predict.session, tiny_ct_task)
+    qtbot.waitUntil(lambda: predict.session.task is not None and not predict.session.busy_loading(), timeout=20_000)
+    mine = tmp_path / "mine.nii.gz"
+    mine.write_bytes((tiny_ct_task / "imagesTr" / "spleen_004.nii.gz").read_bytes())
+    loading.open_files(predict.session, [mine])
+    qtbot.waitUntil(lambda: "mine" in viewer.layers and not predict.session.busy_loading(), timeout=20_000)
+    viewer.layers.selection.active = viewer.layers["mine"]
+    assert predict.chooser.select("organ-pretrained") and predict.predict("current case") is not None
+    qtbot.waitUntil(lambda: predict.worker is None and "mine prediction" in viewer.layers, timeout=120_000)
+    assert not predict.session.results  # the task's open case was not predicted

@@ -920,3 +920,37 @@ def test_after_stop_with_the_settings_unfolded_the_outcome_is_in_view(
     qtbot.waitUntil(lambda: train.worker is None, timeout=10_000)
     qtbot.wait(200)
     assert train.status.text().startswith("stopped") and not train.status.visibleRegion().isEmpty()
+
+
+def test_a_run_stopped_before_validating_leaves_the_model_in_use(
+    widgets, qtbot, tiny_ct_task, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """The walkthrough chose msd-heart (before the run, and again during one) and stopped a short run: its
+    unvalidated last weights became the model in use."""
+    import time
+
+    from napari_volseg import events as ev
+    from napari_volseg.engine import trainer as train_module
+
+    last = tmp_path / "run.last.safetensors"
+    last.write_bytes(tiny_checkpoint.read_bytes())
+
+    def until_stopped(trainer):
+        yield ev.Started(10_000, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "")
+        step = 0
+        while not trainer.stopping:
+            step += 1
+            time.sleep(0.02)
+            yield ev.Step(step, 0, 1.0 / step, 1e-3, 0.1, "")
+        yield ev.Finished(step, float("nan"), None, last, True, 1.0)
+
+    _, data, train, _ = widgets
+    open_task(qtbot, data, tiny_ct_task)
+    monkeypatch.setattr(train_module, "Trainer", scripted_trainer(until_stopped))
+    train.start()
+    qtbot.waitUntil(lambda: len(train.plot.loss) >= 2, timeout=10_000)
+    train.session.set_checkpoint(tiny_checkpoint)  # chosen during the run
+    train.stop()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=10_000)
+    assert train.session.checkpoint == tiny_checkpoint
+    assert train.status.text().endswith(f"Not validated: {tiny_checkpoint.stem} stays in use.")

@@ -154,8 +154,8 @@ class PredictWidget(QWidget):
             return None
         if not usable_or_asked(self, self.session.checkpoint):
             return None
-        if self.session.task is None:  # a dropped scan, no task: predict the image in view
-            return self.predict_layer()
+        if self.session.task is None or (scope == "current case" and self._dropped_scan_selected()):
+            return self.predict_layer()  # a dropped scan: the image in view (not the task's open case under it)
         task, checkpoint = self.session.task, self.session.checkpoint
         cases = [task.case(case_id) for case_id in self._cases(scope)]
         if not cases:  # said why already
@@ -299,6 +299,14 @@ class PredictWidget(QWidget):
         self.csv_button.setEnabled(scored), self.csv_button.setToolTip("" if scored else NOTHING_TO_EXPORT)
         self.save_button.setEnabled(bool(results)), self.save_button.setToolTip("" if results else NOTHING_TO_SAVE)
         fit_columns(self.table)
+
+    def _dropped_scan_selected(self) -> bool:
+        """Whether the selected layer is a dropped scan's image, not a task case's (the walkthrough selected a
+        dropped 4D scan's volume with a task open: the task's case was predicted and drawn under it)."""
+        from napari.layers import Image
+
+        active = self.viewer.layers.selection.active
+        return isinstance(active, Image) and not active.metadata.get(META_KEY, {}).get("task")
 
     def _layer_removed(self, event) -> None:
         """A dropped scan's image deleted (no layer of it left): its row goes (the walkthrough's rows outlived it)."""

@@ -73,8 +73,6 @@ class Training:
     status: RunStatus
     events: list = field(default_factory=list)
     """The events so far that the chart draws (steps, validations, stage starts)."""
-    previous: Path | None = None
-    """The model in use when the run started: a run stopped before any validation leaves it in use."""
 
 
 def record(session, active: Training, event) -> None:
@@ -96,7 +94,7 @@ def record(session, active: Training, event) -> None:
         notify_error(event.message)
     elif isinstance(event, ev.Finished):
         model = run.model_after(event)
-        kept = active.previous if event.best_path is None and active.previous is not None else None
+        kept = session.checkpoint if event.best_path is None else None  # the model in use, chosen before or during
         if kept is not None:  # stopped before any validation: unvalidated weights do not replace the chosen model
             session.set_checkpoint(kept)
         elif model is not None:
@@ -259,7 +257,7 @@ class TrainWidget(QWidget):
 
         worker = work()
         worker.volseg_stop = trainer.stop
-        active = Training(trainer, worker, RunStatus(), previous=self.session.checkpoint)
+        active = Training(trainer, worker, RunStatus())
         active.status.begin(preset)
         session = self.session
         session.training = active  # the session owns the run: a Train dock opened later shows it, with Stop
@@ -327,9 +325,9 @@ class TrainWidget(QWidget):
             self.status.setText(f"failed: {event.message}")
         elif isinstance(event, ev.Finished):
             text = run.finished_text(event)
-            previous = self.session.training.previous if self.session.training is not None else None
-            if event.best_path is None and previous is not None and self.session.checkpoint == previous:
-                text += f" Not validated: {Path(previous).stem} stays in use."
+            in_use = self.session.checkpoint
+            if event.best_path is None and in_use is not None and in_use != run.model_after(event):
+                text += f" Not validated: {Path(in_use).stem} stays in use."
             self.status.setText(text)
             self._show_outcome()
 
