@@ -117,9 +117,14 @@ def read_other_folder(path: str | list[str]) -> list[tuple]:
     try:
         import npe2
 
-        return npe2.read([str(folder)], stack=False, plugin_name="napari")
+        layers = npe2.read([str(folder)], stack=False, plugin_name="napari")
     except Exception:  # napari's reader could not read it either (its reasons name its internals)
-        pass
+        layers = None
+    if layers:  # said, as the walkthrough's PNG folder opened without a word (and moved the slice slider)
+        _notify(
+            f"{folder.name} holds no scans napari-volseg reads: opened by napari's own reader, as a stack of images"
+        )
+        return layers
     _notify(
         f"{folder.name} is not an MSD task folder (no dataset.json) and holds no scans "
         f"({volumes.describe_formats()}) nor images napari reads: nothing to open"

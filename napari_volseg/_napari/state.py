@@ -78,6 +78,8 @@ class Session:
         """Chains of layers still being added (one per event-loop turn) after their reader finished."""
         self.showing: str | None = None
         """The case whose layers are being shown (added one per event-loop turn)."""
+        self.offered: set[Path] = set()
+        """Folders whose "New task from images" dialog is open (a drop of images/ and labels/ offers once)."""
         self.dropped: list[Path] = []
         """Files of a drop being collected: napari hands the reader one file at a time, all in one event-loop turn."""
         self.requests: dict[str, int] = {}

@@ -60,7 +60,7 @@ def detect_layout(folder: str | os.PathLike) -> Layout | None:
     if not folder.is_dir():
         return None
     images, labels = _child(folder, IMAGE_FOLDERS), _child(folder, LABEL_FOLDERS)
-    if images is not None and _holdsscans_in(images):
+    if images is not None and _holds_scans(images):
         nnunet = images.name.lower() == "imagestr"
         classes, modality = _nnunet_meta(folder) if nnunet else ("", "")
         kind = (
@@ -71,12 +71,16 @@ def detect_layout(folder: str | os.PathLike) -> Layout | None:
             else f"{images.name}/"
         )
         return Layout(images, labels, folder.name, kind, classes, modality)
-    if not _holdsscans_in(folder):
+    if not _holds_scans(folder):
         return None
     if folder.name.lower() in IMAGE_FOLDERS:
         beside = _child(folder.parent, LABEL_FOLDERS)
         if beside is not None:
             return Layout(folder, beside, folder.parent.name, f"{folder.name}/ + {beside.name}/")
+    if folder.name.lower() in LABEL_FOLDERS:  # labels/ dropped (with or without images/): its scans are beside it
+        beside = _child(folder.parent, IMAGE_FOLDERS)
+        if beside is not None and _holds_scans(beside):
+            return Layout(beside, folder, folder.parent.name, f"{beside.name}/ + {folder.name}/")
     try:
         flat = any(label_suffix_of(volumes.case_id(p)) for p in folder.iterdir() if volumes.is_scan_file(p))
     except OSError:
@@ -86,7 +90,7 @@ def detect_layout(folder: str | os.PathLike) -> Layout | None:
     return Layout(folder, None, folder.name, "scans")
 
 
-def _holdsscans_in(folder: Path) -> bool:
+def _holds_scans(folder: Path) -> bool:
     try:
         return any(volumes.is_scan_file(p) or (p.is_dir() and volumes.holds_dicom(p)) for p in folder.iterdir())
     except OSError:

@@ -51,7 +51,7 @@ def test_the_parent_of_images_and_labels_dropped_opens_as_a_task(
     values, found = offered[0]
     assert values["images"] == root / "images" and values["labels"] == root / "labels"
     assert values["name"] == "MyLiver" and values["out"] == tmp_path / "MyLiver-task"
-    assert found.startswith("found: images/ + labels/")
+    assert found.startswith("found: 3 scan(s) in images/ (images/ + labels/)")
     assert "Note: the label files mark their foreground with different values" in found  # one file holds 1, one 2
     qtbot.waitUntil(lambda: data.session.task is not None, timeout=60_000)
     task = data.session.task
@@ -114,7 +114,7 @@ def test_a_dicom_study_folder_still_opens_as_series_not_as_a_new_task(tiny_ct_ta
 
 def test_a_dropped_folder_of_scans_can_be_only_viewed(make_napari_viewer, qtbot, tiny_ct_task, tmp_path, monkeypatch):
     """The walkthrough dropped a folder of unlabelled scans to look at them: the only answers were make a task or
-    Cancel, which opened nothing. "Only view the first 4" opens them as dropped files."""
+    Cancel, which opened nothing. "Only view the first 3" opens them as dropped files."""
     from napari_volseg._napari.reader import napari_get_reader
     from napari_volseg._napari.widgets import DataWidget
     from napari_volseg._napari.widgets.new_task import VIEW_ONLY, NewTaskDialog
@@ -134,8 +134,35 @@ def test_a_dropped_folder_of_scans_can_be_only_viewed(make_napari_viewer, qtbot,
     monkeypatch.setattr(NewTaskDialog, "exec", view_only)
     assert napari_get_reader(str(root / "images"))([str(root / "images")]) == [(None,)]
     qtbot.waitUntil(lambda: len(viewer.layers) == 3 and not data.session.busy_loading(), timeout=60_000)
-    assert "Only view the first 4" in offered[0]
+    assert "Only view the first 3" in offered[0]  # the folder holds 3
     assert sorted(layer.name for layer in viewer.layers) == sorted(
         p.name.split(".")[0] for p in (root / "images").iterdir()
     )
     assert data.session.task is None
+
+
+def test_images_and_labels_dropped_together_offer_one_task(make_napari_viewer, tiny_ct_task, tmp_path, monkeypatch):
+    """The walkthrough dropped MyHeart/images and MyHeart/labels together: two dialogs, the first making a task of
+    the label files as scans ('labels-task', inside the labels folder) when OK was pressed."""
+    from napari_volseg._napari.loading import session_for
+    from napari_volseg._napari.widgets import DataWidget
+    from napari_volseg._napari.widgets.new_task import NewTaskDialog, offer
+    from napari_volseg.io.layouts import detect_layout
+
+    root = tmp_path / "MyLiver"
+    _layout(tiny_ct_task, root)
+    layout = detect_layout(root / "labels")
+    assert (layout.images, layout.labels, layout.name) == (root / "images", root / "labels", "MyLiver")
+    viewer = make_napari_viewer()
+    DataWidget(viewer)
+    session = session_for(viewer)
+    shown = []
+
+    def answer(dialog):  # the second folder's offer comes while this dialog is open (napari's next reader call)
+        shown.append((dialog.images.text(), dialog.labels.text()))
+        offer(root / "labels", session)
+        return False
+
+    monkeypatch.setattr(NewTaskDialog, "exec", answer)
+    offer(root / "images", session)
+    assert shown == [(str(root / "images"), str(root / "labels"))]

@@ -345,6 +345,10 @@ def test_any_folder_opens_in_one_step_and_others_go_to_napari(
         iio.imwrite(slices / f"s{i}.png", np.full((8, 9), 40 * i, np.uint8))
     viewer.open(str(slices), plugin=None)
     assert len(viewer.layers) == 1 and viewer.layers[0].data.shape == (3, 8, 9)  # napari's stack of slices
+    assert notifications[-1].message == (
+        "slices holds no scans napari-volseg reads: opened by napari's own reader, as a stack of images"
+    )
+    notifications.clear()
     viewer.layers.clear()
 
     many = tmp_path / "MSD"

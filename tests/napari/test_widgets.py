@@ -748,7 +748,7 @@ def test_closing_the_panel_stops_its_jobs_and_training_goes_on(make_napari_viewe
     dock.destroyed.connect(lambda *_: destroyed.append(True))
     viewer.window.remove_dock_widget(dock)  # what the title bar's x does
     qtbot.waitUntil(lambda: destroyed == [True] and not owned.is_running, timeout=10_000)
-    assert said and "closed: its running prediction, ranking or fine-tune stopped" in said[0]
+    assert said == ["the napari-volseg panel was closed: stopped: a prediction, ranking or fine-tune"]
     assert session_run.is_running  # training goes on, for a reopened Train to show
     session_run.quit()
     qtbot.waitUntil(lambda: not session_run.is_running, timeout=10_000)

@@ -189,7 +189,7 @@ class DataWidget(QWidget):
     def _show_summary(self, task) -> None:
         labels = ", ".join(f"{k} {v}" for k, v in sorted(task.labels.items()) if k > 0)
         self.summary.setText(
-            f"<b>{task.name}</b>: {len(task.cases)} labelled, {len(task.test_cases)} test cases; "
+            f"<b>{task.name}</b>: {len(task.cases)} labelled, {len(task.test_cases)} unlabelled cases; "
             f"{task.kind.upper()}; labels: {labels}. Double-click a case to open it."
         )
 

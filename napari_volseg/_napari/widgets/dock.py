@@ -73,23 +73,28 @@ class ClosesWithItsPanel:
         steps = self.steps()
         session = getattr(steps[0], "session", None) if steps else None
         jobs = session.owned_by(steps) if session is not None else []
-        if jobs and not self._stop_asked(jobs):
+        what = self._named(jobs)
+        if jobs and not self._stop_asked(what):
             steps[0].viewer.window.add_dock_widget(self, name=self._dock_title, area="right")
             self.show()  # Qt hid it when napari took it out
             return
         training = session is not None and session.training is not None
         if jobs or training:
-            stopped = "its running prediction, ranking or fine-tune stopped" if jobs else ""
+            stopped = f"stopped: {what}" if jobs else ""
             goes_on = "the training run goes on: Plugins → VolSeg shows it again, with Stop" if training else ""
             show_info("the napari-volseg panel was closed: " + "; ".join(p for p in (stopped, goes_on) if p))
         self.deleteLater()
 
-    def _stop_asked(self, jobs) -> bool:
-        """Ask whether closing should stop ``jobs``; True to stop them and close."""
+    @staticmethod
+    def _named(jobs) -> str:
+        """The running ``jobs`` as their progress bars read now ("predicting 2 / 15: la_004")."""
         named = sorted(
             {str(job.volseg_desc()) for job in jobs if getattr(job, "volseg_desc", None) and job.volseg_desc()}
         )
-        what = ", ".join(named) if named else "a prediction, ranking or fine-tune"
+        return ", ".join(named) if named else "a prediction, ranking or fine-tune"
+
+    def _stop_asked(self, what: str) -> bool:
+        """Ask whether closing should stop the jobs named ``what``; True to stop them and close."""
         return asked(
             None,
             "Close the napari-volseg panel?",

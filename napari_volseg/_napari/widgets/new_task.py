@@ -49,7 +49,15 @@ def offer(folder: Path, session=None) -> None:
     if session is None or len(session.folder_offered) == 0:
         show_info(f"{folder.name} has no dataset.json: Data → New task from images… makes it a task")
         return
-    session.folder_offered.emit(Path(folder))
+    layout = detect_layout(folder)
+    key = (layout.images if layout is not None else Path(folder)).resolve()
+    if key in session.offered:  # images/ and labels/ dropped together: one offer (the second was a task of labels)
+        return
+    session.offered.add(key)
+    try:
+        session.folder_offered.emit(Path(folder))  # its dialog is modal: answered when this returns
+    finally:
+        session.offered.discard(key)
 
 
 def _folder_row(edit: QLineEdit, title: str) -> QHBoxLayout:
@@ -104,19 +112,20 @@ class NewTaskDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         if images is not None:  # a dropped folder: looking at its scans needs no task (Cancel opened nothing)
-            view = buttons.addButton(f"Only view the first {VIEW_AT_MOST}", QDialogButtonBox.ButtonRole.ActionRole)
+            count = min(getattr(self, "scan_count", VIEW_AT_MOST), VIEW_AT_MOST)
+            view = buttons.addButton(f"Only view the first {count}", QDialogButtonBox.ButtonRole.ActionRole)
             view.setToolTip("open the folder's first scans as dropped files, without making a task")
             view.clicked.connect(lambda: self.done(VIEW_ONLY))
         form.addRow(buttons)
 
-    def scans_to_view(self) -> list[Path]:
-        """The first :data:`VIEW_AT_MOST` scans (files, DICOM series folders) of the images folder."""
+    def scans_to_view(self, limit: int | None = VIEW_AT_MOST) -> list[Path]:
+        """The first ``limit`` scans (files, DICOM series folders) of the images folder."""
         folder = Path(self.images.text())
         try:
             found = sorted(p for p in folder.iterdir() if volumes.is_scan_file(p) or volumes.holds_dicom(p))
         except OSError:
             return []
-        return found[:VIEW_AT_MOST]
+        return found[:limit]
 
     def _fill_from(self, folder: Path) -> None:
         layout = detect_layout(folder)
@@ -129,10 +138,13 @@ class NewTaskDialog(QDialog):
         self.out.setText(str(root.parent / f"{layout.name}-task"))
         if layout.modality:
             self.modality.setCurrentText(layout.modality)
-        self.found.setText(f"found: {layout.kind}" + (", reading the label values…" if layout.labels else ""))
+        scans = len(self.scans_to_view(limit=None))
+        self.found_prefix = f"found: {scans} scan(s) in {layout.images.name}/ ({layout.kind})"
+        self.found.setText(self.found_prefix + (", reading the label values…" if layout.labels else ""))
+        self.scan_count = scans
         if layout.classes:
             self.classes.setText(layout.classes)
-            self.found.setText(f"found: {layout.kind}; classes from its dataset.json")
+            self.found.setText(f"{self.found_prefix}; classes from its dataset.json")
         elif layout.labels is not None:
             self._propose(layout.images, layout.labels, layout.kind)
 
@@ -148,8 +160,8 @@ class NewTaskDialog(QDialog):
             try:
                 self.classes.setText(text)
                 self.found.setText(
-                    f"found: {kind}; the labels hold {text.count(',')} class(es) besides background"
-                    + (f". Note: {note}" if note else "")
+                    f"{getattr(self, 'found_prefix', 'found: ' + kind)}; the labels hold {text.count(',')} class(es) "
+                    "besides background" + (f". Note: {note}" if note else "")
                 )
                 self.adjustSize()  # the note's lines were cut at the top and bottom of a dialog sized before it
             except RuntimeError:  # the dialog was closed meanwhile
