@@ -125,3 +125,15 @@ def undo(root: str | os.PathLike, accepted: Accepted) -> None:
     """Put back the label file (from its backup, or remove the new one) and ``dataset.json`` as they were."""
     _restore(accepted.label_path, accepted.backup)
     write_dataset_json(Path(root), accepted.previous_meta)
+
+
+def undo_report(case_id: str, model: str | os.PathLike | None, task_name: str) -> str:
+    """What an undone accept leaves: the case back among those to annotate, and, where the model in use trained on
+    it (a fine-tune after the accept), that it did (the walkthrough's v001 trained on the undone case stayed in use
+    without a word)."""
+    from napari_volseg.engine.provenance import Provenance  # the checkpoint header: torch, when first needed
+
+    text = f"undid the accept of {case_id}: it is back among the cases to annotate"
+    if model is not None and case_id in Provenance.read(model).trained_in(task_name):
+        text += f"; {Path(model).stem}, in use, trained on it: double-click an earlier version to go back"
+    return text

@@ -109,3 +109,21 @@ def test_the_next_version_is_numbered_past_a_stopped_runs_last_weights(tmp_path)
     assert versions.next_version_path(tmp_path).name == "v003.safetensors"
     (tmp_path / "v004.locator.last.safetensors").write_bytes(b"")
     assert versions.next_version_path(tmp_path).name == "v005.safetensors"
+
+
+def test_an_undone_accept_says_when_the_model_in_use_trained_on_the_case(tiny_checkpoint):
+    """The walkthrough undid an accept after fine-tuning on it: v001, trained on the undone case, stayed in use
+    without a word."""
+    from napari_volseg.annotate.accept import undo_report
+    from napari_volseg.engine.provenance import Provenance
+
+    trained = Provenance.read(tiny_checkpoint)
+    case = sorted(trained.train_cases)[0]
+    assert undo_report(case, tiny_checkpoint, trained.task) == (
+        f"undid the accept of {case}: it is back among the cases to annotate; {tiny_checkpoint.stem}, in use, "
+        "trained on it: double-click an earlier version to go back"
+    )
+    assert undo_report("other", tiny_checkpoint, trained.task) == (
+        "undid the accept of other: it is back among the cases to annotate"
+    )
+    assert undo_report(case, None, trained.task).endswith("back among the cases to annotate")

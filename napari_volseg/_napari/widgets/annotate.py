@@ -370,17 +370,17 @@ class AnnotateWidget(QWidget):
         """Put the last accepted case's label and ``dataset.json`` back as they were (in a worker)."""
         if not self.accepted or self.session.task is None:
             return None
-        done, root = self.accepted[-1], self.session.task.root
+        done, task = self.accepted[-1], self.session.task
 
         @background
         def work():
-            accepting.undo(root, done)
+            accepting.undo(task.root, done)
 
         def on_return(_):
             self.accepted.remove(done)
             self.edits_label.setText(f"undid the accept of {done.case_id}")
-            self.status.setText(f"undid the accept of {done.case_id}: it is back among the cases to annotate")
-            loading.open_task(self.session, root, open_first_case=False)
+            self.status.setText(accepting.undo_report(done.case_id, self.session.checkpoint, task.name))
+            loading.open_task(self.session, task.root, open_first_case=False)
 
         return self._run(work, on_return=on_return, desc=f"undoing {done.case_id}", slot="writer")
 
