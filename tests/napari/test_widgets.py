@@ -57,6 +57,24 @@ def endless_job():
     return endless()
 
 
+def until_stopped(last=None):
+    """A scripted run's events: steps until Stop, then a Finished naming ``last`` as its last weights (no validation)."""
+    import time
+
+    from napari_volseg import events as ev
+
+    def script(trainer):
+        yield ev.Started(10_000, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "")
+        step = 0
+        while not trainer.stopping:
+            step += 1
+            time.sleep(0.02)
+            yield ev.Step(step, 0, 1.0 / step, 1e-3, 0.1, "")
+        yield ev.Finished(step, float("nan"), None, last, True, 1.0)
+
+    return script
+
+
 def use_quick_settings(train, **changes):
     """The session's fast-cpu preset shrunk for tests (the Train form shows it)."""
     q = quick_preset(**changes)
@@ -761,24 +779,13 @@ def test_closing_the_panel_during_training_leaves_it_running_for_the_reopened_pa
     unvalidated weights became the model in silence, and the closed panel's widgets raised "wrapped C/C++ object of
     type QComboBox has been deleted" at every later checkpoint. Now the run goes on, a reopened panel shows it with
     Stop, the closed widgets hear nothing, and closing the viewer stops it."""
-    import time
 
-    from napari_volseg import events as ev
     from napari_volseg._napari.widgets import VolsegDock
     from napari_volseg._napari.widgets import dock as dock_module
     from napari_volseg.engine import trainer as train_module
 
-    def endless(trainer):
-        yield ev.Started(10_000, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "")
-        step = 0
-        while not trainer.stopping:
-            step += 1
-            time.sleep(0.02)
-            yield ev.Step(step, 0, 1.0 / step, 1e-3, 0.1, "")
-        yield ev.Finished(step, float("nan"), None, None, True, 1.0)
-
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(train_module, "Trainer", scripted_trainer(endless))
+    monkeypatch.setattr(train_module, "Trainer", scripted_trainer(until_stopped()))
     said = []
     monkeypatch.setattr(dock_module, "show_info", said.append)
     viewer, dock = docked(make_napari_viewer)
@@ -889,22 +896,11 @@ def test_after_stop_with_the_settings_unfolded_the_outcome_is_in_view(
 ):
     """The walkthrough unfolded Settings and Advanced at 1366 x 768, pressed Start and Stop: the status and chart
     were below the fold, only a toast said what the run left."""
-    import time
 
-    from napari_volseg import events as ev
     from napari_volseg.engine import trainer as train_module
 
-    def until_stopped(trainer):
-        yield ev.Started(10_000, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "")
-        step = 0
-        while not trainer.stopping:
-            step += 1
-            time.sleep(0.02)
-            yield ev.Step(step, 0, 1.0 / step, 1e-3, 0.1, "")
-        yield ev.Finished(step, float("nan"), None, None, True, 1.0)
-
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(train_module, "Trainer", scripted_trainer(until_stopped))
+    monkeypatch.setattr(train_module, "Trainer", scripted_trainer(until_stopped()))
     viewer, dock = docked(make_napari_viewer, show=True)
     viewer.window.set_geometry(0, 0, 1366, 768)
     dock.show_tab("Train")
@@ -927,26 +923,15 @@ def test_a_run_stopped_before_validating_leaves_the_model_in_use(
 ):
     """The walkthrough chose msd-heart (before the run, and again during one) and stopped a short run: its
     unvalidated last weights became the model in use."""
-    import time
 
-    from napari_volseg import events as ev
     from napari_volseg.engine import trainer as train_module
 
     last = tmp_path / "run.last.safetensors"
     last.write_bytes(tiny_checkpoint.read_bytes())
 
-    def until_stopped(trainer):
-        yield ev.Started(10_000, 1, "cpu", ["a"], ["b"], 0, 2, (16, 16, 16), "")
-        step = 0
-        while not trainer.stopping:
-            step += 1
-            time.sleep(0.02)
-            yield ev.Step(step, 0, 1.0 / step, 1e-3, 0.1, "")
-        yield ev.Finished(step, float("nan"), None, last, True, 1.0)
-
     _, data, train, _ = widgets
     open_task(qtbot, data, tiny_ct_task)
-    monkeypatch.setattr(train_module, "Trainer", scripted_trainer(until_stopped))
+    monkeypatch.setattr(train_module, "Trainer", scripted_trainer(until_stopped(last)))
     train.start()
     qtbot.waitUntil(lambda: len(train.plot.loss) >= 2, timeout=10_000)
     train.session.set_checkpoint(tiny_checkpoint)  # chosen during the run
