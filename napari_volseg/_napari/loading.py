@@ -121,8 +121,8 @@ def add_layer(viewer, data, kwargs: dict, kind: str):
             if below is not None and at > below:
                 viewer.layers.move(at, below)
                 below += 1
-    if isinstance(added, list) and added:  # a scan of several volumes: the one shown is the one selected (set after
-        viewer.layers.selection.active = added[0]  # the move under the labels, which left nothing selected)
+    if isinstance(added, list) and added:  # a scan of several volumes: the one shown is the one selected (set once
+        viewer.layers.selection.active = added[0]  # the volumes have moved under the labels)
     return added
 
 
